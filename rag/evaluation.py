@@ -1,0 +1,351 @@
+"""Evaluation: dataset reading, per-question records, metrics that need no LLM, reports and charts."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rag.errors import RagError
+from rag.settings import Settings
+from rag.text import compact
+
+# Named configurations for `rag eval --compare`: settings overrides applied to the base settings.
+CONFIGS: dict[str, dict[str, Any]] = {
+    "vanilla": {"chunker": "vanilla", "contextual_headers": False, "retrieval_mode": "bm25"},
+    "bm25": {"retrieval_mode": "bm25"},
+    "dense": {"retrieval_mode": "dense"},
+    "hybrid": {"retrieval_mode": "hybrid"},
+    "hybrid-noheader": {"retrieval_mode": "hybrid", "contextual_headers": False},
+}
+RETRIEVAL_CONFIGS = ["vanilla", "bm25", "dense", "hybrid-noheader", "hybrid"]
+
+
+@dataclass
+class EvalQuestion:
+    id: str
+    question: str
+    key_points: list[str]
+    evidence: list[str]
+    answerable: bool
+    history: list[dict] = field(default_factory=list)
+    doc: str = ""
+    kind: str = ""
+
+
+def load_dataset(path: Path) -> list[EvalQuestion]:
+    """Read a JSONL evaluation set; a malformed line raises RagError naming the line."""
+    if not path.exists():
+        raise RagError(f"{path}: no such dataset", f"评测集 {path} 不存在。")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+            rows.append(EvalQuestion(
+                id=str(raw["id"]), question=raw["question"], key_points=list(raw.get("key_points", [])),
+                evidence=list(raw.get("evidence", [])), answerable=bool(raw.get("answerable", True)),
+                history=list(raw.get("history", [])), doc=raw.get("doc", ""), kind=raw.get("kind", ""),
+            ))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RagError(f"{path}:{number}: bad row ({exc})", f"评测集第 {number} 行格式有误。") from exc
+    return rows
+
+
+def evidence_rank(contexts: list[dict], evidence: list[str]) -> int | None:
+    """1-based rank of the first context containing any evidence string (NFKC, whitespace removed)."""
+    wanted = [compact(e) for e in evidence if e]
+    for ctx in contexts:
+        text = compact(ctx["text"])
+        if any(e in text for e in wanted):
+            return ctx["rank"]
+    return None
+
+
+def key_point_recall(answer: str, key_points: list[str]) -> float | None:
+    if not key_points:
+        return None
+    text = compact(answer)
+    return sum(compact(k) in text for k in key_points) / len(key_points)
+
+
+def citations_hold_evidence(citations: list[dict], evidence: list[str]) -> bool:
+    wanted = [compact(e) for e in evidence if e]
+    return any(any(e in compact(c["text"]) for e in wanted) for c in citations)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def run_questions(questions: list[EvalQuestion], settings: Settings, engine, retrieval_only: bool,
+                  progress: bool = True) -> list[dict]:
+    """One result row per question, in the contract shape of results.jsonl."""
+    from rag.followup import standalone_question
+    if not retrieval_only:
+        from rag.pipeline import answer
+
+    rows = []
+    for n, item in enumerate(questions, 1):
+        started = time.perf_counter()
+        if retrieval_only:
+            rewritten = standalone_question(item.question, item.history)
+            contexts = [c.to_context() for c in engine.retriever.search(rewritten, k=settings.top_k)]
+            row = {"answer": "", "refused": False, "citations": [], "contexts": contexts, "rewritten_question": rewritten}
+        else:
+            result = answer(item.question, history=item.history, settings=settings, engine=engine)
+            data = result.to_dict()
+            row = {key: data[key] for key in ("answer", "refused", "citations", "contexts", "rewritten_question",
+                                              "refusal_reason", "timings")}
+        latency = (time.perf_counter() - started) * 1000
+        row = {"id": item.id, "question": item.question} | row | {"latency_ms": round(latency, 1)}
+        row["answerable"] = item.answerable
+        row["evidence_rank"] = evidence_rank(row["contexts"], item.evidence) if item.answerable else None
+        row["key_point_recall"] = key_point_recall(row["answer"], item.key_points) if not retrieval_only else None
+        row["citation_has_evidence"] = (citations_hold_evidence(row["citations"], item.evidence)
+                                        if item.answerable and not retrieval_only else None)
+        row["doc"], row["kind"] = item.doc, item.kind
+        rows.append(row)
+        if progress and not retrieval_only:
+            mark = "refused" if row["refused"] else f"kp={row['key_point_recall']}"
+            print(f"  [{n}/{len(questions)}] {item.id} {latency / 1000:.1f}s {mark}", file=sys.stderr)
+    return rows
+
+
+def summarise(rows: list[dict], retrieval_only: bool) -> dict:
+    """Retrieval hit@1/3/5 and MRR; answer-level scores unless retrieval-only; latency p50/p95."""
+    answerable = [r for r in rows if r["answerable"]]
+    single = [r for r in answerable if r.get("doc") not in ("multi", "none")]
+    unanswerable = [r for r in rows if not r["answerable"]]
+
+    def hit(rs: list[dict], k: int) -> float:
+        return sum(1 for r in rs if r["evidence_rank"] and r["evidence_rank"] <= k) / max(1, len(rs))
+
+    latencies = [r["latency_ms"] for r in rows]
+    contexts = [c for r in rows for c in r["contexts"]]
+    summary: dict[str, Any] = {
+        "questions": len(rows),
+        "answerable": len(answerable),
+        "unanswerable": len(unanswerable),
+        "hit@1": hit(answerable, 1),
+        "hit@3": hit(answerable, 3),
+        "hit@5": hit(answerable, 5),
+        "mrr": sum(1 / r["evidence_rank"] for r in answerable if r["evidence_rank"]) / max(1, len(answerable)),
+        "single_doc_hit@3": hit(single, 3),
+        "mean_passage_chars": statistics.mean(len(c["text"]) for c in contexts) if contexts else 0,
+        "latency_p50_ms": _percentile(latencies, 0.5),
+        "latency_p95_ms": _percentile(latencies, 0.95),
+    }
+    if not retrieval_only:
+        answered = [r for r in answerable if not r["refused"]]
+        recalls = [r["key_point_recall"] for r in answerable if r["key_point_recall"] is not None]
+        summary |= {
+            "key_point_recall": statistics.mean(recalls) if recalls else 0.0,
+            "answered_with_citations": sum(1 for r in answered if r["citations"]) / max(1, len(answered)),
+            "citations_contain_evidence": sum(1 for r in answered if r["citation_has_evidence"]) / max(1, len(answered)),
+            "correct_refusals": sum(1 for r in unanswerable if r["refused"]) / max(1, len(unanswerable)),
+            "wrong_refusals": sum(1 for r in answerable if r["refused"]) / max(1, len(answerable)),
+        }
+    return summary
+
+
+def failures(rows: list[dict], retrieval_only: bool) -> list[dict]:
+    """Questions that missed: evidence not in the top 3, or (with answers) a lost key point or a wrong refusal."""
+    out = []
+    for r in rows:
+        why = []
+        if r["answerable"] and (not r["evidence_rank"] or r["evidence_rank"] > 3):
+            why.append(f"evidence rank {r['evidence_rank'] or '>k'}")
+        if not retrieval_only:
+            if r["answerable"] and r["refused"]:
+                why.append("wrongly refused")
+            elif r["answerable"] and (r["key_point_recall"] or 0) < 1:
+                why.append(f"key points {r['key_point_recall']:.2f}")
+            if r["answerable"] and not r["refused"] and not r["citation_has_evidence"]:
+                why.append("citations lack the evidence")
+            if not r["answerable"] and not r["refused"]:
+                why.append("answered an unanswerable question")
+        if why:
+            out.append({"id": r["id"], "question": r["question"], "why": "; ".join(why), "answer": r["answer"][:120]})
+    return out
+
+
+METRIC_LABELS = [
+    ("hit@1", "hit@1"), ("hit@3", "hit@3"), ("hit@5", "hit@5"), ("mrr", "MRR"),
+    ("single_doc_hit@3", "hit@3 (single-doc)"), ("mean_passage_chars", "passage chars"),
+    ("key_point_recall", "key-point recall"), ("answered_with_citations", "answers with citations"),
+    ("citations_contain_evidence", "citations hold evidence"), ("correct_refusals", "correct refusals"),
+    ("wrong_refusals", "wrong refusals"), ("latency_p50_ms", "p50 ms"), ("latency_p95_ms", "p95 ms"),
+]
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if value <= 1.0 else f"{value:.0f}"
+    return str(value)
+
+
+def write_report(out: Path, runs: dict[str, dict], fails: dict[str, list[dict]], dataset: Path) -> None:
+    """report.md: one table of every run, the failures of each, and the chart."""
+    present = [(key, label) for key, label in METRIC_LABELS if any(key in s for s in runs.values())]
+    lines = [f"# Evaluation report — `{dataset}`", "", time.strftime("%Y-%m-%d %H:%M"), ""]
+    lines.append("| run | " + " | ".join(label for _, label in present) + " |")
+    lines.append("|---|" + "---|" * len(present))
+    for name, summary in runs.items():
+        lines.append(f"| {name} | " + " | ".join(_fmt(summary.get(key, "")) for key, _ in present) + " |")
+    lines += ["", "![comparison](comparison.png)", ""]
+    lines += [
+        "Metrics: *hit@k* — share of answerable questions with an evidence string in the top k passages "
+        "(NFKC, whitespace removed); *MRR* — mean reciprocal rank of the first such passage; *key-point recall* — share of "
+        "key points found in the answer; *answers with citations* and *citations hold evidence* — over answered answerable "
+        "questions; *correct refusals* — over unanswerable questions; *wrong refusals* — over answerable questions.",
+        "",
+    ]
+    for name, rows in fails.items():
+        lines.append(f"## Failures — {name} ({len(rows)})")
+        lines.append("")
+        if not rows:
+            lines += ["none", ""]
+            continue
+        lines.append("| id | question | why | answer |")
+        lines.append("|---|---|---|---|")
+        for f in rows:
+            answer = f["answer"].replace("\n", " ").replace("|", "\\|")
+            lines.append(f"| {f['id']} | {f['question']} | {f['why']} | {answer} |")
+        lines.append("")
+    (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def write_chart(out: Path, runs: dict[str, dict]) -> Path:
+    """comparison.png: grouped bars of the 0–1 metrics for every run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [(k, label) for k, label in METRIC_LABELS
+            if k not in ("mean_passage_chars", "latency_p50_ms", "latency_p95_ms") and any(k in s for s in runs.values())]
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(keys) * max(1, len(runs)) / 2), 4))
+    width = 0.8 / max(1, len(runs))
+    for i, (name, summary) in enumerate(runs.items()):
+        xs = [j + i * width for j in range(len(keys))]
+        ax.bar(xs, [summary.get(k, 0) for k, _ in keys], width, label=name)
+    ax.set_xticks([j + width * (len(runs) - 1) / 2 for j in range(len(keys))])
+    ax.set_xticklabels([label for _, label in keys], rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=8)
+    ax.set_title("policy Q&A evaluation")
+    fig.tight_layout()
+    path = out / "comparison.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _engine_for(settings: Settings, name: str):
+    """An engine for a named configuration; variants with other chunkers get their own index directory."""
+    from rag.embedders import make_embedder
+    from rag.engine import Engine
+    from rag.index import ensure_index
+
+    overrides = CONFIGS.get(name, {})
+    variant = settings.replace(**overrides)
+    if variant.chunker != settings.chunker or variant.contextual_headers != settings.contextual_headers:
+        variant = variant.replace(index_dir=settings.index_dir.parent / ".variants" / name)
+    embedder = make_embedder(variant.embedder)
+    index, _ = ensure_index(variant, embedder)
+    engine = Engine(variant, embedder=embedder)
+    engine.__dict__["index"] = index  # already loaded by ensure_index
+    return variant, engine
+
+
+def evaluate(dataset: Path, out: Path, settings: Settings, configs: list[str], limit: int | None = None) -> dict[str, dict]:
+    """Run each configuration over the dataset; write results, summary, report and chart under `out`.
+
+    A configuration is a retrieval setup from CONFIGS (retrieval only) or "answer:<backend>" (full answers).
+    """
+    questions = load_dataset(dataset)[: limit or None]
+    out.mkdir(parents=True, exist_ok=True)
+    runs, fails = {}, {}
+    for name in configs:
+        backend = name.split(":", 1)[1] if name.startswith("answer:") else None
+        config = "hybrid" if backend else name
+        variant, engine = _engine_for(settings, config)
+        if backend:
+            variant = variant.replace(llm_backend=backend)
+            engine.settings = variant
+        label = name if len(configs) > 1 else "run"
+        only_retrieval = backend is None  # retrieval configurations never generate
+        print(f"running {name} ({len(questions)} questions)", file=sys.stderr)
+        rows = run_questions(questions, variant, engine, retrieval_only=only_retrieval)
+        run_dir = out if len(configs) == 1 else out / name.replace(":", "-")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with (run_dir / "results.jsonl").open("w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        summary = summarise(rows, retrieval_only=only_retrieval)
+        summary["config"] = name
+        summary["settings"] = {k: v for k, v in variant.public_dict().items()
+                               if k in ("chunker", "chunk_max_tokens", "contextual_headers", "retrieval_mode", "dense_weight",
+                                        "top_k", "embedder", "llm_backend", "llm_model")}
+        (run_dir / "summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
+        runs[label if len(configs) == 1 else name] = summary
+        fails[label if len(configs) == 1 else name] = failures(rows, only_retrieval)
+    if len(configs) > 1:
+        (out / "summary.json").write_text(json.dumps(runs, ensure_ascii=False, indent=1), encoding="utf-8")
+    write_report(out, runs, fails, dataset)
+    write_chart(out, runs)
+    return runs
+
+
+def check_floors(runs: dict[str, dict], floors_path: Path) -> list[str]:
+    """Metrics under the floors of `floors_path` ({"metric": minimum, "wrong_refusals": {"max": x}})."""
+    floors = json.loads(floors_path.read_text(encoding="utf-8"))
+    problems = []
+    for name, summary in runs.items():
+        for metric, floor in floors.items():
+            if metric not in summary:
+                continue
+            value = summary[metric]
+            if isinstance(floor, dict) and "max" in floor:
+                if value > floor["max"]:
+                    problems.append(f"{name}: {metric} = {value:.3f} > {floor['max']}")
+            elif value < floor:
+                problems.append(f"{name}: {metric} = {value:.3f} < {floor}")
+    return problems
+
+
+def run_cli(args, settings: Settings) -> int:
+    """`rag eval`: print the summary table; with --gate, exit 1 under the floors."""
+    if args.compare is not None:
+        configs = args.compare or RETRIEVAL_CONFIGS
+    elif args.retrieval_only:
+        configs = [settings.retrieval_mode]
+    else:
+        configs = [f"answer:{settings.llm_backend}"]
+    out = Path(args.out)
+    runs = evaluate(Path(args.dataset), out, settings, configs, args.limit)
+    keys = [k for k, _ in METRIC_LABELS if any(k in s for s in runs.values())]
+    print("run".ljust(22) + "".join(k[:12].rjust(13) for k in keys))
+    for name, summary in runs.items():
+        print(name.ljust(22) + "".join(_fmt(summary.get(k, "")).rjust(13) for k in keys))
+    print(f"\nwritten: {out}/results.jsonl, summary.json, report.md, comparison.png")
+    if args.gate:
+        floors_path = Path("eval/floors-retrieval.json" if args.retrieval_only else "eval/floors-answers.json")
+        problems = check_floors(runs, floors_path)
+        if problems:
+            print("REGRESSION (under the floors of " + str(floors_path) + "):\n  " + "\n  ".join(problems), file=sys.stderr)
+            return 1
+        print(f"gate passed ({floors_path})")
+    return 0

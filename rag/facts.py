@@ -1,0 +1,120 @@
+"""Facts in Chinese policy text: figures, dates, document numbers, and the kind of fact a question asks for."""
+
+from __future__ import annotations
+
+import re
+
+from rag.text import compact, normalise
+
+_CN_DIGIT = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
+_CN_UNIT = {"十": 10, "百": 100, "千": 1000}
+_CN_NUM = "零〇一二两三四五六七八九十百千"
+# Units after which a Chinese numeral is a quantity (not part of a name like 十四五 or 一站式).
+_UNITS = "亿万千家件个项单届年月日倍名人次元%平方米批所处条座类"
+_CN_QUANTITY = re.compile(rf"([{_CN_NUM}]+)(?=[{_UNITS}])")
+_PERCENT_CN = re.compile(rf"百分之([{_CN_NUM}]+|\d+(?:\.\d+)?)")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+_QUANTITY = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*(%|亿|万|千|家|件|个|项|单|届|倍|名|人|次|元|平方米|批|所|条|座|类)")
+_FULL_DATE = re.compile(r"\d{4}年\d{1,2}月(\d{1,2}日)?|\d{4}-\d{1,2}-\d{1,2}")
+_SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]*")
+_DOC_NUMBER = re.compile(r"[\u4e00-\u9fff]{1,8}〔\d{4}〕\d+号")
+
+
+# Questions that ask across documents ("哪些规划…分别…") get the best passage of each document first.
+CROSS_DOC_CUES = ("哪些规划", "哪些地方", "哪些文件", "哪些城市的规划", "哪些省", "各地", "分别", "哪几份", "几份文件")
+
+
+def is_cross_document(question: str) -> bool:
+    """Questions that ask across documents: "哪些规划设定了…，分别是多少？"."""
+    return any(cue in question for cue in CROSS_DOC_CUES)
+
+
+def _cn_to_int(text: str) -> int | None:
+    """'十五' → 15, '三十' → 30, '一百零五' → 105, '二十二' → 22; None for non-numerals."""
+    if not text or any(ch not in _CN_DIGIT and ch not in _CN_UNIT for ch in text):
+        return None
+    total, current = 0, 0
+    for ch in text:
+        if ch in _CN_DIGIT:
+            current = _CN_DIGIT[ch]
+        else:
+            unit = _CN_UNIT[ch]
+            total += (current or 1) * unit
+            current = 0
+    return total + current
+
+
+def normalise_numbers(text: str) -> str:
+    """NFKC, Chinese quantities as digits, 百分之X as X%, thousands separators removed."""
+    text = normalise(text)
+    text = re.sub(r"(?<=\d),(?=\d{3})", "", text)
+    text = _PERCENT_CN.sub(lambda m: f"{_cn_to_int(m.group(1)) if not m.group(1)[0].isdigit() else m.group(1)}%", text)
+
+    def convert(match: re.Match) -> str:
+        value = _cn_to_int(match.group(1))
+        return str(value) if value is not None else match.group(1)
+
+    return _CN_QUANTITY.sub(convert, text)
+
+
+def numbers_in(text: str) -> set[str]:
+    """Numeric values stated in `text`, normalised ('15', '0.6', '93')."""
+    return {n.rstrip("0").rstrip(".") if "." in n else n for n in _NUMBER.findall(normalise_numbers(text))}
+
+
+def quantities_in(text: str) -> list[str]:
+    """Numbers with a unit: the figures a 多少 question asks for (years excluded)."""
+    return [m.group(0) for m in _QUANTITY.finditer(normalise_numbers(text))]
+
+
+QUANTITY_CUES = ("多少", "几", "比例", "增幅", "百分之", "比率", "结案率", "面积")
+DATE_CUES = ("哪天", "哪一天", "何时", "什么时候", "日期", "时间")
+YEAR_CUES = ("哪年", "哪一年", "哪个年份")
+LIST_CUES = ("哪些", "哪几", "有哪", "包括")
+DOC_NUMBER_CUES = ("文号", "字号", "发文号")
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """(start, end) offsets of sentences (ending at 。！？； or a line end)."""
+    return [(m.start(), m.end()) for m in _SENTENCE.finditer(text) if m.group().strip()]
+
+
+def asks_quantity(question: str) -> bool:
+    """A question whose answer is a figure ("多少家", "几个"), not a list ("哪几条", "哪些")."""
+    if any(cue in question for cue in ("哪几", "哪些")) or is_cross_document(question):
+        return False
+    return any(cue in question for cue in QUANTITY_CUES)
+
+
+def asks_date(question: str) -> bool:
+    return any(cue in question for cue in DATE_CUES)
+
+
+def asks_doc_number(question: str) -> bool:
+    return any(cue in question for cue in DOC_NUMBER_CUES)
+
+
+def states(kind: str, text: str) -> bool:
+    text = compact(normalise(text))
+    if kind == "date":
+        return bool(_FULL_DATE.search(text))
+    if kind == "docno":
+        return bool(_DOC_NUMBER.search(text))
+    if kind == "year":
+        return bool(re.search(r"\d{4}年", text))
+    return bool(quantities_in(text))
+
+
+def requested_kind(question: str) -> str:
+    """'docno' | 'date' | 'quantity' | '' — the kind of fact the question asks for."""
+    if asks_doc_number(question):
+        return "docno"
+    if asks_date(question):
+        return "date"
+    if any(cue in question for cue in YEAR_CUES):
+        return "year"
+    if asks_quantity(question):
+        return "quantity"
+    return ""
+
+

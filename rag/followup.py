@@ -1,0 +1,63 @@
+"""Follow-up questions: rewrite "那杭州呢？" into a standalone question using the chat history."""
+
+from __future__ import annotations
+
+import re
+
+from rag.text import places_in
+
+_LEAD = re.compile(r"^(那么|那|还有|另外|同样|再问一下|请问)[，,\s]*")
+_TAIL = re.compile(r"[呢吗啊？?。！!\s]+$")
+_PRONOUN = re.compile(r"^(它|它们|其|该|这个|这些|这项|此)")
+
+
+def previous_user_question(history: list[dict] | None) -> str:
+    """The last user turn of the history (roles 'user'; plain strings count as user turns)."""
+    for turn in reversed(history or []):
+        if isinstance(turn, str):
+            return turn
+        if isinstance(turn, dict) and turn.get("role", "user") == "user" and turn.get("content"):
+            return str(turn["content"])
+    return ""
+
+
+def is_followup(question: str) -> bool:
+    """Elliptical questions that lean on the previous turn: 那…呢, pronouns, very short fragments."""
+    q = question.strip()
+    return bool(_LEAD.match(q) or _PRONOUN.match(q) or re.search(r"呢[？?]?$", q) or len(_TAIL.sub("", q)) <= 6)
+
+
+def standalone_question(question: str, history: list[dict] | None) -> str:
+    """A question that can be searched on its own. Rule-based and deterministic.
+
+    "那沈阳呢？" after "杭州的知识产权质押融资目标是多少？" → "沈阳的知识产权质押融资目标是多少？";
+    a follow-up without a place keeps the previous question as context: "<previous>，<follow-up>".
+    """
+    question = question.strip()
+    previous = previous_user_question(history)
+    short_without_place = len(_TAIL.sub("", question)) <= 12 and not places_in(question) and bool(places_in(previous))
+    if not previous or not (is_followup(question) or short_without_place):
+        return question
+    previous = standalone_question(previous, _history_before_last_user(history))
+    core = _TAIL.sub("", _LEAD.sub("", question))
+    new_places, old_places = places_in(core), places_in(previous)
+    if new_places and old_places:
+        rewritten = previous
+        for old in old_places:
+            rewritten = re.sub(old + r"[省市]?", new_places[0], rewritten)
+        rest = core
+        for place in new_places:
+            rest = re.sub(place + r"[省市]?(的)?", "", rest)
+        return rewritten if not rest.strip() else f"{_TAIL.sub('', rewritten)}，{rest.strip()}？"
+    if new_places:
+        return f"{new_places[0]}：{_TAIL.sub('', previous)}？"
+    return f"{_TAIL.sub('', previous)}，{core}？"
+
+
+def _history_before_last_user(history: list[dict] | None) -> list[dict]:
+    turns = list(history or [])
+    for i in range(len(turns) - 1, -1, -1):
+        turn = turns[i]
+        if isinstance(turn, str) or (isinstance(turn, dict) and turn.get("role", "user") == "user"):
+            return turns[:i]
+    return []

@@ -1,0 +1,268 @@
+"""Deciding what the passages support, exactly, in code.
+
+- number normalisation (十五亿 → 15亿, 百分之三十 → 30%, full-width digits) so figures compare;
+- which passages may answer a question (the places and years it names must match);
+- whether the passages state the kind of fact asked for (a quantity, a date) at all;
+- citation checking of a generated answer: markers parsed however loosely the model wrote them,
+  every figure traced to a cited passage, sentences re-cited or dropped;
+- the extractive answer: the best-supported sentences of the top passages, each cited.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from rag.facts import (
+    LIST_CUES,
+    is_cross_document,
+    normalise_numbers,
+    numbers_in,
+    requested_kind,
+    split_sentences,
+    states,
+)
+from rag.retrieval import ScoredChunk
+from rag.text import compact, normalise, places_in, tokenize, years_in
+
+_BARE_HEADING = re.compile(r"^[一二三四五六七八九十]{1,3}、[^。；;]{0,16}$")
+_SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]*")
+
+_MARKER_PATTERNS = [
+    re.compile(r"\[\s*(\d{1,2})\s*\]"),
+    re.compile(r"【\s*(\d{1,2})\s*】"),
+    re.compile(r"(?:资料|文件|段落|来源|参考|材料|passage)\s*[\[【(（]?\s*(\d{1,2})\s*[\]】)）]?", re.IGNORECASE),
+]
+# Bracketed source notes the model invents around markers: "[来源:资料[2]第4段]", "(见资料1)".
+_SOURCE_NOTE = re.compile(r"[\[【(（][^\[\]【】()（）]{0,12}(?:资料|文件|来源|段落|参考)[^\]】)）]{0,16}[\]】)）]?")
+_MODEL_REFUSAL = re.compile(r"(无法回答|不能回答|无法确定|没有提(到|及)|未提(到|及)|并未(提|说明|给出)|资料中没有|不包含|没有相关|未涉及|没有涉及|没有给出|未给出|cannot answer)")
+
+def question_terms(question: str) -> list[str]:
+    """Content words of the question, without places (they are checked separately) and years."""
+    places = set(places_in(question))
+    terms = []
+    for token in tokenize(question):
+        if token in places or any(p in token for p in places) or re.fullmatch(r"\d+|20\d\d年?", token):
+            continue
+        if token in {"省", "市", "全年", "到", "要", "哪", "天", "印发", "是", "规划", "方案", "意见", "计划"}:
+            continue
+        if token not in terms:
+            terms.append(token)
+    return terms
+
+
+def coverage(terms: list[str], text: str) -> float:
+    """Share of `terms` found in `text` (normalised); longer terms weigh more."""
+    if not terms:
+        return 1.0
+    haystack = normalise(text)
+    total = sum(len(t) for t in terms)
+    return sum(len(t) for t in terms if t in haystack) / total
+
+
+# --------------------------------------------------------------------------- eligibility
+
+
+@dataclass
+class Eligibility:
+    """Passages that may answer the question, and why others were set aside."""
+
+    passages: list[ScoredChunk]
+    reason: str = ""  # set when none is eligible
+    places: list[str] = field(default_factory=list)
+    years: list[str] = field(default_factory=list)
+
+
+def eligible_passages(question: str, contexts: list[ScoredChunk], documents: dict[str, dict]) -> Eligibility:
+    """Keep passages whose document (or own text) covers every place and year the question names."""
+    places = places_in(question)
+    years = years_in(question)
+    kept = []
+    for ctx in contexts:
+        doc = documents.get(ctx.chunk.doc_id, {})
+        about = " ".join([doc.get("region", ""), doc.get("title", ""), " ".join(doc.get("aliases", [])), ctx.chunk.text])
+        if places and not any(place in about for place in places):
+            continue
+        doc_text = doc.get("_years", "") or ctx.chunk.title + ctx.chunk.text
+        if years and not all(year in doc_text for year in years):
+            continue
+        kept.append(ctx)
+    reason = ""
+    if not kept and contexts:
+        if places and not any(any(p in " ".join([documents.get(c.chunk.doc_id, {}).get("region", ""), c.chunk.text])
+                                  for p in places) for c in contexts):
+            reason = f"文档中没有关于“{'、'.join(places)}”的相关内容"
+        elif years:
+            reason = f"文档没有给出 {'、'.join(years)} 年的相关内容"
+        else:
+            reason = "没有找到相关内容"
+    return Eligibility(kept, reason, places, years)
+
+
+# --------------------------------------------------------------------------- extractive answers
+
+
+@dataclass
+class Evidence:
+    """One passage sentence scored against the question."""
+
+    ctx: ScoredChunk
+    start: int  # offsets within the passage text
+    end: int
+    score: float
+    cover: float
+
+    @property
+    def sentence(self) -> str:
+        return self.ctx.chunk.text[self.start : self.end].strip()
+
+
+def best_evidence(question: str, passages: list[ScoredChunk], limit: int = 2) -> list[Evidence]:
+    """The passage sentences that best answer the question, best first.
+
+    A sentence scores by how many question words it (with its section heading) holds, by the
+    passage's retrieval rank, and by stating the kind of fact asked (a quantity, a date, a document
+    number). A date or document number often stands alone on a line ("2022年8月8日"), so such a
+    sentence borrows the word coverage of its whole passage.
+    Cross-document questions get the best sentence of each document.
+    """
+    terms = question_terms(question)
+    kind = requested_kind(question)
+    if any(cue in question for cue in LIST_CUES):
+        limit = max(limit, 4)  # a list may run over several sentences: (一)…(二)…(三)…
+    scored: list[Evidence] = []
+    for ctx in passages:
+        text = ctx.chunk.text
+        context = ctx.chunk.section
+        passage_cover = coverage(terms, text + " " + context)
+        for start, end in split_sentences(text):
+            sentence = text[start:end]
+            if len(compact(sentence)) < 6 or _BARE_HEADING.match(compact(sentence)):
+                continue
+            cover = coverage(terms, sentence + " " + context)
+            score = cover + 0.15 / ctx.rank
+            if kind and states(kind, sentence):
+                if kind in ("date", "docno"):
+                    cover = max(cover, passage_cover)
+                score = cover + 0.15 / ctx.rank + 0.35
+            scored.append(Evidence(ctx, start, end, score, cover))
+    scored.sort(key=lambda e: -e.score)
+    if is_cross_document(question):
+        per_doc: dict[str, Evidence] = {}
+        for ev in scored:
+            if ev.cover >= 0.34 and ev.ctx.chunk.doc_id not in per_doc:
+                per_doc[ev.ctx.chunk.doc_id] = ev
+        return list(per_doc.values())[:4]
+    chosen: list[Evidence] = []
+    for ev in scored:
+        if len(chosen) >= limit:
+            break
+        if chosen and (ev.score < chosen[0].score * (0.6 if limit > 2 else 0.8) or ev.cover < 0.34):
+            break
+        chosen.append(ev)
+    return chosen
+
+
+def states_requested_fact(question: str, evidence: list[Evidence]) -> bool:
+    """Does the best evidence state the kind of fact asked for? (no figure → no answer to 多少)."""
+    if not evidence:
+        return False
+    kind = requested_kind(question)
+    if kind:
+        return any(states(kind, e.sentence) and e.cover >= 0.5 for e in evidence)
+    return evidence[0].cover >= 0.34
+
+
+# --------------------------------------------------------------------------- checking generated answers
+
+
+@dataclass
+class CheckedSentence:
+    text: str  # without markers
+    markers: list[int]  # passage numbers (1-based) that support it
+    claimed: list[int]  # what the model cited
+    status: str  # kept | recited | dropped
+    why: str = ""
+
+
+def parse_markers(sentence: str) -> tuple[str, list[int]]:
+    """Strip every citation form the model used; return the bare sentence and the numbers it cited."""
+    cited: list[int] = []
+    for note in _SOURCE_NOTE.findall(sentence):
+        cited += [int(n) for n in re.findall(r"\d{1,2}", note)]
+    bare = _SOURCE_NOTE.sub("", sentence)
+    for pattern in _MARKER_PATTERNS:
+        cited += [int(n) for n in pattern.findall(bare)]
+        bare = pattern.sub("", bare)
+    seen: list[int] = []
+    for n in cited:
+        if n not in seen:
+            seen.append(n)
+    return bare.strip(), seen
+
+
+def says_cannot_answer(text: str) -> bool:
+    return bool(_MODEL_REFUSAL.search(text))
+
+
+def _facts(sentence: str) -> set[str]:
+    return numbers_in(sentence)
+
+
+def supports(sentence: str, ctx: ScoredChunk, question: str) -> bool:
+    """Every figure of the sentence appears in the passage (or its heading, or the question)."""
+    allowed = numbers_in(ctx.chunk.text) | numbers_in(ctx.chunk.header or ctx.chunk.title) | numbers_in(question)
+    return _facts(sentence) <= allowed
+
+
+def overlap(sentence: str, passage: str) -> float:
+    """Share of the sentence's character bigrams found in the passage."""
+    a = compact(normalise_numbers(sentence))
+    b = compact(normalise_numbers(passage))
+    grams = {a[i : i + 2] for i in range(len(a) - 1)}
+    if not grams:
+        return 0.0
+    return sum(1 for g in grams if g in b) / len(grams)
+
+
+def check_answer(answer: str, passages: list[ScoredChunk], question: str, min_overlap: float = 0.5) -> list[CheckedSentence]:
+    """Check each sentence of a generated answer against the passages it may cite (numbered 1..n).
+
+    A sentence whose figures are in a cited passage keeps that marker; one cited wrongly is re-cited
+    to the passage that holds its figures; one that no passage supports is dropped. Sentences without
+    figures must still overlap a passage, or they are dropped as unsupported.
+    """
+    out = []
+    for start, end in split_sentences(answer):
+        bare, claimed = parse_markers(answer[start:end])
+        if len(compact(bare)) < 2:
+            continue
+        valid = [n for n in claimed if 1 <= n <= len(passages)]
+        holding = [n for n in valid if supports(bare, passages[n - 1], question) and
+                   (_facts(bare) or overlap(bare, passages[n - 1].chunk.text) >= min_overlap)]
+        if holding:
+            out.append(CheckedSentence(bare, holding, claimed, "kept"))
+            continue
+        candidates = [i + 1 for i, p in enumerate(passages) if supports(bare, p, question)]
+        ranked = sorted(candidates, key=lambda n: -overlap(bare, passages[n - 1].chunk.text))
+        if ranked and (overlap(bare, passages[ranked[0] - 1].chunk.text) >= min_overlap or
+                       (_facts(bare) and overlap(bare, passages[ranked[0] - 1].chunk.text) >= min_overlap / 2)):
+            out.append(CheckedSentence(bare, [ranked[0]], claimed, "recited",
+                                       "re-cited to the passage that holds it" if claimed else "citation added"))
+        else:
+            why = "figures not in any passage" if _facts(bare) else "not supported by any passage"
+            out.append(CheckedSentence(bare, [], claimed, "dropped", why))
+    return out
+
+
+def quote_for(sentence: str, ctx: ScoredChunk) -> str:
+    """The passage sentence that best matches an answer sentence (highlighted in the UI)."""
+    best, best_score = "", -1.0
+    text = ctx.chunk.text
+    wanted = _facts(sentence)
+    for start, end in split_sentences(text):
+        candidate = text[start:end].strip()
+        score = overlap(sentence, candidate) + (0.5 if wanted and wanted <= numbers_in(candidate) else 0)
+        if score > best_score:
+            best, best_score = candidate, score
+    return best

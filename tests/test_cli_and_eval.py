@@ -1,0 +1,135 @@
+import json
+
+import pytest
+
+from rag.cli import main
+from rag.evaluation import (
+    CONFIGS,
+    check_floors,
+    evidence_rank,
+    key_point_recall,
+    load_dataset,
+    summarise,
+)
+from rag.settings import PROJECT_ROOT
+from rag.text import compact
+
+from .conftest import DATA
+
+
+@pytest.fixture
+def cli_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("RAG_DATA_DIR", str(DATA))
+    monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "index"))
+    monkeypatch.setenv("RAG_EMBEDDER", "fake")
+    monkeypatch.setenv("RAG_LLM_BACKEND", "extractive")
+    return tmp_path
+
+
+def test_cli_index_search_ask(cli_env, capsys):
+    assert main(["index"]) == 0
+    assert "个段落" in capsys.readouterr().out
+    assert main(["index"]) == 0
+    assert "current" in capsys.readouterr().out  # nothing changed, nothing rebuilt
+    assert main(["search", "沈阳知识产权证券化由谁牵头", "--k", "3", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 3 and {"rank", "score", "doc_id", "title", "section", "text"} <= set(rows[0])
+    assert main(["ask", "湖南要做强哪些地理标志品牌？", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert "浏阳花炮" in data["answer"] and data["citations"][0]["title"]
+    assert main(["ask", "广东省知识产权质押融资的目标是多少？"]) == 0
+    assert "没有找到" in capsys.readouterr().out
+
+
+def test_cli_errors_are_messages_not_tracebacks(cli_env, capsys):
+    assert main(["search", "知识产权"]) == 2
+    assert "索引尚未建立" in capsys.readouterr().err
+    main(["index"])
+    capsys.readouterr()
+    assert main(["search", ""]) == 2
+    assert "不能为空" in capsys.readouterr().err
+    assert main(["search", "知识产权", "--doc", "nope"]) == 2
+    assert "没有这些文档" in capsys.readouterr().err
+    assert main(["index", "--embedder", "fake:64"]) == 0  # another embedder: rebuilt, not refused
+    assert "built" in capsys.readouterr().out
+
+
+def test_mismatched_index_is_refused(cli_env, capsys, monkeypatch):
+    main(["index"])
+    capsys.readouterr()
+    monkeypatch.setenv("RAG_EMBEDDER", "fake:64")
+    assert main(["search", "知识产权"]) == 2
+    assert "拒绝加载" in capsys.readouterr().err
+
+
+def test_dataset_is_well_formed_and_evidence_is_verbatim():
+    rows = load_dataset(PROJECT_ROOT / "eval" / "questions.jsonl")
+    assert len(rows) >= 80 and len({r.id for r in rows}) == len(rows)
+    unanswerable = [r for r in rows if not r.answerable]
+    assert len(unanswerable) >= 12 and all(not r.key_points and not r.evidence for r in unanswerable)
+    corpus = "".join(compact(p.read_text(encoding="utf-8")) for p in DATA.glob("*.txt"))
+    for r in rows:
+        for e in r.evidence:
+            assert compact(e) in corpus, (r.id, e)
+        if r.answerable:
+            assert r.key_points and r.evidence, r.id
+    docs = {r.doc for r in rows}
+    assert {"henan-2020", "hangzhou-2016", "wuhai-2022", "shenyang-2020", "hunan-2022", "multi"} <= docs
+    assert any(r.history for r in rows)
+
+
+def test_metrics_on_crafted_rows():
+    contexts = [{"rank": 1, "text": "无关"}, {"rank": 2, "text": "全年知识产权质押融资额超过 15亿元。"}]
+    assert evidence_rank(contexts, ["全年知识产权质押融资额超过15亿元"]) == 2
+    assert evidence_rank(contexts, ["不存在"]) is None
+    assert key_point_recall("目标为15亿元", ["15亿", "郑州"]) == 0.5
+    rows = [
+        {"answerable": True, "evidence_rank": 1, "refused": False, "citations": [{"text": "x"}], "key_point_recall": 1.0,
+         "citation_has_evidence": True, "latency_ms": 10, "contexts": [{"text": "abc"}], "doc": "a"},
+        {"answerable": True, "evidence_rank": 2, "refused": True, "citations": [], "key_point_recall": 0.0,
+         "citation_has_evidence": False, "latency_ms": 30, "contexts": [{"text": "abcde"}], "doc": "b"},
+        {"answerable": False, "evidence_rank": None, "refused": True, "citations": [], "key_point_recall": None,
+         "citation_has_evidence": None, "latency_ms": 20, "contexts": [], "doc": "none"},
+    ]
+    s = summarise(rows, retrieval_only=False)
+    assert s["hit@1"] == 0.5 and s["hit@3"] == 1.0 and s["mrr"] == 0.75
+    assert s["wrong_refusals"] == 0.5 and s["correct_refusals"] == 1.0 and s["answered_with_citations"] == 1.0
+    assert s["latency_p50_ms"] == 20
+    assert check_floors({"run": s}, _floors({"hit@1": 0.9, "wrong_refusals": {"max": 0.05}})) == [
+        "run: hit@1 = 0.500 < 0.9", "run: wrong_refusals = 0.500 > 0.05"]
+
+
+def _floors(data):
+    import tempfile
+    from pathlib import Path
+
+    path = Path(tempfile.mkdtemp()) / "floors.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_eval_command_writes_results_summary_report_and_chart(cli_env, capsys):
+    out = cli_env / "run"
+    assert main(["eval", "--retrieval-only", "--out", str(out), "--limit", "12"]) == 0
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 12
+    assert {"id", "question", "answer", "refused", "citations", "contexts", "latency_ms"} <= set(rows[0])
+    assert rows[0]["answer"] == "" and rows[0]["refused"] is False
+    assert {"rank", "doc_id", "title", "section", "text", "score"} <= set(rows[0]["contexts"][0])
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0 <= summary["hit@1"] <= 1 and "mrr" in summary
+    assert "hit@1" in (out / "report.md").read_text(encoding="utf-8") and (out / "comparison.png").stat().st_size > 1000
+    assert main(["eval", "--backend", "extractive", "--out", str(out / "answers"), "--limit", "5"]) == 0
+    summary = json.loads((out / "answers" / "summary.json").read_text())
+    assert "key_point_recall" in summary and "correct_refusals" in summary
+
+
+def test_eval_compare_runs_configurations_side_by_side(cli_env, capsys):
+    out = cli_env / "cmp"
+    assert main(["eval", "--compare", "vanilla", "bm25", "hybrid", "answer:extractive", "--out", str(out), "--limit", "6"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == {"vanilla", "bm25", "hybrid", "answer:extractive"}
+    assert (out / "vanilla" / "results.jsonl").exists() and (out / "answer-extractive" / "results.jsonl").exists()
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "| vanilla |" in report and "| answer:extractive |" in report
+    assert set(CONFIGS) >= {"vanilla", "bm25", "dense", "hybrid", "hybrid-noheader"}

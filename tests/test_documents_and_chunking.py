@@ -1,0 +1,122 @@
+import re
+
+import pytest
+
+from rag.chunking import ChunkerConfig, chunk_document, find_headings, split_span
+from rag.documents import decode_bytes, load_corpus, mask_chrome
+from rag.errors import CorpusError
+from rag.tokens import count_tokens
+
+from .conftest import DATA
+
+HEADING_ONLY = re.compile(r"^([一二三四五六七八九十]+、|[（(][一二三四五六七八九十]+[）)]|\d+[.．]|第.{1,4}[章条])[^。；]{0,40}$")
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return load_corpus(DATA)
+
+
+def test_manifest_gives_titles_regions_and_numbers(corpus):
+    docs = corpus.by_id()
+    assert set(docs) == {"henan-2020", "hangzhou-2016", "wuhai-2022", "shenyang-2020", "hunan-2022"}
+    assert docs["wuhai-2022"].doc_number == "乌市监知字〔2022〕169号"
+    assert docs["henan-2020"].region == "河南省"
+    assert all(d.in_manifest and d.title and d.issuer and d.date for d in corpus.documents)
+
+
+def test_chrome_is_masked_without_moving_offsets(corpus):
+    wuhai = corpus.by_id()["wuhai-2022"]
+    raw = wuhai.path.read_text(encoding="utf-8")
+    assert len(wuhai.text) == len(raw)
+    assert "无障碍" not in wuhai.text and "浏览次数" not in wuhai.text and "打印 关闭" not in wuhai.text
+    assert "乌市监知字〔2022〕169号" in wuhai.text  # body text kept
+    henan = corpus.by_id()["henan-2020"]
+    assert "验证码" not in henan.text and "郑重声明" not in henan.text
+    assert "附件:2020年推动知识产权高质量发展任务清单" in henan.text
+
+
+@pytest.mark.parametrize("doc_id", ["henan-2020", "hangzhou-2016", "wuhai-2022", "shenyang-2020", "hunan-2022"])
+def test_every_document_chunks_cleanly(corpus, doc_id):
+    doc = corpus.by_id()[doc_id]
+    config = ChunkerConfig()
+    chunks = chunk_document(doc, config)
+    assert len(chunks) >= 15
+    for chunk in chunks:
+        assert doc.text[chunk.start : chunk.end] == chunk.text  # offsets round-trip to the source
+        assert chunk.text.strip() == chunk.text and chunk.text
+        assert not HEADING_ONLY.match(chunk.text.strip()), chunk.text
+        assert count_tokens(chunk.text) <= config.max_tokens * 1.05
+        assert chunk.header.startswith(doc.region) and doc.title in chunk.header
+    # every character of the body is in some chunk, in order
+    covered = "".join(c.text for c in chunks)
+    body = re.sub(r"\s", "", doc.text)
+    assert len(re.sub(r"\s", "", covered)) >= len(body) * 0.99
+    assert sum(1 for c in chunks if c.section_path) >= len(chunks) * 0.8
+
+
+def test_section_paths_follow_the_heading_tree(corpus):
+    chunks = chunk_document(corpus.by_id()["wuhai-2022"])
+    by_text = {c.chunk_id: c for c in chunks}
+    target = next(c for c in by_text.values() if "积极稳妥发展知识产权金融" in c.text)
+    assert target.section_path[:2] == ["四、主要措施", "（二）提升知识产权运用水平,助推实体经济创新发展"]
+    assert target.section_short.startswith("四、（二）")
+
+
+def test_inline_single_line_document_gets_its_headings(corpus):
+    shenyang = corpus.by_id()["shenyang-2020"]
+    assert shenyang.text.count("\n") < 10  # the body really is one long line
+    paths = [" › ".join(h.path) for h in find_headings(shenyang.text)]
+    assert "一、总体要求 › （一）指导思想" in paths
+    assert "二、主要任务 › （四）实施知识产权金融创新赋能工程 › 13.开展知识产权证券化工作" in paths
+    assert "三、保障措施 › （四）强化绩效考评" in paths
+    assert not any("1.市场主导" in p and "（二）" not in p for p in paths)
+
+
+def test_fixture_inline_and_articles(fixture_corpus):
+    corpus = load_corpus(fixture_corpus)
+    docs = corpus.by_id()
+    inline = chunk_document(docs["demo-inline"], ChunkerConfig(max_tokens=90))
+    assert any(c.section_path and c.section_path[-1].startswith("2.促进地理标志运用") for c in inline)
+    task = next(c for c in inline if "培育高价值专利" in c.text)
+    assert "[牵头单位:市市场监管局;责任单位:市科技局]" in task.text  # responsible units stay with their task
+    articles = find_headings(docs["demo-articles"].text)
+    assert [h.path for h in articles][:2] == [("第一章总则",), ("第一章总则", "第一条")]
+    assert ("第二章保护措施", "第三条") in [h.path for h in articles]
+
+
+def test_gb18030_no_headings_and_unreadable_files(fixture_corpus):
+    corpus = load_corpus(fixture_corpus)
+    docs = corpus.by_id()
+    assert docs["gbk"].encoding == "gb18030" and "商标注册量达到三千件" in docs["gbk"].text
+    assert docs["gbk"].title == "一、总体目标"  # no manifest entry: the first line
+    plain = chunk_document(docs["noheadings"])
+    assert len(plain) == 1 and plain[0].section_path == [] and "十五项" in plain[0].text
+    assert [name for name, _ in corpus.skipped] == ["binary.txt"]
+
+
+def test_decode_errors_and_empty_corpus(tmp_path):
+    with pytest.raises(CorpusError):
+        decode_bytes(bytes(range(128, 256)) * 3)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CorpusError) as info:
+        load_corpus(tmp_path / "empty")
+    assert "没有可读取的文档" in info.value.user_message
+    with pytest.raises(CorpusError):
+        load_corpus(tmp_path / "missing")
+
+
+def test_long_sections_split_at_sentence_ends_evenly():
+    text = "".join(f"第{i}句话讲知识产权质押融资工作的安排和要求。" for i in range(40))
+    pieces = split_span(text, 0, len(text), 100)
+    assert len(pieces) >= 5
+    assert all(text[e - 1] == "。" for _, e in pieces)
+    sizes = [count_tokens(text[s:e]) for s, e in pieces]
+    assert max(sizes) <= 100 and min(sizes) >= max(sizes) * 0.5
+    assert "".join(text[s:e] for s, e in pieces) == text
+
+
+def test_mask_chrome_keeps_lengths():
+    text = "无障碍\n正文第一行\n浏览次数: 12\n"
+    masked = mask_chrome(text)
+    assert len(masked) == len(text) and "正文第一行" in masked and "无障碍" not in masked

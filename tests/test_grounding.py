@@ -1,0 +1,71 @@
+from rag.chunking import Chunk
+from rag.facts import normalise_numbers, numbers_in, quantities_in, requested_kind
+from rag.grounding import check_answer, eligible_passages, parse_markers, says_cannot_answer
+from rag.retrieval import ScoredChunk
+
+
+def passage(text: str, doc_id: str = "henan-2020", rank: int = 1, region: str = "河南省") -> ScoredChunk:
+    chunk = Chunk(f"{doc_id}#{rank}", doc_id, "推动知识产权高质量发展年度实施方案(2020)", region, ["一、总体要求"], 0, len(text), text,
+                  header=f"{region}｜推动知识产权高质量发展年度实施方案(2020)｜一、总体要求")
+    return ScoredChunk(chunk, 1.0 / rank, rank)
+
+
+def test_number_normalisation():
+    assert normalise_numbers("十五亿元") == "15亿元"
+    assert normalise_numbers("百分之三十") == "30%"
+    assert normalise_numbers("二十二届") == "22届"
+    assert normalise_numbers("１５亿元") == "15亿元"
+    assert normalise_numbers("一百零五家") == "105家"
+    assert normalise_numbers("十四五规划") == "十四五规划"  # a name, not a quantity
+    assert numbers_in("超过十五亿元，增幅百分之三十") == {"15", "30"}
+    assert numbers_in("0.60件") == {"0.6"}
+    assert quantities_in("到2025年,建成1家,达到4500件") == ["1家", "4500件"]
+
+
+def test_requested_kind():
+    assert requested_kind("质押融资额目标是多少？") == "quantity"
+    assert requested_kind("规划是哪天印发的？") == "date"
+    assert requested_kind("文号是什么？") == "docno"
+    assert requested_kind("以哪一年为基数？") == "year"
+    assert requested_kind("有哪几条基本原则？") == ""
+
+
+def test_parse_markers_in_every_loose_form():
+    assert parse_markers("全年融资额超过15亿元[1]。") == ("全年融资额超过15亿元。", [1])
+    bare, cited = parse_markers("目标是15亿元[来源:资料[2]第4段]")
+    assert cited == [2] and "资料" not in bare and "[" not in bare
+    assert parse_markers("见文件[3]和[5]")[1] == [3, 5]
+    assert parse_markers("达到36件【2】")[1] == [2]
+
+
+def test_check_answer_keeps_recites_and_drops():
+    passages = [passage("推动培育备案100家省级知识产权强企。"), passage("全年知识产权质押融资额超过15亿元。", rank=2)]
+    checked = check_answer("全年质押融资额超过十五亿元[1]。另外培育备案100家强企[1]。融资额还要达到20亿元[2]。", passages, "目标？")
+    assert [c.status for c in checked] == ["recited", "kept", "dropped"]
+    assert checked[0].markers == [2] and checked[0].claimed == [1]
+    assert checked[2].why == "figures not in any passage"
+    # a marker that points to no passage is removed, and the sentence is re-cited
+    fixed = check_answer("质押融资额超过15亿元[7]。", passages, "目标？")
+    assert fixed[0].status == "recited" and fixed[0].markers == [2]
+    # a sentence with no figures must overlap a passage
+    assert check_answer("这一点完全是编造的说法。", passages, "？")[0].status == "dropped"
+
+
+def test_model_refusal_phrases():
+    assert says_cannot_answer("资料中没有相关内容。")
+    assert says_cannot_answer("根据资料，无法回答该问题")
+    assert not says_cannot_answer("全年知识产权质押融资额超过15亿元[1]。")
+
+
+def test_eligibility_needs_the_named_place_and_year():
+    docs = {"henan-2020": {"region": "河南省", "title": "推动知识产权高质量发展年度实施方案(2020)", "aliases": ["河南"],
+                           "_years": "2020 2035"}}
+    ctx = [passage("全年知识产权质押融资额超过15亿元。")]
+    assert eligible_passages("河南省2020年质押融资额目标？", ctx, docs).passages == ctx
+    wrong_year = eligible_passages("河南省2021年质押融资额目标？", ctx, docs)
+    assert wrong_year.passages == [] and "2021" in wrong_year.reason
+    wrong_place = eligible_passages("广东省质押融资额目标？", ctx, docs)
+    assert wrong_place.passages == [] and "广东" in wrong_place.reason
+    # a place named in the passage text itself also counts (郑州 in the Henan plan)
+    ctx2 = [passage("指导郑州做好知识产权强市创建市验收工作。")]
+    assert eligible_passages("郑州的强市创建？", ctx2, docs).passages == ctx2

@@ -1,0 +1,137 @@
+import json
+
+import numpy as np
+import pytest
+
+from rag.embedders import FakeEmbedder
+from rag.errors import CorpusError, IndexMismatchError, IndexMissingError, QueryError, UnknownFilterError
+from rag.index import ensure_index, index_status, load_index
+from rag.retrieval import Retriever
+
+from .conftest import make_settings
+
+
+def test_build_load_and_refuse_another_embedder(real_settings):
+    embedder = FakeEmbedder(128)
+    index, what = ensure_index(real_settings, embedder)
+    assert what.startswith("built")
+    config = json.loads((real_settings.index_dir / "config.json").read_text())
+    assert config["embedder"] == "fake:hash-128" and config["dim"] == 128 and config["chunks"] == len(index)
+    assert config["chunker"]["max_tokens"] == real_settings.chunk_max_tokens and config["corpus_fingerprint"]
+    assert not list(real_settings.index_dir.glob("*.pkl"))
+    loaded = load_index(real_settings.index_dir, embedder)
+    assert [c.text for c in loaded.chunks] == [c.text for c in index.chunks]
+    with pytest.raises(IndexMismatchError) as info:
+        load_index(real_settings.index_dir, FakeEmbedder(64))
+    assert "拒绝加载" in info.value.user_message and "fake:hash-128" in str(info.value)
+
+
+def test_rebuilds_only_when_something_changed(real_settings):
+    embedder = FakeEmbedder()
+    ensure_index(real_settings, embedder)
+    assert index_status(real_settings, embedder) == ("current", "up to date")
+    _, what = ensure_index(real_settings, embedder)
+    assert what == "current"
+    status, why = index_status(real_settings.replace(chunk_max_tokens=120), embedder)
+    assert status == "stale" and "chunker" in why
+    status, why = index_status(real_settings, FakeEmbedder(64))
+    assert status == "stale" and "embedder" in why
+    doc = real_settings.data_dir / "hunan-2022-ip-strong-province-plan.txt"
+    doc.write_text(doc.read_text(encoding="utf-8") + "\n五、附则\n本方案自印发之日起施行。\n", encoding="utf-8")
+    status, why = index_status(real_settings, embedder)
+    assert status == "stale" and "corpus_fingerprint" in why
+    index, what = ensure_index(real_settings, embedder)
+    assert what.startswith("built") and any("自印发之日起施行" in c.text for c in index.chunks)
+
+
+def test_missing_and_damaged_index(tmp_path, real_settings):
+    with pytest.raises(IndexMissingError):
+        load_index(tmp_path / "nothing", FakeEmbedder())
+    ensure_index(real_settings, FakeEmbedder())
+    (real_settings.index_dir / "chunks.jsonl").write_text("", encoding="utf-8")
+    with pytest.raises(IndexMissingError) as info:
+        load_index(real_settings.index_dir, FakeEmbedder())
+    assert "rebuild" in info.value.user_message
+
+
+def test_failed_build_keeps_the_existing_index(real_settings, tmp_path):
+    embedder = FakeEmbedder()
+    ensure_index(real_settings, embedder)
+    before = (real_settings.index_dir / "chunks.jsonl").read_text(encoding="utf-8")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(CorpusError):
+        ensure_index(real_settings.replace(data_dir=empty), embedder, rebuild=True)
+    assert (real_settings.index_dir / "chunks.jsonl").read_text(encoding="utf-8") == before
+    assert load_index(real_settings.index_dir, embedder).chunks
+
+
+def test_fake_embedder_is_deterministic_and_similarity_follows_words():
+    e = FakeEmbedder()
+    a, b, c = e.embed_documents(["知识产权质押融资额超过15亿元", "知识产权质押融资金额累计达5亿元", "湘茶湘瓷湘绣特色商标品牌"])
+    assert np.allclose(e.embed_query("知识产权质押融资额超过15亿元"), a)
+    assert float(a @ b) > float(a @ c)
+    assert abs(float(np.linalg.norm(a)) - 1.0) < 1e-5
+
+
+def test_hybrid_ranking_finds_the_passage(real_engine):
+    r = real_engine.retriever
+    top = r.search("河南省全年知识产权质押融资额的目标是多少？", k=3)
+    assert top[0].chunk.doc_id == "henan-2020" and "15亿元" in top[0].chunk.text
+    assert [x.rank for x in top] == [1, 2, 3] and top[0].score >= top[1].score
+    # The passage itself says only 我省; the contextual header carries 河南.
+    assert "河南" not in top[0].chunk.text and "河南" in top[0].chunk.header
+    assert "乌海葡萄" in r.search("乌海要打造哪些特色品牌？", k=1)[0].chunk.text
+
+
+def test_modes_and_weights(real_engine):
+    r = real_engine.retriever
+    q = "沈阳开展知识产权证券化工作的牵头单位是谁？"
+    bm25 = r.search(q, k=5, mode="bm25")
+    dense = r.search(q, k=5, mode="dense")
+    hybrid = r.search(q, k=5, mode="hybrid")
+    assert bm25[0].chunk.doc_id == "shenyang-2020" and hybrid[0].chunk.doc_id == "shenyang-2020"
+    assert all(x.dense != 0 for x in dense)
+    assert bm25[0].score == pytest.approx(bm25[0].bm25)
+
+
+def test_filters(real_engine):
+    r = real_engine.retriever
+    only = r.search("知识产权质押融资", k=5, filters={"doc_id": ["hunan-2022"]})
+    assert only and {x.chunk.doc_id for x in only} == {"hunan-2022"}
+    region = r.search("知识产权质押融资", k=5, filters={"region": "乌海"})
+    assert {x.chunk.doc_id for x in region} == {"wuhai-2022"}
+    with pytest.raises(UnknownFilterError) as info:
+        r.search("知识产权", filters={"doc_id": "nope"})
+    assert "没有这些文档" in info.value.user_message
+    with pytest.raises(UnknownFilterError):
+        r.search("知识产权", filters={"region": "广东"})
+
+
+def test_bad_queries(real_engine):
+    r = real_engine.retriever
+    with pytest.raises(QueryError) as info:
+        r.search("   ")
+    assert "不能为空" in info.value.user_message
+    with pytest.raises(QueryError) as info:
+        r.search("知识产权" * 2500)
+    assert "过长" in info.value.user_message
+    assert r.search("？？？", k=3)  # no content words: still a sensible ranked answer, no crash
+
+
+def test_vanilla_baseline_chunker(tmp_path):
+    from .conftest import DATA
+
+    settings = make_settings(DATA, tmp_path / "idx", chunker="vanilla", contextual_headers=False)
+    index, _ = ensure_index(settings, FakeEmbedder())
+    assert max(len(c.text) for c in index.chunks) <= 500 and all(c.section_path == [] for c in index.chunks)
+    retriever = Retriever(index, FakeEmbedder(), settings)
+    assert retriever.search("乌海葡萄", k=1)[0].chunk.doc_id == "wuhai-2022"
+
+
+def test_langchain_retriever_edge(real_engine):
+    from rag.langchain_adapter import PolicyRetriever
+
+    docs = PolicyRetriever(engine=real_engine, k=2).invoke("湖南要做强哪些地理标志品牌？")
+    assert len(docs) == 2 and "浏阳花炮" in docs[0].page_content
+    assert docs[0].metadata["doc_id"] == "hunan-2022" and docs[0].metadata["section"]
