@@ -110,7 +110,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from rag.api import serve
+    from ui import serve  # the edge that knows about Gradio; rag/ stays UI-free
 
     serve(_settings(args))
     return 0

@@ -179,7 +179,7 @@ def _to_langchain(messages: Messages):
 
 
 class FakeLLM(LLM):
-    """Deterministic stand-in: replies from a script, or with the first sentence of the first passage, cited.
+    """Deterministic stand-in: replies from a script, or with a sentence of the first passage, cited.
 
     Every prompt it receives is recorded in `history`.
     """
@@ -204,8 +204,9 @@ class FakeLLM(LLM):
         match = re.search(r"^\[(\d+)\][^\n]*\n([^\n]+)", prompt, re.MULTILINE)
         if not match:
             return "资料中没有相关内容。"
-        first = re.split(r"(?<=[。；;！？])", match.group(2).strip())[0]
-        return f"{first}[{match.group(1)}]"
+        sentences = [x for x in re.split(r"(?<=[。；;！？])", match.group(2).strip()) if x.strip()]
+        longest = max(sentences[:3], key=len)  # the heading line is short; the substance is not
+        return f"{longest}[{match.group(1)}]"
 
 
 def make_llm(settings: Settings) -> LLM | None:

@@ -1,0 +1,128 @@
+import base64
+import json
+import threading
+
+import pytest
+from fastapi.testclient import TestClient
+
+from rag.api import create_api
+from rag.engine import Engine
+from rag.llms import FakeLLM
+
+from .conftest import engine_with_llm
+
+
+@pytest.fixture
+def client(real_engine, tmp_path):
+    settings = real_engine.settings.replace(feedback_path=tmp_path / "feedback.jsonl", rate_limit_per_minute=1000)
+    engine = Engine(settings, embedder=real_engine.embedder)
+    engine.__dict__["index"] = real_engine.index
+    return TestClient(create_api(settings, engine))
+
+
+def test_ask_returns_the_answer_with_references(client):
+    r = client.post("/api/ask", json={"question": "沈阳开展知识产权证券化工作的牵头单位是谁？"})
+    assert r.status_code == 200
+    data = r.json()
+    assert "浑南区政府" in data["answer"] and not data["refused"]
+    c = data["citations"][0]
+    assert c["title"].startswith("沈阳市") and c["section"] and "浑南区政府" in c["text"]
+    assert data["contexts"][0]["rank"] == 1 and "retrieve_ms" in data["timings"]
+
+
+def test_ask_with_history_and_filters(client):
+    r = client.post("/api/ask", json={"question": "那杭州呢？",
+                                      "history": [{"role": "user", "content": "河南省2020年知识产权质押融资额的目标是多少？"}]})
+    assert "5亿元" in r.json()["answer"]
+    r = client.post("/api/ask", json={"question": "知识产权质押融资", "filters": {"doc_id": ["missing"]}})
+    assert r.status_code == 400 and "没有这些文档" in r.json()["message"]
+
+
+def test_stream_sends_sources_tokens_and_final(real_engine, tmp_path):
+    engine = engine_with_llm(real_engine, FakeLLM(), feedback_path=tmp_path / "f.jsonl")
+    client = TestClient(create_api(engine.settings, engine))
+    with client.stream("POST", "/api/ask/stream", json={"question": "乌海要打造哪些特色品牌？"}) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        body = "".join(r.iter_text())
+    events = [block.split("\n")[0].removeprefix("event: ") for block in body.strip().split("\n\n")]
+    assert events[0] == "sources" and events[-1] == "final" and "token" in events
+    final = json.loads(body.strip().split("\n\n")[-1].split("data: ", 1)[1])
+    assert "乌海葡萄" in final["answer"] and final["citations"]
+
+
+def test_stream_reports_errors_as_events(client):
+    with client.stream("POST", "/api/ask/stream", json={"question": "   "}) as r:
+        body = "".join(r.iter_text())
+    assert body.startswith("event: error") and "不能为空" in body
+
+
+def test_search_documents_health(client):
+    rows = client.get("/api/search", params={"q": "湖南地理标志品牌", "k": 3}).json()
+    assert len(rows) == 3 and {"rank", "score", "doc_id", "title", "section", "text"} <= set(rows[0])
+    assert {r["doc_id"] for r in client.get("/api/search", params={"q": "品牌", "region": "湖南"}).json()} == {"hunan-2022"}
+    docs = client.get("/api/documents").json()
+    assert {d["doc_id"] for d in docs} >= {"wuhai-2022"} and all(d["title"] and d["region"] for d in docs)
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["index"]["chunks"] > 100 and health["model_ready"]
+    assert client.get("/openapi.json").json()["paths"]["/api/ask"]
+
+
+def test_bad_input_gets_clear_4xx(client):
+    assert client.post("/api/ask", json={"question": ""}).status_code == 400
+    long = client.post("/api/ask", json={"question": "问" * 1000})
+    assert long.status_code == 400 and "过长" in long.json()["message"]
+    assert client.post("/api/ask", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    assert client.post("/api/ask", json={"history": []}).status_code == 422
+    huge = client.post("/api/ask", content=b"x" * 100_000, headers={"content-type": "application/json"})
+    assert huge.status_code == 413
+
+
+def test_feedback_lines_are_never_lost(client, real_engine, tmp_path):
+    vote = {"question": "q", "answer": "a", "vote": "up", "comment": "好", "citations": [{"marker": 1}]}
+    threads = [threading.Thread(target=lambda: client.post("/api/feedback", json=vote)) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    path = tmp_path / "feedback.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 20 and all(json.loads(line)["vote"] == "up" for line in lines)
+    assert client.post("/api/feedback", json=vote | {"vote": "maybe"}).status_code == 422
+
+
+def test_auth_rate_limit_and_frame_headers(real_engine, tmp_path):
+    settings = real_engine.settings.replace(auth_users="staff:secret", rate_limit_per_minute=2,
+                                            frame_ancestors="'self' https://intranet.example", cors_origins="https://intranet.example",
+                                            feedback_path=tmp_path / "f.jsonl")
+    engine = Engine(settings, embedder=real_engine.embedder)
+    engine.__dict__["index"] = real_engine.index
+    client = TestClient(create_api(settings, engine))
+    assert client.get("/api/documents").status_code == 401
+    assert client.get("/healthz").status_code == 200
+    auth = {"Authorization": "Basic " + base64.b64encode(b"staff:secret").decode()}
+    ok = client.get("/api/documents", headers=auth)
+    assert ok.status_code == 200 and ok.headers["content-security-policy"] == "frame-ancestors 'self' https://intranet.example"
+    assert client.get("/api/documents", headers={"Authorization": "Basic " + base64.b64encode(b"staff:nope").decode()}).status_code == 401
+    codes = [client.post("/api/ask", json={"question": "乌海葡萄"}, headers=auth).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    pre = client.options("/api/ask", headers={"Origin": "https://intranet.example", "Access-Control-Request-Method": "POST"})
+    assert pre.headers.get("access-control-allow-origin") == "https://intranet.example"
+
+
+def test_trusted_sso_header(real_engine, tmp_path):
+    settings = real_engine.settings.replace(trusted_user_header="X-Remote-User", feedback_path=tmp_path / "f.jsonl")
+    engine = Engine(settings, embedder=real_engine.embedder)
+    engine.__dict__["index"] = real_engine.index
+    client = TestClient(create_api(settings, engine))
+    assert client.get("/api/documents").status_code == 401
+    assert client.get("/api/documents", headers={"X-Remote-User": "zhang"}).status_code == 200
+    client.post("/api/feedback", json={"question": "q", "answer": "a", "vote": "down"}, headers={"X-Remote-User": "zhang"})
+    assert json.loads((tmp_path / "f.jsonl").read_text(encoding="utf-8"))["user"] == "zhang"
+
+
+def test_missing_index_is_a_503_with_a_message(tmp_path, real_engine):
+    settings = real_engine.settings.replace(index_dir=tmp_path / "none", feedback_path=tmp_path / "f.jsonl")
+    client = TestClient(create_api(settings, Engine(settings, embedder=real_engine.embedder)))
+    r = client.post("/api/ask", json={"question": "乌海葡萄"})
+    assert r.status_code == 503 and "rag index" in r.json()["message"]
+    assert client.get("/healthz").status_code == 503

@@ -1,0 +1,120 @@
+"""End to end in a real headless Chromium (Debian's, driven by Playwright): ask, see sources, click, vote, embed.
+
+Screenshots go to artifacts/ (chat.png, embed.png).
+"""
+
+import json
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from rag.engine import Engine
+from rag.settings import PROJECT_ROOT
+
+pytestmark = pytest.mark.browser
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = PROJECT_ROOT / "artifacts"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(real_engine, tmp_path_factory):
+    import uvicorn
+
+    from ui import create_server
+
+    port = _free_port()
+    feedback = tmp_path_factory.mktemp("fb") / "feedback.jsonl"
+    settings = real_engine.settings.replace(port=port, feedback_path=feedback)
+    engine = Engine(settings, embedder=real_engine.embedder)
+    engine.__dict__["index"] = real_engine.index
+    config = uvicorn.Config(create_server(settings, engine), host="127.0.0.1", port=port, log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if srv.started:
+            break
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}", feedback
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not shutil.which(CHROMIUM):
+        pytest.fail("Debian chromium is not installed: `make test` installs it (apt-get install chromium fonts-wqy-zenhei)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        yield b
+        b.close()
+
+
+def test_ask_sources_click_vote_and_screenshot(server, browser):
+    base, feedback = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(base + "/")
+    box = page.locator("#question textarea")
+    box.wait_for(timeout=30000)
+    box.fill("乌海要打造哪些特色品牌？")
+    page.locator("#send").click()
+    page.locator("#chat").get_by_text("乌海葡萄").first.wait_for(timeout=30000)
+    card = page.locator("#sources .source-card").first
+    card.wait_for(timeout=30000)
+    assert "乌海" in page.locator("#sources").inner_text()
+    page.locator("#sources mark").first.wait_for(timeout=10000)  # the supporting sentence is highlighted
+    summary = card.locator("summary")
+    was_open = card.get_attribute("open") is not None
+    summary.click()
+    assert (card.get_attribute("open") is not None) != was_open  # the click toggled the passage
+    summary.click()
+    assert (card.get_attribute("open") is not None) == was_open
+    page.locator("#comment textarea").fill("出处清楚")
+    page.locator("#vote-up").click()
+    page.locator("#vote-status").get_by_text("已记录").wait_for(timeout=15000)
+    page.screenshot(path=str(ARTIFACTS / "chat.png"), full_page=True)
+    record = json.loads(Path(feedback).read_text(encoding="utf-8").splitlines()[-1])
+    assert record["vote"] == "up" and record["comment"] == "出处清楚" and "乌海葡萄" in record["answer"]
+    assert record["citations"] and record["citations"][0]["doc_id"] == "wuhai-2022"
+    page.close()
+
+
+def test_refusal_shows_nearest_sections(server, browser):
+    base, _ = server
+    page = browser.new_page()
+    page.goto(base + "/")
+    page.locator("#question textarea").wait_for(timeout=30000)
+    page.locator("#question textarea").fill("广东省知识产权质押融资的目标是多少？")
+    page.locator("#send").click()
+    page.locator("#chat").get_by_text("没有找到").first.wait_for(timeout=30000)
+    page.locator("#sources").get_by_text("最接近的章节").wait_for(timeout=10000)
+    page.close()
+
+
+def test_embed_demo_page_holds_the_chat(server, browser):
+    base, _ = server
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(base + "/embed-demo")
+    frame = page.frame_locator("#policy-qa")
+    frame.locator("#question textarea").wait_for(timeout=30000)
+    frame.locator("#question textarea").fill("湖南要做强哪些地理标志品牌？")
+    frame.locator("#send").click()
+    frame.locator("#chat").get_by_text("浏阳花炮").first.wait_for(timeout=30000)
+    page.screenshot(path=str(ARTIFACTS / "embed.png"), full_page=True)
+    assert page.locator("header h1").inner_text() == "某单位内网门户"
+    page.close()

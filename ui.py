@@ -1,0 +1,223 @@
+"""The web app: a Gradio chat (Chinese UI) with a sources panel, mounted on the FastAPI API.
+
+`create_app(settings)` builds the Gradio Blocks without launching; `create_server(settings)` mounts it
+on the API; `serve(settings)` runs uvicorn. Retrieval and checking live in `rag`; callbacks only render.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import threading
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+from rag.engine import Engine  # noqa: E402
+from rag.errors import RagError  # noqa: E402
+from rag.pipeline import stream_answer  # noqa: E402
+from rag.settings import Settings  # noqa: E402
+
+EXAMPLES = [
+    "河南省2020年全年知识产权质押融资额的目标是多少？",
+    "乌海要打造哪些特色品牌？",
+    "沈阳开展知识产权证券化工作的牵头单位是谁？",
+    "湖南要做强哪些地理标志品牌？",
+    "广东省知识产权质押融资的目标是多少？",
+]
+ALL = "全部文档"
+CSS = """
+.source-card{border:1px solid #d9dee7;border-radius:6px;padding:6px 10px;margin:6px 0;background:#fafbfc}
+.source-card summary{cursor:pointer;font-weight:600}
+.source-card mark{background:#ffe58f}
+.source-note{color:#667085;font-size:0.9em}
+"""
+
+
+def _gradio():
+    try:
+        import gradio as gr
+    except ImportError as exc:  # pragma: no cover - the set-up installs it
+        raise SystemExit("gradio is not installed: run `make setup`") from exc
+    return gr
+
+
+def filter_choices(engine: Engine) -> list[str]:
+    """'全部文档', then each region, then each document (by title)."""
+    regions = sorted({d.get("region", "") for d in engine.index.documents if d.get("region")})
+    titles = [f"《{d['title']}》" for d in engine.index.documents]
+    return [ALL] + [f"地区：{r}" for r in regions] + titles
+
+
+def filters_from_choice(choice: str | None, engine: Engine) -> dict | None:
+    if not choice or choice == ALL:
+        return None
+    if choice.startswith("地区："):
+        return {"region": choice.removeprefix("地区：")}
+    for doc in engine.index.documents:
+        if choice == f"《{doc['title']}》":
+            return {"doc_id": [doc["doc_id"]]}
+    return {"doc_id": [choice]}
+
+
+def _highlight(text: str, quote: str) -> str:
+    escaped = html.escape(text)
+    if quote and quote.strip() in text:
+        q = html.escape(quote.strip())
+        return escaped.replace(q, f"<mark>{q}</mark>", 1)
+    return escaped
+
+
+def render_sources(contexts: list[dict], note: str) -> str:
+    """Retrieved passages, shown while the model is still writing."""
+    cards = [f'<p class="source-note">{html.escape(note)}</p>']
+    for c in contexts:
+        cards.append(f'<details class="source-card"><summary>[{c["rank"]}] 《{html.escape(c["title"])}》 '
+                     f'{html.escape(c["section"])}</summary><div>{html.escape(c["text"])}</div></details>')
+    return "\n".join(cards)
+
+
+def render_citations(answer: dict) -> str:
+    """The cited passages with the supporting sentence highlighted; for a refusal, the nearest sections."""
+    if answer["refused"]:
+        return render_sources(answer["contexts"][:3], "文档中没有找到答案。最接近的章节：")
+    cards = ['<p class="source-note">回答中每个 [n] 对应下列出处（已由程序核对）：</p>']
+    for c in answer["citations"]:
+        cards.append(f'<details class="source-card" open><summary>[{c["marker"]}] 《{html.escape(c["title"])}》 '
+                     f'{html.escape(c["section"])}</summary><div>{_highlight(c["text"], c["quote"])}</div></details>')
+    return "\n".join(cards)
+
+
+def create_app(settings: Settings, engine: Engine | None = None):
+    """The Gradio Blocks app (not launched)."""
+    gr = _gradio()
+    engine = engine or Engine(settings)
+    try:
+        choices = filter_choices(engine)
+    except RagError:
+        choices = [ALL]
+
+    def respond(question: str, history: list, choice: str):
+        history = list(history or [])
+        question = (question or "").strip()
+        prior = [{"role": m["role"], "content": _text(m["content"])} for m in history]
+        history.append({"role": "user", "content": question})
+        history.append({"role": "assistant", "content": "正在检索…"})
+        yield history, "", None, gr.update(value="")
+        try:
+            filters = filters_from_choice(choice, engine)
+            partial = ""
+            for event in stream_answer(question, prior, engine=engine, filters=filters):
+                if event.kind == "sources":
+                    history[-1]["content"] = "已找到相关段落，正在生成回答…"
+                    yield history, render_sources([c.to_context() for c in event.data], "检索到的段落："), None, gr.update()
+                elif event.kind == "token":
+                    partial += event.data
+                    history[-1]["content"] = partial
+                    yield history, gr.update(), None, gr.update()
+                else:
+                    answer = event.data.to_dict()
+                    history[-1]["content"] = answer["answer"]
+                    yield history, render_citations(answer), answer, gr.update()
+        except RagError as exc:
+            history[-1]["content"] = f"⚠️ {exc.user_message}"
+            yield history, "", None, gr.update()
+
+    def vote(kind: str, last: dict | None, comment: str):
+        if not last:
+            return "请先提问，再评价回答。"
+        from rag.api import FeedbackLog
+
+        FeedbackLog(settings.feedback_path).append({
+            "question": last["question"], "answer": last["answer"], "vote": kind, "comment": comment or "",
+            "citations": [{k: c[k] for k in ("marker", "doc_id", "title", "section")} for c in last["citations"]],
+        })
+        return "已记录您的反馈，谢谢！" if kind == "up" else "已记录，我们会改进。谢谢！"
+
+    with gr.Blocks(title="政策问答", analytics_enabled=False) as demo:
+        gr.Markdown("## 政策问答\n依据知识产权政策文件回答；每句结论都标注出处，文件中没有的内容会明确说明。")
+        with gr.Row():
+            with gr.Column(scale=3):
+                scope = gr.Dropdown(choices, value=ALL, label="检索范围（文档或地区）", elem_id="scope")
+                chatbot = gr.Chatbot(label="对话", height=420, elem_id="chat", buttons=["copy", "copy_all"],
+                                     feedback_options=None)
+                question = gr.Textbox(label="问题", placeholder="例如：乌海市到2025年每万人发明专利拥有量的目标是多少？",
+                                      elem_id="question", max_length=settings.max_question_chars)
+                with gr.Row():
+                    send = gr.Button("提问", variant="primary", elem_id="send")
+                    clear = gr.Button("新对话", elem_id="clear")
+                gr.Examples(EXAMPLES, inputs=question, label="示例问题")
+            with gr.Column(scale=2):
+                gr.Markdown("### 出处")
+                sources = gr.HTML(elem_id="sources")
+                gr.Markdown("### 这个回答有帮助吗？")
+                comment = gr.Textbox(label="意见（可选）", elem_id="comment")
+                with gr.Row():
+                    up = gr.Button("有帮助", elem_id="vote-up")
+                    down = gr.Button("没帮助", elem_id="vote-down")
+                thanks = gr.Markdown(elem_id="vote-status")
+        last = gr.State(None)
+        send.click(respond, [question, chatbot, scope], [chatbot, sources, last, question])
+        question.submit(respond, [question, chatbot, scope], [chatbot, sources, last, question])
+        clear.click(lambda: ([], "", None, ""), None, [chatbot, sources, last, thanks])
+        up.click(lambda lst, c: vote("up", lst, c), [last, comment], thanks)
+        down.click(lambda lst, c: vote("down", lst, c), [last, comment], thanks)
+    demo.queue(default_concurrency_limit=settings.max_concurrency)
+    return demo
+
+
+def _text(content) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+    return str(content)
+
+
+def create_server(settings: Settings, engine: Engine | None = None):
+    """The API with the Gradio UI mounted at `settings.ui_path` and Gradio's own web-component script served locally."""
+    gr = _gradio()
+    from fastapi.staticfiles import StaticFiles
+
+    from rag.api import _parse_users, create_api
+
+    engine = engine or Engine(settings)
+    app = create_api(settings, engine)
+    frontend = Path(gr.__file__).parent / "templates" / "frontend"
+    if frontend.exists():
+        app.mount("/gradio-static", StaticFiles(directory=frontend), name="gradio-static")
+    users = list(_parse_users(settings.auth_users).items()) or None
+    theme = gr.themes.Default(font=["WenQuanYi Zen Hei", "Noto Sans CJK SC", "sans-serif"],
+                              font_mono=["DejaVu Sans Mono", "monospace"])  # local fonts: no CDN
+    return gr.mount_gradio_app(app, create_app(settings, engine), path=settings.ui_path, auth=users,
+                               root_path=settings.root_path or None, theme=theme, css=CSS, ssr_mode=False,
+                               footer_links=[])
+
+
+def serve(settings: Settings) -> None:
+    """Run the web app with uvicorn (never `share=True`: nothing leaves the intranet)."""
+    import uvicorn
+
+    engine = Engine(settings)
+    try:
+        engine.index  # noqa: B018 - load now so the first question does not pay for it
+    except RagError as exc:
+        raise SystemExit(f"错误：{exc.user_message}") from exc
+    if settings.llm_backend == "local":
+        threading.Thread(target=lambda: _warm(engine), daemon=True).start()
+    print(f"政策问答: http://{settings.host}:{settings.port}{settings.root_path}{settings.ui_path}  "
+          f"(API docs: /docs, embed demo: /embed-demo, backend: {settings.llm_backend})")
+    uvicorn.run(create_server(settings, engine), host=settings.host, port=settings.port, log_level="warning")
+
+
+def _warm(engine: Engine) -> None:
+    try:
+        engine.llm.load()
+    except RagError as exc:
+        print(f"注意：本地模型加载失败（{exc.user_message}），回答将退回抽取式。")
+
+
+if __name__ == "__main__":
+    serve(Settings.load())
