@@ -52,8 +52,8 @@ class Settings:
     llm_threads: int = 2
     llm_fallback_extractive: bool = True  # when the LLM fails, answer extractively instead of erroring
     model_cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "policy-rag")
-    context_budget_tokens: int = 700  # passages packed into the prompt, most relevant first
-    context_max_passages: int = 4
+    context_budget_tokens: int = 320  # passages packed into the prompt, evidence first (prompt reading is the wait)
+    context_max_passages: int = 3
     prompts_dir: Path = field(default_factory=lambda: _project_path("prompts"))
 
     # Refusal (calibrated on eval/questions.jsonl; see README)
