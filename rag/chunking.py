@@ -36,6 +36,8 @@ _SENTENCE_END = "。；！？;!?\n"
 _CLAUSE_END = "，,、：:"
 _CLOSERS = "”’」』）)]】"
 MAX_TITLE_CHARS = 60
+# Bump when the chunking algorithm changes: it is part of the index signature, so old indexes go stale.
+CHUNKER_VERSION = 2
 PREAMBLE_LABEL = "（正文前言）"
 
 
@@ -62,7 +64,7 @@ class ChunkerConfig:
     method: str = "heading"  # heading | vanilla (LangChain RecursiveCharacterTextSplitter 500/50, the baseline)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return asdict(self) | {"version": CHUNKER_VERSION}
 
 
 @dataclass
@@ -245,7 +247,7 @@ def _cut_points(text: str, start: int, end: int, enders: str) -> list[int]:
             k = j
             while k < end and text[k] in " \t\u3000":
                 k += 1
-            if k >= end or text[k] not in "[【":
+            if (k >= end or text[k] not in "[【") and not _is_signature_line(text, j, end):
                 points.append(j)
             i = j
         else:
@@ -253,6 +255,19 @@ def _cut_points(text: str, start: int, end: int, enders: str) -> list[int]:
     if not points or points[-1] != end:
         points.append(end)
     return points
+
+
+def _is_signature_line(text: str, start: int, end: int) -> bool:
+    """A short line without sentence punctuation (an issuer, a date, "(此件主动公开)") belongs to what precedes it."""
+    line_end = text.find("\n", start, end)
+    line = text[start : line_end if line_end >= 0 else end].strip()
+    if not line:
+        # blank lines: look at the next non-blank line
+        rest = text[start:end].lstrip()
+        if not rest:
+            return False
+        line = rest.split("\n", 1)[0].strip()
+    return len(line) <= 24 and not re.search(r"[。；;！？!?:：]", line) and not _HEADING_RE.match(line)
 
 
 def split_span(text: str, start: int, end: int, max_tokens: int, body_start: int | None = None) -> list[tuple[int, int]]:
