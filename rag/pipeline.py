@@ -74,6 +74,24 @@ def build_prompt(question: str, passages: list[ScoredChunk], settings: Settings)
     ]
 
 
+def rewrite_question(question: str, history: list | None, engine: Engine) -> str:
+    """A standalone question: deterministic rules, or the LLM with prompts/rewrite.txt when configured.
+
+    The model's rewrite is used only if it is a single plausible question; otherwise the rules decide.
+    """
+    rule_based = standalone_question(question, history)
+    settings = engine.settings
+    if not (settings.rewrite_with_llm and history and rule_based != question and settings.llm_backend != "extractive"):
+        return rule_based
+    turns = [t if isinstance(t, dict) else {"role": "user", "content": str(t)} for t in history]
+    prompt = [{"role": "user", "content": render(settings.prompts_dir, "rewrite", history=turns, question=question)}]
+    try:
+        rewritten = engine.llm.generate(prompt, max_tokens=60).strip().split("\n")[0].strip()
+    except (LLMUnavailableError, ModelError):
+        return rule_based
+    return rewritten if 4 <= len(rewritten) <= 120 else rule_based
+
+
 def _refusal(result: Answer, reason: str, settings: Settings, nearest: list[ScoredChunk]) -> Answer:
     seen, sections = set(), []
     for ctx in nearest:
@@ -129,7 +147,7 @@ def stream_answer(question: str, history: list | None = None, settings: Settings
         clock = now
 
     question = validate_question(question, settings.max_question_chars)
-    standalone = standalone_question(question, history)
+    standalone = rewrite_question(question, history, engine)
     lap("rewrite_ms")
     contexts = retrieve(standalone, engine, filters)
     lap("retrieve_ms")

@@ -56,9 +56,7 @@ class Settings:
     context_max_passages: int = 3
     prompts_dir: Path = field(default_factory=lambda: _project_path("prompts"))
 
-    # Refusal (calibrated on eval/questions.jsonl; see README)
-    min_bm25_score: float = 0.0
-    min_support: float = 0.5
+    rewrite_with_llm: bool = False  # follow-ups: rewrite with prompts/rewrite.txt instead of the deterministic rules
 
     # Limits and web app
     max_question_chars: int = 500

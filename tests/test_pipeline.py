@@ -122,3 +122,16 @@ def test_bad_questions(real_engine):
         answer("", engine=real_engine)
     with pytest.raises(QueryError):
         answer("问" * 10000, engine=real_engine)
+
+
+def test_llm_rewriting_of_follow_ups_when_configured(real_engine):
+    history = [{"role": "user", "content": "河南省2020年知识产权质押融资额的目标是多少？"}]
+    llm = FakeLLM(replies=["杭州市知识产权质押融资金额的目标是多少？", "知识产权质押融资金额累计达5亿元[1]。"])
+    engine = engine_with_llm(real_engine, llm, rewrite_with_llm=True)
+    result = answer("那杭州呢？", history=history, engine=engine)
+    assert result.rewritten_question == "杭州市知识产权质押融资金额的目标是多少？"
+    assert "河南省2020年" in llm.history[0][0]["content"]  # the rewrite prompt saw the history
+    assert "5亿元" in result.answer
+    # a model reply that is no question at all falls back to the rules
+    engine = engine_with_llm(real_engine, FakeLLM(replies=["好", "知识产权质押融资金额累计达5亿元[1]。"]), rewrite_with_llm=True)
+    assert answer("那杭州呢？", history=history, engine=engine).rewritten_question.startswith("杭州2020年")
