@@ -32,8 +32,7 @@ def run_bench(settings: Settings, args) -> int:
     q = statistics.quantiles(sizes, n=10)
     print(f"chunks: {len(sizes)}; chars mean {statistics.mean(sizes):.0f}, min {min(sizes)}, p10 {q[0]:.0f}, "
           f"median {statistics.median(sizes):.0f}, p90 {q[-1]:.0f}, max {max(sizes)}")
-    engine = Engine(settings, embedder=embedder)
-    engine.__dict__["index"] = index
+    engine = Engine(settings, embedder=embedder, index=index)
     engine.retriever.search("预热", k=settings.top_k)
     latencies = []
     for item in questions:
@@ -44,8 +43,7 @@ def run_bench(settings: Settings, args) -> int:
           f"p95 {_percentile(latencies, 0.95):.1f} ms ({settings.embedder}, k={settings.top_k})")
     for backend in args.backends or []:
         variant = settings.replace(llm_backend=backend)
-        eng = Engine(variant, embedder=embedder)
-        eng.__dict__["index"] = index
+        eng = Engine(variant, embedder=embedder, index=index)
         if backend != "extractive":
             started = time.perf_counter()
             llm = eng.llm

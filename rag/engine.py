@@ -14,11 +14,13 @@ from rag.settings import Settings
 class Engine:
     """Holds models and the index for one `Settings`; nothing heavy happens until first use."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None, llm=None):
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, llm=None, index: Index | None = None):
         self.settings = settings
         self._embedder = embedder
         self._llm = llm
         self._lock = threading.Lock()
+        if index is not None:
+            self.__dict__["index"] = index  # already loaded: share it instead of reading index/ again
 
     @cached_property
     def embedder(self) -> Embedder:

@@ -265,8 +265,7 @@ def _engine_for(settings: Settings, name: str):
         variant = variant.replace(index_dir=settings.index_dir.parent / ".variants" / name)
     embedder = make_embedder(variant.embedder)
     index, _ = ensure_index(variant, embedder)
-    engine = Engine(variant, embedder=embedder)
-    engine.__dict__["index"] = index  # already loaded by ensure_index
+    engine = Engine(variant, embedder=embedder, index=index)
     return variant, engine
 
 

@@ -12,7 +12,7 @@ from rag.evaluation import _percentile
 from rag.settings import Settings
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -25,7 +25,7 @@ def run_load_check(settings: Settings, questions: list[str], concurrency: int = 
 
     from rag.api import create_api
 
-    port = _free_port()
+    port = free_port()
     settings = settings.replace(host="127.0.0.1", port=port, rate_limit_per_minute=max(settings.rate_limit_per_minute,
                                                                                          concurrency * 2))
     engine = engine or Engine(settings)

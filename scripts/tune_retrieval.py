@@ -24,8 +24,7 @@ def main() -> None:
         for dense_weight in (0.0, 0.1, 0.2, 0.3, 0.4):
             for region_boost in (0.0, 0.2, 0.4):
                 settings = base.replace(dense_weight=dense_weight, region_boost=region_boost)
-                engine = Engine(settings, embedder=embedder)
-                engine.__dict__["index"] = index
+                engine = Engine(settings, embedder=embedder, index=index)
                 s = summarise(run_questions(questions, settings, engine, retrieval_only=True), retrieval_only=True)
                 print(f"{size:10d} {dense_weight:7.1f} {region_boost:8.1f} {s['hit@1']:.3f}  {s['hit@3']:.3f}  "
                       f"{s['hit@5']:.3f}  {s['mrr']:.3f}  {s['single_doc_hit@3']:.3f}  {s['mean_passage_chars']:.0f}", flush=True)

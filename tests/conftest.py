@@ -52,14 +52,12 @@ def real_engine(tmp_path_factory) -> Engine:
     settings = make_settings(DATA, tmp / "index")
     embedder = FakeEmbedder()
     index, _ = ensure_index(settings, embedder)
-    engine = Engine(settings, embedder=embedder)
-    engine.__dict__["index"] = index
+    engine = Engine(settings, embedder=embedder, index=index)
     return engine
 
 
 def engine_with_llm(engine: Engine, llm: FakeLLM, **changes) -> Engine:
     """The same index and embedder, another backend."""
     settings = engine.settings.replace(llm_backend=changes.pop("llm_backend", "fake"), **changes)
-    other = Engine(settings, embedder=engine.embedder, llm=llm)
-    other.__dict__["index"] = engine.index
+    other = Engine(settings, embedder=engine.embedder, llm=llm, index=engine.index)
     return other

@@ -15,8 +15,7 @@ from .conftest import engine_with_llm
 @pytest.fixture
 def client(real_engine, tmp_path):
     settings = real_engine.settings.replace(feedback_path=tmp_path / "feedback.jsonl", rate_limit_per_minute=1000)
-    engine = Engine(settings, embedder=real_engine.embedder)
-    engine.__dict__["index"] = real_engine.index
+    engine = Engine(settings, embedder=real_engine.embedder, index=real_engine.index)
     return TestClient(create_api(settings, engine))
 
 
@@ -94,8 +93,7 @@ def test_auth_rate_limit_and_frame_headers(real_engine, tmp_path):
     settings = real_engine.settings.replace(auth_users="staff:secret", rate_limit_per_minute=2,
                                             frame_ancestors="'self' https://intranet.example", cors_origins="https://intranet.example",
                                             feedback_path=tmp_path / "f.jsonl")
-    engine = Engine(settings, embedder=real_engine.embedder)
-    engine.__dict__["index"] = real_engine.index
+    engine = Engine(settings, embedder=real_engine.embedder, index=real_engine.index)
     client = TestClient(create_api(settings, engine))
     assert client.get("/api/documents").status_code == 401
     assert client.get("/healthz").status_code == 200
@@ -111,8 +109,7 @@ def test_auth_rate_limit_and_frame_headers(real_engine, tmp_path):
 
 def test_trusted_sso_header(real_engine, tmp_path):
     settings = real_engine.settings.replace(trusted_user_header="X-Remote-User", feedback_path=tmp_path / "f.jsonl")
-    engine = Engine(settings, embedder=real_engine.embedder)
-    engine.__dict__["index"] = real_engine.index
+    engine = Engine(settings, embedder=real_engine.embedder, index=real_engine.index)
     client = TestClient(create_api(settings, engine))
     assert client.get("/api/documents").status_code == 401
     assert client.get("/api/documents", headers={"X-Remote-User": "zhang"}).status_code == 200

@@ -5,7 +5,6 @@ Screenshots go to artifacts/ (chat.png, embed.png).
 
 import json
 import shutil
-import socket
 import threading
 import time
 from pathlib import Path
@@ -13,17 +12,12 @@ from pathlib import Path
 import pytest
 
 from rag.engine import Engine
+from rag.loadcheck import free_port
 from rag.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = PROJECT_ROOT / "artifacts"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -32,11 +26,10 @@ def server(real_engine, tmp_path_factory):
 
     from ui import create_server
 
-    port = _free_port()
+    port = free_port()
     feedback = tmp_path_factory.mktemp("fb") / "feedback.jsonl"
     settings = real_engine.settings.replace(port=port, feedback_path=feedback)
-    engine = Engine(settings, embedder=real_engine.embedder)
-    engine.__dict__["index"] = real_engine.index
+    engine = Engine(settings, embedder=real_engine.embedder, index=real_engine.index)
     config = uvicorn.Config(create_server(settings, engine), host="127.0.0.1", port=port, log_level="warning")
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)

@@ -24,8 +24,7 @@ def default_engine():
     settings = Settings.load(env={})
     embedder = make_embedder(settings.embedder)
     index, _ = ensure_index(settings, embedder)
-    engine = Engine(settings, embedder=embedder)
-    engine.__dict__["index"] = index
+    engine = Engine(settings, embedder=embedder, index=index)
     return engine
 
 
@@ -64,8 +63,7 @@ def test_local_llm_answers_one_question_with_the_right_citation(default_engine):
     from rag.pipeline import answer
 
     settings = default_engine.settings.replace(llm_backend="local")
-    engine = Engine(settings, embedder=default_engine.embedder)
-    engine.__dict__["index"] = default_engine.index
+    engine = Engine(settings, embedder=default_engine.embedder, index=default_engine.index)
     result = answer("河南省2020年全年知识产权质押融资额的目标是多少？", engine=engine)
     print(result.raw_answer, "→", result.answer, result.timings)
     assert not result.refused and "15亿" in result.answer
