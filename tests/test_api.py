@@ -123,3 +123,16 @@ def test_missing_index_is_a_503_with_a_message(tmp_path, real_engine):
     r = client.post("/api/ask", json={"question": "乌海葡萄"})
     assert r.status_code == 503 and "rag index" in r.json()["message"]
     assert client.get("/healthz").status_code == 503
+
+
+def test_client_leaving_mid_stream_frees_its_slot(real_engine, tmp_path):
+    engine = engine_with_llm(real_engine, FakeLLM(), feedback_path=tmp_path / "f.jsonl", max_concurrency=1)
+    app = create_api(engine.settings, engine)
+    client = TestClient(app)
+    with client.stream("POST", "/api/ask/stream", json={"question": "乌海要打造哪些特色品牌？"}) as r:
+        first = next(r.iter_lines())
+        assert first.startswith("event: sources")
+    # the one slot is free again: the next question is answered, not stuck in the queue
+    assert app.state.slots.acquire(timeout=5)
+    app.state.slots.release()
+    assert client.post("/api/ask", json={"question": "乌海要打造哪些特色品牌？"}).status_code == 200
