@@ -18,6 +18,7 @@ from rag.facts import (
     is_cross_document,
     normalise_numbers,
     numbers_in,
+    quantities_in,
     requested_kind,
     split_sentences,
     states,
@@ -210,9 +211,21 @@ def _facts(sentence: str) -> set[str]:
 
 
 def supports(sentence: str, ctx: ScoredChunk, question: str) -> bool:
-    """Every figure of the sentence appears in the passage (or its heading, or the question)."""
-    allowed = numbers_in(ctx.chunk.text) | numbers_in(ctx.chunk.header or ctx.chunk.title) | numbers_in(question)
-    return _facts(sentence) <= allowed
+    """The passage holds the sentence's figures, with their units, and is about the places the sentence names.
+
+    Bare numbers may come from the passage, its heading or the question; a quantity ("4件") must appear as
+    that quantity in the passage, so "杭州：4件" is not supported by a passage that says 乌海…4件 and 杭州…36件
+    only if the place matches too.
+    """
+    chunk = ctx.chunk
+    allowed = numbers_in(chunk.text) | numbers_in(chunk.header or chunk.title) | numbers_in(question)
+    if not _facts(sentence) <= allowed:
+        return False
+    if not set(quantities_in(sentence)) <= set(quantities_in(chunk.text)) | set(quantities_in(question)):
+        return False
+    places = places_in(sentence)
+    about = " ".join([chunk.header, chunk.title, chunk.region, chunk.text])
+    return not places or any(place in about for place in places)
 
 
 def overlap(sentence: str, passage: str) -> float:

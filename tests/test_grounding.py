@@ -69,3 +69,14 @@ def test_eligibility_needs_the_named_place_and_year():
     # a place named in the passage text itself also counts (郑州 in the Henan plan)
     ctx2 = [passage("指导郑州做好知识产权强市创建市验收工作。")]
     assert eligible_passages("郑州的强市创建？", ctx2, docs).passages == ctx2
+
+
+def test_a_figure_must_belong_to_the_place_the_sentence_names():
+    wuhai = passage("每万人发明专利拥有量达到4件。", doc_id="wuhai-2022", region="内蒙古自治区乌海市")
+    wuhai.chunk.header = "内蒙古自治区乌海市 乌海｜乌海市规划｜三、发展目标"
+    hangzhou = passage("万人有效发明专利拥有量达36件。", doc_id="hangzhou-2016", rank=2, region="浙江省杭州市")
+    hangzhou.chunk.header = "浙江省杭州市 杭州｜杭州市实施意见｜一、（二）"
+    checked = check_answer("杭州：4件[1]。乌海：4件[1]。", [wuhai, hangzhou], "杭州和乌海的目标分别是多少？")
+    assert [c.status for c in checked] == ["dropped", "kept"]
+    # units matter: 4件 is not 4家
+    assert check_answer("乌海要达到4家[1]。", [wuhai], "乌海的目标？")[0].status == "dropped"
