@@ -59,11 +59,15 @@ def error_body(exc: RagError) -> dict:
 
 
 class FeedbackLog:
-    """Append-only JSONL; one lock so concurrent votes never interleave or get lost."""
+    """Append-only JSONL; one lock per file (shared by the API and the UI) so votes never interleave or get lost."""
+
+    _locks: dict[Path, threading.Lock] = {}
+    _locks_guard = threading.Lock()
 
     def __init__(self, path: Path):
         self.path = path
-        self._lock = threading.Lock()
+        with FeedbackLog._locks_guard:
+            self._lock = FeedbackLog._locks.setdefault(Path(path).resolve(), threading.Lock())
 
     def append(self, record: dict) -> None:
         line = json.dumps(record | {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, ensure_ascii=False) + "\n"

@@ -34,6 +34,14 @@ class Engine:
     def retriever(self) -> Retriever:
         return Retriever(self.index, self.embedder, self.settings)
 
+    @cached_property
+    def documents_by_id(self) -> dict[str, dict]:
+        """Document metadata by id, plus `text`: the document's passages joined (for the year check)."""
+        texts: dict[str, list[str]] = {}
+        for chunk in self.index.chunks:
+            texts.setdefault(chunk.doc_id, []).append(chunk.text)
+        return {doc["doc_id"]: doc | {"text": " ".join(texts.get(doc["doc_id"], []))} for doc in self.index.documents}
+
     @property
     def llm(self):
         """The configured LLM backend, loaded on first use (thread-safe)."""

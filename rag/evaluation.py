@@ -253,9 +253,8 @@ def write_chart(out: Path, runs: dict[str, dict]) -> Path:
     return path
 
 
-def _engine_for(settings: Settings, name: str):
+def _engine_for(settings: Settings, name: str, embedder):
     """An engine for a named configuration; variants with other chunkers get their own index directory."""
-    from rag.embedders import make_embedder
     from rag.engine import Engine
     from rag.index import ensure_index
 
@@ -263,7 +262,6 @@ def _engine_for(settings: Settings, name: str):
     variant = settings.replace(**overrides)
     if variant.chunker != settings.chunker or variant.contextual_headers != settings.contextual_headers:
         variant = variant.replace(index_dir=settings.index_dir.parent / ".variants" / name)
-    embedder = make_embedder(variant.embedder)
     index, _ = ensure_index(variant, embedder)
     engine = Engine(variant, embedder=embedder, index=index)
     return variant, engine
@@ -274,13 +272,16 @@ def evaluate(dataset: Path, out: Path, settings: Settings, configs: list[str], l
 
     A configuration is a retrieval setup from CONFIGS (retrieval only) or "answer:<backend>" (full answers).
     """
+    from rag.embedders import make_embedder
+
     questions = load_dataset(dataset)[: limit or None]
+    embedder = make_embedder(settings.embedder)  # loaded once, shared by every configuration
     out.mkdir(parents=True, exist_ok=True)
     runs, fails = {}, {}
     for name in configs:
         backend = name.split(":", 1)[1] if name.startswith("answer:") else None
         config = "hybrid" if backend else name
-        variant, engine = _engine_for(settings, config)
+        variant, engine = _engine_for(settings, config, embedder)
         if backend:
             variant = variant.replace(llm_backend=backend)
             engine.settings = variant

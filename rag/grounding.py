@@ -84,7 +84,7 @@ def eligible_passages(question: str, contexts: list[ScoredChunk], documents: dic
         about = " ".join([doc.get("region", ""), doc.get("title", ""), " ".join(doc.get("aliases", [])), ctx.chunk.text])
         if places and not any(place in about for place in places):
             continue
-        doc_text = doc.get("_years", "") or ctx.chunk.title + ctx.chunk.text
+        doc_text = " ".join([doc.get("title", ""), str(doc.get("date", "")), doc.get("text", "") or ctx.chunk.text])
         if years and not all(year in doc_text for year in years):
             continue
         kept.append(ctx)
@@ -206,10 +206,6 @@ def says_cannot_answer(text: str) -> bool:
     return bool(_MODEL_REFUSAL.search(text))
 
 
-def _facts(sentence: str) -> set[str]:
-    return numbers_in(sentence)
-
-
 def supports(sentence: str, ctx: ScoredChunk, question: str) -> bool:
     """The passage holds the sentence's figures, with their units, and is about the places the sentence names.
 
@@ -219,7 +215,7 @@ def supports(sentence: str, ctx: ScoredChunk, question: str) -> bool:
     """
     chunk = ctx.chunk
     allowed = numbers_in(chunk.text) | numbers_in(chunk.header or chunk.title) | numbers_in(question)
-    if not _facts(sentence) <= allowed:
+    if not numbers_in(sentence) <= allowed:
         return False
     if not set(quantities_in(sentence)) <= set(quantities_in(chunk.text)) | set(quantities_in(question)):
         return False
@@ -252,18 +248,18 @@ def check_answer(answer: str, passages: list[ScoredChunk], question: str, min_ov
             continue
         valid = [n for n in claimed if 1 <= n <= len(passages)]
         holding = [n for n in valid if supports(bare, passages[n - 1], question) and
-                   (_facts(bare) or overlap(bare, passages[n - 1].chunk.text) >= min_overlap)]
+                   (numbers_in(bare) or overlap(bare, passages[n - 1].chunk.text) >= min_overlap)]
         if holding:
             out.append(CheckedSentence(bare, holding, claimed, "kept"))
             continue
         candidates = [i + 1 for i, p in enumerate(passages) if supports(bare, p, question)]
         ranked = sorted(candidates, key=lambda n: -overlap(bare, passages[n - 1].chunk.text))
         if ranked and (overlap(bare, passages[ranked[0] - 1].chunk.text) >= min_overlap or
-                       (_facts(bare) and overlap(bare, passages[ranked[0] - 1].chunk.text) >= min_overlap / 2)):
+                       (numbers_in(bare) and overlap(bare, passages[ranked[0] - 1].chunk.text) >= min_overlap / 2)):
             out.append(CheckedSentence(bare, [ranked[0]], claimed, "recited",
                                        "re-cited to the passage that holds it" if claimed else "citation added"))
         else:
-            why = "figures not in any passage" if _facts(bare) else "not supported by any passage"
+            why = "figures not in any passage" if numbers_in(bare) else "not supported by any passage"
             out.append(CheckedSentence(bare, [], claimed, "dropped", why))
     return out
 
@@ -272,7 +268,7 @@ def quote_for(sentence: str, ctx: ScoredChunk) -> str:
     """The passage sentence that best matches an answer sentence (highlighted in the UI)."""
     best, best_score = "", -1.0
     text = ctx.chunk.text
-    wanted = _facts(sentence)
+    wanted = numbers_in(sentence)
     for start, end in split_sentences(text):
         candidate = text[start:end].strip()
         score = overlap(sentence, candidate) + (0.5 if wanted and wanted <= numbers_in(candidate) else 0)

@@ -155,7 +155,7 @@ def stream_answer(question: str, history: list | None = None, settings: Settings
                     backend=settings.llm_backend, timings=timings)
     yield Event("sources", contexts)
 
-    eligibility: Eligibility = eligible_passages(standalone, contexts, _documents(engine))
+    eligibility: Eligibility = eligible_passages(standalone, contexts, engine.documents_by_id)
     evidence = best_evidence(standalone, eligibility.passages)
     if settings.llm_backend == "extractive":
         passages = eligibility.passages  # no prompt to pay for: keep every eligible passage
@@ -234,21 +234,6 @@ def _checked(result: Answer, evidence: list[Evidence], passages: list[ScoredChun
     result.citations = _merge_citations(citations)
     lap("check_ms")
     return result
-
-
-def _documents(engine: Engine) -> dict[str, dict]:
-    """Document metadata by id, with the years each document mentions (for the year check)."""
-    cache = engine.__dict__.get("_doc_years")
-    if cache is None:
-        texts: dict[str, list[str]] = {}
-        for chunk in engine.index.chunks:
-            texts.setdefault(chunk.doc_id, []).append(chunk.text)
-        cache = {}
-        for doc in engine.index.documents:
-            cache[doc["doc_id"]] = doc | {"_years": doc.get("title", "") + " " + str(doc.get("date", "")) + " " +
-                                          " ".join(texts.get(doc["doc_id"], []))}
-        engine.__dict__["_doc_years"] = cache
-    return cache
 
 
 def answer(question: str, history: list | None = None, settings: Settings | None = None, engine: Engine | None = None,

@@ -59,7 +59,7 @@ def test_model_refusal_phrases():
 
 def test_eligibility_needs_the_named_place_and_year():
     docs = {"henan-2020": {"region": "河南省", "title": "推动知识产权高质量发展年度实施方案(2020)", "aliases": ["河南"],
-                           "_years": "2020 2035"}}
+                           "text": "2020 2035"}}
     ctx = [passage("全年知识产权质押融资额超过15亿元。")]
     assert eligible_passages("河南省2020年质押融资额目标？", ctx, docs).passages == ctx
     wrong_year = eligible_passages("河南省2021年质押融资额目标？", ctx, docs)
