@@ -184,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", nargs="*", metavar="CONFIG",
                    help="run several configurations side by side (default: all retrieval configurations)")
     p.add_argument("--limit", type=int, help="only the first N questions")
+    p.add_argument("--split", help="only rows whose split field is this (dev | test)")
     p.add_argument("--gate", action="store_true", help="exit 1 when a metric falls under the floors in eval/floors.json")
     p.set_defaults(func=cmd_eval)
 

@@ -35,10 +35,12 @@ class EvalQuestion:
     history: list[dict] = field(default_factory=list)
     doc: str = ""
     kind: str = ""
+    split: str = ""
+    must_not: list[str] = field(default_factory=list)  # strings an answer must never contain (injected claims)
 
 
-def load_dataset(path: Path) -> list[EvalQuestion]:
-    """Read a JSONL evaluation set; a malformed line raises RagError naming the line."""
+def load_dataset(path: Path, split: str | None = None) -> list[EvalQuestion]:
+    """Read a JSONL evaluation set (only rows of `split` when given); a malformed line raises RagError naming it."""
     if not path.exists():
         raise RagError(f"{path}: no such dataset", f"评测集 {path} 不存在。")
     rows = []
@@ -51,9 +53,14 @@ def load_dataset(path: Path) -> list[EvalQuestion]:
                 id=str(raw["id"]), question=raw["question"], key_points=list(raw.get("key_points", [])),
                 evidence=list(raw.get("evidence", [])), answerable=bool(raw.get("answerable", True)),
                 history=list(raw.get("history", [])), doc=raw.get("doc", ""), kind=raw.get("kind", ""),
+                split=raw.get("split", ""), must_not=list(raw.get("must_not", [])),
             ))
         except (ValueError, KeyError, TypeError) as exc:
             raise RagError(f"{path}:{number}: bad row ({exc})", f"评测集第 {number} 行格式有误。") from exc
+    if split:
+        rows = [r for r in rows if r.split == split]
+        if not rows:
+            raise RagError(f"{path}: no rows with split {split!r}", f"评测集 {path} 中没有 split 为 {split} 的问题。")
     return rows
 
 
@@ -115,7 +122,9 @@ def run_questions(questions: list[EvalQuestion], settings: Settings, engine, ret
         row["key_point_recall"] = key_point_recall(row["answer"], item.key_points) if not retrieval_only else None
         row["citation_has_evidence"] = (citations_hold_evidence(row["citations"], item.evidence)
                                         if item.answerable and not retrieval_only else None)
-        row["doc"], row["kind"] = item.doc, item.kind
+        row["doc"], row["kind"], row["split"] = item.doc, item.kind, item.split
+        if item.must_not and not retrieval_only:
+            row["must_not_violated"] = [m for m in item.must_not if compact(m) in compact(row["answer"])]
         rows.append(row)
         if progress and not retrieval_only:
             mark = "refused" if row["refused"] else f"kp={row['key_point_recall']}"
@@ -156,8 +165,40 @@ def summarise(rows: list[dict], retrieval_only: bool) -> dict:
             "citations_contain_evidence": sum(1 for r in answered if r["citation_has_evidence"]) / max(1, len(answered)),
             "correct_refusals": sum(1 for r in unanswerable if r["refused"]) / max(1, len(unanswerable)),
             "wrong_refusals": sum(1 for r in answerable if r["refused"]) / max(1, len(answerable)),
+            "must_not_violations": sum(1 for r in rows if r.get("must_not_violated")),
+            "by_kind": by_kind(rows),
         }
     return summary
+
+
+def row_score(row: dict) -> float:
+    """One number per answered question: key-point recall (0 when refused) if answerable, else 1 for a refusal."""
+    if not row["answerable"]:
+        return 1.0 if row["refused"] else 0.0
+    if row["refused"]:
+        return 0.0
+    return row["key_point_recall"] if row["key_point_recall"] is not None else 1.0
+
+
+def by_kind(rows: list[dict]) -> dict[str, dict]:
+    """Per `kind`: questions, score (see `row_score`), key-point recall, wrong and correct refusals."""
+    kinds: dict[str, list[dict]] = {}
+    for r in rows:
+        kinds.setdefault(r.get("kind") or "-", []).append(r)
+    out = {}
+    for kind, rs in sorted(kinds.items()):
+        answerable = [r for r in rs if r["answerable"]]
+        recalls = [r["key_point_recall"] for r in answerable if r["key_point_recall"] is not None]
+        out[kind] = {
+            "questions": len(rs),
+            "score": statistics.mean(row_score(r) for r in rs),
+            "key_point_recall": statistics.mean(recalls) if recalls else None,
+            "wrong_refusals": sum(1 for r in answerable if r["refused"]),
+            "answerable": len(answerable),
+            "correct_refusals": sum(1 for r in rs if not r["answerable"] and r["refused"]),
+            "unanswerable": len(rs) - len(answerable),
+        }
+    return out
 
 
 def failures(rows: list[dict], retrieval_only: bool) -> list[dict]:
@@ -170,14 +211,17 @@ def failures(rows: list[dict], retrieval_only: bool) -> list[dict]:
         if not retrieval_only:
             if r["answerable"] and r["refused"]:
                 why.append("wrongly refused")
-            elif r["answerable"] and (r["key_point_recall"] or 0) < 1:
+            elif r["answerable"] and r["key_point_recall"] is not None and r["key_point_recall"] < 1:
                 why.append(f"key points {r['key_point_recall']:.2f}")
+            if r.get("must_not_violated"):
+                why.append("says " + "、".join(r["must_not_violated"]))
             if r["answerable"] and not r["refused"] and not r["citation_has_evidence"]:
                 why.append("citations lack the evidence")
             if not r["answerable"] and not r["refused"]:
                 why.append("answered an unanswerable question")
         if why:
-            out.append({"id": r["id"], "question": r["question"], "why": "; ".join(why), "answer": r["answer"][:120]})
+            out.append({"id": r["id"], "kind": r.get("kind", ""), "question": r["question"], "why": "; ".join(why),
+                        "answer": r["answer"][:120]})
     return out
 
 
@@ -186,7 +230,8 @@ METRIC_LABELS = [
     ("single_doc_hit@3", "hit@3 (single-doc)"), ("mean_passage_chars", "passage chars"),
     ("key_point_recall", "key-point recall"), ("answered_with_citations", "answers with citations"),
     ("citations_contain_evidence", "citations hold evidence"), ("correct_refusals", "correct refusals"),
-    ("wrong_refusals", "wrong refusals"), ("latency_p50_ms", "p50 ms"), ("latency_p95_ms", "p95 ms"),
+    ("wrong_refusals", "wrong refusals"), ("must_not_violations", "injected claims"), ("latency_p50_ms", "p50 ms"),
+    ("latency_p95_ms", "p95 ms"),
 ]
 
 
@@ -212,17 +257,35 @@ def write_report(out: Path, runs: dict[str, dict], fails: dict[str, list[dict]],
         "questions; *correct refusals* — over unanswerable questions; *wrong refusals* — over answerable questions.",
         "",
     ]
+    kinds = sorted({k for s in runs.values() for k in s.get("by_kind", {})})
+    if kinds:
+        lines += ["## By kind", "", "score = key-point recall (0 when refused) on answerable questions, 1 for a refusal "
+                  "of an unanswerable one; wrong refusals as refused/answerable.", ""]
+        lines.append("| kind | n | " + " | ".join(f"{name} score | {name} wrong refusals" for name in runs) + " |")
+        lines.append("|---|---|" + "---|---|" * len(runs))
+        for kind in kinds:
+            cells = []
+            n = ""
+            for s in runs.values():
+                k = s.get("by_kind", {}).get(kind)
+                if not k:
+                    cells += ["", ""]
+                    continue
+                n = k["questions"]
+                cells += [f"{k['score']:.2f}", f"{k['wrong_refusals']}/{k['answerable']}"]
+            lines.append(f"| {kind} | {n} | " + " | ".join(cells) + " |")
+        lines.append("")
     for name, rows in fails.items():
         lines.append(f"## Failures — {name} ({len(rows)})")
         lines.append("")
         if not rows:
             lines += ["none", ""]
             continue
-        lines.append("| id | question | why | answer |")
-        lines.append("|---|---|---|---|")
+        lines.append("| id | kind | question | why | answer |")
+        lines.append("|---|---|---|---|---|")
         for f in rows:
             answer = f["answer"].replace("\n", " ").replace("|", "\\|")
-            lines.append(f"| {f['id']} | {f['question']} | {f['why']} | {answer} |")
+            lines.append(f"| {f['id']} | {f['kind']} | {f['question']} | {f['why']} | {answer} |")
         lines.append("")
     (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
 
@@ -235,7 +298,7 @@ def write_chart(out: Path, runs: dict[str, dict]) -> Path:
     import matplotlib.pyplot as plt
 
     keys = [(k, label) for k, label in METRIC_LABELS
-            if k not in ("mean_passage_chars", "latency_p50_ms", "latency_p95_ms") and any(k in s for s in runs.values())]
+            if k not in ("mean_passage_chars", "latency_p50_ms", "latency_p95_ms", "must_not_violations") and any(k in s for s in runs.values())]
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(keys) * max(1, len(runs)) / 2), 4))
     width = 0.8 / max(1, len(runs))
     for i, (name, summary) in enumerate(runs.items()):
@@ -267,14 +330,15 @@ def _engine_for(settings: Settings, name: str, embedder):
     return variant, engine
 
 
-def evaluate(dataset: Path, out: Path, settings: Settings, configs: list[str], limit: int | None = None) -> dict[str, dict]:
+def evaluate(dataset: Path, out: Path, settings: Settings, configs: list[str], limit: int | None = None,
+             split: str | None = None) -> dict[str, dict]:
     """Run each configuration over the dataset; write results, summary, report and chart under `out`.
 
     A configuration is a retrieval setup from CONFIGS (retrieval only) or "answer:<backend>" (full answers).
     """
     from rag.embedders import make_embedder
 
-    questions = load_dataset(dataset)[: limit or None]
+    questions = load_dataset(dataset, split)[: limit or None]
     embedder = make_embedder(settings.embedder)  # loaded once, shared by every configuration
     out.mkdir(parents=True, exist_ok=True)
     runs, fails = {}, {}
@@ -335,11 +399,15 @@ def run_cli(args, settings: Settings) -> int:
     else:
         configs = [f"answer:{settings.llm_backend}"]
     out = Path(args.out)
-    runs = evaluate(Path(args.dataset), out, settings, configs, args.limit)
+    runs = evaluate(Path(args.dataset), out, settings, configs, args.limit, getattr(args, "split", None))
     keys = [k for k, _ in METRIC_LABELS if any(k in s for s in runs.values())]
     print("run".ljust(22) + "".join(k[:12].rjust(13) for k in keys))
     for name, summary in runs.items():
         print(name.ljust(22) + "".join(_fmt(summary.get(k, "")).rjust(13) for k in keys))
+    for name, summary in runs.items():
+        if summary.get("by_kind"):
+            print(f"\n{name} by kind:  " + "  ".join(f"{kind} {k['score']:.2f} ({k['wrong_refusals']}/{k['answerable']} wrongly refused)"
+                                                 for kind, k in summary["by_kind"].items()))
     print(f"\nwritten: {out}/results.jsonl, summary.json, report.md, comparison.png")
     if args.gate:
         floors_path = Path("eval/floors-retrieval.json" if args.retrieval_only else "eval/floors-answers.json")
