@@ -51,6 +51,7 @@ class Answer:
     refusal_reason: str = ""
     notes: list[str] = field(default_factory=list)  # what checking changed (dropped sentences, fallbacks)
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds per step
+    understood: dict = field(default_factory=dict)  # what question understanding found (facet, documents, …)
 
     def to_dict(self) -> dict:
         return {
@@ -63,6 +64,7 @@ class Answer:
             "contexts": [c.to_context() for c in self.contexts],
             "backend": self.backend,
             "notes": self.notes,
+            "understood": self.understood,
             "raw_answer": self.raw_answer,
             "prompt": self.prompt,
             "timings": {k: round(v, 1) for k, v in self.timings.items()},

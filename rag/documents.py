@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rag.docfacts import extract_facts, facts_to_json, merge_with_manifest
 from rag.errors import CorpusError
 
 MANIFEST_NAME = "manifest.json"
@@ -43,6 +44,7 @@ class Document:
     aliases: tuple[str, ...] = field(default_factory=tuple)
     encoding: str = "utf-8"
     in_manifest: bool = True
+    facts: dict = field(default_factory=dict)  # docfacts.Fact by name: what the text states, the manifest filling gaps
 
     def metadata(self) -> dict:
         """The manifest view of this document (no text)."""
@@ -59,6 +61,8 @@ class Document:
             "file": self.path.name,
             "chars": len(self.text),
             "in_manifest": self.in_manifest,
+            "period": self.facts["period"].value if "period" in self.facts else "",
+            "facts": facts_to_json(self.facts),
         }
 
 
@@ -125,9 +129,11 @@ def load_document(path: Path, entry: dict | None = None) -> Document:
         raise CorpusError(f"{path}: {exc}", f"文件 {path.name} 的编码无法识别（需要 UTF-8 或 GB18030）。") from exc
     text = mask_chrome(text)
     entry = entry or {}
+    facts = merge_with_manifest(extract_facts(text, entry.get("title", "")), entry)
+    stated_title = facts["title"].value if "title" in facts else ""
     return Document(
         doc_id=entry.get("doc_id") or path.stem,
-        title=entry.get("title") or first_heading_line(text) or path.stem,
+        title=entry.get("title") or stated_title or first_heading_line(text) or path.stem,
         text=text,
         path=path,
         issuer=entry.get("issuer", ""),
@@ -139,6 +145,7 @@ def load_document(path: Path, entry: dict | None = None) -> Document:
         aliases=tuple(entry.get("aliases", ())),
         encoding=encoding,
         in_manifest=bool(entry),
+        facts=facts,
     )
 
 

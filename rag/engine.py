@@ -42,6 +42,13 @@ class Engine:
             texts.setdefault(chunk.doc_id, []).append(chunk.text)
         return {doc["doc_id"]: doc | {"text": " ".join(texts.get(doc["doc_id"], []))} for doc in self.index.documents}
 
+    @cached_property
+    def document_view(self):
+        """Documents, facts and passages in reading order, for answer plans."""
+        from rag.plans import DocumentView
+
+        return DocumentView(self.index.documents, self.index.chunks)
+
     @property
     def llm(self):
         """The configured LLM backend, loaded on first use (thread-safe)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from rag.text import compact, normalise
@@ -15,6 +16,7 @@ _CN_QUANTITY = re.compile(rf"([{_CN_NUM}]+)(?=[{_UNITS}])")
 _PERCENT_CN = re.compile(rf"百分之([{_CN_NUM}]+|\d+(?:\.\d+)?)")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _QUANTITY = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*(%|亿|万|千|家|件|个|项|单|届|倍|名|人|次|元|平方米|批|所|条|座|类)")
+_DURATION = re.compile(r"(?<![\d.])\d{1,2}\s*年(?![\d底])")
 _FULL_DATE = re.compile(r"\d{4}年\d{1,2}月(\d{1,2}日)?|\d{4}-\d{1,2}-\d{1,2}")
 _SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]*")
 _DOC_NUMBER = re.compile(r"[\u4e00-\u9fff]{1,8}〔\d{4}〕\d+号")
@@ -63,11 +65,23 @@ def numbers_in(text: str) -> set[str]:
 
 
 def quantities_in(text: str) -> list[str]:
-    """Numbers with a unit: the figures a 多少 question asks for (years excluded)."""
-    return [m.group(0) for m in _QUANTITY.finditer(normalise_numbers(text))]
+    """Numbers with a unit: the figures a 多少 question asks for. Calendar years are excluded; durations
+    ("3年", "1—2年", "五年") are quantities."""
+    text = normalise_numbers(text)
+    return [m.group(0) for m in _QUANTITY.finditer(text)] + [m.group(0) for m in _DURATION.finditer(text)]
 
 
-QUANTITY_CUES = ("多少", "几", "比例", "增幅", "百分之", "比率", "结案率", "面积")
+# Figure cues of vocab/facets.tsv that ask for a number by themselves ("多少", "多久", "占比"); words such as 目标 or
+# 达到 are figure cues too but also head questions whose answer is not a number ("共建目标是什么").
+_NOT_BY_THEMSELVES = ("目标", "达到", "要到", "能到", "涨")
+
+
+@functools.lru_cache(maxsize=1)
+def _quantity_cues() -> tuple[str, ...]:
+    from rag.query import load_vocabulary
+
+    cues = [cue for facet, cue in load_vocabulary().facets if facet == "figure" and cue not in _NOT_BY_THEMSELVES]
+    return tuple(cues) + ("百分之",)
 DATE_CUES = ("哪天", "哪一天", "何时", "什么时候", "日期", "时间")
 YEAR_CUES = ("哪年", "哪一年", "哪个年份")
 LIST_CUES = ("哪些", "哪几", "有哪", "包括")
@@ -83,7 +97,7 @@ def asks_quantity(question: str) -> bool:
     """A question whose answer is a figure ("多少家", "几个"), not a list ("哪几条", "哪些")."""
     if any(cue in question for cue in ("哪几", "哪些")) or is_cross_document(question):
         return False
-    return any(cue in question for cue in QUANTITY_CUES)
+    return any(cue in question for cue in _quantity_cues())
 
 
 def asks_date(question: str) -> bool:

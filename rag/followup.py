@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 
+from rag.query import detect_facet, item_reference, load_vocabulary, normalise_text
 from rag.text import places_in
 
 _LEAD = re.compile(r"^(那么|那|还有|另外|同样|再问一下|请问)[，,\s]*")
 _TAIL = re.compile(r"[呢吗啊？?。！!\s]+$")
-_PRONOUN = re.compile(r"^(它|它们|其|该|这个|这些|这项|此)")
+_PRONOUN = re.compile(r"^(它们的|它的|它们|它|其|该|这个|这份|这些|这项|此)(规划|方案|文件|意见|计划)?")
 
 
 def previous_user_question(history: list[dict] | None) -> str:
@@ -41,6 +42,17 @@ def standalone_question(question: str, history: list[dict] | None) -> str:
     previous = standalone_question(previous, _history_before_last_user(history))
     core = _TAIL.sub("", _LEAD.sub("", question))
     new_places, old_places = places_in(core), places_in(previous)
+    if item_reference(core):
+        # "第三条呢": the item of the list the previous question asked for
+        return f"{_TAIL.sub('', previous)}，{core}？"
+    if not new_places:
+        # A topic switch ("那专利导航呢"), a pronoun ("这个规划到哪年") or a new facet ("文号呢"): keep the place
+        # the conversation is about, take the new topic, and keep the previous kind of question if none is asked.
+        topic = _PRONOUN.sub("", core).strip()
+        vocab = load_vocabulary()
+        asks = detect_facet(normalise_text(topic), vocab)[0] != "general"
+        cue = "" if asks else _facet_cue(previous, vocab)
+        return f"{''.join(old_places)}{topic}{cue}？" if old_places else f"{_TAIL.sub('', previous)}，{core}？"
     if new_places and old_places:
         rewritten = previous
         for old in old_places:
@@ -52,6 +64,15 @@ def standalone_question(question: str, history: list[dict] | None) -> str:
     if new_places:
         return f"{new_places[0]}：{_TAIL.sub('', previous)}？"
     return f"{_TAIL.sub('', previous)}，{core}？"
+
+
+def _facet_cue(question: str, vocab) -> str:
+    """The words by which `question` asks its kind of fact ("多少", "哪些", "谁印发"), to carry over to a follow-up."""
+    lowered = normalise_text(question)
+    for facet, cue in vocab.facets:
+        if cue in lowered and facet not in ("yesno",):
+            return cue
+    return ""
 
 
 def _history_before_last_user(history: list[dict] | None) -> list[dict]:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -39,8 +40,12 @@ _SOURCE_NOTE = re.compile(r"[\[【(（][^\[\]【】()（）]{0,12}(?:资料|文�
 _MODEL_REFUSAL = re.compile(r"(无法回答|不能回答|无法确定|没有提(到|及)|未提(到|及)|并未(提|说明|给出)|资料中没有|不包含|没有相关|未涉及|没有涉及|没有给出|未给出|cannot answer)")
 
 def question_terms(question: str) -> list[str]:
-    """Content words of the question, without places (they are checked separately) and years."""
+    """Content words of the question, without places (checked separately), years, and the words that only say
+    what kind of answer is wanted (多少, 目标, 分别, 吗: vocab/facets.tsv figure and yes/no cues)."""
     places = set(places_in(question))
+    question = re.sub(r"20\d\d\s*年?", " ", question)
+    for cue in _answer_kind_cues():
+        question = question.replace(cue, " ")
     terms = []
     for token in tokenize(question):
         if token in places or any(p in token for p in places) or re.fullmatch(r"\d+|20\d\d年?", token):
@@ -49,7 +54,20 @@ def question_terms(question: str) -> list[str]:
             continue
         if token not in terms:
             terms.append(token)
-    return terms
+    # cut_for_search also yields the parts of long words (知识产权 → 知识, 产权): counting them again would let one
+    # long word outweigh the rest of the question, so only the longest words count.
+    return [t for t in terms if not any(t != other and t in other for other in terms)]
+
+
+@functools.lru_cache(maxsize=1)
+def _answer_kind_cues() -> tuple[str, ...]:
+    from rag.query import load_vocabulary
+
+    vocab = load_vocabulary()
+    # Only interrogative cues: 目标, 增幅, 结案率 are figure cues too, but they carry content (and section names).
+    cues = {cue for facet, cue in vocab.facets if facet in ("figure", "yesno") and re.search(r"多少|几|多高|多大|多久|多长|吗|否|没有", cue)}
+    cues |= {"分别", "各地", "都是", "都"}
+    return tuple(sorted(cues, key=len, reverse=True))
 
 
 def coverage(terms: list[str], text: str) -> float:
@@ -138,7 +156,7 @@ def best_evidence(question: str, passages: list[ScoredChunk], limit: int = 2) ->
         passage_cover = coverage(terms, text + " " + context)
         for start, end in split_sentences(text):
             sentence = text[start:end]
-            if len(compact(sentence)) < 6 or _BARE_HEADING.match(compact(sentence)):
+            if len(compact(sentence)) < 6 or _BARE_HEADING.match(compact(sentence)) or is_heading(sentence, ctx):
                 continue
             cover = coverage(terms, sentence + " " + context)
             score = cover + 0.15 / ctx.rank
@@ -162,6 +180,15 @@ def best_evidence(question: str, passages: list[ScoredChunk], limit: int = 2) ->
             break
         chosen.append(ev)
     return chosen
+
+
+def is_heading(sentence: str, ctx: ScoredChunk) -> bool:
+    """A heading of the passage's section path standing as a sentence ("(四)实施知识产权金融创新赋能工程。"):
+    never an answer sentence."""
+    bare = compact(normalise(sentence)).rstrip("。.；;:：")
+    if not bare:
+        return True
+    return any(bare == compact(normalise(label)).rstrip("。.；;:：") for label in ctx.chunk.section_path)
 
 
 def states_requested_fact(question: str, evidence: list[Evidence]) -> bool:

@@ -25,9 +25,9 @@ from rag.documents import Corpus, load_corpus
 from rag.embedders import Embedder
 from rag.errors import IndexMismatchError, IndexMissingError
 from rag.settings import Settings
-from rag.text import tokenize
+from rag.text import tokenize, tokenizer_fingerprint
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: documents carry their facts
 CONFIG = "config.json"
 
 
@@ -67,6 +67,7 @@ def expected_signature(settings: Settings, embedder: Embedder, corpus: Corpus) -
         "dim": embedder.dim,
         "chunker": chunker_config(settings).as_dict(),
         "corpus_fingerprint": corpus.fingerprint(),
+        "tokenizer": tokenizer_fingerprint(),
     }
 
 

@@ -25,9 +25,20 @@ from rag.grounding import (
     eligible_passages,
     quote_for,
     says_cannot_answer,
-    states_requested_fact,
+)
+from rag.plans import (
+    Plan,
+    Statement,
+    is_document_facet,
+    plan_document_facts,
+    plan_documents_of_year,
+    plan_evidence,
+    plan_list,
+    plan_per_document,
+    targets_for,
 )
 from rag.prompts import render
+from rag.query import Query, load_vocabulary, sub_questions, understand
 from rag.retrieval import ScoredChunk, validate_question
 from rag.settings import Settings
 from rag.tokens import count_tokens
@@ -106,17 +117,6 @@ def _refusal(result: Answer, reason: str, settings: Settings, nearest: list[Scor
     return result
 
 
-def _extractive(evidence: list[Evidence], passages: list[ScoredChunk], settings: Settings) -> tuple[str, list[Citation]]:
-    """The best-supported sentences, each cited to its passage."""
-    numbers = {id(p): i + 1 for i, p in enumerate(passages)}
-    sentences, citations = [], []
-    for ev in evidence:
-        number = numbers[id(ev.ctx)]
-        sentences.append({"text": ev.sentence.rstrip("；;，,"), "number": number})
-        citations.append(_citation(number, ev.ctx, ev.sentence, ev.sentence))
-    return render(settings.prompts_dir, "extractive", sentences=sentences), _merge_citations(citations)
-
-
 def _citation(number: int, ctx: ScoredChunk, supports: str, quote: str) -> Citation:
     c = ctx.chunk
     return Citation(number, c.doc_id, c.title, c.section, c.text, supports, quote, c.chunk_id, c.section_short)
@@ -134,7 +134,10 @@ def _merge_citations(citations: list[Citation]) -> list[Citation]:
 
 def stream_answer(question: str, history: list | None = None, settings: Settings | None = None,
                   engine: Engine | None = None, filters: dict | None = None) -> Iterator[Event]:
-    """The whole path as events: sources as soon as retrieval is done, then model tokens, then the Answer."""
+    """The whole path as events: sources as soon as retrieval is done, then model tokens, then the Answer.
+
+    rewrite (follow-ups) → understand (rag/query.py) → retrieve → plan (rag/plans.py) → phrase (LLM, optional) → check.
+    """
     engine = engine or Engine(settings or Settings.load())
     settings = engine.settings
     timings: dict[str, float] = {}
@@ -148,39 +151,43 @@ def stream_answer(question: str, history: list | None = None, settings: Settings
 
     question = validate_question(question, settings.max_question_chars)
     standalone = rewrite_question(question, history, engine)
+    query = understand(standalone, engine.index.documents, load_vocabulary(settings.vocab_dir))
     lap("rewrite_ms")
-    contexts = retrieve(standalone, engine, filters)
+    result = Answer(question=question, answer="", refused=False, rewritten_question=standalone,
+                    backend=settings.llm_backend, timings=timings, understood=query.to_dict())
+    if query.facet in ("empty", "out_of_scope", "foreign"):
+        yield Event("sources", [])
+        yield Event("final", _scope_message(result, query, engine))
+        return
+    contexts = retrieve_for(query, engine, filters)
     lap("retrieve_ms")
-    result = Answer(question=question, answer="", refused=False, contexts=contexts, rewritten_question=standalone,
-                    backend=settings.llm_backend, timings=timings)
+    result.contexts = contexts
     yield Event("sources", contexts)
 
-    eligibility: Eligibility = eligible_passages(standalone, contexts, engine.documents_by_id)
-    evidence = best_evidence(standalone, eligibility.passages)
-    if settings.llm_backend == "extractive":
-        passages = eligibility.passages  # no prompt to pay for: keep every eligible passage
-    else:
-        passages = pack_passages(eligibility.passages, settings, first=[e.ctx for e in evidence])
-    packed_ids = {p.chunk.chunk_id for p in passages}
-    evidence = [e for e in evidence if e.ctx.chunk.chunk_id in packed_ids]
-    lap("check_evidence_ms")
-    if not passages:
+    eligibility: Eligibility = eligible_passages(query.text, contexts, engine.documents_by_id)
+    if not eligibility.passages:
         yield Event("final", _refusal(result, eligibility.reason, settings, contexts))
         return
-    if not states_requested_fact(standalone, evidence):
-        reason = "文档没有给出所问的具体数字或日期" if evidence else "没有足够相关的内容"
-        yield Event("final", _refusal(result, reason, settings, contexts))
+    plan = make_plan(query, eligibility.passages, engine)
+    lap("plan_ms")
+    if plan.refused:
+        yield Event("final", _refused_plan(result, plan, settings, contexts))
         return
-    result.contexts = passages  # the passages the generator sees, in prompt order
 
-    llm = engine.llm if settings.llm_backend != "extractive" else None
+    llm = engine.llm if settings.llm_backend != "extractive" and plan.kind == "evidence" else None
     if llm is None:
-        result.answer, result.citations = _extractive(evidence, passages, settings)
+        # Facts, lists, items and cross-document answers are built by code; only plain evidence is phrased by a model.
+        _render_plan(result, plan, contexts)
         lap("generate_ms")
         yield Event("final", result)
         return
 
-    result.prompt = build_prompt(standalone, passages, settings)
+    evidence = plan.evidence
+    passages = pack_passages(eligibility.passages, settings, first=[e.ctx for e in evidence])
+    packed_ids = {p.chunk.chunk_id for p in passages}
+    evidence = [e for e in evidence if e.ctx.chunk.chunk_id in packed_ids]
+    result.contexts = passages  # the passages the generator sees, in prompt order
+    result.prompt = build_prompt(query.text, passages, settings)
     pieces: list[str] = []
     try:
         first = True
@@ -195,24 +202,139 @@ def stream_answer(question: str, history: list | None = None, settings: Settings
             raise
         result.notes.append(f"LLM unavailable, answered extractively: {exc}")
         result.backend = "extractive"
-        result.answer, result.citations = _extractive(evidence, passages, settings)
+        _render_plan(result, plan, contexts)
         lap("generate_ms")
         yield Event("final", result)
         return
     lap("generate_ms")
     result.raw_answer = "".join(pieces).strip()
-    yield Event("final", _checked(result, evidence, passages, settings, lap))
+    yield Event("final", _checked(result, evidence, passages, settings, lap, plan, contexts))
+
+
+def retrieve_for(query: Query, engine: Engine, filters: dict | None = None) -> list[ScoredChunk]:
+    """Ranked passages for an understood question; with several documents in play, each one's best passages too."""
+    settings = engine.settings
+    search = query.search[: settings.max_question_chars]
+    ranked = engine.retriever.search(search, k=settings.top_k, filters=filters, docs=query.docs)
+    if filters or not (query.cross or query.facet == "which_docs"):
+        return ranked
+    targets = query.docs if query.docs and not query.all_docs else [d["doc_id"] for d in engine.index.documents]
+    seen = {c.chunk.chunk_id for c in ranked}
+    extra: list[ScoredChunk] = []
+    for doc_id in targets:
+        for ctx in engine.retriever.search(search, k=3, filters={"doc_id": [doc_id]}, docs=query.docs):
+            if ctx.chunk.chunk_id not in seen:
+                seen.add(ctx.chunk.chunk_id)
+                extra.append(ctx)
+    merged = sorted(ranked + extra, key=lambda c: -c.score)
+    return [ScoredChunk(c.chunk, c.score, i + 1, c.bm25, c.dense) for i, c in enumerate(merged)]
+
+
+def make_plan(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan:
+    """The answer plan for the question's facet (see rag/plans.py); a compound question gets one plan per part."""
+    parts = sub_questions(query, engine.index.documents, load_vocabulary(engine.settings.vocab_dir))
+    if len(parts) > 1:
+        plans = [_plan_one(part, passages, engine) for part in parts]
+        if all(p.refused for p in plans):
+            return plans[0]
+        statements = [s for p in plans for s in (p.statements if not p.refused else [Statement(p.reason)])]
+        return Plan("compound", statements)
+    return _plan_one(query, passages, engine)
+
+
+def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan:
+    settings = engine.settings
+    view = engine.document_view
+    targets = targets_for(query, view, passages)
+    if is_document_facet(query):
+        return plan_document_facts(query, targets, view, passages)
+    if query.facet == "list" or query.item:
+        listed = plan_list(query, passages, view, query.docs)
+        if listed is not None:
+            return listed
+    if query.facet == "which_docs" and query.years and _asks_about_documents(query.text):
+        return plan_documents_of_year(query, view, passages)
+    if query.cross or query.facet == "which_docs":
+        return plan_per_document(query, passages, view, targets, settings.evidence_min_cover)
+    evidence = best_evidence(query.text, passages)
+    return plan_evidence(query, evidence, settings.evidence_min_cover)
+
+
+def _asks_about_documents(text: str) -> bool:
+    """"哪些文件是2020年出的 / 印发的": a question about the documents themselves, not about their content."""
+    return any(word in text for word in ("出的", "发的", "印发", "发布", "出台"))
+
+
+def _render_plan(result: Answer, plan: Plan, retrieved: list[ScoredChunk]) -> None:
+    """The plan as text, each supported line cited [n]; contexts = cited passages first, then the rest retrieved."""
+    cited = plan.contexts
+    numbers = {c.chunk.chunk_id: i + 1 for i, c in enumerate(cited)}
+    lines, citations = [], []
+    for statement in plan.statements:
+        marker = ""
+        if statement.ctx is not None:
+            number = numbers[statement.ctx.chunk.chunk_id]
+            marker = f"[{number}]"
+            citations.append(_citation(number, statement.ctx, statement.text, statement.quote or statement.text))
+        if statement.text:
+            lines.append(statement.text.rstrip("。；;") + marker)
+        elif lines and marker and marker not in lines[-1]:
+            lines[-1] += marker
+    header = lines and lines[0].endswith("：")
+    if header:
+        result.answer = lines[0] + "\n" + "；\n".join(lines[1:]) + "。"
+    else:
+        result.answer = "；".join(lines) + "。"
+    result.citations = _merge_citations(citations)
+    rest = [c for c in retrieved if c.chunk.chunk_id not in numbers]
+    result.contexts = [ScoredChunk(c.chunk, c.score, i + 1, c.bm25, c.dense) for i, c in enumerate(cited + rest)]
+
+
+def _refused_plan(result: Answer, plan: Plan, settings: Settings, contexts: list[ScoredChunk]) -> Answer:
+    """A refusal; a near miss also says what the documents do state, cited."""
+    _refusal(result, plan.reason, settings, contexts)
+    if plan.statements:
+        said = Answer(result.question, "", True)
+        _render_plan(said, plan, contexts)
+        result.answer = said.answer + "\n" + result.answer
+        result.citations, result.contexts = said.citations, said.contexts
+    return result
+
+
+def _scope_message(result: Answer, query: Query, engine: Engine) -> Answer:
+    """Empty input, a request outside the documents, or another language: what the assistant does, with examples."""
+    what = {"creative": "写作", "code": "编程", "weather": "天气", "finance": "行情", "travel": "出行", "identity": "闲聊",
+            "recommend": "推荐", "chat": "闲聊"}.get(query.scope_class, "其他")
+    documents = engine.index.documents
+    titles = "、".join(f"《{d['title']}》" for d in documents[:5]) + ("等" if len(documents) > 5 else "")
+    result.answer = render(engine.settings.prompts_dir, "scope", kind=query.facet, what=what, titles=titles,
+                           examples=_examples(documents))
+    result.refused = True
+    result.refusal_reason = {"empty": "问题没有内容", "foreign": "请用中文提问"}.get(query.facet, "问题不在政策文件范围内")
+    return result
+
+
+def _examples(documents: list[dict]) -> list[str]:
+    """Example questions built from the indexed documents' own names (not a fixed list)."""
+    out = []
+    for doc in documents[:3]:
+        place = (doc.get("aliases") or [doc.get("region", "")])[0] or doc["title"][:6]
+        out.append(f"{place}的{('文件' if not doc.get('title') else doc['title'][-4:])}是哪天印发的？")
+    if documents:
+        place = (documents[0].get("aliases") or [documents[0].get("region", "")])[0]
+        out.append(f"{place}的知识产权质押融资目标是多少？")
+    return out
 
 
 def _checked(result: Answer, evidence: list[Evidence], passages: list[ScoredChunk], settings: Settings,
-             lap: Callable[[str], None]) -> Answer:
+             lap: Callable[[str], None], plan: Plan, retrieved: list[ScoredChunk]) -> Answer:
     """Keep only supported sentences, cited as [n]; fall back to the extractive answer when nothing holds."""
     strong = bool(evidence) and evidence[0].cover >= 0.8
     if says_cannot_answer(result.raw_answer):
         if not strong:
             return _refusal(result, "模型判断资料中没有答案", settings, result.contexts)
         result.notes.append("the model said the passages lack the answer, but the evidence is strong: answered extractively")
-        result.answer, result.citations = _extractive(evidence, passages, settings)
+        _render_plan(result, plan, retrieved)
         lap("check_ms")
         return result
     checked = check_answer(result.raw_answer, passages, result.rewritten_question)
@@ -222,7 +344,7 @@ def _checked(result: Answer, evidence: list[Evidence], passages: list[ScoredChun
             result.notes.append(f"{s.status}: {s.text[:40]} ({s.why})")
     if not kept:
         result.notes.append("no sentence of the model's answer was supported: answered extractively")
-        result.answer, result.citations = _extractive(evidence, passages, settings)
+        _render_plan(result, plan, retrieved)
         lap("check_ms")
         return result
     lines, citations = [], []

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rag.errors import RagError
 
-TEMPLATES = ("system", "answer", "rewrite", "refusal", "extractive")
+TEMPLATES = ("system", "answer", "rewrite", "refusal", "scope")
 
 
 @functools.lru_cache(maxsize=8)

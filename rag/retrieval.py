@@ -104,8 +104,10 @@ class Retriever:
             mask &= np.isin(self._doc_ids, list(matching))
         return mask
 
-    def search(self, query: str, k: int | None = None, filters: dict | None = None, mode: str | None = None) -> list[ScoredChunk]:
-        """Top-k passages for `query`, best first."""
+    def search(self, query: str, k: int | None = None, filters: dict | None = None, mode: str | None = None,
+               docs: list[str] | None = None) -> list[ScoredChunk]:
+        """Top-k passages for `query`, best first. `docs`: the documents the question targets (boosted); by default
+        those whose region the query names."""
         query = validate_question(query, self.settings.max_question_chars)
         k = k or self.settings.top_k
         mode = mode or self.settings.retrieval_mode
@@ -119,7 +121,7 @@ class Retriever:
         else:
             w = self.settings.dense_weight
             fused = (1 - w) * _minmax(bm25) + w * _minmax(dense)
-        named_docs = self.documents_named_in(query)
+        named_docs = set(docs) if docs is not None else self.documents_named_in(query)
         # The boosts are on the 0–1 scale of the fused score; the single-signal modes stay pure ablations.
         if named_docs and self.settings.region_boost and mode == "hybrid":
             fused = fused + self.settings.region_boost * np.isin(self._doc_ids, list(named_docs))
@@ -135,9 +137,11 @@ class Retriever:
         if not named_docs and is_cross_document(query):
             order = self._best_per_document_first(order)
         results = []
-        for i in order[:k]:
-            if not np.isfinite(fused[i]):
+        for i in order:
+            if len(results) == k:
                 break
+            if not np.isfinite(fused[i]):
+                continue  # filtered out (the per-document ordering interleaves them with allowed passages)
             results.append(ScoredChunk(self.index.chunks[i], float(fused[i]), len(results) + 1, float(bm25[i]), float(dense[i])))
         return results
 

@@ -55,6 +55,10 @@ class Settings:
     context_budget_tokens: int = 320  # passages packed into the prompt, evidence first (prompt reading is the wait)
     context_max_passages: int = 3
     prompts_dir: Path = field(default_factory=lambda: _project_path("prompts"))
+    vocab_dir: Path = field(default_factory=lambda: _project_path("vocab"))
+    # Refusal: the share of the question's content words a passage sentence must hold to count as evidence
+    # (tuned on the dev split of eval/staff_questions.jsonl; see scripts/tune_refusal.py).
+    evidence_min_cover: float = 0.34
 
     rewrite_with_llm: bool = False  # follow-ups: rewrite with prompts/rewrite.txt instead of the deterministic rules
 

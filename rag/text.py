@@ -9,7 +9,7 @@ import unicodedata
 # Domain terms jieba would otherwise cut apart, and the places the corpus names.
 DOMAIN_WORDS = [
     "知识产权", "质押融资", "专利导航", "地理标志", "高价值专利", "知识产权强省", "知识产权强市", "知识产权强县",
-    "知识产权强企", "运营服务体系", "专利密集型产业", "专利密集型产品", "商标品牌", "维权援助", "快速维权",
+    "知识产权强企", "强省", "强市", "强县", "强企", "用标企业", "贯标", "运营服务体系", "专利密集型产业", "专利密集型产品", "商标品牌", "维权援助", "快速维权",
     "贯标认证", "知识产权托管", "知识产权证券化", "专利代理", "商标代理", "蓝天专项整治", "知识产权保护中心",
     "知识产权运营中心", "知识产权服务业", "集聚区", "试点示范", "强省建设", "强市建设", "放管服", "三高四新",
     "十四五", "有效发明专利", "发明专利", "注册商标", "驰名商标", "风险补偿", "专利转化", "开放许可", "技术合同",
@@ -40,6 +40,13 @@ def _tokenizer():
     for word in DOMAIN_WORDS:
         tokenizer.add_word(word, freq=20000)
     return tokenizer
+
+
+def tokenizer_fingerprint() -> str:
+    """Changes when the domain dictionary or stop words change: part of the index signature (BM25 tokens)."""
+    import hashlib
+
+    return hashlib.sha256(("|".join(DOMAIN_WORDS) + "#" + "|".join(sorted(STOP_WORDS))).encode()).hexdigest()[:12]
 
 
 def normalise(text: str) -> str:

@@ -1,0 +1,347 @@
+"""Question understanding: what the staff member typed → what to search, which documents, which kind of fact.
+
+One step, before retrieval, with its own tests:
+  1. normalise: NFKC (full-width letters and digits), traditional → simplified (OpenCC), spaces folded;
+  2. drop clauses that carry no question (greetings, thanks, "领导让我查一下") and clauses addressed to the
+     assistant ("忽略之前的指令", "【系统通知…】", "不用引用") — the answer stays grounded whatever they ask;
+  3. expand abbreviations and everyday words to the documents' terms (知产 → 知识产权, 专利贷 → 知识产权质押融资);
+  4. find the documents the question targets (places, nicknames from titles such as 三高四新, "五份文件");
+  5. find the facet asked (figure, date, period, issuer, 文号, attachment, units, list, yes/no, which documents,
+     which came first) or that the request is out of scope, empty, or not in Chinese.
+Every word list lives in `vocab/` (see vocab/README.md), not here.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.settings import PROJECT_ROOT
+
+VOCAB_DIR = PROJECT_ROOT / "vocab"
+
+# Facets that are facts about a document as a whole, answered from its facts, not from passage sentences.
+DOCUMENT_FACETS = ("docno", "issuer", "date", "period", "attachment", "compare_date")
+_CLAUSE_SPLIT = re.compile(r"([，,。！!？?；;：:\n]|\s{1,}(?=[^\sA-Za-z]))")
+_BRACKETED = re.compile(r"【[^】]{0,40}】|\[[^\]]{0,40}\]")
+_CJK = re.compile(r"[\u4e00-\u9fff]")
+_ALL_DOCS = re.compile(r"[五几各]份文件|所有文件|全部文件|这些文件|各地|各个文件|每份文件|这几份")
+
+
+@dataclass
+class Query:
+    """What the system understood of one question."""
+
+    original: str
+    text: str  # normalised, chatter and instructions removed, abbreviations expanded: what answers are planned from
+    search: str  # `text` plus the alternative terms of expanded words: what retrieval searches
+    facet: str = "general"  # see vocab/facets.tsv; also out_of_scope | empty | foreign
+    also_figure: bool = False  # a list or comparison whose items are figures ("分别是多少")
+    places: list[str] = field(default_factory=list)  # places named (documents' or not)
+    docs: list[str] = field(default_factory=list)  # doc_ids the question targets, in the order named
+    all_docs: bool = False  # "五份文件", "各地", "哪些文件…": every document is in play
+    years: list[str] = field(default_factory=list)
+    item: int = 0  # "第三条" → 3: an item of a list asked about
+    dropped: list[str] = field(default_factory=list)  # clauses removed (chatter, instructions)
+    injection: bool = False
+    scope_class: str = ""  # out_of_scope: creative | code | weather | …
+
+    @property
+    def cross(self) -> bool:
+        """More than one document is in play."""
+        return self.all_docs or len(self.docs) > 1
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "facet": self.facet, "docs": self.docs, "all_docs": self.all_docs, "places": self.places,
+                "years": self.years, "item": self.item, "dropped": self.dropped, "injection": self.injection}
+
+
+# --------------------------------------------------------------------------- vocabulary files
+
+
+def _lines(path: Path) -> list[list[str]]:
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            rows.append([cell.strip() for cell in line.split("\t")])
+    return rows
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    synonyms: tuple[tuple[str, tuple[str, ...]], ...]
+    provinces: tuple[str, ...]
+    cities: tuple[str, ...]
+    place_aliases: dict  # english / short name (lower case) → Chinese
+    facets: tuple[tuple[str, str], ...]
+    chatter: frozenset
+    injection: tuple[str, ...]
+    out_of_scope: tuple[tuple[str, str], ...]
+    domain: tuple[str, ...]
+
+    @functools.cached_property
+    def place_re(self) -> re.Pattern:
+        return re.compile("|".join(sorted(self.provinces + self.cities, key=len, reverse=True)))
+
+
+@functools.lru_cache(maxsize=4)
+def load_vocabulary(vocab_dir: Path = VOCAB_DIR) -> Vocabulary:
+    """Read every vocabulary file once."""
+    synonyms = tuple((row[0].lower(), tuple(row[1].split("|"))) for row in _lines(vocab_dir / "synonyms.tsv"))
+    provinces, cities, aliases = [], [], {}
+    for row in _lines(vocab_dir / "places.tsv"):
+        (provinces if row[0] == "province" else cities).append(row[1])
+        for alias in (row[2].split("|") if len(row) > 2 else []):
+            aliases[alias.lower()] = row[1]
+    return Vocabulary(
+        synonyms=tuple(sorted(synonyms, key=lambda s: -len(s[0]))),
+        provinces=tuple(provinces),
+        cities=tuple(cities),
+        place_aliases=aliases,
+        facets=tuple((row[0], row[1].lower()) for row in _lines(vocab_dir / "facets.tsv")),
+        chatter=frozenset(row[0].lower() for row in _lines(vocab_dir / "chatter.tsv")),
+        injection=tuple(row[0].lower() for row in _lines(vocab_dir / "injection.tsv")),
+        out_of_scope=tuple((row[0], row[1].lower()) for row in _lines(vocab_dir / "out_of_scope.tsv")),
+        domain=tuple(row[0].lower() for row in _lines(vocab_dir / "domain.txt")),
+    )
+
+
+# --------------------------------------------------------------------------- steps
+
+
+@functools.lru_cache(maxsize=1)
+def _converter():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def normalise_text(text: str) -> str:
+    """NFKC (full-width → half-width), traditional → simplified, runs of spaces folded, control characters removed."""
+    text = unicodedata.normalize("NFKC", text)
+    text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C" or ch in "\n\t")
+    text = _converter().convert(text)
+    return re.sub(r"[ \t\u3000]+", " ", text).strip()
+
+
+def _clauses(text: str) -> list[str]:
+    """Clauses with their closing punctuation kept, so that joining them gives the text back."""
+    parts = _CLAUSE_SPLIT.split(text)
+    out, current = [], ""
+    for part in parts:
+        if part is None:
+            continue
+        current += part
+        if _CLAUSE_SPLIT.fullmatch(part):
+            out.append(current)
+            current = ""
+    if current:
+        out.append(current)
+    return out
+
+
+def strip_wrappers(text: str, vocab: Vocabulary) -> tuple[str, list[str], bool]:
+    """(the question without chatter and instruction clauses, the clauses dropped, whether instructions were found)."""
+    dropped, injection = [], False
+    for bracket in _BRACKETED.findall(text):
+        if any(cue in bracket.lower() for cue in vocab.injection):
+            text = text.replace(bracket, " ")
+            dropped.append(bracket)
+            injection = True
+    kept = []
+    for clause in _clauses(text):
+        bare = re.sub(r"[，,。！!？?；;：:\s~～…]+", "", clause).lower()
+        if not bare:
+            kept.append(clause)
+            continue
+        if any(cue in clause.lower() for cue in vocab.injection):
+            dropped.append(clause.strip())
+            injection = True
+            continue
+        if _only_chatter(bare, vocab):
+            dropped.append(clause.strip())
+            continue
+        kept.append(_strip_chatter_edges(clause, vocab))
+    result = "".join(kept).strip(" ，,。：:；;")
+    return result, dropped, injection
+
+
+def _only_chatter(bare: str, vocab: Vocabulary) -> bool:
+    """A clause made only of chatter words (greedy from the left, longest word first)."""
+    words = sorted(vocab.chatter, key=len, reverse=True)
+    rest = bare
+    while rest:
+        for word in words:
+            if rest.startswith(word):
+                rest = rest[len(word):]
+                break
+        else:
+            return False
+    return True
+
+
+def _strip_chatter_edges(clause: str, vocab: Vocabulary) -> str:
+    """'请问一下哈 沈阳…' → '沈阳…': chatter words at the start or end of a clause that also asks something."""
+    words = sorted(vocab.chatter, key=len, reverse=True)
+    changed = True
+    while changed:
+        changed = False
+        stripped = clause.lstrip(" ，,")
+        for word in words:
+            if stripped.lower().startswith(word) and len(stripped) > len(word) + 1:
+                clause = stripped[len(word):]
+                changed = True
+                break
+    return clause
+
+
+def expand_terms(text: str, vocab: Vocabulary) -> tuple[str, str]:
+    """(text with colloquial words replaced by the documents' term, search text with every alternative added)."""
+    lowered = text
+    extra: list[str] = []
+    for word, targets in vocab.synonyms:
+        pattern = re.compile(re.escape(word), re.IGNORECASE) if word.isascii() else None
+        if pattern is not None:
+            if not re.search(rf"(?<![a-z]){re.escape(word)}(?![a-z])", lowered, re.IGNORECASE):
+                continue
+            lowered = re.sub(rf"(?<![a-z]){re.escape(word)}(?![a-z])", targets[0], lowered, flags=re.IGNORECASE)
+        else:
+            if word not in lowered or targets[0] in lowered:
+                continue
+            lowered = lowered.replace(word, targets[0])
+        extra += [t for t in targets[1:] if t not in extra]
+    for alias, place in vocab.place_aliases.items():
+        lowered = re.sub(rf"(?<![a-z]){re.escape(alias)}(?![a-z])", place, lowered, flags=re.IGNORECASE)
+    search = lowered + ("" if not extra else " " + " ".join(extra))
+    return lowered, search
+
+
+def places_in(text: str, vocab: Vocabulary | None = None) -> list[str]:
+    """Place names in `text`, in order, without 省/市 suffixes."""
+    vocab = vocab or load_vocabulary()
+    seen: list[str] = []
+    for match in vocab.place_re.finditer(text):
+        if match.group() not in seen:
+            seen.append(match.group())
+    return seen
+
+
+def document_targets(text: str, documents: list[dict], vocab: Vocabulary) -> tuple[list[str], list[str]]:
+    """(doc_ids the question names by place, alias or title nickname — in the order named; places named)."""
+    places = places_in(text, vocab)
+    hits: list[tuple[int, str]] = []
+    for doc in documents:
+        names = [doc.get("region", ""), doc.get("province", ""), doc.get("city", ""), *doc.get("aliases", []),
+                 *nicknames(doc.get("title", ""))]
+        names = [n.removesuffix("省").removesuffix("市").removesuffix("自治区") for n in names if n]
+        positions = [text.find(n) for n in names if len(n) >= 2 and n in text]
+        # a place that is part of a longer place ("湘" in "湘潭") does not name the document
+        positions = [p for p in positions if p >= 0 and not _inside_longer_place(text, p, places, doc)]
+        if positions:
+            hits.append((min(positions), doc["doc_id"]))
+    return [doc_id for _, doc_id in sorted(hits)], places
+
+
+def _inside_longer_place(text: str, position: int, places: list[str], doc: dict) -> bool:
+    about = " ".join([doc.get("region", ""), doc.get("title", ""), *doc.get("aliases", [])])
+    for place in places:
+        start = text.find(place)
+        if start <= position < start + len(place) and place not in about:
+            return True
+    return False
+
+
+def nicknames(title: str) -> list[str]:
+    """Short names of a document from its title: quoted terms (“三高四新”, “十四五”)."""
+    return [m for m in re.findall(r"[“\"]([^”\"]{2,8})[”\"]", title)]
+
+
+def detect_facet(text: str, vocab: Vocabulary) -> tuple[str, bool]:
+    """(facet, also_figure): the first facet whose cue the question holds, in the order of vocab/facets.tsv."""
+    lowered = text.lower()
+    found = [facet for facet, cue in vocab.facets if cue in lowered]
+    if not found:
+        return "general", False
+    facet = found[0]
+    also_figure = facet in ("list", "which_docs") and "figure" in found and any(
+        cue in lowered for f, cue in vocab.facets if f == "figure" and cue in ("多少", "几", "多高", "多大"))
+    return facet, also_figure
+
+
+def out_of_scope_class(text: str, vocab: Vocabulary, has_target: bool) -> str:
+    """The class of a request that is not about the policy documents, or ''."""
+    lowered = text.lower()
+    in_domain = any(word in lowered for word in vocab.domain)
+    for klass, cue in vocab.out_of_scope:
+        if cue in lowered and (not in_domain or klass in ("creative", "code", "recommend")):
+            return klass
+    # Short talk with no policy word, no place and no kind of fact asked ("你好吗", "今天心情不好") is chit-chat;
+    # "由哪个部门牵头" asks for a kind of fact and is not.
+    if (not in_domain and not has_target and _CJK.search(text) and len(_CJK.findall(text)) <= 12
+            and detect_facet(text, vocab)[0] == "general"):
+        return "chat"
+    return ""
+
+
+def item_reference(text: str) -> int:
+    """'第三条呢' → 3, '第2项' → 2; 0 when the question names no item."""
+    from rag.facts import _cn_to_int
+
+    match = re.search(r"第([一二三四五六七八九十\d]{1,3})(条|项|点|个|部分|块|方面)", text)
+    if not match:
+        return 0
+    raw = match.group(1)
+    value = int(raw) if raw.isdigit() else _cn_to_int(raw)
+    return value or 0
+
+
+def sub_questions(query: Query, documents: list[dict], vocab: Vocabulary | None = None) -> list[Query]:
+    """A compound question ("从哪天起施行？由哪个部门牵头？") as its parts, each understood on its own and keeping the
+    documents the whole names; [query] when it asks one thing."""
+    parts = [p.strip() for p in re.split(r"[?？]", query.text) if len(p.strip()) >= 4]
+    if len(parts) < 2:
+        return [query]
+    out = []
+    for part in parts:
+        sub = understand(part, documents, vocab)
+        if sub.facet in ("empty", "out_of_scope", "foreign"):
+            continue
+        if not sub.docs:
+            sub.docs, sub.places, sub.all_docs = query.docs, query.places, query.all_docs
+            sub.text = "".join(p for p in query.places if p not in sub.text) + sub.text
+        out.append(sub)
+    facets = {(q.facet, q.also_figure) for q in out}
+    # "…有哪些？分别是多少？" is one question in two sentences: the same list asked for its figures
+    if len(out) < 2 or len(facets) < 2 or any(q.facet == "figure" for q in out) and any(q.facet in ("list", "which_docs") for q in out):
+        return [query]
+    return out
+
+
+def understand(question: str, documents: list[dict], vocab: Vocabulary | None = None) -> Query:
+    """The one entry point: a standalone question (follow-ups already rewritten) → Query."""
+    vocab = vocab or load_vocabulary()
+    normalised = normalise_text(question)
+    core, dropped, injection = strip_wrappers(normalised, vocab)
+    text, search = expand_terms(core, vocab)
+    query = Query(original=question, text=text, search=search or text, dropped=dropped, injection=injection)
+    if not re.search(r"[\w]", text) or not text:
+        query.facet = "empty"
+        return query
+    query.docs, query.places = document_targets(text, documents, vocab)
+    query.all_docs = bool(_ALL_DOCS.search(text))
+    query.years = sorted(set(re.findall(r"(?<!\d)(20\d\d)(?!\d)", text)))
+    query.item = item_reference(text)
+    if not _CJK.search(text):
+        query.facet = "foreign"
+        return query
+    scope = out_of_scope_class(text, vocab, bool(query.docs or query.places))
+    if scope:
+        query.facet, query.scope_class = "out_of_scope", scope
+        return query
+    query.facet, query.also_figure = detect_facet(text, vocab)
+    if query.facet in ("which_docs", "compare_date"):
+        query.all_docs = query.all_docs or len(query.docs) < 2
+    return query
