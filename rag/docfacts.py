@@ -19,7 +19,7 @@ _ISO_DATE = re.compile(r"(20\d\d)-(\d{1,2})-(\d{1,2})")
 _DOC_NUMBER = re.compile(r"[\u4e00-\u9fff]{1,10}〔\d{4}〕\d+号")
 _PUBLISHED = re.compile(r"(?:发布时间|发文时间|发布日期|成文日期)\s*[:：]\s*(20\d\d[-年]\d{1,2}[-月]\d{1,2}日?)")
 _ISSUER_FIELD = re.compile(r"(?:发文机构|发文机关|发文单位)\s*[:：]\s*([\u4e00-\u9fff]{2,30})")
-_NOTICE_TITLE = re.compile(r"^([\u4e00-\u9fff]{2,30}?)关于印发[《]?(.{4,80}?)[》]?的通知")
+_NOTICE_TITLE = re.compile(r"^([\u4e00-\u9fff]{2,30}?)?关于印发[《]?(.{4,80}?)[》]?的通知")
 _EFFECTIVE = re.compile(r"自\s*(20\d\d\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日)\s*起(?:施行|实施|执行)")
 _ATTACHMENT = re.compile(r"^\s*附件\s*\d*\s*[:：]\s*(.{2,60})$", re.MULTILINE)
 _YEAR_RANGE = re.compile(r"(20\d\d)\s*[-—–－~至]{1,2}\s*(20\d\d)\s*年")
@@ -108,7 +108,7 @@ def extract_facts(text: str, title: str = "") -> dict[str, object]:
         facts["signed"] = _fact(signature, 2)
         if "issuer" not in facts:
             facts["issuer"] = _fact(signature, 1, re.sub(r"\s+", " ", signature.group(1)))
-    if "issuer" not in facts and notice:
+    if "issuer" not in facts and notice and notice[1].group(1):
         start, match = notice
         facts["issuer"] = Fact(match.group(1), start + match.start(1), start + match.end(1))
 

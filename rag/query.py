@@ -25,7 +25,8 @@ VOCAB_DIR = PROJECT_ROOT / "vocab"
 
 # Facets that are facts about a document as a whole, answered from its facts, not from passage sentences.
 DOCUMENT_FACETS = ("docno", "issuer", "date", "period", "attachment", "compare_date")
-_CLAUSE_SPLIT = re.compile(r"([，,。！!？?；;：:\n]|\s{1,}(?=[^\sA-Za-z]))")
+# Clauses end at Chinese or Western punctuation ("instructions. 杭州…"), or at spaces before a non-Latin word.
+_CLAUSE_SPLIT = re.compile(r"([，,。！!？?；;：:\n]|\.(?=\s)|\s{1,}(?=[^\sA-Za-z]))")
 _BRACKETED = re.compile(r"【[^】]{0,40}】|\[[^\]]{0,40}\]")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 _ALL_DOCS = re.compile(r"[五几各]份文件|所有文件|全部文件|这些文件|各地|各个文件|每份文件|这几份")
@@ -135,7 +136,7 @@ def _clauses(text: str) -> list[str]:
         if part is None:
             continue
         current += part
-        if _CLAUSE_SPLIT.fullmatch(part):
+        if _CLAUSE_SPLIT.fullmatch(part) or (part and not part.strip()):
             out.append(current)
             current = ""
     if current:
@@ -278,10 +279,10 @@ def out_of_scope_class(text: str, vocab: Vocabulary, has_target: bool) -> str:
     for klass, cue in vocab.out_of_scope:
         if cue in lowered and (not in_domain or klass in ("creative", "code", "recommend")):
             return klass
-    # Short talk with no policy word, no place and no kind of fact asked ("你好吗", "今天心情不好") is chit-chat;
+    # Short talk with no policy word, no place and no kind of fact asked ("你好吗", "今天心情好吗") is chit-chat;
     # "由哪个部门牵头" asks for a kind of fact and is not.
     if (not in_domain and not has_target and _CJK.search(text) and len(_CJK.findall(text)) <= 12
-            and detect_facet(text, vocab)[0] == "general"):
+            and detect_facet(text, vocab)[0] in ("general", "yesno")):
         return "chat"
     return ""
 
@@ -334,7 +335,7 @@ def understand(question: str, documents: list[dict], vocab: Vocabulary | None = 
     query.all_docs = bool(_ALL_DOCS.search(text))
     query.years = sorted(set(re.findall(r"(?<!\d)(20\d\d)(?!\d)", text)))
     query.item = item_reference(text)
-    if not _CJK.search(text):
+    if not _CJK.search(core):  # judged before English place names and terms were turned into Chinese
         query.facet = "foreign"
         return query
     scope = out_of_scope_class(text, vocab, bool(query.docs or query.places))
