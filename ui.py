@@ -79,6 +79,15 @@ def render_sources(contexts: list[dict], note: str) -> str:
     return "\n".join(cards)
 
 
+def answer_message(answer: dict) -> str:
+    """The chat message of a final answer; a follow-up also shows how it was understood."""
+    text = answer["answer"]
+    rewritten = (answer.get("rewritten_question") or "").strip()
+    if rewritten and rewritten.rstrip("？?") != answer["question"].strip().rstrip("？?"):
+        text += f"\n\n（按“{rewritten}”理解）"
+    return text
+
+
 def render_citations(answer: dict) -> str:
     """The cited passages with the supporting sentence highlighted; for a refusal, the nearest sections."""
     if answer["refused"]:
@@ -119,7 +128,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
                     yield history, gr.update(), None, gr.update()
                 else:
                     answer = event.data.to_dict()
-                    history[-1]["content"] = answer["answer"]
+                    history[-1]["content"] = answer_message(answer)
                     yield history, render_citations(answer), answer, gr.update()
         except RagError as exc:
             history[-1]["content"] = f"⚠️ {exc.user_message}"

@@ -111,3 +111,19 @@ def test_embed_demo_page_holds_the_chat(server, browser):
     page.screenshot(path=str(ARTIFACTS / "embed.png"), full_page=True)
     assert page.locator("header h1").inner_text() == "某单位内网门户"
     page.close()
+
+
+def test_follow_up_shows_how_it_was_understood(server, browser):
+    base, _ = server
+    page = browser.new_page()
+    page.goto(base + "/")
+    box = page.locator("#question textarea")
+    box.wait_for(timeout=30000)
+    box.fill("杭州的知识产权质押融资目标是多少？")
+    page.locator("#send").click()
+    page.locator("#chat").get_by_text("5亿").first.wait_for(timeout=30000)
+    box.fill("那沈阳呢")
+    page.locator("#send").click()
+    page.locator("#chat").get_by_text("按“沈阳").first.wait_for(timeout=30000)
+    assert "30%" in page.locator("#chat").inner_text()
+    page.close()
