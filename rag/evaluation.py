@@ -379,6 +379,11 @@ def check_floors(runs: dict[str, dict], floors_path: Path) -> list[str]:
     problems = []
     for name, summary in runs.items():
         for metric, floor in floors.items():
+            if metric == "min_kind_score":  # every kind of question, not just the average
+                for kind, scores in summary.get("by_kind", {}).items():
+                    if scores["score"] < floor:
+                        problems.append(f"{name}: kind {kind} score = {scores['score']:.3f} < {floor}")
+                continue
             if metric not in summary:
                 continue
             value = summary[metric]

@@ -28,6 +28,7 @@ from rag.retrieval import ScoredChunk
 from rag.text import compact, normalise, places_in, tokenize, years_in
 
 _BARE_HEADING = re.compile(r"^[一二三四五六七八九十]{1,3}、[^。；;]{0,16}$")
+_QUOTES = re.compile(r"[“”\"'‘’《》「」『』]")
 _SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]*")
 
 _MARKER_PATTERNS = [
@@ -74,7 +75,8 @@ def coverage(terms: list[str], text: str) -> float:
     """Share of `terms` found in `text` (normalised); longer terms weigh more."""
     if not terms:
         return 1.0
-    haystack = normalise(text)
+    # quotation marks inside a term ("“蓝天”专项整治") do not stop it from matching 蓝天专项整治
+    haystack = _QUOTES.sub("", normalise(text))
     total = sum(len(t) for t in terms)
     return sum(len(t) for t in terms if t in haystack) / total
 

@@ -58,6 +58,15 @@ def test_extractive_answer_gate(default_engine, tmp_path):
     assert not problems, problems
 
 
+@pytest.mark.parametrize("split", ["dev", "test"])
+def test_staff_questions_gate(default_engine, tmp_path, split):
+    """Questions typed the way staff type them (eval/staff_questions.jsonl), every kind at least 0.8."""
+    runs = evaluate(EVAL / "staff_questions.jsonl", tmp_path, default_engine.settings, ["answer:extractive"], split=split)
+    problems = check_floors(runs, EVAL / "floors-staff.json")
+    print(json.dumps(runs, ensure_ascii=False, indent=1))
+    assert not problems, problems
+
+
 def test_local_llm_answers_one_question_with_the_right_citation(default_engine):
     pytest.importorskip("llama_cpp")
     from rag.pipeline import answer
