@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import sys
 import time
@@ -74,11 +75,19 @@ def evidence_rank(contexts: list[dict], evidence: list[str]) -> int | None:
     return None
 
 
+def _figures_form(text: str) -> str:
+    """A form in which the same figure written differently compares equal: 三年 = 3年, 1-2年 = 1—2年."""
+    from rag.facts import normalise_numbers
+
+    return re.sub(r"[-—–－~～]+", "-", compact(normalise_numbers(text)))
+
+
 def key_point_recall(answer: str, key_points: list[str]) -> float | None:
+    """Share of key points in the answer: verbatim (NFKC, no whitespace), or as the same figure written another way."""
     if not key_points:
         return None
-    text = compact(answer)
-    return sum(compact(k) in text for k in key_points) / len(key_points)
+    text, figures = compact(answer), _figures_form(answer)
+    return sum(compact(k) in text or _figures_form(k) in figures for k in key_points) / len(key_points)
 
 
 def citations_hold_evidence(citations: list[dict], evidence: list[str]) -> bool:

@@ -133,3 +133,12 @@ def test_eval_compare_runs_configurations_side_by_side(cli_env, capsys):
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "| vanilla |" in report and "| answer:extractive |" in report
     assert set(CONFIGS) >= {"vanilla", "bm25", "dense", "hybrid", "hybrid-noheader"}
+
+
+def test_key_points_match_the_same_figure_written_another_way():
+    from rag.evaluation import key_point_recall
+
+    assert key_point_recall("沈阳三年内建成[1]。", ["3年"]) == 1.0
+    assert key_point_recall("每1-2年制定一次[1]。", ["1—2年"]) == 1.0
+    assert key_point_recall("达到15亿元", ["15亿", "30%"]) == 0.5
+    assert key_point_recall("第二十二届", ["第二十二届"]) == 1.0

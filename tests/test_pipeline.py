@@ -69,10 +69,13 @@ def test_refusals_do_not_rest_on_the_model(real_engine, question):
     assert not result.citations or "没有给出具体数字" in result.answer
 
 
-def test_model_saying_no_is_a_refusal_when_evidence_is_weak(real_engine):
+def test_model_saying_no_does_not_override_checked_evidence(real_engine):
     llm = FakeLLM(replies=["资料中没有相关内容。"])
-    result = answer("杭州用什么办法帮小微企业买到便宜的知识产权服务？", engine=engine_with_llm(real_engine, llm))
-    assert result.refused or "服务券" in result.answer
+    result = answer("杭州要建成几个国家级试点（示范）区域", engine=engine_with_llm(real_engine, llm))
+    assert not result.refused and "6个" in result.answer and result.citations and result.notes
+    # and an unanswerable question is refused by code before the model could say anything
+    result = answer("乌海对质押贷款不良率能放宽到多少", engine=engine_with_llm(real_engine, FakeLLM(replies=["不良率为5%[1]。"])))
+    assert result.refused and "5%" not in result.answer
 
 
 def test_unreachable_llm_falls_back_to_extractive(real_engine):
