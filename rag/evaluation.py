@@ -50,9 +50,11 @@ def load_dataset(path: Path, split: str | None = None) -> list[EvalQuestion]:
             continue
         try:
             raw = json.loads(line)
+            key_points = raw.get("key_points", raw.get("labels", [])) or []
             rows.append(EvalQuestion(
-                id=str(raw["id"]), question=raw["question"], key_points=list(raw.get("key_points", [])),
-                evidence=list(raw.get("evidence", [])), answerable=bool(raw.get("answerable", True)),
+                id=str(raw["id"]), question=raw["question"],
+                key_points=[key_points] if isinstance(key_points, str) else [str(k) for k in key_points],
+                evidence=[raw["evidence"]] if isinstance(raw.get("evidence"), str) else list(raw.get("evidence") or []), answerable=bool(raw.get("answerable", True)),
                 history=list(raw.get("history", [])), doc=raw.get("doc", ""), kind=raw.get("kind", ""),
                 split=raw.get("split", ""), must_not=list(raw.get("must_not", [])),
             ))
@@ -377,8 +379,12 @@ def evaluate(dataset: Path, out: Path, settings: Settings, configs: list[str], l
         fails[label if len(configs) == 1 else name] = failures(rows, only_retrieval)
     if len(configs) > 1:
         (out / "summary.json").write_text(json.dumps(runs, ensure_ascii=False, indent=1), encoding="utf-8")
-    write_report(out, runs, fails, dataset)
-    write_chart(out, runs)
+    # The results and summaries are on disk already; a report or chart that fails must not lose them.
+    for step in (lambda: write_report(out, runs, fails, dataset), lambda: write_chart(out, runs)):
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - any report error is reported, never fatal
+            print(f"warning: report not written ({type(exc).__name__}: {exc})", file=sys.stderr)
     return runs
 
 

@@ -23,7 +23,7 @@ from rag.bm25 import BM25
 from rag.chunking import Chunk, ChunkerConfig, chunk_corpus
 from rag.documents import Corpus, load_corpus
 from rag.embedders import Embedder
-from rag.errors import IndexMismatchError, IndexMissingError
+from rag.errors import CorpusError, IndexMismatchError, IndexMissingError
 from rag.settings import Settings
 from rag.text import tokenize, tokenizer_fingerprint
 
@@ -156,7 +156,11 @@ def index_status(settings: Settings, embedder: Embedder, corpus: Corpus | None =
     config = read_config(settings.index_dir)
     if config is None:
         return "missing", "no index yet"
-    corpus = corpus or load_corpus(settings.data_dir)
+    if corpus is None:
+        try:
+            corpus = load_corpus(settings.data_dir)
+        except CorpusError as exc:  # an index copied without its documents still answers
+            return "unknown", f"documents not readable ({exc})"
     expected = expected_signature(settings, embedder, corpus)
     changed = [key for key, value in expected.items() if config.get(key) != value]
     if changed:

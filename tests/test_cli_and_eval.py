@@ -142,3 +142,27 @@ def test_key_points_match_the_same_figure_written_another_way():
     assert key_point_recall("每1-2年制定一次[1]。", ["1—2年"]) == 1.0
     assert key_point_recall("达到15亿元", ["15亿", "30%"]) == 0.5
     assert key_point_recall("第二十二届", ["第二十二届"]) == 1.0
+
+
+def test_eval_accepts_any_dataset_in_the_documented_shape(cli_env, capsys):
+    """Rows without key_points, with `labels`, with evidence as one string: results and a report, no traceback."""
+    dataset = cli_env / "mine.jsonl"
+    rows = [
+        {"id": "a", "question": "沈阳证券化产品发几单", "answerable": True},
+        {"id": "b", "question": "杭州技术市场交易额目标", "labels": ["100亿"], "evidence": "技术市场交易额达100亿元"},
+        {"id": "c", "question": "广东的质押融资目标", "answerable": False, "extra": {"anything": 1}},
+    ]
+    dataset.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    assert main(["index"]) == 0
+    assert main(["eval", "--dataset", str(dataset), "--out", str(cli_env / "run")]) == 0
+    results = [json.loads(line) for line in (cli_env / "run" / "results.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in results] == ["a", "b", "c"] and results[1]["key_point_recall"] == 1.0
+    assert "Failures" in (cli_env / "run" / "report.md").read_text(encoding="utf-8")
+
+
+def test_ask_works_from_an_index_without_its_documents(cli_env, capsys, monkeypatch):
+    assert main(["index"]) == 0
+    monkeypatch.setenv("RAG_DATA_DIR", str(cli_env / "no-such-dir"))
+    capsys.readouterr()
+    assert main(["ask", "湖南要做强哪些地理标志品牌？"]) == 0
+    assert "浏阳花炮" in capsys.readouterr().out
