@@ -9,6 +9,7 @@ Refusal does not rest on the model. The code refuses when
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,13 +17,16 @@ from dataclasses import dataclass
 from rag.answer import Answer, Citation
 from rag.engine import Engine
 from rag.errors import LLMUnavailableError, ModelError
+from rag.facts import normalise_numbers, quantities_in
 from rag.followup import standalone_question
 from rag.grounding import (
     Eligibility,
     Evidence,
     best_evidence,
     check_answer,
+    coverage,
     eligible_passages,
+    question_terms,
     quote_for,
     says_cannot_answer,
 )
@@ -208,7 +212,7 @@ def stream_answer(question: str, history: list | None = None, settings: Settings
         return
     lap("generate_ms")
     result.raw_answer = "".join(pieces).strip()
-    yield Event("final", _checked(result, evidence, passages, settings, lap, plan, contexts))
+    yield Event("final", _checked(result, evidence, passages, settings, lap, plan, contexts, query))
 
 
 def retrieve_for(query: Query, engine: Engine, filters: dict | None = None) -> list[ScoredChunk]:
@@ -327,7 +331,7 @@ def _examples(documents: list[dict]) -> list[str]:
 
 
 def _checked(result: Answer, evidence: list[Evidence], passages: list[ScoredChunk], settings: Settings,
-             lap: Callable[[str], None], plan: Plan, retrieved: list[ScoredChunk]) -> Answer:
+             lap: Callable[[str], None], plan: Plan, retrieved: list[ScoredChunk], query: Query) -> Answer:
     """Keep only supported sentences, cited as [n]; fall back to the extractive answer when nothing holds."""
     if says_cannot_answer(result.raw_answer):
         # Whether the documents answer was decided by code before the model ran (the plan passed the evidence and
@@ -341,6 +345,11 @@ def _checked(result: Answer, evidence: list[Evidence], passages: list[ScoredChun
     for s in checked:
         if s.status != "kept":
             result.notes.append(f"{s.status}: {s.text[:40]} ({s.why})")
+    if kept and query.facet == "figure" and not _states_the_figure(kept, evidence, query.text):
+        result.notes.append("the model's answer leaves out the figure the evidence states: answered extractively")
+        _render_plan(result, plan, retrieved)
+        lap("check_ms")
+        return result
     if not kept:
         result.notes.append("no sentence of the model's answer was supported: answered extractively")
         _render_plan(result, plan, retrieved)
@@ -355,6 +364,22 @@ def _checked(result: Answer, evidence: list[Evidence], passages: list[ScoredChun
     result.citations = _merge_citations(citations)
     lap("check_ms")
     return result
+
+
+def _states_the_figure(kept: list, evidence: list[Evidence], question: str) -> bool:
+    """A figure question's answer must carry the figure of the best evidence sentence (the one code chose); when that
+    sentence states several ("推荐第二十二届…及第二十一届…奖励"), the figure of the clause closest to the question."""
+    if not evidence:
+        return True
+    clauses = [c for c in re.split(r"[，,、；;及和与]", evidence[0].sentence) if quantities_in(c)]
+    if not clauses:
+        return True
+    terms = question_terms(question)
+    best = max(clauses, key=lambda c: coverage(terms, c))
+    wanted = set(quantities_in(best))
+    stated = {q for s in kept for q in quantities_in(s.text)}
+    return bool(wanted & stated) or any(normalise_numbers(q) in normalise_numbers(" ".join(s.text for s in kept))
+                                        for q in wanted)
 
 
 def answer(question: str, history: list | None = None, settings: Settings | None = None, engine: Engine | None = None,

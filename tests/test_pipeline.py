@@ -141,3 +141,10 @@ def test_llm_rewriting_of_follow_ups_when_configured(real_engine):
     # a model reply that is no question at all falls back to the rules
     engine = engine_with_llm(real_engine, FakeLLM(replies=["好", "知识产权质押融资金额累计达5亿元[1]。"]), rewrite_with_llm=True)
     assert answer("那杭州呢？", history=history, engine=engine).rewritten_question.startswith("杭州2020年")
+
+
+def test_a_figure_answer_must_carry_the_figure_the_evidence_states(real_engine):
+    # the passage names 第二十二届 (to recommend) and 第二十一届 (to reward); a model that picks the wrong one is replaced
+    llm = FakeLLM(replies=["河南推荐的是第二十一届中国专利奖[1]。"])
+    result = answer("河南省要组织推荐第几届中国专利奖", engine=engine_with_llm(real_engine, llm))
+    assert "第二十二届" in result.answer and any("figure" in note for note in result.notes)
