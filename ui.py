@@ -80,12 +80,12 @@ def render_sources(contexts: list[dict], note: str) -> str:
 
 
 def answer_message(answer: dict) -> str:
-    """The chat message of a final answer; a follow-up also shows how it was understood."""
+    """The chat message of a final answer (as text, never HTML); a follow-up also shows how it was understood."""
     text = answer["answer"]
     rewritten = (answer.get("rewritten_question") or "").strip()
     if rewritten and rewritten.rstrip("？?") != answer["question"].strip().rstrip("？?"):
         text += f"\n\n（按“{rewritten}”理解）"
-    return text
+    return html.escape(text)
 
 
 def render_citations(answer: dict) -> str:
@@ -111,8 +111,9 @@ def create_app(settings: Settings, engine: Engine | None = None):
     def respond(question: str, history: list, choice: str):
         history = list(history or [])
         question = (question or "").strip()
-        prior = [{"role": m["role"], "content": _text(m["content"])} for m in history]
-        history.append({"role": "user", "content": question})
+        prior = [{"role": m["role"], "content": html.unescape(_text(m["content"]))} for m in history]
+        # shown as text: a question is never rendered as HTML (no <img> fetched, no markup injected)
+        history.append({"role": "user", "content": html.escape(question)})
         history.append({"role": "assistant", "content": "正在检索…"})
         yield history, "", None, gr.update(value="")
         try:
@@ -122,9 +123,9 @@ def create_app(settings: Settings, engine: Engine | None = None):
                 if event.kind == "sources":
                     history[-1]["content"] = "已找到相关段落，正在生成回答…"
                     yield history, render_sources([c.to_context() for c in event.data], "检索到的段落："), None, gr.update()
-                elif event.kind == "token":
+                elif event.kind == "sentence":  # only sentences that passed the citation check are shown
                     partial += event.data
-                    history[-1]["content"] = partial
+                    history[-1]["content"] = partial + "\n\n（生成中…）"
                     yield history, gr.update(), None, gr.update()
                 else:
                     answer = event.data.to_dict()

@@ -5,19 +5,27 @@ No UI imports here: `ui.py` mounts the Gradio app on the application this module
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import ipaddress
 import json
+import queue
 import secrets
 import threading
 import time
+import unicodedata
 from collections import defaultdict, deque
 from collections.abc import Iterator
 from pathlib import Path
 
+from typing import Literal
+
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.engine import Engine
 from rag.errors import (
@@ -32,18 +40,100 @@ from rag.pipeline import stream_answer
 from rag.settings import Settings
 
 
+MAX_HISTORY_TURNS = 20
+MAX_TURN_CHARS = 2000
+
+
+def _clean(text: str, what: str) -> str:
+    """Reject lone surrogates and control characters (other than line breaks and tabs) with a clear message."""
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
+        raise ValueError(f"{what}包含无法识别的字符（不成对的代理字符），请检查后重新输入")
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\n\r\t" for ch in text):
+        raise ValueError(f"{what}包含控制字符，请删除后重新输入")
+    return text
+
+
+class Turn(BaseModel):
+    """One earlier turn of the conversation."""
+
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["user", "assistant"] = "user"
+    content: str = Field(..., max_length=MAX_TURN_CHARS)
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, value: str) -> str:
+        return _clean(value, "对话历史")
+
+
+class Filters(BaseModel):
+    """Restrict retrieval to documents or a region."""
+
+    model_config = ConfigDict(extra="forbid")
+    doc_id: list[str] | str | None = Field(None, description='"hunan-2022" or ["hunan-2022", "wuhai-2022"]')
+    doc_ids: list[str] | None = None
+    region: str | None = Field(None, description="湖南")
+
+    def as_dict(self) -> dict | None:
+        out = {k: v for k, v in self.model_dump().items() if v}
+        return out or None
+
+
 class AskRequest(BaseModel):
-    question: str = Field(..., description="the question, in Chinese")
-    history: list[dict] = Field(default_factory=list, description='earlier turns: [{"role": "user", "content": "…"}]')
-    filters: dict | None = Field(None, description='{"doc_id": ["hunan-2022"]} or {"region": "湖南"}')
+    model_config = ConfigDict(extra="ignore")
+    question: str = Field(..., description="the question, in Chinese", max_length=20000)
+    history: list[Turn] = Field(default_factory=list, max_length=MAX_HISTORY_TURNS,
+                                description='earlier turns: [{"role": "user", "content": "…"}]')
+    filters: Filters | None = Field(None, description='{"doc_id": ["hunan-2022"]} or {"region": "湖南"}')
+
+    @field_validator("question")
+    @classmethod
+    def _question(cls, value: str) -> str:
+        return _clean(value, "问题")
+
+    def turns(self) -> list[dict]:
+        return [t.model_dump() for t in self.history]
 
 
 class FeedbackRequest(BaseModel):
-    question: str
-    answer: str
+    question: str = Field(..., max_length=20000)
+    answer: str = Field(..., max_length=20000)
     vote: str = Field(..., pattern="^(up|down)$")
-    comment: str = ""
-    citations: list[dict] = Field(default_factory=list)
+    comment: str = Field("", max_length=2000)
+    citations: list[dict] = Field(default_factory=list, max_length=50)
+
+    @field_validator("question", "answer", "comment")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return _clean(value, "反馈")
+
+
+_STATUS_MESSAGES = {
+    400: "请求格式有误。", 401: "需要登录。", 403: "没有权限执行此操作。", 404: "没有这个地址。", 405: "不支持这种请求方法。",
+    413: "请求体过大。", 415: "不支持的内容类型。", 422: "请求内容不符合要求。", 429: "请求过于频繁，请稍后再试。",
+    500: "服务内部错误，请稍后再试。", 503: "服务暂时不可用，请稍后再试。",
+}
+
+
+def validation_message(errors: list) -> str:
+    """A Chinese sentence for pydantic's errors: our own messages where we raised them, else the field and the rule."""
+    parts = []
+    for error in errors[:3]:
+        where = ".".join(str(x) for x in error.get("loc", ()) if x != "body")
+        message = str(error.get("msg", ""))
+        if message.startswith("Value error, "):
+            parts.append(message.removeprefix("Value error, "))
+        elif error.get("type") == "missing":
+            parts.append(f"缺少字段 {where}")
+        elif error.get("type") in ("too_long", "string_too_long"):
+            parts.append(f"{where} 过长")
+        elif "unicode" in str(error.get("type")):
+            parts.append(f"{where} 包含无法识别的字符（不成对的代理字符）")
+        elif error.get("type") == "extra_forbidden":
+            parts.append(f"不认识的字段 {where}")
+        else:
+            parts.append(f"{where} 的类型或取值不对")
+    return "请求内容不符合要求：" + "；".join(parts) + "。"
 
 
 def error_status(exc: RagError) -> int:
@@ -108,13 +198,48 @@ def _parse_users(spec: str) -> dict[str, str]:
     return users
 
 
+def _networks(spec: str) -> list:
+    nets = []
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        try:
+            nets.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            continue
+    return nets
+
+
+def from_trusted_proxy(request: Request, settings: Settings) -> bool:
+    """Did this request reach us through one of the configured proxies (by the socket's peer address)?"""
+    peer = request.client.host if request.client else ""
+    names = {x.strip() for x in settings.trusted_proxies.split(",") if x.strip()}
+    if peer in names:
+        return True
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in net for net in _networks(settings.trusted_proxies))
+
+
+def client_address(request: Request, settings: Settings) -> str:
+    """The rate-limit key's address: the peer, or the address a trusted proxy forwarded for."""
+    peer = request.client.host if request.client else "?"
+    if from_trusted_proxy(request, settings):
+        forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
+        return forwarded or peer
+    return peer
+
+
 def check_user(request: Request, settings: Settings) -> str | None:
-    """The authenticated user, '' when no authentication is configured, None when the request is refused."""
-    if settings.trusted_user_header:
+    """The authenticated user, '' when no authentication is configured, None when the request is refused.
+
+    The SSO header counts only on requests that come from a configured proxy; anyone else must use Basic auth
+    (when users are configured) or is refused (when only the SSO header is)."""
+    if settings.trusted_user_header and from_trusted_proxy(request, settings):
         return request.headers.get(settings.trusted_user_header) or None
     users = _parse_users(settings.auth_users)
     if not users:
-        return ""
+        return None if settings.trusted_user_header else ""
     header = request.headers.get("authorization", "")
     if header.lower().startswith("basic "):
         try:
@@ -124,6 +249,17 @@ def check_user(request: Request, settings: Settings) -> str | None:
         if name in users and secrets.compare_digest(users[name], password):
             return name
     return None
+
+
+def is_admin(user: str | None, settings: Settings) -> bool:
+    admins = {x.strip() for x in settings.admin_users.split(",") if x.strip()}
+    return bool(user) and user in admins
+
+
+def _limited(request: Request, settings: Settings) -> bool:
+    """Every route that answers or searches, Gradio's included (its calls are POSTs)."""
+    path = request.url.path
+    return request.method == "POST" or path.endswith("/api/search")
 
 
 def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
@@ -145,13 +281,14 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
         length = request.headers.get("content-length")
         if length and length.isdigit() and int(length) > settings.max_body_bytes:
             return JSONResponse({"error": "TooLarge", "message": f"请求体过大（上限 {settings.max_body_bytes} 字节）。"}, 413)
-        if path != "/healthz" and check_user(request, settings) is None:
-            headers = {} if settings.trusted_user_header else {"WWW-Authenticate": 'Basic realm="policy-qa"'}
+        user = check_user(request, settings) if path != "/healthz" else ""
+        if user is None:
+            headers = {"WWW-Authenticate": 'Basic realm="policy-qa"'} if settings.auth_users else {}
             return JSONResponse({"error": "Unauthorized", "message": "需要登录。"}, 401, headers=headers)
-        if path.startswith("/api/") and request.method == "POST":
-            client = request.headers.get(settings.trusted_user_header or "x-forwarded-for") or (
-                request.client.host if request.client else "?")
-            if not limiter.allow(client):
+        if "/gradio_api/upload" in path and not is_admin(user, settings):
+            return JSONResponse({"error": "Forbidden", "message": "只有管理员可以上传文件。"}, 403)
+        if _limited(request, settings):
+            if not limiter.allow(user or client_address(request, settings)):
                 return JSONResponse({"error": "RateLimited", "message": "请求过于频繁，请稍后再试。"}, 429,
                                     headers={"Retry-After": "60"})
         response = await call_next(request)
@@ -171,35 +308,112 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
     async def rag_error(request: Request, exc: RagError):
         return JSONResponse(error_body(exc), error_status(exc))
 
-    def run_answer(body: AskRequest) -> dict:
-        with slots:
-            final = None
-            for event in stream_answer(body.question, body.history, engine=engine, filters=body.filters):
-                if event.kind == "final":
-                    final = event.data
-            return final.to_dict()
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        return JSONResponse({"error": "ValidationError", "message": validation_message(exc.errors()),
+                             "detail": _safe_errors(exc.errors())}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        message = _STATUS_MESSAGES.get(exc.status_code, "请求失败。")
+        return JSONResponse({"error": "HTTPError", "message": message}, exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception):
+        return JSONResponse({"error": "InternalError", "message": _STATUS_MESSAGES[500]}, 500)
+
+    def answer_events(body: AskRequest, cancel: threading.Event) -> queue.Queue:
+        """Run one answer in a worker thread that feeds a queue.
+
+        The worker holds the concurrency slot (and, inside the pipeline, the model) only while it runs; a reader that
+        goes away sets `cancel`, and the worker closes the pipeline's generator at the next event and frees both.
+        Nothing is held across a `yield` of the HTTP response."""
+        out: queue.Queue = queue.Queue()
+
+        def work() -> None:
+            acquired = False
+            try:
+                while not cancel.is_set() and not acquired:
+                    acquired = slots.acquire(timeout=0.2)
+                if not acquired:
+                    return
+                events = stream_answer(body.question, body.turns(), engine=engine,
+                                       filters=body.filters.as_dict() if body.filters else None)
+                try:
+                    for event in events:
+                        if cancel.is_set():
+                            break
+                        out.put(("event", event))
+                finally:
+                    events.close()
+            except RagError as exc:
+                out.put(("error", exc))
+            except Exception as exc:  # noqa: BLE001 - reported to the client as a Chinese message, never a traceback
+                out.put(("error", RagError(f"{type(exc).__name__}: {exc}", _STATUS_MESSAGES[500])))
+            finally:
+                if acquired:
+                    slots.release()
+                out.put(("done", None))
+
+        threading.Thread(target=work, daemon=True, name="answer").start()
+        return out
+
+    def public(answer: dict) -> dict:
+        if not settings.debug:
+            answer.pop("prompt", None)
+            answer.pop("raw_answer", None)
+        return answer
 
     @app.post("/api/ask", summary="One answer with checked citations (or a refusal)")
-    def ask(body: AskRequest) -> JSONResponse:
-        return JSONResponse(run_answer(body))
+    async def ask(body: AskRequest) -> JSONResponse:
+        cancel = threading.Event()
+        events = answer_events(body, cancel)
+        final = None
+        try:
+            while True:
+                kind, data = await asyncio.to_thread(events.get)
+                if kind == "error":
+                    raise data
+                if kind == "done":
+                    break
+                if data.kind == "final":
+                    final = data.data
+        finally:
+            cancel.set()
+        return JSONResponse(public(final.to_dict()))
 
-    @app.post("/api/ask/stream", summary="The same answer as server-sent events: sources, token…, final")
-    def ask_stream(body: AskRequest) -> StreamingResponse:
-        def events() -> Iterator[str]:
-            with slots:
-                try:
-                    for event in stream_answer(body.question, body.history, engine=engine, filters=body.filters):
-                        if event.kind == "sources":
-                            data = [c.to_context() for c in event.data]
-                        elif event.kind == "final":
-                            data = event.data.to_dict()
-                        else:
-                            data = {"text": event.data}
-                        yield f"event: {event.kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-                except RagError as exc:
-                    yield f"event: error\ndata: {json.dumps(error_body(exc), ensure_ascii=False)}\n\n"
+    @app.post("/api/ask/stream", summary="The same answer as server-sent events: sources, sentence…, final (or error)",
+              openapi_extra={"requestBody": {"content": {"application/json": {"schema": AskRequest.model_json_schema()}},
+                                             "required": True}})
+    async def ask_stream(request: Request) -> StreamingResponse:
+        try:
+            body = AskRequest.model_validate(json.loads(await request.body()))
+        except ValidationError as exc:
+            return _sse_error(422, {"error": "ValidationError", "message": validation_message(exc.errors())})
+        except (ValueError, UnicodeDecodeError):
+            return _sse_error(400, {"error": "BadRequest", "message": "请求体不是有效的 JSON。"})
+        cancel = threading.Event()
+        events = answer_events(body, cancel)
 
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        async def stream():
+            try:
+                while True:
+                    kind, data = await asyncio.to_thread(events.get)
+                    if kind == "done":
+                        return
+                    if kind == "error":
+                        yield _sse("error", error_body(data))
+                        continue
+                    if data.kind == "sources":
+                        yield _sse("sources", [c.to_context() for c in data.data])
+                    elif data.kind == "final":
+                        yield _sse("final", public(data.data.to_dict()))
+                    elif data.kind == "sentence":
+                        yield _sse("sentence", {"text": data.data})
+            finally:
+                cancel.set()  # the client left (or we are done): the worker stops at its next event
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     @app.get("/api/search", summary="Ranked passages")
     def search(q: str = Query(..., description="question"), k: int = Query(5, ge=1, le=50),
@@ -213,7 +427,10 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @app.post("/api/feedback", summary="Record a 👍/👎 vote with an optional comment")
     def feedback(body: FeedbackRequest, request: Request) -> dict:
-        app.state.feedback.append(body.model_dump() | {"user": check_user(request, settings) or ""})
+        try:
+            app.state.feedback.append(body.model_dump() | {"user": check_user(request, settings) or ""})
+        except OSError as exc:
+            raise RagError(f"feedback not written: {exc}", "反馈暂时无法保存，请稍后再试。") from exc
         return {"ok": True}
 
     @app.get("/healthz", summary="Index loaded, model ready")
@@ -236,6 +453,19 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
         return EMBED_DEMO.replace("{UI}", ui).replace("{BASE}", base)
 
     return app
+
+
+def _sse(kind: str, data) -> str:
+    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _sse_error(status: int, body: dict) -> StreamingResponse:
+    return StreamingResponse(iter([_sse("error", body)]), status_code=status, media_type="text/event-stream")
+
+
+def _safe_errors(errors: list) -> list[dict]:
+    """Pydantic's errors without the input values (they may be huge or unprintable)."""
+    return [{"loc": [str(x) for x in e.get("loc", ())], "type": e.get("type", "")} for e in errors[:10]]
 
 
 EMBED_DEMO = """<!doctype html>

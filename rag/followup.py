@@ -7,6 +7,7 @@ import re
 from rag.query import detect_facet, item_reference, load_vocabulary, normalise_text
 from rag.text import places_in
 
+MAX_TURNS = 20  # earlier turns a follow-up may lean on
 _LEAD = re.compile(r"^(那么|那|还有|另外|同样|再问一下|请问)[，,\s]*")
 _TAIL = re.compile(r"[呢吗啊？?。！!\s]+$")
 _PRONOUN = re.compile(r"^(它们的|它的|它们|它|其|该|这个|这份|这些|这项|此)(规划|方案|文件|意见|计划)?")
@@ -35,6 +36,7 @@ def standalone_question(question: str, history: list[dict] | None) -> str:
     a follow-up without a place keeps the previous question as context: "<previous>，<follow-up>".
     """
     question = question.strip()
+    history = list(history or [])[-MAX_TURNS:]  # resolving reaches back one user turn at a time: bound the depth
     previous = previous_user_question(history)
     short_without_place = len(_TAIL.sub("", question)) <= 12 and not places_in(question) and bool(places_in(previous))
     if not previous or not (is_followup(question) or short_without_place):

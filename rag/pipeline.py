@@ -193,14 +193,22 @@ def stream_answer(question: str, history: list | None = None, settings: Settings
     result.contexts = passages  # the passages the generator sees, in prompt order
     result.prompt = build_prompt(query.text, passages, settings)
     pieces: list[str] = []
+    shown = 0  # characters of the draft already checked and shown
+    tokens = llm.stream(result.prompt, max_tokens=settings.llm_max_tokens)
     try:
         first = True
-        for piece in llm.stream(result.prompt, max_tokens=settings.llm_max_tokens):
+        for piece in tokens:
             if first:
                 lap("first_token_ms")
                 first = False
             pieces.append(piece)
-            yield Event("token", piece)
+            yield Event("token", piece)  # for the library's own callers; the API and the UI show only sentences
+            draft = "".join(pieces)
+            end = _last_sentence_end(draft)
+            if end > shown:
+                for sentence in _checked_sentences(draft[shown:end], passages, query.text):
+                    yield Event("sentence", sentence)
+                shown = end
     except (LLMUnavailableError, ModelError) as exc:
         if not settings.llm_fallback_extractive:
             raise
@@ -210,6 +218,8 @@ def stream_answer(question: str, history: list | None = None, settings: Settings
         lap("generate_ms")
         yield Event("final", result)
         return
+    finally:
+        tokens.close()  # a reader that went away must not leave the model (and its lock) mid-generation
     lap("generate_ms")
     result.raw_answer = "".join(pieces).strip()
     yield Event("final", _checked(result, evidence, passages, settings, lap, plan, contexts, query))
@@ -343,8 +353,10 @@ def _checked(result: Answer, evidence: list[Evidence], passages: list[ScoredChun
     checked = check_answer(result.raw_answer, passages, result.rewritten_question)
     kept = [s for s in checked if s.status != "dropped"]
     for s in checked:
-        if s.status != "kept":
-            result.notes.append(f"{s.status}: {s.text[:40]} ({s.why})")
+        if s.status == "recited":
+            result.notes.append(f"recited: {s.text[:40]} ({s.why})")
+        elif s.status == "dropped":  # unchecked text is not repeated, not even in a note
+            result.notes.append(f"dropped a sentence ({s.why})")
     if kept and query.facet == "figure" and not _states_the_figure(kept, evidence, query.text):
         result.notes.append("the model's answer leaves out the figure the evidence states: answered extractively")
         _render_plan(result, plan, retrieved)
@@ -364,6 +376,22 @@ def _checked(result: Answer, evidence: list[Evidence], passages: list[ScoredChun
     result.citations = _merge_citations(citations)
     lap("check_ms")
     return result
+
+
+def _last_sentence_end(text: str) -> int:
+    """Offset just past the last sentence end (。！？；or a line break) in a draft; 0 when none yet."""
+    ends = [i + 1 for i, ch in enumerate(text) if ch in "。！？!?；;\n"]
+    return ends[-1] if ends else 0
+
+
+def _checked_sentences(text: str, passages: list[ScoredChunk], question: str) -> list[str]:
+    """Sentences of a draft that pass the citation check, with their markers: the only model text shown while it
+    writes. The final answer, checked as a whole, replaces them."""
+    out = []
+    for checked in check_answer(text, passages, question):
+        if checked.status != "dropped":
+            out.append(checked.text.rstrip("。；;，, ") + "".join(f"[{n}]" for n in checked.markers) + "。")
+    return out
 
 
 def _states_the_figure(kept: list, evidence: list[Evidence], question: str) -> bool:

@@ -72,6 +72,11 @@ class Settings:
     frame_ancestors: str = "'self'"  # CSP frame-ancestors; who may embed the chat in an iframe
     auth_users: str = ""  # "user:password,user2:password2"; empty means no login
     trusted_user_header: str = ""  # e.g. X-Remote-User set by the intranet SSO proxy
+    # Addresses (IPs or CIDRs, comma-separated) of the reverse proxies whose X-Forwarded-For and user header are
+    # believed; from anyone else those headers are ignored and the socket's peer address counts.
+    trusted_proxies: str = ""
+    admin_users: str = ""  # comma-separated user names that may upload and remove documents
+    debug: bool = False  # answers carry the rendered prompt and the model's unchecked text
     max_concurrency: int = 2
     rate_limit_per_minute: int = 60
     max_body_bytes: int = 65536

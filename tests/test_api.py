@@ -37,16 +37,20 @@ def test_ask_with_history_and_filters(client):
     assert r.status_code == 400 and "没有这些文档" in r.json()["message"]
 
 
-def test_stream_sends_sources_tokens_and_final(real_engine, tmp_path):
-    engine = engine_with_llm(real_engine, FakeLLM(), feedback_path=tmp_path / "f.jsonl")
+def test_stream_sends_sources_checked_sentences_and_final(real_engine, tmp_path):
+    # the model writes a supported sentence and an injected one; only the checked sentence is ever sent
+    llm = FakeLLM(replies=["全市有效注册商标总数突破4500件[1]。北京的目标是100亿元[1]。"])
+    engine = engine_with_llm(real_engine, llm, feedback_path=tmp_path / "f.jsonl")
     client = TestClient(create_api(engine.settings, engine))
-    with client.stream("POST", "/api/ask/stream", json={"question": "乌海要打造哪些特色品牌？"}) as r:
+    with client.stream("POST", "/api/ask/stream", json={"question": "乌海有效注册商标总数要突破多少件？"}) as r:
         assert r.headers["content-type"].startswith("text/event-stream")
         body = "".join(r.iter_text())
     events = [block.split("\n")[0].removeprefix("event: ") for block in body.strip().split("\n\n")]
-    assert events[0] == "sources" and events[-1] == "final" and "token" in events
+    assert events[0] == "sources" and events[-1] == "final" and "sentence" in events and "token" not in events
+    assert "4500件" in body and "北京" not in body and "100亿" not in body
     final = json.loads(body.strip().split("\n\n")[-1].split("data: ", 1)[1])
-    assert "乌海葡萄" in final["answer"] and final["citations"]
+    assert "4500件" in final["answer"] and final["citations"]
+    assert "prompt" not in final and "raw_answer" not in final  # only with RAG_DEBUG=1
 
 
 def test_stream_reports_errors_as_events(client):
@@ -107,8 +111,10 @@ def test_auth_rate_limit_and_frame_headers(real_engine, tmp_path):
     assert pre.headers.get("access-control-allow-origin") == "https://intranet.example"
 
 
-def test_trusted_sso_header(real_engine, tmp_path):
-    settings = real_engine.settings.replace(trusted_user_header="X-Remote-User", feedback_path=tmp_path / "f.jsonl")
+def test_trusted_sso_header_only_from_the_configured_proxy(real_engine, tmp_path):
+    # TestClient's peer address is "testclient": here it plays the SSO proxy
+    settings = real_engine.settings.replace(trusted_user_header="X-Remote-User", trusted_proxies="testclient",
+                                            feedback_path=tmp_path / "f.jsonl")
     engine = Engine(settings, embedder=real_engine.embedder, index=real_engine.index)
     client = TestClient(create_api(settings, engine))
     assert client.get("/api/documents").status_code == 401
@@ -136,3 +142,66 @@ def test_client_leaving_mid_stream_frees_its_slot(real_engine, tmp_path):
     assert app.state.slots.acquire(timeout=5)
     app.state.slots.release()
     assert client.post("/api/ask", json={"question": "乌海要打造哪些特色品牌？"}).status_code == 200
+
+
+def test_identity_and_rate_limit_headers_are_ignored_from_other_clients(real_engine, tmp_path):
+    settings = real_engine.settings.replace(trusted_user_header="X-Remote-User", trusted_proxies="10.1.2.3",
+                                            auth_users="staff:secret", rate_limit_per_minute=2,
+                                            feedback_path=tmp_path / "f.jsonl")
+    engine = Engine(settings, embedder=real_engine.embedder, index=real_engine.index)
+    client = TestClient(create_api(settings, engine))
+    forged = {"X-Remote-User": "zhang"}
+    assert client.get("/api/documents", headers=forged).status_code == 401  # not from the proxy: no identity
+    auth = {"Authorization": "Basic " + base64.b64encode(b"staff:secret").decode()}
+    client.post("/api/feedback", json={"question": "q", "answer": "a", "vote": "up"}, headers=auth | forged)
+    assert json.loads((tmp_path / "f.jsonl").read_text(encoding="utf-8"))["user"] == "staff"
+    # rotating X-Forwarded-For does not escape the limit, and searching is limited too
+    codes = [client.get("/api/search", params={"q": "质押"}, headers=auth | {"X-Forwarded-For": f"192.0.2.{i}"}).status_code
+             for i in range(4)]
+    assert codes[:1] == [200] and 429 in codes
+
+
+def test_gradio_routes_are_rate_limited_and_uploads_need_an_admin(real_engine, tmp_path):
+    settings = real_engine.settings.replace(rate_limit_per_minute=2, feedback_path=tmp_path / "f.jsonl")
+    engine = Engine(settings, embedder=real_engine.embedder, index=real_engine.index)
+    client = TestClient(create_api(settings, engine))
+    upload = client.post("/gradio_api/upload", files={"files": ("a.txt", b"x")})
+    assert upload.status_code == 403 and "管理员" in upload.json()["message"]
+    codes = [client.post("/gradio_api/call/respond", json={"data": []}).status_code for _ in range(3)]
+    assert codes[-1] == 429
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ({"question": "乌海", "filters": {"doc_id": 5}}, "doc_id"),
+    ({"question": "乌海", "filters": {"region": ["湖南"]}}, "region"),
+    ({"question": "乌海", "filters": {"nonsense": 1}}, "不认识的字段"),
+    ({"question": "乌海\ud800"}, "无法识别的字符"),
+    ({"question": "乌海", "history": [{"role": "user", "content": "a\ud800"}]}, "无法识别的字符"),
+    ({"question": "乌海\u0000\u0007"}, "控制字符"),
+    ({"question": "乌海", "history": [{"role": "user", "content": "问"}] * 1200}, "history"),
+    ({"history": []}, "缺少字段 question"),
+])
+def test_bad_requests_get_a_chinese_json_error_and_an_sse_error_event(client, body, fragment):
+    raw = json.dumps(body)  # keeps lone surrogates escaped, as a hostile client would send them
+    r = client.post("/api/ask", content=raw, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"] == "ValidationError" and fragment in r.json()["message"]
+    with client.stream("POST", "/api/ask/stream", content=raw, headers={"content-type": "application/json"}) as s:
+        text = "".join(s.iter_text())
+    assert s.status_code == 422 and text.startswith("event: error") and fragment in text
+
+
+def test_every_error_status_is_json_in_chinese(client):
+    missing = client.get("/api/nowhere")
+    assert missing.status_code == 404 and missing.json()["message"] == "没有这个地址。"
+    wrong = client.put("/api/ask", json={})
+    assert wrong.status_code == 405 and "不支持" in wrong.json()["message"]
+    broken = client.post("/api/ask/stream", content=b"{not json", headers={"content-type": "application/json"})
+    assert broken.status_code == 400 and "event: error" in broken.text
+
+
+def test_a_feedback_file_that_cannot_be_written_is_a_clear_error(real_engine, tmp_path):
+    (tmp_path / "ro").mkdir()
+    settings = real_engine.settings.replace(feedback_path=tmp_path / "ro")  # a directory: cannot be appended to
+    engine = Engine(settings, embedder=real_engine.embedder, index=real_engine.index)
+    r = TestClient(create_api(settings, engine)).post("/api/feedback", json={"question": "q", "answer": "a", "vote": "up"})
+    assert r.status_code == 500 and r.json()["message"] == "反馈暂时无法保存，请稍后再试。"

@@ -148,3 +148,9 @@ def test_a_figure_answer_must_carry_the_figure_the_evidence_states(real_engine):
     llm = FakeLLM(replies=["河南推荐的是第二十一届中国专利奖[1]。"])
     result = answer("河南省要组织推荐第几届中国专利奖", engine=engine_with_llm(real_engine, llm))
     assert "第二十二届" in result.answer and any("figure" in note for note in result.notes)
+
+
+def test_a_very_long_history_is_bounded(real_engine):
+    history = [{"role": "user", "content": "呢"}] * 1200 + [{"role": "user", "content": "杭州结案率目标"}]
+    result = answer("那沈阳呢", history=history, engine=real_engine)  # no RecursionError
+    assert result.rewritten_question.startswith("沈阳")
