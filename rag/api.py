@@ -15,9 +15,7 @@ import threading
 import time
 import unicodedata
 from collections import defaultdict, deque
-from collections.abc import Iterator
 from pathlib import Path
-
 from typing import Literal
 
 from fastapi import FastAPI, Query, Request
@@ -38,7 +36,6 @@ from rag.errors import (
 )
 from rag.pipeline import stream_answer
 from rag.settings import Settings
-
 
 MAX_HISTORY_TURNS = 20
 MAX_TURN_CHARS = 2000
