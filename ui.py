@@ -219,7 +219,9 @@ def serve(settings: Settings) -> None:
         threading.Thread(target=lambda: _warm(engine), daemon=True).start()
     print(f"政策问答: http://{settings.host}:{settings.port}{settings.root_path}{settings.ui_path}  "
           f"(API docs: /docs, embed demo: /embed-demo, backend: {settings.llm_backend})")
-    uvicorn.run(create_server(settings, engine), host=settings.host, port=settings.port, log_level="warning")
+    # Streams in flight get a few seconds on SIGTERM, then the server stops whatever they are doing.
+    uvicorn.run(create_server(settings, engine), host=settings.host, port=settings.port, log_level="warning",
+                timeout_graceful_shutdown=3)
 
 
 def _warm(engine: Engine) -> None:

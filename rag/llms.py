@@ -13,6 +13,7 @@ import importlib
 import json
 import re
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,9 +187,10 @@ class FakeLLM(LLM):
 
     name = "fake"
 
-    def __init__(self, replies: list[str] | None = None, fail: Exception | None = None):
+    def __init__(self, replies: list[str] | None = None, fail: Exception | None = None, delay_s: float = 0.0):
         self.replies = list(replies or [])
         self.fail = fail
+        self.delay_s = delay_s  # seconds per piece: a slow model, for tests of streams left mid-answer
         self.history: list[Messages] = []
 
     def stream(self, messages: Messages, max_tokens: int = 256) -> Iterator[str]:
@@ -197,6 +199,8 @@ class FakeLLM(LLM):
             raise self.fail
         reply = self.replies.pop(0) if self.replies else self._echo(messages[-1]["content"])
         for i in range(0, len(reply), 4):
+            if self.delay_s:
+                time.sleep(self.delay_s)
             yield reply[i : i + 4]
 
     @staticmethod
@@ -216,5 +220,5 @@ def make_llm(settings: Settings) -> LLM | None:
     if settings.llm_backend == "openai":
         return OpenAICompatible(settings)
     if settings.llm_backend == "fake":
-        return FakeLLM()
+        return FakeLLM(delay_s=settings.llm_fake_delay_s)
     return None

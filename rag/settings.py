@@ -50,6 +50,7 @@ class Settings:
     llm_max_tokens: int = 160
     llm_temperature: float = 0.0
     llm_threads: int = 2
+    llm_fake_delay_s: float = 0.0  # the `fake` backend's seconds per piece (tests of slow streams)
     llm_fallback_extractive: bool = True  # when the LLM fails, answer extractively instead of erroring
     model_cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "policy-rag")
     context_budget_tokens: int = 320  # passages packed into the prompt, evidence first (prompt reading is the wait)
