@@ -441,7 +441,11 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
         llm = engine._llm
         loaded = llm is not None and getattr(llm, "_llama", "n/a") is not None
         status["model_ready"] = settings.llm_backend == "extractive" or loaded
-        return JSONResponse(status, 200 if status["status"] == "ok" else 503)
+        if llm is not None and hasattr(llm, "state"):
+            status["llm"] = llm.state()  # "open": questions are answered extractively until it retries
+            if status["llm"]["state"] == "open":
+                status["status"] = "degraded"
+        return JSONResponse(status, 503 if status["status"] == "error" else 200)
 
     @app.get("/embed-demo", response_class=HTMLResponse, summary="An intranet page with the chat embedded")
     def embed_demo(request: Request) -> str:

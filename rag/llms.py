@@ -156,8 +156,14 @@ class OpenAICompatible(LLM):
 
         self.name = f"openai:{settings.llm_model}"
         self.base_url = settings.llm_base_url
+        import httpx
+
+        # connect and first byte are bounded by the first-token timeout (an endpoint that accepts and never answers
+        # costs that long, not a minute); the whole answer by llm_timeout_s.
+        timeout = httpx.Timeout(settings.llm_timeout_s, connect=settings.llm_first_token_timeout_s,
+                                read=settings.llm_first_token_timeout_s)
         self._chat = ChatOpenAI(base_url=settings.llm_base_url, api_key=settings.llm_api_key, model=settings.llm_model,
-                                temperature=settings.llm_temperature, timeout=settings.llm_timeout_s, max_retries=0)
+                                temperature=settings.llm_temperature, timeout=timeout, max_retries=0)
 
     def stream(self, messages: Messages, max_tokens: int = 256) -> Iterator[str]:
         try:
@@ -167,6 +173,44 @@ class OpenAICompatible(LLM):
         except Exception as exc:  # noqa: BLE001 - connection, timeout, HTTP errors all mean "unavailable"
             raise LLMUnavailableError(f"{self.base_url}: {type(exc).__name__}: {exc}",
                                       f"生成服务 {self.base_url} 无法访问或超时。") from exc
+
+
+class CircuitBreaker(LLM):
+    """Stops waiting on an endpoint that failed: for `open_s` seconds after a failure every call fails at once
+    (the pipeline answers extractively), then one call is let through to try again."""
+
+    def __init__(self, inner: LLM, open_s: float):
+        self.inner = inner
+        self.name = inner.name
+        self.open_s = open_s
+        self.opened_at: float | None = None
+        self.last_error = ""
+        self._lock = threading.Lock()
+
+    def state(self) -> dict:
+        """For /healthz: closed, or open with seconds left and the error that opened it."""
+        with self._lock:
+            if self.opened_at is None:
+                return {"state": "closed"}
+            left = self.open_s - (time.monotonic() - self.opened_at)
+            return {"state": "open" if left > 0 else "half-open", "retry_in_s": round(max(0.0, left), 1),
+                    "error": self.last_error}
+
+    def stream(self, messages: Messages, max_tokens: int = 256) -> Iterator[str]:
+        with self._lock:
+            if self.opened_at is not None and time.monotonic() - self.opened_at < self.open_s:
+                raise LLMUnavailableError(f"circuit open after: {self.last_error}", "生成服务暂时不可用，已改用抽取式回答。")
+        try:
+            yield from self.inner.stream(messages, max_tokens)
+        except LLMUnavailableError as exc:
+            with self._lock:
+                self.opened_at, self.last_error = time.monotonic(), str(exc)[:200]
+            raise
+        with self._lock:
+            self.opened_at, self.last_error = None, ""
+
+    def __getattr__(self, name):  # load(), _llama … of the wrapped backend
+        return getattr(self.inner, name)
 
 
 def _to_langchain(messages: Messages):
@@ -218,7 +262,7 @@ def make_llm(settings: Settings) -> LLM | None:
     if settings.llm_backend == "local":
         return LocalLlama(settings)
     if settings.llm_backend == "openai":
-        return OpenAICompatible(settings)
+        return CircuitBreaker(OpenAICompatible(settings), settings.llm_breaker_s)
     if settings.llm_backend == "fake":
         return FakeLLM(delay_s=settings.llm_fake_delay_s)
     return None

@@ -46,7 +46,9 @@ class Settings:
     llm_base_url: str = "http://127.0.0.1:8000/v1"
     llm_model: str = "qwen2.5-coder-1.5b"  # local: qwen2.5-coder-1.5b | qwen2.5-coder-0.5b | a .gguf path
     llm_api_key: str = "not-needed"
-    llm_timeout_s: float = 60.0
+    llm_timeout_s: float = 60.0  # a whole answer from an endpoint
+    llm_first_token_timeout_s: float = 15.0  # connecting and the first token
+    llm_breaker_s: float = 60.0  # after an endpoint failed, answer extractively without asking it for this long
     llm_max_tokens: int = 160
     llm_temperature: float = 0.0
     llm_threads: int = 2

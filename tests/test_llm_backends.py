@@ -66,3 +66,52 @@ def test_registered_local_models():
     assert LOCAL_MODELS["qwen2.5-coder-1.5b"]["sha256_prefix"] == "cc324af0"
     assert len(LOCAL_MODELS["qwen2.5-coder-1.5b"]["parts"]) == 22
     assert LOCAL_MODELS["qwen2.5-coder-0.5b"]["sha256_prefix"] == "1d961463"
+
+
+def test_a_hanging_endpoint_costs_one_first_token_timeout_then_the_breaker_answers_at_once(real_engine, tmp_path):
+    """An endpoint that accepts connections and never replies."""
+    import socket
+    import threading
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from rag.api import create_api
+    from rag.engine import Engine
+    from rag.pipeline import answer
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    held = []
+    stop = threading.Event()
+
+    def accept_and_hang():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    threading.Thread(target=accept_and_hang, daemon=True).start()
+    try:
+        port = listener.getsockname()[1]
+        settings = real_engine.settings.replace(llm_backend="openai", llm_base_url=f"http://127.0.0.1:{port}/v1",
+                                                llm_first_token_timeout_s=1.0, llm_breaker_s=60,
+                                                feedback_path=tmp_path / "f.jsonl")
+        engine = Engine(settings, embedder=real_engine.embedder, index=real_engine.index)
+        question = "乌海有效注册商标总数要突破多少件？"
+        started = time.perf_counter()
+        first = answer(question, engine=engine)
+        assert time.perf_counter() - started < 5 and "4500件" in first.answer and first.backend == "extractive"
+        started = time.perf_counter()
+        second = answer(question, engine=engine)
+        assert time.perf_counter() - started < 0.5 and "4500件" in second.answer  # the breaker is open: no waiting
+        health = TestClient(create_api(settings, engine)).get("/healthz").json()
+        assert health["llm"]["state"] == "open" and health["status"] == "degraded"
+    finally:
+        stop.set()
+        for conn in held:
+            conn.close()
+        listener.close()
