@@ -93,36 +93,90 @@ def build_index(settings: Settings, embedder: Embedder, corpus: Corpus | None = 
     return Index(config, chunks, [d.metadata() for d in corpus.documents], faiss_index, bm25)
 
 
-def _write_atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+POINTER = "CURRENT"  # names the version directory readers use; replaced in one rename
+
+
+def current_dir(index_dir: Path) -> Path:
+    """The directory holding the index files now: the version `CURRENT` names (or `index_dir` itself, as
+    indexes were laid out before versions)."""
+    pointer = index_dir / POINTER
+    if pointer.exists():
+        name = pointer.read_text(encoding="utf-8").strip()
+        if name and "/" not in name and ".." not in name:
+            return index_dir / name
+    return index_dir
 
 
 def save_index(index: Index, index_dir: Path) -> None:
-    """Write every file beside its final name, then move it into place; config.json goes last."""
+    """Write every file into a new version directory, then point `CURRENT` at it with one atomic rename.
+
+    A crash at any moment leaves `CURRENT` naming a complete index: the old one, or the new one. Versions older
+    than the previous one are removed afterwards."""
     import faiss
 
     index_dir.mkdir(parents=True, exist_ok=True)
+    version = index_dir / f"v-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**6:06d}"
+    version.mkdir()
     lines = "".join(json.dumps(c.to_record(), ensure_ascii=False) + "\n" for c in index.chunks)
-    _write_atomic(index_dir / "chunks.jsonl", lambda p: p.write_text(lines, encoding="utf-8"))
-    docs = json.dumps(index.documents, ensure_ascii=False, indent=1)
-    _write_atomic(index_dir / "documents.json", lambda p: p.write_text(docs, encoding="utf-8"))
-    bm25 = json.dumps(index.bm25.to_json(), ensure_ascii=False)
-    _write_atomic(index_dir / "bm25.json", lambda p: p.write_text(bm25, encoding="utf-8"))
-    _write_atomic(index_dir / "vectors.faiss", lambda p: faiss.write_index(index.vectors, str(p)))
-    config = json.dumps(index.config, ensure_ascii=False, indent=1)
-    _write_atomic(index_dir / CONFIG, lambda p: p.write_text(config, encoding="utf-8"))
+    (version / "chunks.jsonl").write_text(lines, encoding="utf-8")
+    (version / "documents.json").write_text(json.dumps(index.documents, ensure_ascii=False, indent=1), encoding="utf-8")
+    (version / "bm25.json").write_text(json.dumps(index.bm25.to_json(), ensure_ascii=False), encoding="utf-8")
+    faiss.write_index(index.vectors, str(version / "vectors.faiss"))
+    (version / CONFIG).write_text(json.dumps(index.config, ensure_ascii=False, indent=1), encoding="utf-8")
+    for path in version.iterdir():
+        with path.open("rb") as fh:
+            os.fsync(fh.fileno())
+    previous = current_dir(index_dir)
+    tmp = index_dir / (POINTER + ".tmp")
+    tmp.write_text(version.name, encoding="utf-8")
+    os.replace(tmp, index_dir / POINTER)  # the swap: one rename
+    _remove_old_versions(index_dir, keep={version.name, previous.name})
+
+
+def _remove_old_versions(index_dir: Path, keep: set[str]) -> None:
+    import shutil
+
+    for path in index_dir.iterdir():
+        if path.is_dir() and path.name.startswith("v-") and path.name not in keep:
+            shutil.rmtree(path, ignore_errors=True)
+    if (index_dir / POINTER).exists():  # files of the layout before versions
+        for name in ("chunks.jsonl", "documents.json", "bm25.json", "vectors.faiss", CONFIG):
+            (index_dir / name).unlink(missing_ok=True)
 
 
 def read_config(index_dir: Path) -> dict | None:
-    path = index_dir / CONFIG
+    path = current_dir(index_dir) / CONFIG
     if not path.exists():
         return None
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        config = json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
         return None
+    return config if isinstance(config, dict) else None
+
+
+def _shape_error(index_dir: Path, what: str) -> IndexMissingError:
+    return IndexMissingError(f"{index_dir}: {what}", f"索引文件格式有误（{what}），请运行 `rag index --rebuild`。")
+
+
+def _check_shapes(index_dir: Path, config: dict, chunk_records: list, documents, bm25: dict) -> None:
+    """Valid JSON of the wrong shape is refused with a message, not loaded half-broken."""
+    if not isinstance(config.get("embedder"), str) or not isinstance(config.get("dim"), int) or \
+            not isinstance(config.get("chunks"), int):
+        raise _shape_error(index_dir, "config.json")
+    if not isinstance(documents, list) or not all(isinstance(d, dict) and isinstance(d.get("doc_id"), str)
+                                                  and isinstance(d.get("title", ""), str) for d in documents):
+        raise _shape_error(index_dir, "documents.json")
+    tokens = bm25.get("tokens") if isinstance(bm25, dict) else None
+    if not isinstance(tokens, list) or not all(isinstance(t, list) and all(isinstance(x, str) for x in t) for t in tokens):
+        raise _shape_error(index_dir, "bm25.json")
+    types = {"chunk_id": str, "doc_id": str, "title": str, "start": int, "end": int, "text": str, "section_path": list}
+    for record in chunk_records:
+        if not isinstance(record, dict) or not all(isinstance(record.get(k), t) for k, t in types.items()):
+            raise _shape_error(index_dir, "chunks.jsonl")
+    known = {d["doc_id"] for d in documents}
+    if any(r["doc_id"] not in known for r in chunk_records):
+        raise _shape_error(index_dir, "chunks.jsonl 与 documents.json 不一致")
 
 
 def load_index(index_dir: Path, embedder: Embedder) -> Index:
@@ -139,12 +193,16 @@ def load_index(index_dir: Path, embedder: Embedder) -> Index:
             f"索引是用 {config.get('embedder')}（{config.get('dim')} 维）建立的，与当前向量模型 "
             f"{embedder.name}（{embedder.dim} 维）不一致，拒绝加载。请运行 `rag index --rebuild`。",
         )
+    folder = current_dir(index_dir)
     try:
-        chunks = [Chunk.from_record(json.loads(line)) for line in (index_dir / "chunks.jsonl").open(encoding="utf-8")]
-        documents = json.loads((index_dir / "documents.json").read_text(encoding="utf-8"))
-        bm25 = BM25.from_json(json.loads((index_dir / "bm25.json").read_text(encoding="utf-8")))
-        vectors = faiss.read_index(str(index_dir / "vectors.faiss"))
-    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        records = [json.loads(line) for line in (folder / "chunks.jsonl").open(encoding="utf-8") if line.strip()]
+        documents = json.loads((folder / "documents.json").read_text(encoding="utf-8"))
+        bm25_data = json.loads((folder / "bm25.json").read_text(encoding="utf-8"))
+        _check_shapes(index_dir, config, records, documents, bm25_data)
+        chunks = [Chunk.from_record(record) for record in records]
+        bm25 = BM25.from_json(bm25_data)
+        vectors = faiss.read_index(str(folder / "vectors.faiss"))
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
         raise IndexMissingError(f"{index_dir}: damaged index ({exc})", "索引文件已损坏，请运行 `rag index --rebuild`。") from exc
     if vectors.ntotal != len(chunks) or len(bm25.corpus_tokens) != len(chunks) or len(chunks) != config.get("chunks"):
         raise IndexMissingError(f"{index_dir}: files disagree on the passage count", "索引文件不完整，请运行 `rag index --rebuild`。")

@@ -5,7 +5,7 @@ import pytest
 
 from rag.embedders import FakeEmbedder
 from rag.errors import CorpusError, IndexMismatchError, IndexMissingError, QueryError, UnknownFilterError
-from rag.index import ensure_index, index_status, load_index
+from rag.index import current_dir, ensure_index, index_status, load_index
 from rag.retrieval import Retriever
 
 from .conftest import make_settings
@@ -15,7 +15,7 @@ def test_build_load_and_refuse_another_embedder(real_settings):
     embedder = FakeEmbedder(128)
     index, what = ensure_index(real_settings, embedder)
     assert what.startswith("built")
-    config = json.loads((real_settings.index_dir / "config.json").read_text())
+    config = json.loads((current_dir(real_settings.index_dir) / "config.json").read_text())
     assert config["embedder"] == "fake:hash-128" and config["dim"] == 128 and config["chunks"] == len(index)
     assert config["chunker"]["max_tokens"] == real_settings.chunk_max_tokens and config["corpus_fingerprint"]
     assert not list(real_settings.index_dir.glob("*.pkl"))
@@ -48,7 +48,7 @@ def test_missing_and_damaged_index(tmp_path, real_settings):
     with pytest.raises(IndexMissingError):
         load_index(tmp_path / "nothing", FakeEmbedder())
     ensure_index(real_settings, FakeEmbedder())
-    (real_settings.index_dir / "chunks.jsonl").write_text("", encoding="utf-8")
+    (current_dir(real_settings.index_dir) / "chunks.jsonl").write_text("", encoding="utf-8")
     with pytest.raises(IndexMissingError) as info:
         load_index(real_settings.index_dir, FakeEmbedder())
     assert "rebuild" in info.value.user_message
@@ -57,12 +57,12 @@ def test_missing_and_damaged_index(tmp_path, real_settings):
 def test_failed_build_keeps_the_existing_index(real_settings, tmp_path):
     embedder = FakeEmbedder()
     ensure_index(real_settings, embedder)
-    before = (real_settings.index_dir / "chunks.jsonl").read_text(encoding="utf-8")
+    before = (current_dir(real_settings.index_dir) / "chunks.jsonl").read_text(encoding="utf-8")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(CorpusError):
         ensure_index(real_settings.replace(data_dir=empty), embedder, rebuild=True)
-    assert (real_settings.index_dir / "chunks.jsonl").read_text(encoding="utf-8") == before
+    assert (current_dir(real_settings.index_dir) / "chunks.jsonl").read_text(encoding="utf-8") == before
     assert load_index(real_settings.index_dir, embedder).chunks
 
 
@@ -135,3 +135,50 @@ def test_langchain_retriever_edge(real_engine):
     docs = PolicyRetriever(engine=real_engine, k=2).invoke("湖南要做强哪些地理标志品牌？")
     assert len(docs) == 2 and "浏阳花炮" in docs[0].page_content
     assert docs[0].metadata["doc_id"] == "hunan-2022" and docs[0].metadata["section"]
+
+
+def test_a_crash_between_writing_and_swapping_leaves_the_previous_index(real_settings, monkeypatch):
+    import os
+
+    import rag.index as index_module
+
+    embedder = FakeEmbedder()
+    before, _ = ensure_index(real_settings, embedder)
+    doc = real_settings.data_dir / "hunan-2022-ip-strong-province-plan.txt"
+    doc.write_text(doc.read_text(encoding="utf-8") + "\n五、附则\n本方案自印发之日起施行。\n", encoding="utf-8")
+
+    def crash(src, dst):  # the process dies just before the one rename that swaps the index
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(index_module.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_index(real_settings, embedder)
+    monkeypatch.setattr(index_module.os, "replace", os.replace)
+    loaded = load_index(real_settings.index_dir, embedder)
+    assert [c.text for c in loaded.chunks] == [c.text for c in before.chunks]  # the old set, whole
+    after, what = ensure_index(real_settings, embedder)  # the next build swaps in the new one and tidies up
+    assert what.startswith("built") and any("自印发之日起施行" in c.text for c in after.chunks)
+    assert len([p for p in real_settings.index_dir.iterdir() if p.is_dir()]) <= 2
+
+
+@pytest.mark.parametrize("name, content", [
+    ("bm25.json", '{"tokens": 5}'),
+    ("bm25.json", '[1, 2]'),
+    ("config.json", '{"embedder": "fake:hash-256", "dim": "256", "chunks": 3}'),
+    ("documents.json", '{"doc_id": "x"}'),
+    ("chunks.jsonl", '{"chunk_id": 1}\n'),
+])
+def test_valid_json_of_the_wrong_shape_is_refused_with_a_message(real_settings, name, content):
+    from fastapi.testclient import TestClient
+
+    from rag.api import create_api
+    from rag.engine import Engine
+
+    embedder = FakeEmbedder()
+    ensure_index(real_settings, embedder)
+    (current_dir(real_settings.index_dir) / name).write_text(content, encoding="utf-8")
+    with pytest.raises(IndexMissingError) as info:
+        load_index(real_settings.index_dir, embedder)
+    assert "rebuild" in info.value.user_message
+    health = TestClient(create_api(real_settings, Engine(real_settings, embedder=embedder))).get("/healthz")
+    assert health.status_code == 503 and health.json()["status"] == "error"
