@@ -129,8 +129,13 @@ def save_index(index: Index, index_dir: Path) -> None:
     previous = current_dir(index_dir)
     tmp = index_dir / (POINTER + ".tmp")
     tmp.write_text(version.name, encoding="utf-8")
-    os.replace(tmp, index_dir / POINTER)  # the swap: one rename
+    _swap(tmp, index_dir / POINTER)
     _remove_old_versions(index_dir, keep={version.name, previous.name})
+
+
+def _swap(tmp: Path, pointer: Path) -> None:
+    """The swap: one rename (atomic on POSIX), so readers see the old index or the new one, never a mix."""
+    os.replace(tmp, pointer)
 
 
 def _remove_old_versions(index_dir: Path, keep: set[str]) -> None:

@@ -138,8 +138,6 @@ def test_langchain_retriever_edge(real_engine):
 
 
 def test_a_crash_between_writing_and_swapping_leaves_the_previous_index(real_settings, monkeypatch):
-    import os
-
     import rag.index as index_module
 
     embedder = FakeEmbedder()
@@ -147,13 +145,14 @@ def test_a_crash_between_writing_and_swapping_leaves_the_previous_index(real_set
     doc = real_settings.data_dir / "hunan-2022-ip-strong-province-plan.txt"
     doc.write_text(doc.read_text(encoding="utf-8") + "\n五、附则\n本方案自印发之日起施行。\n", encoding="utf-8")
 
-    def crash(src, dst):  # the process dies just before the one rename that swaps the index
-        raise KeyboardInterrupt("killed")
+    def crash(tmp, pointer):  # the process dies just before the one rename that swaps the index
+        raise SystemExit("killed")
 
-    monkeypatch.setattr(index_module.os, "replace", crash)
-    with pytest.raises(KeyboardInterrupt):
+    original = index_module._swap
+    monkeypatch.setattr(index_module, "_swap", crash)
+    with pytest.raises(SystemExit):
         ensure_index(real_settings, embedder)
-    monkeypatch.setattr(index_module.os, "replace", os.replace)
+    monkeypatch.setattr(index_module, "_swap", original)
     loaded = load_index(real_settings.index_dir, embedder)
     assert [c.text for c in loaded.chunks] == [c.text for c in before.chunks]  # the old set, whole
     after, what = ensure_index(real_settings, embedder)  # the next build swaps in the new one and tidies up
