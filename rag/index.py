@@ -164,11 +164,8 @@ def _shape_error(index_dir: Path, what: str) -> IndexMissingError:
     return IndexMissingError(f"{index_dir}: {what}", f"索引文件格式有误（{what}），请运行 `rag index --rebuild`。")
 
 
-def _check_shapes(index_dir: Path, config: dict, chunk_records: list, documents, bm25: dict) -> None:
+def _check_shapes(index_dir: Path, chunk_records: list, documents, bm25: dict) -> None:
     """Valid JSON of the wrong shape is refused with a message, not loaded half-broken."""
-    if not isinstance(config.get("embedder"), str) or not isinstance(config.get("dim"), int) or \
-            not isinstance(config.get("chunks"), int):
-        raise _shape_error(index_dir, "config.json")
     if not isinstance(documents, list) or not all(isinstance(d, dict) and isinstance(d.get("doc_id"), str)
                                                   and isinstance(d.get("title", ""), str) for d in documents):
         raise _shape_error(index_dir, "documents.json")
@@ -191,6 +188,9 @@ def load_index(index_dir: Path, embedder: Embedder) -> Index:
     config = read_config(index_dir)
     if config is None:
         raise IndexMissingError(f"{index_dir}: no index (config.json missing)")
+    if not isinstance(config.get("embedder"), str) or not isinstance(config.get("dim"), int) or \
+            not isinstance(config.get("chunks"), int):
+        raise _shape_error(index_dir, "config.json")
     if config.get("embedder") != embedder.name or config.get("dim") != embedder.dim:
         raise IndexMismatchError(
             f"{index_dir} was built with {config.get('embedder')} ({config.get('dim')} dims), "
@@ -203,7 +203,7 @@ def load_index(index_dir: Path, embedder: Embedder) -> Index:
         records = [json.loads(line) for line in (folder / "chunks.jsonl").open(encoding="utf-8") if line.strip()]
         documents = json.loads((folder / "documents.json").read_text(encoding="utf-8"))
         bm25_data = json.loads((folder / "bm25.json").read_text(encoding="utf-8"))
-        _check_shapes(index_dir, config, records, documents, bm25_data)
+        _check_shapes(index_dir, records, documents, bm25_data)
         chunks = [Chunk.from_record(record) for record in records]
         bm25 = BM25.from_json(bm25_data)
         vectors = faiss.read_index(str(folder / "vectors.faiss"))
