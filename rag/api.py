@@ -107,7 +107,7 @@ class FeedbackRequest(BaseModel):
 
 _STATUS_MESSAGES = {
     400: "请求格式有误。", 401: "需要登录。", 403: "没有权限执行此操作。", 404: "没有这个地址。", 405: "不支持这种请求方法。",
-    413: "请求体过大。", 415: "不支持的内容类型。", 422: "请求内容不符合要求。", 429: "请求过于频繁，请稍后再试。",
+    413: "请求体过大，请缩短后再试。", 415: "不支持的内容类型。", 422: "请求内容不符合要求。", 429: "请求过于频繁，请稍后再试。",
     500: "服务内部错误，请稍后再试。", 503: "服务暂时不可用，请稍后再试。",
 }
 
@@ -262,7 +262,9 @@ def _limited(request: Request, settings: Settings) -> bool:
 def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
     """The FastAPI application with every /api route; the Gradio UI is mounted on it by ui.py."""
     engine = engine or Engine(settings)
-    app = FastAPI(title="政策问答 API", version="0.1.0", root_path=settings.root_path,
+    # max_body_size: Starlette counts the bytes a body really brings (chunked bodies have no Content-Length)
+    # and answers 413 at the limit, on every route, Gradio's uploads included.
+    app = FastAPI(title="政策问答 API", version="0.1.0", root_path=settings.root_path, max_body_size=settings.max_body_bytes,
                   description="Questions over Chinese IP policy documents; answers carry checked citations.")
     app.state.engine = engine
     app.state.settings = settings

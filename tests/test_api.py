@@ -205,3 +205,24 @@ def test_a_feedback_file_that_cannot_be_written_is_a_clear_error(real_engine, tm
     engine = Engine(settings, embedder=real_engine.embedder, index=real_engine.index)
     r = TestClient(create_api(settings, engine)).post("/api/feedback", json={"question": "q", "answer": "a", "vote": "up"})
     assert r.status_code == 500 and r.json()["message"] == "反馈暂时无法保存，请稍后再试。"
+
+
+def test_the_body_limit_counts_the_bytes_received(real_engine, tmp_path):
+    settings = real_engine.settings.replace(feedback_path=tmp_path / "f.jsonl", max_body_bytes=65536)
+    engine = Engine(settings, embedder=real_engine.embedder, index=real_engine.index)
+    client = TestClient(create_api(settings, engine))
+
+    def chunked(total: int, prefix: bytes = b'{"question": "q", "answer": "a", "vote": "up", "comment": "'):
+        yield prefix
+        sent = len(prefix)
+        while sent < total:
+            yield b"x" * 65536
+            sent += 65536
+        yield b'"}'
+
+    big = client.post("/api/feedback", content=chunked(3_000_000), headers={"content-type": "application/json"})
+    assert big.status_code == 413 and "过大" in big.json()["message"]
+    assert not (tmp_path / "f.jsonl").exists()  # nothing of it was written
+    huge = client.post("/api/ask", content=chunked(13_500_000, b'{"question": "'), headers={"content-type": "application/json"})
+    assert huge.status_code == 413
+    assert client.post("/api/feedback", json={"question": "q", "answer": "a", "vote": "up"}).status_code == 200
