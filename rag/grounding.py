@@ -250,7 +250,26 @@ def supports(sentence: str, ctx: ScoredChunk, question: str) -> bool:
         return False
     places = places_in(sentence)
     about = " ".join([chunk.header, chunk.title, chunk.region, chunk.text])
-    return not places or any(place in about for place in places)
+    if places and not any(place in about for place in places):
+        return False
+    # Names listed or quoted in the sentence must each stand in the passage: 50% character overlap would let
+    # "浏阳花炮、酒鬼酒、茅台酒等" through on the strength of the first two.
+    haystack = _QUOTES.sub("", compact(normalise(chunk.text + " " + chunk.title)))
+    return all(_QUOTES.sub("", compact(normalise(name))) in haystack for name in named_items(sentence))
+
+
+def named_items(sentence: str) -> list[str]:
+    """Names a sentence lists (after the first 、: "做强浏阳花炮、酒鬼酒和茅台酒等" → 酒鬼酒, 茅台酒) or quotes (“…”, 《…》)."""
+    bare, _ = parse_markers(sentence)
+    names = re.findall(r"[“《]([^”》]{2,20})[”》]", bare)
+    if "、" in bare:
+        parts = bare.split("、")
+        last = re.split(r"等|为代表|这些|这几|[，,。；;]", parts[-1])[0]
+        for piece in parts[1:-1] + re.split(r"以及|和|及|与", last):
+            piece = piece.strip(" “”《》\"'")
+            if 2 <= len(piece) <= 12 and not re.search(r"[，,。；;：:]", piece):
+                names.append(piece)
+    return names
 
 
 def overlap(sentence: str, passage: str) -> float:

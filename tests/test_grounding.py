@@ -1,6 +1,7 @@
 from rag.chunking import Chunk
 from rag.facts import normalise_numbers, numbers_in, quantities_in, requested_kind
 from rag.grounding import check_answer, eligible_passages, parse_markers, says_cannot_answer
+from rag.llms import FakeLLM
 from rag.retrieval import ScoredChunk
 
 
@@ -80,3 +81,17 @@ def test_a_figure_must_belong_to_the_place_the_sentence_names():
     assert [c.status for c in checked] == ["dropped", "kept"]
     # units matter: 4件 is not 4家
     assert check_answer("乌海要达到4家[1]。", [wuhai], "乌海的目标？")[0].status == "dropped"
+
+
+def test_listed_and_quoted_names_must_stand_in_the_cited_passage(real_engine):
+    from rag.grounding import named_items
+    from rag.pipeline import answer
+    from tests.conftest import engine_with_llm
+
+    assert named_items("做强浏阳花炮、酒鬼酒和茅台酒等地理标志品牌[1]") == ["酒鬼酒", "茅台酒"]
+    assert named_items("打造“乌海葡萄”品牌") == ["乌海葡萄"]
+    llm = FakeLLM(replies=["湖南要做强浏阳花炮、酒鬼酒、茅台酒和景德镇瓷器等地理标志品牌[1]。"])
+    result = answer("湖南那边地理标志品牌准备做强哪几个", engine=engine_with_llm(real_engine, llm))
+    assert llm.history  # the model was asked, and its sentence was checked
+    assert "茅台" not in result.answer and "景德镇" not in result.answer
+    assert "浏阳花炮" in result.answer and result.citations
