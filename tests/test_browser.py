@@ -127,3 +127,19 @@ def test_follow_up_shows_how_it_was_understood(server, browser):
     page.locator("#chat").get_by_text("按“沈阳").first.wait_for(timeout=30000)
     assert "30%" in page.locator("#chat").inner_text()
     page.close()
+
+
+def test_a_question_is_shown_as_text_not_html(server, browser):
+    base, _ = server
+    page = browser.new_page()
+    fetched = []
+    page.on("request", lambda request: fetched.append(request.url) if "track.png" in request.url else None)
+    page.goto(base + "/")
+    box = page.locator("#question textarea")
+    box.wait_for(timeout=30000)
+    box.fill(f'<img src="{base}/track.png"> 乌海规划的文号')
+    page.locator("#send").click()
+    page.locator("#chat").get_by_text("乌市监知字").first.wait_for(timeout=30000)
+    assert "<img" in page.locator("#chat").inner_text()  # the markup is shown as the characters typed
+    assert page.locator("#chat img[src*='track.png']").count() == 0 and not fetched
+    page.close()
