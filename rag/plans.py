@@ -21,7 +21,7 @@ from rag.chunking import Chunk
 from rag.docfacts import Fact, facts_from_json, iso_date, period_text, validity
 from rag.facts import quantities_in, split_sentences
 from rag.grounding import Evidence, best_evidence, coverage, question_terms
-from rag.query import DOCUMENT_FACETS, Query
+from rag.query import DOCUMENT_FACETS, Query, expected_units
 from rag.retrieval import ScoredChunk
 from rag.text import compact
 
@@ -140,6 +140,10 @@ def plan_document_facts(query: Query, targets: list[str], view: DocumentView, co
             statements.append(_fact_statement(f"《{title}》由{_join_orgs(fact.value)}印发", fact, doc_id, view, contexts))
         elif query.facet == "date":
             label, fact = _date_fact(facts)
+            if fact is not None and not fact.in_text and _asks_a_day(query.text) and not iso_date(fact.value):
+                # registry information that is less precise than asked ("2020" for 哪天) does not answer it
+                missing.append(f"《{title}》正文没有写明印发日期（文档登记信息只有“{fact.value}”）")
+                continue
             if fact is None:
                 missing.append(f"《{title}》没有写明印发日期")
                 continue
@@ -172,6 +176,10 @@ def plan_document_facts(query: Query, targets: list[str], view: DocumentView, co
     if missing:
         statements.append(Statement("；".join(missing)))
     return Plan("facts", statements)
+
+
+def _asks_a_day(text: str) -> bool:
+    return any(cue in text for cue in ("哪天", "哪一天", "几号", "几月几日", "具体日期", "日期"))
 
 
 def _join_orgs(value: str) -> str:
@@ -229,16 +237,23 @@ def _list_section(query: Query, contexts: list[ScoredChunk], view: DocumentView,
     terms = [t for t in question_terms(_without_list_words(query.text)) if len(t) >= 2]
     if not terms:
         return None
-    best, best_score = None, 0.0
+    best, best_key = None, (0.0, 0.0)
     docs = targets or list(dict.fromkeys(c.chunk.doc_id for c in contexts[:3]))
     for doc_id in docs:
-        paths = {tuple(c.section_path[: i + 1]) for c in view.chunks.get(doc_id, []) for i in range(len(c.section_path))}
+        # reading order, so that equal headings resolve the same way every run
+        paths = list(dict.fromkeys(tuple(c.section_path[: i + 1]) for c in view.chunks.get(doc_id, [])
+                                   for i in range(len(c.section_path))))
         for path in paths:
             score = coverage(terms, path[-1])
-            if score <= best_score or score < 0.5:
+            if score < 0.5:
+                continue
+            # among headings holding the question's words, the one that is most nearly just those words:
+            # "（二）实施目标" before "一、明确指导思想和实施目标"
+            key = (score, -len(_bare(path[-1])))
+            if key <= best_key:
                 continue
             if len(_children(view, doc_id, path)) >= 2 or len(_items(view, doc_id, path)) >= 2:
-                best, best_score = (doc_id, path), score
+                best, best_key = (doc_id, path), key
     return best
 
 
@@ -369,7 +384,8 @@ def plan_evidence(query: Query, evidence: list[Evidence], min_cover: float) -> P
     """The best evidence sentences; a figure question whose best sentences give no figure is a near miss."""
     if not evidence or evidence[0].cover < min_cover:
         return Plan("refusal", refused=True, reason="没有足够相关的内容")
-    if query.facet == "figure" and not any(quantities_in(e.sentence) and e.cover >= 0.5 for e in evidence):
+    units = expected_units(query.text)
+    if query.facet == "figure" and not any(_states_units(e.sentence, units) and e.cover >= 0.5 for e in evidence):
         best = evidence[0]
         if best.cover < 0.5:  # nothing closely related either: a plain refusal
             return Plan("refusal", refused=True, reason="文档没有给出所问的具体数字")
@@ -377,6 +393,12 @@ def plan_evidence(query: Query, evidence: list[Evidence], min_cover: float) -> P
                                             best.sentence)], refused=True, reason="文档没有给出所问的具体数字")
     statements = [Statement(e.sentence.rstrip("；;，,"), e.ctx, e.sentence) for e in evidence]
     return Plan("evidence", statements, evidence=evidence)
+
+
+def _states_units(sentence: str, units: tuple[str, ...]) -> bool:
+    """The sentence states a figure, in one of `units` when the question names them (奖励多少钱 is not 200家)."""
+    found = quantities_in(sentence)
+    return bool(found) and (not units or any(q.endswith(units) for q in found))
 
 
 def targets_for(query: Query, view: DocumentView, contexts: list[ScoredChunk]) -> list[str]:

@@ -82,6 +82,7 @@ class Vocabulary:
     injection: tuple[str, ...]
     out_of_scope: tuple[tuple[str, str], ...]
     domain: tuple[str, ...]
+    units: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     @functools.cached_property
     def place_re(self) -> re.Pattern:
@@ -107,6 +108,7 @@ def load_vocabulary(vocab_dir: Path = VOCAB_DIR) -> Vocabulary:
         injection=tuple(row[0].lower() for row in _lines(vocab_dir / "injection.tsv")),
         out_of_scope=tuple((row[0], row[1].lower()) for row in _lines(vocab_dir / "out_of_scope.tsv")),
         domain=tuple(row[0].lower() for row in _lines(vocab_dir / "domain.txt")),
+        units=tuple((row[0], tuple(row[1].split("|"))) for row in _lines(vocab_dir / "units.tsv")),
     )
 
 
@@ -267,9 +269,27 @@ def detect_facet(text: str, vocab: Vocabulary) -> tuple[str, bool]:
     if not found:
         return "general", False
     facet = found[0]
-    also_figure = facet in ("list", "which_docs") and "figure" in found and any(
-        cue in lowered for f, cue in vocab.facets if f == "figure" and cue in ("多少", "几", "多高", "多大"))
+    also_figure = False
+    if facet in ("list", "which_docs"):
+        # "哪几份文件" holds 几 but asks for documents; only a figure cue outside the list cue asks for figures
+        rest = lowered
+        for f, cue in vocab.facets:
+            if f == facet and cue in rest:
+                rest = rest.replace(cue, " ")
+        also_figure = any(cue in rest for f, cue in vocab.facets if f == "figure" and cue in ("多少", "几", "多高", "多大"))
     return facet, also_figure
+
+
+def expected_units(text: str, vocab: Vocabulary | None = None) -> tuple[str, ...]:
+    """The units a figure must carry to answer the question, by kind of figure: money (多少钱 → 元/万/亿), share
+    (占比 → %), area (面积 → 平方米), from vocab/units.tsv; () when any figure will do. Counting words (多少条, 几家)
+    do not gate: staff say 多少条 for what the text counts in 个."""
+    vocab = vocab or load_vocabulary()
+    found: list[str] = []
+    for cue, units in vocab.units:  # every cue counts: "金额年均增幅是多少" may be answered in 元 or in %
+        if cue in text:
+            found += [u for u in units if u not in found]
+    return tuple(found)
 
 
 def out_of_scope_class(text: str, vocab: Vocabulary, has_target: bool) -> str:
