@@ -11,12 +11,13 @@ import datetime as dt
 import re
 from dataclasses import asdict, dataclass
 
+from rag.facts import DOC_NUMBER
+
 _ORG_END = r"(?:人民政府|政府|知识产权局|监督管理局|管理局|委员会|办公厅|办公室|厅|局|委|院|部|中心)"
 _ORG = rf"[\u4e00-\u9fff]{{2,24}}?{_ORG_END}"
 _SIGNATURE = re.compile(rf"(?:^|(?<=[\s。]))({_ORG}(?:[ \t\u3000]+{_ORG})?)\s+(20\d\d\s*年\s*\d{{1,2}}\s*月\s*\d{{1,2}}\s*日)", re.MULTILINE)
 _CN_DATE = re.compile(r"(20\d\d)\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日")
 _ISO_DATE = re.compile(r"(20\d\d)-(\d{1,2})-(\d{1,2})")
-_DOC_NUMBER = re.compile(r"[\u4e00-\u9fff]{1,10}〔\d{4}〕\d+号")
 _PUBLISHED = re.compile(r"(?:发布时间|发文时间|发布日期|成文日期)\s*[:：]\s*(20\d\d[-年]\d{1,2}[-月]\d{1,2}日?)")
 _ISSUER_FIELD = re.compile(r"(?:发文机构|发文机关|发文单位)\s*[:：]\s*([\u4e00-\u9fff]{2,30})")
 _NOTICE_TITLE = re.compile(r"^([\u4e00-\u9fff]{2,30}?)?关于印发[《]?(.{4,80}?)[》]?的通知")
@@ -91,7 +92,7 @@ def extract_facts(text: str, title: str = "") -> dict[str, object]:
 
     number = None
     for start, end, line in _line_spans(text, HEAD_CHARS):
-        match = _DOC_NUMBER.fullmatch(line.strip())
+        match = DOC_NUMBER.fullmatch(line.strip())
         if match:  # a 文号 standing alone on a line is this document's; cited ones stand in brackets in sentences
             number = Fact(line.strip(), start, end)
             break

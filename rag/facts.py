@@ -19,7 +19,7 @@ _QUANTITY = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*(%|亿|万|千|家|件|个|
 _DURATION = re.compile(r"(?<![\d.])\d{1,2}\s*年(?![\d底])")
 _FULL_DATE = re.compile(r"\d{4}年\d{1,2}月(\d{1,2}日)?|\d{4}-\d{1,2}-\d{1,2}")
 _SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]*")
-_DOC_NUMBER = re.compile(r"[\u4e00-\u9fff]{1,8}〔\d{4}〕\d+号")
+DOC_NUMBER = re.compile(r"[\u4e00-\u9fff]{1,10}〔\d{4}〕\d+号")  # 乌市监知字〔2022〕169号
 
 
 # Questions that ask across documents ("哪些规划…分别…") get the best passage of each document first.
@@ -113,7 +113,7 @@ def states(kind: str, text: str) -> bool:
     if kind == "date":
         return bool(_FULL_DATE.search(text))
     if kind == "docno":
-        return bool(_DOC_NUMBER.search(text))
+        return bool(DOC_NUMBER.search(text))
     if kind == "year":
         return bool(re.search(r"\d{4}年", text))
     return bool(quantities_in(text))

@@ -117,6 +117,13 @@ def _date_fact(facts: dict) -> tuple[str, Fact | None]:
     return "", None
 
 
+# facet → (fact, what to say when no one states it, the answer line)
+_SIMPLE_FACTS = {
+    "docno": ("doc_number", "没有给出文号", lambda title, value: f"《{title}》的文号是{value}"),
+    "issuer": ("issuer", "没有写明印发单位", lambda title, value: f"《{title}》由{_join_orgs(value)}印发"),
+}
+
+
 def plan_document_facts(query: Query, targets: list[str], view: DocumentView, contexts: list[ScoredChunk],
                         today=None) -> Plan:
     """文号 / issuer / date / period / attachments of each target document, cited where the text states them."""
@@ -126,18 +133,13 @@ def plan_document_facts(query: Query, targets: list[str], view: DocumentView, co
     for doc_id in targets:
         facts = view.facts(doc_id)
         title = view.title(doc_id)
-        if query.facet == "docno":
-            fact = facts.get("doc_number")
+        if query.facet in _SIMPLE_FACTS:
+            key, absent, line = _SIMPLE_FACTS[query.facet]
+            fact = facts.get(key)
             if fact is None:
-                missing.append(f"《{title}》没有给出文号")
+                missing.append(f"《{title}》{absent}")
                 continue
-            statements.append(_fact_statement(f"《{title}》的文号是{fact.value}", fact, doc_id, view, contexts))
-        elif query.facet == "issuer":
-            fact = facts.get("issuer")
-            if fact is None:
-                missing.append(f"《{title}》没有写明印发单位")
-                continue
-            statements.append(_fact_statement(f"《{title}》由{_join_orgs(fact.value)}印发", fact, doc_id, view, contexts))
+            statements.append(_fact_statement(line(title, fact.value), fact, doc_id, view, contexts))
         elif query.facet == "date":
             label, fact = _date_fact(facts)
             if fact is not None and not fact.in_text and _asks_a_day(query.text) and not iso_date(fact.value):
