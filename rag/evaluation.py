@@ -111,15 +111,18 @@ def run_questions(questions: list[EvalQuestion], settings: Settings, engine, ret
                   progress: bool = True) -> list[dict]:
     """One result row per question, in the contract shape of results.jsonl."""
     from rag.followup import standalone_question
-    if not retrieval_only:
-        from rag.pipeline import answer
+    from rag.pipeline import answer, retrieve_for
+    from rag.query import load_vocabulary, understand
 
     rows = []
     for n, item in enumerate(questions, 1):
         started = time.perf_counter()
         if retrieval_only:
+            # the path answers take: follow-up rewriting, question understanding, then retrieval
             rewritten = standalone_question(item.question, item.history)
-            contexts = [c.to_context() for c in engine.retriever.search(rewritten, k=settings.top_k)]
+            query = understand(rewritten, engine.index.documents, load_vocabulary(settings.vocab_dir))
+            found = retrieve_for(query, engine) if query.facet not in ("empty", "out_of_scope", "foreign") else []
+            contexts = [c.to_context() for c in found]
             row = {"answer": "", "refused": False, "citations": [], "contexts": contexts, "rewritten_question": rewritten}
         else:
             result = answer(item.question, history=item.history, settings=settings, engine=engine)

@@ -193,16 +193,6 @@ def is_heading(sentence: str, ctx: ScoredChunk) -> bool:
     return any(bare == compact(normalise(label)).rstrip("。.；;:：") for label in ctx.chunk.section_path)
 
 
-def states_requested_fact(question: str, evidence: list[Evidence]) -> bool:
-    """Does the best evidence state the kind of fact asked for? (no figure → no answer to 多少)."""
-    if not evidence:
-        return False
-    kind = requested_kind(question)
-    if kind:
-        return any(states(kind, e.sentence) and e.cover >= 0.5 for e in evidence)
-    return evidence[0].cover >= 0.34
-
-
 # --------------------------------------------------------------------------- checking generated answers
 
 

@@ -47,7 +47,7 @@ from rag.retrieval import ScoredChunk, validate_question
 from rag.settings import Settings
 from rag.tokens import count_tokens
 
-__all__ = ["answer", "stream_answer", "standalone_question", "retrieve", "build_prompt", "pack_passages"]
+__all__ = ["answer", "stream_answer", "standalone_question", "retrieve_for", "build_prompt", "pack_passages"]
 
 
 @dataclass
@@ -56,11 +56,6 @@ class Event:
 
     kind: str
     data: object
-
-
-def retrieve(question: str, engine: Engine, filters: dict | None = None) -> list[ScoredChunk]:
-    """Ranked passages for a standalone question."""
-    return engine.retriever.search(question, k=engine.settings.top_k, filters=filters)
 
 
 def pack_passages(passages: list[ScoredChunk], settings: Settings, first: list[ScoredChunk] = ()) -> list[ScoredChunk]:
@@ -266,17 +261,12 @@ def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
         listed = plan_list(query, passages, view, query.docs)
         if listed is not None:
             return listed
-    if query.facet == "which_docs" and query.years and _asks_about_documents(query.text):
+    if query.facet == "which_docs" and query.years and load_vocabulary(settings.vocab_dir).has("about_documents", query.text):
         return plan_documents_of_year(query, view, passages)
     if query.cross or query.facet == "which_docs":
         return plan_per_document(query, passages, view, targets, settings.evidence_min_cover)
     evidence = best_evidence(query.text, passages)
     return plan_evidence(query, evidence, settings.evidence_min_cover)
-
-
-def _asks_about_documents(text: str) -> bool:
-    """"哪些文件是2020年出的 / 印发的": a question about the documents themselves, not about their content."""
-    return any(word in text for word in ("出的", "发的", "印发", "发布", "出台"))
 
 
 def _render_plan(result: Answer, plan: Plan, retrieved: list[ScoredChunk]) -> None:

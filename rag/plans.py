@@ -21,14 +21,11 @@ from rag.chunking import Chunk
 from rag.docfacts import Fact, facts_from_json, iso_date, period_text, validity
 from rag.facts import quantities_in, split_sentences
 from rag.grounding import Evidence, best_evidence, coverage, question_terms
-from rag.query import DOCUMENT_FACETS, Query, expected_units
+from rag.query import DOCUMENT_FACETS, Query, expected_units, load_vocabulary
 from rag.retrieval import ScoredChunk
 from rag.text import compact
 
 _ITEM_LINE = re.compile(r"(?:^|(?<=[\s。；;]))(——|[一二三四五六七八九十]+、|\d{1,2}[.．、]|[（(][一二三四五六七八九十\d]{1,3}[）)])\s*([^。；;\n]{2,60})")
-_LIST_WORDS = ("哪些", "哪几", "有哪", "包括", "都有啥", "都是啥", "都有什么", "分哪", "几大", "几条", "几块", "几个方面", "分别", "具体",
-               "说了啥", "讲什么", "是什么", "有几")
-
 
 @dataclass
 class Statement:
@@ -181,7 +178,7 @@ def plan_document_facts(query: Query, targets: list[str], view: DocumentView, co
 
 
 def _asks_a_day(text: str) -> bool:
-    return any(cue in text for cue in ("哪天", "哪一天", "几号", "几月几日", "具体日期", "日期"))
+    return load_vocabulary().has("day", text)
 
 
 def _join_orgs(value: str) -> str:
@@ -260,7 +257,7 @@ def _list_section(query: Query, contexts: list[ScoredChunk], view: DocumentView,
 
 
 def _without_list_words(text: str) -> str:
-    for word in _LIST_WORDS:
+    for word in load_vocabulary().words.get("list_filler", ()):
         text = text.replace(word, " ")
     return re.sub(r"第[一二三四五六七八九十\d]{1,3}(条|项|点|个|部分|块|方面)", " ", text)
 

@@ -29,7 +29,6 @@ DOCUMENT_FACETS = ("docno", "issuer", "date", "period", "attachment", "compare_d
 _CLAUSE_SPLIT = re.compile(r"([，,。！!？?；;：:\n]|\.(?=\s)|\s{1,}(?=[^\sA-Za-z]))")
 _BRACKETED = re.compile(r"【[^】]{0,40}】|\[[^\]]{0,40}\]")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
-_ALL_DOCS = re.compile(r"[五几各]份文件|所有文件|全部文件|这些文件|各地|各个文件|每份文件|这几份")
 
 
 @dataclass
@@ -83,6 +82,11 @@ class Vocabulary:
     out_of_scope: tuple[tuple[str, str], ...]
     domain: tuple[str, ...]
     units: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    words: dict = field(default_factory=dict)  # vocab/question_words.tsv: class → words
+
+    def has(self, word_class: str, text: str) -> bool:
+        """Does `text` hold a word of this class of question_words.tsv?"""
+        return any(word in text for word in self.words.get(word_class, ()))
 
     @functools.cached_property
     def place_re(self) -> re.Pattern:
@@ -109,7 +113,15 @@ def load_vocabulary(vocab_dir: Path = VOCAB_DIR) -> Vocabulary:
         out_of_scope=tuple((row[0], row[1].lower()) for row in _lines(vocab_dir / "out_of_scope.tsv")),
         domain=tuple(row[0].lower() for row in _lines(vocab_dir / "domain.txt")),
         units=tuple((row[0], tuple(row[1].split("|"))) for row in _lines(vocab_dir / "units.tsv")),
+        words=_classes(vocab_dir / "question_words.tsv"),
     )
+
+
+def _classes(path: Path) -> dict[str, tuple[str, ...]]:
+    out: dict[str, list[str]] = {}
+    for row in _lines(path):
+        out.setdefault(row[0], []).append(row[1])
+    return {k: tuple(sorted(v, key=len, reverse=True)) for k, v in out.items()}
 
 
 # --------------------------------------------------------------------------- steps
@@ -352,7 +364,7 @@ def understand(question: str, documents: list[dict], vocab: Vocabulary | None = 
         query.facet = "empty"
         return query
     query.docs, query.places = document_targets(text, documents, vocab)
-    query.all_docs = bool(_ALL_DOCS.search(text))
+    query.all_docs = vocab.has("all_docs", text)
     query.years = sorted(set(re.findall(r"(?<!\d)(20\d\d)(?!\d)", text)))
     query.item = item_reference(text)
     if not _CJK.search(core):  # judged before English place names and terms were turned into Chinese
