@@ -67,7 +67,7 @@ def _answer_kind_cues() -> tuple[str, ...]:
     vocab = load_vocabulary()
     # Only interrogative cues: 目标, 增幅, 结案率 are figure cues too, but they carry content (and section names).
     cues = {cue for facet, cue in vocab.facets if facet in ("figure", "yesno") and re.search(r"多少|几|多高|多大|多久|多长|吗|否|没有", cue)}
-    cues |= {"分别", "各地", "都是", "都"}
+    cues |= {"分别", "各地", "都是", "都"} | set(vocab.words.get("filler", ()))
     return tuple(sorted(cues, key=len, reverse=True))
 
 

@@ -265,7 +265,7 @@ def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
         return plan_documents_of_year(query, view, passages)
     if query.cross or query.facet == "which_docs":
         return plan_per_document(query, passages, view, targets, settings.evidence_min_cover)
-    evidence = best_evidence(query.text, passages)
+    evidence = best_evidence(query.evidence_text, passages)
     return plan_evidence(query, evidence, settings.evidence_min_cover)
 
 
@@ -347,7 +347,7 @@ def _checked(result: Answer, evidence: list[Evidence], passages: list[ScoredChun
             result.notes.append(f"recited: {s.text[:40]} ({s.why})")
         elif s.status == "dropped":  # unchecked text is not repeated, not even in a note
             result.notes.append(f"dropped a sentence ({s.why})")
-    if kept and query.facet == "figure" and not _states_the_figure(kept, evidence, query.text):
+    if kept and query.facet == "figure" and not _states_the_figure(kept, evidence, query.evidence_text):
         result.notes.append("the model's answer leaves out the figure the evidence states: answered extractively")
         _render_plan(result, plan, retrieved)
         lap("check_ms")

@@ -233,9 +233,12 @@ def _children(view: DocumentView, doc_id: str, path: tuple[str, ...]) -> list[tu
 
 def _list_section(query: Query, contexts: list[ScoredChunk], view: DocumentView, targets: list[str]):
     """(doc_id, heading path) of the section whose heading best matches the question (with ≥ 2 children or items)."""
-    terms = [t for t in question_terms(_without_list_words(query.text)) if len(t) >= 2]
+    terms = [t for t in question_terms(_without_list_words(query.evidence_text)) if len(t) >= 2]
+    if len(targets) == 1:  # "湖南共建方案分几部分": words of the title name the document, not a section
+        terms = [t for t in terms if t not in view.title(targets[0])]
     if not terms:
-        return None
+        # "这个意见分几大部分": no section named, so the document's own top-level parts
+        return (targets[0], ()) if len(targets) == 1 and len(_children(view, targets[0], ())) >= 2 else None
     best, best_key = None, (0.0, 0.0)
     docs = targets or list(dict.fromkeys(c.chunk.doc_id for c in contexts[:3]))
     for doc_id in docs:
@@ -282,16 +285,17 @@ def plan_list(query: Query, contexts: list[ScoredChunk], view: DocumentView, tar
         return None
     doc_id, path = found
     if not query.item:
-        terms = [t for t in question_terms(_without_list_words(query.text)) if len(t) >= 2]
-        heading_cover = coverage(terms, path[-1])
-        evidence = best_evidence(query.text, [c for c in contexts if c.chunk.doc_id == doc_id], limit=1)
+        terms = [t for t in question_terms(_without_list_words(query.evidence_text)) if len(t) >= 2]
+        heading_cover = coverage(terms, path[-1]) if path else 1.0
+        evidence = best_evidence(query.evidence_text, [c for c in contexts if c.chunk.doc_id == doc_id], limit=1)
         if evidence and coverage(terms, evidence[0].sentence) > heading_cover:
             return None
     children = _children(view, doc_id, path)
     if query.item:
         return _plan_item(query.item, doc_id, path, children, view, contexts)
     prefix = f"{view.label(doc_id)}" if len(targets) != 1 else ""
-    statements = [Statement(f"{prefix}《{view.title(doc_id)}》“{_bare(path[-1])}”共{len(children) or len(_items(view, doc_id, path))}项：")]
+    part = f"“{_bare(path[-1])}”" if path else "全文"
+    statements = [Statement(f"{prefix}《{view.title(doc_id)}》{part}共{len(children) or len(_items(view, doc_id, path))}项：")]
     if children:
         for label, chunk in children:
             statements.append(Statement(_heading_line(label), _scored(chunk, contexts), label))
@@ -358,7 +362,7 @@ def plan_per_document(query: Query, contexts: list[ScoredChunk], view: DocumentV
     wants_figure = query.facet == "figure" or query.also_figure
     for doc_id in targets:
         own = [c for c in contexts if c.chunk.doc_id == doc_id]
-        evidence = [e for e in best_evidence(query.text, own, limit=3)
+        evidence = [e for e in best_evidence(query.evidence_text, own, limit=3)
                     if e.cover >= min_cover and (not wants_figure or quantities_in(e.sentence))]
         if not evidence:
             silent.append(view.label(doc_id))

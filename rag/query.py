@@ -48,6 +48,16 @@ class Query:
     dropped: list[str] = field(default_factory=list)  # clauses removed (chatter, instructions)
     injection: bool = False
     scope_class: str = ""  # out_of_scope: creative | code | weather | …
+    names: list[str] = field(default_factory=list)  # words that named the targeted documents (三高四新, 十四五)
+
+    @property
+    def evidence_text(self) -> str:
+        """The question without the words that only name its documents: what evidence sentences are scored on
+        ("乌海十四五规划里有没有提版权" is about 版权, not about 十四五)."""
+        text = self.text
+        for name in sorted(self.names, key=len, reverse=True):
+            text = text.replace(name, " ")
+        return text
 
     @property
     def cross(self) -> bool:
@@ -244,8 +254,10 @@ def places_in(text: str, vocab: Vocabulary | None = None) -> list[str]:
     return seen
 
 
-def document_targets(text: str, documents: list[dict], vocab: Vocabulary) -> tuple[list[str], list[str]]:
-    """(doc_ids the question names by place, alias or title nickname — in the order named; places named)."""
+def document_targets(text: str, documents: list[dict], vocab: Vocabulary,
+                     names_found: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """(doc_ids the question names by place, alias or title nickname — in the order named; places named).
+    The title nicknames that matched are appended to `names_found`."""
     places = places_in(text, vocab)
     hits: list[tuple[int, str]] = []
     for doc in documents:
@@ -255,6 +267,8 @@ def document_targets(text: str, documents: list[dict], vocab: Vocabulary) -> tup
         positions = [text.find(n) for n in names if len(n) >= 2 and n in text]
         # a place that is part of a longer place ("湘" in "湘潭") does not name the document
         positions = [p for p in positions if p >= 0 and not _inside_longer_place(text, p, places, doc)]
+        if positions and names_found is not None:
+            names_found += [n for n in nicknames(doc.get("title", "")) if n in text and n not in names_found]
         if positions:
             hits.append((min(positions), doc["doc_id"]))
     return [doc_id for _, doc_id in sorted(hits)], places
@@ -347,8 +361,10 @@ def sub_questions(query: Query, documents: list[dict], vocab: Vocabulary | None 
             sub.text = "".join(p for p in query.places if p not in sub.text) + sub.text
         out.append(sub)
     facets = {(q.facet, q.also_figure) for q in out}
+    documents_named = {tuple(q.docs) for q in out}
     # "…有哪些？分别是多少？" is one question in two sentences: the same list asked for its figures
-    if len(out) < 2 or len(facets) < 2 or any(q.facet == "figure" for q in out) and any(q.facet in ("list", "which_docs") for q in out):
+    if len(out) < 2 or (len(facets) < 2 and len(documents_named) < 2) or (
+            any(q.facet == "figure" for q in out) and any(q.facet in ("list", "which_docs") for q in out)):
         return [query]
     return out
 
@@ -363,7 +379,7 @@ def understand(question: str, documents: list[dict], vocab: Vocabulary | None = 
     if not re.search(r"[\w]", text) or not text:
         query.facet = "empty"
         return query
-    query.docs, query.places = document_targets(text, documents, vocab)
+    query.docs, query.places = document_targets(text, documents, vocab, query.names)
     query.all_docs = vocab.has("all_docs", text)
     query.years = sorted(set(re.findall(r"(?<!\d)(20\d\d)(?!\d)", text)))
     query.item = item_reference(text)

@@ -163,3 +163,30 @@ def test_registry_information_less_precise_than_asked_is_not_an_answer(real_engi
 def test_a_money_question_is_not_answered_with_a_count(real_engine):
     result = answer("沈阳给通过贯标的企业奖励多少钱", engine=real_engine)
     assert result.refused and "200家" not in result.answer.split("\n")[-1]
+
+
+def test_filler_words_and_the_documents_own_nicknames_do_not_count_as_content(real_engine):
+    filler = answer("麻烦帮我看一下沈阳那个方案里证券化产品要搞几单哈", engine=real_engine)
+    assert not filler.refused and "1单" in filler.answer
+    nickname = answer("乌海十四五规划里讲没讲版权", engine=real_engine)
+    assert not nickname.refused and "版权" in nickname.answer.split("[")[0]
+
+
+def test_a_compound_question_about_two_documents_is_answered_for_each(real_engine):
+    result = answer("河南强企今年要备案几家？另外杭州行政案件结案率呢", engine=real_engine)
+    assert "100家" in result.answer and "93%" in result.answer
+
+
+def test_the_parts_of_a_document(real_engine):
+    result = answer("湖南共建方案分几部分", engine=real_engine)
+    parts = ["指导思想", "共建目标", "共建任务", "保障措施"]
+    assert all(p in result.answer for p in parts) and "全文共4项" in result.answer
+
+
+def test_five_hundred_characters_of_pasted_policy_text(real_engine):
+    from rag.documents import load_corpus
+
+    text = next(d.text for d in load_corpus(real_engine.settings.data_dir).documents if d.doc_id == "shenyang-2020")
+    pasted = text[2000:2490]
+    result = answer(pasted, engine=real_engine)
+    assert result.refused or result.citations  # a grounded reply, never an uncited claim, never a traceback
