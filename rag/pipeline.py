@@ -235,7 +235,11 @@ def retrieve_for(query: Query, engine: Engine, filters: dict | None = None) -> l
             if ctx.chunk.chunk_id not in seen:
                 seen.add(ctx.chunk.chunk_id)
                 extra.append(ctx)
+    # as the retriever orders cross-document results: each document's best passage first, then the rest by score
     merged = sorted(ranked + extra, key=lambda c: -c.score)
+    seen_docs: set[str] = set()
+    firsts = [c for c in merged if c.chunk.doc_id not in seen_docs and not seen_docs.add(c.chunk.doc_id)]
+    merged = firsts + [c for c in merged if c not in firsts]
     return [ScoredChunk(c.chunk, c.score, i + 1, c.bm25, c.dense) for i, c in enumerate(merged)]
 
 
