@@ -7,10 +7,12 @@ import statistics
 import time
 from pathlib import Path
 
+from rag.documents import load_corpus
 from rag.embedders import make_embedder
 from rag.engine import Engine
 from rag.evaluation import _percentile, load_dataset
-from rag.index import build_index, ensure_index
+from rag.index import make_segment
+from rag.library import ensure_index
 from rag.pipeline import stream_answer
 from rag.settings import Settings
 
@@ -25,7 +27,7 @@ def run_bench(settings: Settings, args) -> int:
     questions = load_dataset(Path(args.dataset))
     if not args.skip_build:
         started = time.perf_counter()
-        index = build_index(settings, embedder)
+        make_segment(load_corpus(settings.data_dir).documents, settings, embedder)
         print(f"index build (chunk + embed + BM25, not saved): {time.perf_counter() - started:.1f} s")
     index, _ = ensure_index(settings, embedder)
     sizes = [len(c.text) for c in index.chunks]

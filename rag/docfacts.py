@@ -27,6 +27,9 @@ _YEAR_RANGE = re.compile(r"(20\d\d)\s*[-—–－~至]{1,2}\s*(20\d\d)\s*年")
 _SINGLE_YEAR = re.compile(r"[（(](20\d\d)[）)]")
 # Five-year-plan periods named by number: 十四五 = 2021–2025.
 _FIVE_YEAR = {"十三五": (2016, 2020), "十四五": (2021, 2025), "十五五": (2026, 2030)}
+# A region at the start of an issuer or title: 湖南省, 浙江省杭州市, 内蒙古自治区乌海市, 滨海市, 某某县.
+_REGION = re.compile(r"^(?:中共)?((?:[\u4e00-\u9fff]{2,7}?(?:省|自治区))?(?:[\u4e00-\u9fff]{1,6}?(?:市|自治州|地区|盟|县))?)")
+_NOT_REGION = ("关于", "国家", "中华人民共和国", "国务院", "各")
 HEAD_CHARS = 1500  # notice headers, signature blocks and 文号 stand near the start of a page
 
 
@@ -121,10 +124,28 @@ def extract_facts(text: str, title: str = "") -> dict[str, object]:
     if attachments:
         facts["attachments"] = attachments
 
+    region = _region(text, facts.get("issuer"), facts.get("title"), title)  # type: ignore[arg-type]
+    if region:
+        facts["region"] = region
+
     period = _period(text, title or (facts["title"].value if "title" in facts else ""))  # type: ignore[union-attr]
     if period:
         facts["period"] = period
     return facts
+
+
+def _region(text: str, issuer: Fact | None, title_fact: Fact | None, title: str) -> Fact | None:
+    """The place a document is about: the region its issuer or title begins with (湖南省知识产权局 → 湖南省)."""
+    candidates = [f for f in (issuer, title_fact) if f is not None]
+    first_line = next((line.strip() for line in text[:HEAD_CHARS].split("\n") if line.strip()), "")
+    for value, start in [(f.value, f.start) for f in candidates] + [(title, -1), (first_line, text.find(first_line))]:
+        if not value or value.startswith(_NOT_REGION):
+            continue
+        match = _REGION.match(value)
+        if match and len(match.group(1)) >= 3:
+            found = match.group(1)
+            return Fact(found, start + match.start(1), start + match.end(1)) if start >= 0 else Fact(found)
+    return None
 
 
 def _period(text: str, title: str) -> Fact | None:
@@ -154,7 +175,7 @@ def _located(text: str, needle: str, value: str) -> Fact:
 def merge_with_manifest(facts: dict, entry: dict) -> dict:
     """The text's facts, with the manifest filling gaps (marked as registry information)."""
     merged = dict(facts)
-    mapping = {"issuer": "issuer", "doc_number": "doc_number", "signed": "date", "title": "title"}
+    mapping = {"issuer": "issuer", "doc_number": "doc_number", "signed": "date", "title": "title", "region": "region"}
     for key, manifest_key in mapping.items():
         value = entry.get(manifest_key)
         if key not in merged and value:

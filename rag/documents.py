@@ -1,4 +1,4 @@
-"""Reading `data/`: the manifest, decoding (UTF-8 or GB18030), and masking web-page chrome."""
+"""Reading `data/`: the manifest, converting each file to text (rag.converters), and masking web-page chrome."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from rag.docfacts import extract_facts, facts_to_json, merge_with_manifest
 from rag.errors import CorpusError
 
 MANIFEST_NAME = "manifest.json"
-TEXT_SUFFIXES = {".txt", ".md"}
+# Bump when conversion changes: a document's fingerprint includes it, so `rag index` re-reads changed formats.
+CONVERTER_VERSION = 1
 
 # Whole lines that are page furniture, not policy text. Masking them with spaces (instead of
 # deleting them) keeps every character offset identical to the file on disk.
@@ -45,6 +46,10 @@ class Document:
     encoding: str = "utf-8"
     in_manifest: bool = True
     facts: dict = field(default_factory=dict)  # docfacts.Fact by name: what the text states, the manifest filling gaps
+    format: str = "text"  # text | docx | pdf | html
+    outline: tuple = ()  # (start, end, level) of headings the layout marks (Word styles, HTML <h1>–<h6>)
+    pages: tuple = ()  # PDF: offset where each page starts
+    fingerprint: str = ""  # changes when the file's bytes, its manifest entry or the conversion change
 
     def metadata(self) -> dict:
         """The manifest view of this document (no text)."""
@@ -63,7 +68,18 @@ class Document:
             "in_manifest": self.in_manifest,
             "period": self.facts["period"].value if "period" in self.facts else "",
             "facts": facts_to_json(self.facts),
+            "format": self.format,
+            "pages": list(self.pages),
+            "fingerprint": self.fingerprint,
         }
+
+    def page_of(self, offset: int) -> int | None:
+        """1-based PDF page holding `offset`; None for formats without pages."""
+        if not self.pages:
+            return None
+        import bisect
+
+        return bisect.bisect_right(list(self.pages), offset)
 
 
 def decode_bytes(raw: bytes) -> tuple[str, str]:
@@ -117,35 +133,83 @@ def read_manifest(data_dir: Path) -> dict[str, dict]:
     return {entry["file"]: entry for entry in entries}
 
 
-def load_document(path: Path, entry: dict | None = None) -> Document:
-    """Read one file; a file that cannot be decoded raises CorpusError naming it."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CorpusError(f"{path}: cannot read ({exc})", f"无法读取文件 {path.name}。") from exc
-    try:
-        text, encoding = decode_bytes(raw)
-    except CorpusError as exc:
-        raise CorpusError(f"{path}: {exc}", f"文件 {path.name} 的编码无法识别（需要 UTF-8 或 GB18030）。") from exc
-    text = mask_chrome(text)
+def _province(region: str) -> str:
+    match = re.match(r"^.+?(?:省|自治区)", region)
+    return match.group() if match else ""
+
+
+def _city(region: str) -> str:
+    return region[len(_province(region)):]
+
+
+def _short_places(region: str) -> tuple[str, ...]:
+    """'内蒙古自治区乌海市' → ('乌海', '内蒙古'): the names people type."""
+    names = [re.sub(r"(?:省|市|自治区|自治州|地区|盟|县)$", "", part) for part in (_city(region), _province(region)) if part]
+    return tuple(n for n in names if len(n) >= 2)
+
+
+def file_fingerprint(raw: bytes, entry: dict | None) -> str:
+    """What decides whether a document must be re-read: its bytes, its manifest entry, the converter version."""
+    digest = hashlib.sha256(raw)
+    digest.update(json.dumps(entry or {}, ensure_ascii=False, sort_keys=True).encode())
+    digest.update(f"converter-{CONVERTER_VERSION}".encode())
+    return digest.hexdigest()[:20]
+
+
+def doc_id_for(path: Path) -> str:
+    """A document id from a file name: the stem, with characters unsafe in URLs and paths replaced."""
+    stem = re.sub(r"[^\w\-.\u4e00-\u9fff]+", "-", path.stem).strip("-.") or "doc"
+    return stem[:80]
+
+
+def assign_doc_ids(paths: list[Path], manifest: dict[str, dict], taken: dict[str, str] | None = None) -> dict[str, str]:
+    """File name → doc_id: the manifest's id, else the file's stem; a stem another file already holds gets its
+    extension added (滨海.pdf and 滨海.docx → 滨海, 滨海-docx). `taken`: doc_id → file name already in the index."""
+    owners = dict(taken or {})
+    out = {}
+    for path in paths:
+        doc_id = (manifest.get(path.name) or {}).get("doc_id") or doc_id_for(path)
+        if owners.get(doc_id, path.name) != path.name:
+            doc_id = f"{doc_id}-{path.suffix.lower().lstrip('.')}"
+        owners[doc_id] = path.name
+        out[path.name] = doc_id
+    return out
+
+
+def load_document(path: Path, entry: dict | None = None, raw: bytes | None = None, doc_id: str = "") -> Document:
+    """Read and convert one file; CorpusError naming it when it cannot be read."""
+    from rag.converters import convert
+
+    if raw is None:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise CorpusError(f"{path}: cannot read ({exc})", f"无法读取文件 {path.name}。") from exc
+    extracted = convert(path.name, raw)
+    text = mask_chrome(extracted.text)
     entry = entry or {}
     facts = merge_with_manifest(extract_facts(text, entry.get("title", "")), entry)
     stated_title = facts["title"].value if "title" in facts else ""
+    region = entry.get("region") or (facts["region"].value if "region" in facts else "")
     return Document(
-        doc_id=entry.get("doc_id") or path.stem,
+        doc_id=doc_id or entry.get("doc_id") or doc_id_for(path),
         title=entry.get("title") or stated_title or first_heading_line(text) or path.stem,
         text=text,
         path=path,
         issuer=entry.get("issuer", ""),
-        region=entry.get("region", ""),
-        province=entry.get("province", ""),
-        city=entry.get("city", ""),
+        region=region,
+        province=entry.get("province") or _province(region),
+        city=entry.get("city") or _city(region),
         date=str(entry.get("date", "")),
         doc_number=entry.get("doc_number", ""),
-        aliases=tuple(entry.get("aliases", ())),
-        encoding=encoding,
+        aliases=tuple(entry.get("aliases") or _short_places(region)),
+        encoding=extracted.encoding,
         in_manifest=bool(entry),
         facts=facts,
+        format=extracted.format,
+        outline=tuple(tuple(x) for x in extracted.outline),
+        pages=tuple(extracted.pages),
+        fingerprint=file_fingerprint(raw, entry),
     )
 
 
@@ -168,17 +232,25 @@ class Corpus:
         return {doc.doc_id: doc for doc in self.documents}
 
 
+def corpus_files(data_dir: Path) -> list[Path]:
+    """The document files of `data_dir` (supported types; hidden and partial files skipped)."""
+    from rag.converters import SUPPORTED
+
+    return [path for path in sorted(data_dir.iterdir())
+            if path.suffix.lower() in SUPPORTED and path.is_file() and not path.name.startswith(".")]
+
+
 def load_corpus(data_dir: Path) -> Corpus:
     """All readable documents of `data_dir`. Unreadable files are skipped and reported, not fatal."""
     if not data_dir.is_dir():
         raise CorpusError(f"{data_dir}: no such directory", f"文档目录 {data_dir} 不存在。")
     manifest = read_manifest(data_dir)
     documents, skipped = [], []
-    for path in sorted(data_dir.iterdir()):
-        if path.suffix.lower() not in TEXT_SUFFIXES or not path.is_file():
-            continue
+    paths = corpus_files(data_dir)
+    ids = assign_doc_ids(paths, manifest)
+    for path in paths:
         try:
-            doc = load_document(path, manifest.get(path.name))
+            doc = load_document(path, manifest.get(path.name), doc_id=ids[path.name])
         except CorpusError as exc:
             skipped.append((path.name, exc.user_message))
             continue
@@ -192,5 +264,5 @@ def load_corpus(data_dir: Path) -> Corpus:
             raise CorpusError(f"duplicate doc_id {doc.doc_id}", f"文档编号 {doc.doc_id} 重复。")
         seen.add(doc.doc_id)
     if not documents:
-        raise CorpusError(f"{data_dir}: no readable documents", f"文档目录 {data_dir} 中没有可读取的文档（.txt）。")
+        raise CorpusError(f"{data_dir}: no readable documents", f"文档目录 {data_dir} 中没有可读取的文档（.txt .docx .pdf .html）。")
     return Corpus(documents, skipped)

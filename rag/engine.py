@@ -6,7 +6,7 @@ import threading
 from functools import cached_property
 
 from rag.embedders import Embedder, make_embedder
-from rag.index import Index, index_status, load_index
+from rag.index import Index, load_index
 from rag.retrieval import Retriever
 from rag.settings import Settings
 
@@ -61,4 +61,6 @@ class Engine:
 
     def index_freshness(self) -> tuple[str, str]:
         """('current' | 'stale' | 'missing', why) without loading the index."""
+        from rag.library import index_status
+
         return index_status(self.settings, self.embedder)

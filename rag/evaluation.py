@@ -333,7 +333,7 @@ def write_chart(out: Path, runs: dict[str, dict]) -> Path:
 def _engine_for(settings: Settings, name: str, embedder):
     """An engine for a named configuration; variants with other chunkers get their own index directory."""
     from rag.engine import Engine
-    from rag.index import ensure_index
+    from rag.library import ensure_index
 
     overrides = CONFIGS.get(name, {})
     variant = settings.replace(**overrides)

@@ -33,6 +33,8 @@ class Settings:
     chunk_max_tokens: int = 240
     chunk_min_chars: int = 60
     contextual_headers: bool = True
+    max_upload_mb: int = 30  # largest document file accepted by `rag add` and uploads
+    today: str = ""  # YYYY-MM-DD: the date validity (在效 / 已到期) is computed for; empty = the real date
 
     # Retrieval
     top_k: int = 5
@@ -121,6 +123,13 @@ class Settings:
             raise SettingsError("RAG_DENSE_WEIGHT must lie between 0 and 1")
         if self.top_k < 1 or self.top_k > 50:
             raise SettingsError("RAG_TOP_K must lie between 1 and 50")
+        if self.today:
+            import datetime as dt
+
+            try:
+                dt.date.fromisoformat(self.today)
+            except ValueError:
+                raise SettingsError(f"RAG_TODAY must be a date like 2026-01-31, not {self.today!r}") from None
         if self.chunk_max_tokens < 20:
             raise SettingsError("RAG_CHUNK_MAX_TOKENS must be at least 20")
 

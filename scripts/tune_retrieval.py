@@ -9,7 +9,7 @@ from pathlib import Path
 from rag.embedders import make_embedder
 from rag.engine import Engine
 from rag.evaluation import load_dataset, run_questions, summarise
-from rag.index import ensure_index
+from rag.library import ensure_index
 from rag.settings import Settings
 
 

@@ -11,7 +11,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from rag.embedders import FakeEmbedder  # noqa: E402
 from rag.engine import Engine  # noqa: E402
-from rag.index import ensure_index  # noqa: E402
+from rag.library import ensure_index  # noqa: E402
 from rag.llms import FakeLLM  # noqa: E402
 from rag.settings import PROJECT_ROOT, Settings  # noqa: E402
 

@@ -30,7 +30,7 @@ def test_cli_index_search_ask(cli_env, capsys):
     assert main(["index"]) == 0
     assert "个段落" in capsys.readouterr().out
     assert main(["index"]) == 0
-    assert "current" in capsys.readouterr().out  # nothing changed, nothing rebuilt
+    assert "无需更新" in capsys.readouterr().out  # nothing changed, nothing rebuilt
     assert main(["search", "沈阳知识产权证券化由谁牵头", "--k", "3", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 3 and {"rank", "score", "doc_id", "title", "section", "text"} <= set(rows[0])
@@ -51,7 +51,7 @@ def test_cli_errors_are_messages_not_tracebacks(cli_env, capsys):
     assert main(["search", "知识产权", "--doc", "nope"]) == 2
     assert "没有这些文档" in capsys.readouterr().err
     assert main(["index", "--embedder", "fake:64"]) == 0  # another embedder: rebuilt, not refused
-    assert "built" in capsys.readouterr().out
+    assert "已重建" in capsys.readouterr().out
 
 
 def test_mismatched_index_is_refused(cli_env, capsys, monkeypatch):

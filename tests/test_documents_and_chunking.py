@@ -91,7 +91,7 @@ def test_gb18030_no_headings_and_unreadable_files(fixture_corpus):
     assert docs["gbk"].encoding == "gb18030" and "商标注册量达到三千件" in docs["gbk"].text
     assert docs["gbk"].title == "一、总体目标"  # no manifest entry: the first line
     plain = chunk_document(docs["noheadings"])
-    assert len(plain) == 1 and plain[0].section_path == [] and "十五项" in plain[0].text
+    assert len(plain) == 1 and plain[0].section_path == ["正文"] and "十五项" in plain[0].text
     assert [name for name, _ in corpus.skipped] == ["binary.txt"]
 
 

@@ -1,23 +1,28 @@
-import json
 
 import numpy as np
 import pytest
 
 from rag.embedders import FakeEmbedder
 from rag.errors import CorpusError, IndexMismatchError, IndexMissingError, QueryError, UnknownFilterError
-from rag.index import current_dir, ensure_index, index_status, load_index
+from rag.index import SEGMENTS, load_index, read_config
+from rag.library import ensure_index, index_status
 from rag.retrieval import Retriever
 
 from .conftest import make_settings
+
+
+def segment_dir(index_dir):
+    """The folder of the current generation's first segment."""
+    return index_dir / SEGMENTS / read_config(index_dir)["segments"][0]["name"]
 
 
 def test_build_load_and_refuse_another_embedder(real_settings):
     embedder = FakeEmbedder(128)
     index, what = ensure_index(real_settings, embedder)
     assert what.startswith("built")
-    config = json.loads((current_dir(real_settings.index_dir) / "config.json").read_text())
+    config = read_config(real_settings.index_dir)
     assert config["embedder"] == "fake:hash-128" and config["dim"] == 128 and config["chunks"] == len(index)
-    assert config["chunker"]["max_tokens"] == real_settings.chunk_max_tokens and config["corpus_fingerprint"]
+    assert config["chunker"]["max_tokens"] == real_settings.chunk_max_tokens and len(config["fingerprints"]) == 5
     assert not list(real_settings.index_dir.glob("*.pkl"))
     loaded = load_index(real_settings.index_dir, embedder)
     assert [c.text for c in loaded.chunks] == [c.text for c in index.chunks]
@@ -39,16 +44,18 @@ def test_rebuilds_only_when_something_changed(real_settings):
     doc = real_settings.data_dir / "hunan-2022-ip-strong-province-plan.txt"
     doc.write_text(doc.read_text(encoding="utf-8") + "\n五、附则\n本方案自印发之日起施行。\n", encoding="utf-8")
     status, why = index_status(real_settings, embedder)
-    assert status == "stale" and "corpus_fingerprint" in why
+    assert status == "stale" and "hunan-2022-ip-strong-province-plan.txt" in why
     index, what = ensure_index(real_settings, embedder)
-    assert what.startswith("built") and any("自印发之日起施行" in c.text for c in index.chunks)
+    # only the changed document is read again: one new segment holding it
+    assert what.startswith("updated") and "已更新 1 篇：hunan-2022" in what
+    assert any("自印发之日起施行" in c.text for c in index.chunks) and len(index.documents) == 5
 
 
 def test_missing_and_damaged_index(tmp_path, real_settings):
     with pytest.raises(IndexMissingError):
         load_index(tmp_path / "nothing", FakeEmbedder())
     ensure_index(real_settings, FakeEmbedder())
-    (current_dir(real_settings.index_dir) / "chunks.jsonl").write_text("", encoding="utf-8")
+    (segment_dir(real_settings.index_dir) / "chunks.jsonl").write_text("", encoding="utf-8")
     with pytest.raises(IndexMissingError) as info:
         load_index(real_settings.index_dir, FakeEmbedder())
     assert "rebuild" in info.value.user_message
@@ -57,12 +64,12 @@ def test_missing_and_damaged_index(tmp_path, real_settings):
 def test_failed_build_keeps_the_existing_index(real_settings, tmp_path):
     embedder = FakeEmbedder()
     ensure_index(real_settings, embedder)
-    before = (current_dir(real_settings.index_dir) / "chunks.jsonl").read_text(encoding="utf-8")
+    before = (segment_dir(real_settings.index_dir) / "chunks.jsonl").read_text(encoding="utf-8")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(CorpusError):
         ensure_index(real_settings.replace(data_dir=empty), embedder, rebuild=True)
-    assert (current_dir(real_settings.index_dir) / "chunks.jsonl").read_text(encoding="utf-8") == before
+    assert (segment_dir(real_settings.index_dir) / "chunks.jsonl").read_text(encoding="utf-8") == before
     assert load_index(real_settings.index_dir, embedder).chunks
 
 
@@ -156,14 +163,14 @@ def test_a_crash_between_writing_and_swapping_leaves_the_previous_index(real_set
     loaded = load_index(real_settings.index_dir, embedder)
     assert [c.text for c in loaded.chunks] == [c.text for c in before.chunks]  # the old set, whole
     after, what = ensure_index(real_settings, embedder)  # the next build swaps in the new one and tidies up
-    assert what.startswith("built") and any("自印发之日起施行" in c.text for c in after.chunks)
-    assert len([p for p in real_settings.index_dir.iterdir() if p.is_dir()]) <= 2
+    assert what.startswith("updated") and any("自印发之日起施行" in c.text for c in after.chunks)
+    assert len(list((real_settings.index_dir / SEGMENTS).iterdir())) <= 3
 
 
 @pytest.mark.parametrize("name, content", [
-    ("bm25.json", '{"tokens": 5}'),
-    ("bm25.json", '[1, 2]'),
-    ("config.json", '{"embedder": "fake:hash-256", "dim": "256", "chunks": 3}'),
+    ("tokens.json", '{"tokens": 5}'),
+    ("tokens.json", '[1, 2]'),
+    ("generation", '{"format": 3, "embedder": "fake:hash-256", "dim": "256", "chunks": 3, "segments": []}'),
     ("documents.json", '{"doc_id": "x"}'),
     ("chunks.jsonl", '{"chunk_id": 1}\n'),
 ])
@@ -175,7 +182,11 @@ def test_valid_json_of_the_wrong_shape_is_refused_with_a_message(real_settings, 
 
     embedder = FakeEmbedder()
     ensure_index(real_settings, embedder)
-    (current_dir(real_settings.index_dir) / name).write_text(content, encoding="utf-8")
+    if name == "generation":
+        target = real_settings.index_dir / read_config(real_settings.index_dir)["_file"]
+    else:
+        target = segment_dir(real_settings.index_dir) / name
+    target.write_text(content, encoding="utf-8")
     with pytest.raises(IndexMissingError) as info:
         load_index(real_settings.index_dir, embedder)
     assert "rebuild" in info.value.user_message

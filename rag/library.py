@@ -1,0 +1,392 @@
+"""The knowledge base: the documents of `data/` and the index kept in step with them.
+
+One set of calls for every front end (CLI, API, web UI):
+  sync_index      `rag index`: re-reads only files whose bytes or manifest entry changed; nothing changed → nothing done
+  add_documents   `rag add`, upload: checks and converts every file first, then indexes only those documents
+  remove_document `rag remove`, delete: hides the document's passages; its file moves to data/.removed/
+  list_documents  `rag documents`: facts, validity and passage counts
+
+`data/` is the source of truth. A file is written there before the index changes, so an interrupted add leaves the
+index as it was (the next `rag index` picks the file up); a removed file leaves `data/` before the index forgets it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rag.docfacts import facts_from_json, iso_date, validity
+from rag.documents import (
+    MANIFEST_NAME,
+    Document,
+    assign_doc_ids,
+    corpus_files,
+    file_fingerprint,
+    load_document,
+    read_manifest,
+)
+from rag.embedders import Embedder
+from rag.errors import CorpusError
+from rag.index import (
+    Index,
+    Progress,
+    apply_changes,
+    expected_signature,
+    load_index,
+    make_segment,
+    new_config,
+    read_config,
+    writer_lock,
+)
+from rag.settings import Settings
+
+REMOVED_DIR = ".removed"
+
+
+@dataclass
+class Report:
+    """What a change did, for people (`message`) and scripts (the rest)."""
+
+    action: str  # unchanged | built | updated | added | removed | nothing
+    added: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)  # {"file", "message"}
+    passages_embedded: int = 0
+    seconds: float = 0.0
+    documents: list[dict] = field(default_factory=list)  # rows of list_documents for the documents added
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"message": self.message}
+
+    @property
+    def message(self) -> str:
+        parts = []
+        if self.action == "unchanged":
+            parts.append("文档没有变化，索引无需更新。")
+        if self.added:
+            parts.append(f"已添加 {len(self.added)} 篇：{'、'.join(self.added)}")
+        if self.replaced:
+            parts.append(f"已更新 {len(self.replaced)} 篇：{'、'.join(self.replaced)}")
+        if self.removed:
+            parts.append(f"已删除 {len(self.removed)} 篇：{'、'.join(self.removed)}")
+        if self.passages_embedded:
+            parts.append(f"嵌入 {self.passages_embedded} 个段落，用时 {self.seconds:.1f} 秒")
+        for failure in self.failed:
+            parts.append(f"未导入：{failure['message']}")
+        return "；".join(parts) or "没有可导入的文件。"
+
+
+def _signature_changes(config: dict | None, settings: Settings, embedder: Embedder) -> list[str]:
+    if config is None:
+        return ["no index yet"]
+    return [key for key, value in expected_signature(settings, embedder).items() if config.get(key) != value]
+
+
+@dataclass
+class _File:
+    path: Path
+    doc_id: str
+    entry: dict
+    fingerprint: str
+
+
+def _scan(data_dir: Path, taken: dict[str, str]) -> list[_File]:
+    """Every document file with its id and fingerprint (bytes are hashed, not converted)."""
+    if not data_dir.is_dir():
+        raise CorpusError(f"{data_dir}: no such directory", f"文档目录 {data_dir} 不存在。")
+    manifest = read_manifest(data_dir)
+    paths = corpus_files(data_dir)
+    ids = assign_doc_ids(paths, manifest, taken)
+    out = []
+    for path in paths:
+        entry = manifest.get(path.name) or {}
+        try:
+            raw = path.read_bytes()
+        except OSError:
+            continue
+        out.append(_File(path, ids[path.name], entry, file_fingerprint(raw, entry)))
+    return out
+
+
+def index_status(settings: Settings, embedder: Embedder) -> tuple[str, str]:
+    """('missing' | 'stale' | 'current' | 'unknown', why) without loading the index."""
+    config = read_config(settings.index_dir)
+    if config is None:
+        return "missing", "no index yet"
+    changed = _signature_changes(config, settings, embedder)
+    if changed:
+        return "stale", "changed: " + ", ".join(changed)
+    try:
+        files = _scan(settings.data_dir, config.get("files", {}))
+    except CorpusError as exc:  # an index copied without its documents still answers
+        return "unknown", f"documents not readable ({exc})"
+    known, skipped = config.get("fingerprints", {}), config.get("skipped", {})
+    new = [f.path.name for f in files if known.get(f.doc_id) != f.fingerprint and skipped.get(f.path.name) != f.fingerprint]
+    gone = sorted(set(known) - {f.doc_id for f in files})
+    if new or gone:
+        return "stale", "changed: documents " + ", ".join(new + gone)
+    return "current", "up to date"
+
+
+def sync_index(settings: Settings, embedder: Embedder, rebuild: bool = False,
+               progress: Progress | None = None) -> tuple[Index, Report]:
+    """Bring the index in step with `data/`: only new, changed and vanished documents are touched.
+
+    A build that fails (no readable document, model error) raises before anything on disk changes."""
+    with writer_lock(settings.index_dir):
+        return _sync_locked(settings, embedder, rebuild, progress)
+
+
+def _sync_locked(settings: Settings, embedder: Embedder, rebuild: bool = False,
+                 progress: Progress | None = None) -> tuple[Index, Report]:
+    started = time.perf_counter()
+    config = read_config(settings.index_dir)
+    full = rebuild or bool(_signature_changes(config, settings, embedder))
+    known = {} if full or config is None else config.get("fingerprints", {})
+    skipped_before = {} if full or config is None else config.get("skipped", {})
+    files = _scan(settings.data_dir, {} if full or config is None else config.get("files", {}))
+    todo = [f for f in files if known.get(f.doc_id) != f.fingerprint and skipped_before.get(f.path.name) != f.fingerprint]
+    gone = set(known) - {f.doc_id for f in files}
+    if not full and not todo and not gone:
+        return load_index(settings.index_dir, embedder), Report("unchanged", seconds=time.perf_counter() - started)
+    documents, skipped = [], {k: v for k, v in skipped_before.items() if k in {f.path.name for f in files}}
+    messages = dict((config or {}).get("skipped_messages", {})) if not full else {}
+    failed = []
+    for f in todo:
+        try:
+            doc = load_document(f.path, f.entry or None, doc_id=f.doc_id)
+        except CorpusError as exc:
+            skipped[f.path.name], messages[f.path.name] = f.fingerprint, exc.user_message
+            failed.append({"file": f.path.name, "message": exc.user_message})
+            continue
+        skipped.pop(f.path.name, None)
+        messages.pop(f.path.name, None)
+        documents.append(doc)
+    if full and not documents:
+        raise CorpusError(f"{settings.data_dir}: no readable documents",
+                          f"文档目录 {settings.data_dir} 中没有可读取的文档（.txt .docx .pdf .html）。")
+    segment = make_segment(documents, settings, embedder, progress) if documents else None
+    base = new_config(settings, embedder) if full else config
+    base = base | {"skipped": skipped, "skipped_messages": messages,
+                   "files": {k: v for k, v in (base.get("files", {})).items() if k not in gone}
+                   | {d.doc_id: d.path.name for d in documents}}
+    apply_changes(settings.index_dir, base, segment, gone, {d.doc_id: d.fingerprint for d in documents},
+                  skipped=sorted(messages.items()))
+    index = load_index(settings.index_dir, embedder)
+    before = set(known)
+    return index, Report("built" if full else "updated",
+                     added=[d.doc_id for d in documents if d.doc_id not in before],
+                     replaced=[d.doc_id for d in documents if d.doc_id in before], removed=sorted(gone),
+                     failed=failed, passages_embedded=len(segment.chunks) if segment else 0,
+                     seconds=time.perf_counter() - started)
+
+
+def ensure_index(settings: Settings, embedder: Embedder, rebuild: bool = False,
+                 progress: Progress | None = None) -> tuple[Index, str]:
+    """Load the index, building or updating it first when `data/` or the build settings changed."""
+    index, report = sync_index(settings, embedder, rebuild, progress)
+    if report.action == "unchanged":
+        return index, "current"
+    return index, f"built ({report.message})" if report.action == "built" else f"updated ({report.message})"
+
+
+# ---------------------------------------------------------------- adding and removing
+
+def safe_file_name(name: str) -> str:
+    """A file name for `data/`: no directories, no leading dots, nothing a shell or URL chokes on."""
+    base = Path(str(name).replace("\\", "/")).name.strip().lstrip(".")
+    base = "".join(ch if ch.isalnum() or ch in "-_.（）()" or "\u4e00" <= ch <= "\u9fff" else "-" for ch in base)
+    return base[:120] or "document.txt"
+
+
+def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str, bytes]],
+                  overrides: dict | None = None, progress: Progress | None = None) -> Report:
+    """Add (or replace, same file name) documents: each file is checked and converted first, and a file that fails
+    is reported without touching anything; the rest are written to `data/` and indexed in one new segment.
+
+    `overrides`: title / issuer / region / date / doc_number for these documents (stored in the manifest)."""
+    started = time.perf_counter()
+    overrides = {k: v for k, v in (overrides or {}).items() if v}
+    limit = settings.max_upload_mb * 1024 * 1024
+    report = Report("nothing")
+    accepted: list[tuple[str, bytes, Document]] = []
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with writer_lock(settings.index_dir):
+        config = read_config(settings.index_dir)
+        if _signature_changes(config, settings, embedder):
+            _sync_locked(settings, embedder)
+            config = read_config(settings.index_dir)
+        manifest = read_manifest(settings.data_dir)
+        taken = dict(config.get("files", {})) if config else {}
+        for original_name, raw in files:
+            name = safe_file_name(original_name)
+            if len(raw) > limit:
+                report.failed.append({"file": original_name, "message": f"文件 {original_name} 过大"
+                                      f"（{len(raw) / 1024 / 1024:.1f} MB），上限 {settings.max_upload_mb} MB。"})
+                continue
+            entry = (manifest.get(name) or {}) | ({"file": name} | overrides if overrides else {})
+            doc_id = assign_doc_ids([settings.data_dir / name], manifest, taken)[name]
+            try:
+                doc = load_document(settings.data_dir / name, entry or None, raw, doc_id=doc_id)
+            except CorpusError as exc:
+                report.failed.append({"file": original_name, "message": exc.user_message})
+                continue
+            taken[doc.doc_id] = name
+            accepted.append((name, raw, doc))
+        if not accepted:
+            return report
+        before = set((config or {}).get("fingerprints", {}))
+        backups = _write_files(settings.data_dir, [(name, raw) for name, raw, _ in accepted])
+        try:
+            if overrides:
+                _update_manifest(settings.data_dir, {name: doc for name, _, doc in accepted}, overrides)
+            documents = [doc for _, _, doc in accepted]
+            segment = make_segment(documents, settings, embedder, progress)
+            base = config | {"files": config.get("files", {}) | {d.doc_id: d.path.name for d in documents}}
+            apply_changes(settings.index_dir, base, segment, set(), {d.doc_id: d.fingerprint for d in documents})
+        except BaseException:
+            _restore(settings.data_dir, backups)
+            raise
+        _discard(backups)
+    report.action = "added"
+    report.added = [d.doc_id for d in documents if d.doc_id not in before]
+    report.replaced = [d.doc_id for d in documents if d.doc_id in before]
+    report.passages_embedded = len(segment.chunks)
+    report.seconds = time.perf_counter() - started
+    today = today_of(settings)
+    counts = {d.doc_id: 0 for d in documents}
+    for chunk in segment.chunks:
+        counts[chunk.doc_id] += 1
+    report.documents = [document_row(d.metadata(), counts[d.doc_id], today) for d in documents]
+    return report
+
+
+def _write_files(data_dir: Path, files: list[tuple[str, bytes]]) -> list[tuple[Path, Path | None]]:
+    """Write each file through a temporary name and one rename; keep the version it replaces until the index is
+    swapped. Returns (target, backup or None)."""
+    out = []
+    for name, raw in files:
+        target = data_dir / name
+        backup = None
+        if target.exists():
+            backup = data_dir / f".backup-{os.getpid()}-{name}"
+            os.replace(target, backup)
+        tmp = data_dir / f".partial-{os.getpid()}-{name}"
+        tmp.write_bytes(raw)
+        with tmp.open("rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+        out.append((target, backup))
+    return out
+
+
+def _restore(data_dir: Path, backups: list[tuple[Path, Path | None]]) -> None:
+    for target, backup in backups:
+        if backup is not None:
+            os.replace(backup, target)
+        else:
+            target.unlink(missing_ok=True)
+
+
+def _discard(backups: list[tuple[Path, Path | None]]) -> None:
+    for _target, backup in backups:
+        if backup is not None:
+            backup.unlink(missing_ok=True)
+
+
+def _update_manifest(data_dir: Path, documents: dict[str, Document], overrides: dict) -> None:
+    path = data_dir / MANIFEST_NAME
+    data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"documents": []}
+    entries = {e["file"]: e for e in data.get("documents", [])}
+    for name, doc in documents.items():
+        entries[name] = entries.get(name, {"file": name, "doc_id": doc.doc_id}) | overrides
+    data["documents"] = list(entries.values())
+    tmp = data_dir / f".{MANIFEST_NAME}.tmp"
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def remove_document(settings: Settings, embedder: Embedder, doc_id: str) -> Report:
+    """Take a document out: its file moves to data/.removed/ (nothing is deleted), then its passages are hidden."""
+    started = time.perf_counter()
+    with writer_lock(settings.index_dir):
+        config = read_config(settings.index_dir)
+        files = (config or {}).get("files", {})
+        if config is None or doc_id not in files:
+            known = "、".join(sorted(files)) or "（无）"
+            raise CorpusError(f"unknown document {doc_id!r}", f"没有编号为“{doc_id}”的文档。现有文档：{known}")
+        source = settings.data_dir / files[doc_id]
+        if source.exists():
+            trash = settings.data_dir / REMOVED_DIR
+            trash.mkdir(exist_ok=True)
+            os.replace(source, trash / f"{time.strftime('%Y%m%d-%H%M%S')}-{source.name}")
+        _drop_manifest_entry(settings.data_dir, files[doc_id])
+        base = config | {"files": {k: v for k, v in files.items() if k != doc_id}}
+        apply_changes(settings.index_dir, base, None, {doc_id}, {})
+    return Report("removed", removed=[doc_id], seconds=time.perf_counter() - started)
+
+
+def _drop_manifest_entry(data_dir: Path, name: str) -> None:
+    path = data_dir / MANIFEST_NAME
+    if not path.exists():
+        return
+    data = json.loads(path.read_text(encoding="utf-8"))
+    kept = [e for e in data.get("documents", []) if e.get("file") != name]
+    if len(kept) != len(data.get("documents", [])):
+        data["documents"] = kept
+        tmp = data_dir / f".{MANIFEST_NAME}.tmp"
+        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def supported_files_in(folder: Path) -> list[Path]:
+    """Document files under a folder (recursively), for `rag add DIR`."""
+    from rag.converters import SUPPORTED
+
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+# ---------------------------------------------------------------- listing
+
+def today_of(settings: Settings) -> dt.date:
+    """Today's date, or the one set by RAG_TODAY (tests, and checking which plans will have expired)."""
+    return dt.date.fromisoformat(settings.today) if settings.today else dt.date.today()
+
+
+def document_row(doc: dict, passages: int, today: dt.date) -> dict:
+    """One line of `rag documents`: the contract fields plus format, file and PDF page count."""
+    facts = facts_from_json(doc.get("facts", {}))
+
+    def fact(name: str, fallback: str = "") -> str:
+        value = facts.get(name)
+        return value.value if value is not None and not isinstance(value, list) else fallback  # type: ignore[union-attr]
+
+    date = iso_date(fact("signed")) or iso_date(fact("published")) or iso_date(fact("effective")) or str(doc.get("date", ""))
+    period = doc.get("period", "") or fact("period")
+    return {
+        "doc_id": doc["doc_id"],
+        "title": doc.get("title", ""),
+        "issuer": fact("issuer", doc.get("issuer", "")),
+        "region": doc.get("region", "") or fact("region"),
+        "date": date,
+        "doc_number": fact("doc_number", doc.get("doc_number", "")),
+        "period": period,
+        "status": validity(period, today),
+        "passages": passages,
+        "format": doc.get("format", "text"),
+        "file": doc.get("file", ""),
+        "pages": len(doc.get("pages", [])),
+    }
+
+
+def list_documents(index: Index, today: dt.date) -> list[dict]:
+    counts: dict[str, int] = {}
+    for chunk in index.chunks:
+        counts[chunk.doc_id] = counts.get(chunk.doc_id, 0) + 1
+    return [document_row(doc, counts.get(doc["doc_id"], 0), today) for doc in index.documents]
