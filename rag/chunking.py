@@ -429,7 +429,8 @@ def _merge_tiny_siblings(text: str, pieces: list, config: ChunkerConfig) -> list
         start, end, path, markers = piece
         if merged:
             p_start, p_end, p_path, p_markers = merged[-1]
-            same_parent = p_path[:-1] == path[:-1] and len(p_path) == len(path) and p_path
+            # top-level sections stay apart: merged, they would have no common heading to cite
+            same_parent = p_path[:-1] == path[:-1] and len(p_path) == len(path) and len(p_path) > 1
             small = (p_end - p_start) < config.min_chars or (end - start) < config.min_chars
             fits = count_tokens(text[p_start:end]) <= config.max_tokens
             if same_parent and small and fits:

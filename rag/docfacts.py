@@ -25,6 +25,9 @@ _EFFECTIVE = re.compile(r"自\s*(20\d\d\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日)\s
 _ATTACHMENT = re.compile(r"^\s*附件\s*\d*\s*[:：]\s*(.{2,60})$", re.MULTILINE)
 _YEAR_RANGE = re.compile(r"(20\d\d)\s*[-—–－~至]{1,2}\s*(20\d\d)\s*年")
 _SINGLE_YEAR = re.compile(r"[（(](20\d\d)[）)]")
+_ISSUED_PLAN = re.compile(r"现将《([^》]{2,80})》")  # a notice names the plan it issues, often with its years
+_VALID_UNTIL = re.compile(r"有效期(?:至|到)\s*(20\d\d)\s*年")
+_VALID_FOR = re.compile(r"有效期(?:为)?\s*([一二三四五六七八九十\d]{1,2})\s*年")
 # Five-year-plan periods named by number: 十四五 = 2021–2025.
 _FIVE_YEAR = {"十三五": (2016, 2020), "十四五": (2021, 2025), "十五五": (2026, 2030)}
 # A region at the start of an issuer or title: 湖南省, 浙江省杭州市, 内蒙古自治区乌海市, 滨海市, 某某县.
@@ -129,6 +132,11 @@ def extract_facts(text: str, title: str = "") -> dict[str, object]:
         facts["region"] = region
 
     period = _period(text, title or (facts["title"].value if "title" in facts else ""))  # type: ignore[union-attr]
+    if period is None:
+        plan = _ISSUED_PLAN.search(head)
+        period = _period(text, plan.group(1)) if plan else None
+    if period is None:
+        period = _validity_clause(text, facts)
     if period:
         facts["period"] = period
     return facts
@@ -165,6 +173,32 @@ def _period(text: str, title: str) -> Fact | None:
     if match:
         return _located(text, match.group(), f"{match.group(1)}-{match.group(1)}")
     return None
+
+
+def _validity_clause(text: str, facts: dict) -> Fact | None:
+    """Regulations state how long they hold: 有效期至2027年12月31日, or 自…起施行，有效期五年."""
+    start_fact = facts.get("effective") or facts.get("signed")
+    start_year = int(iso_date(start_fact.value)[:4]) if start_fact and iso_date(start_fact.value) else None
+    until = _VALID_UNTIL.search(text)
+    if until and start_year:
+        return Fact(f"{start_year}-{until.group(1)}", until.start(), until.end())
+    span = _VALID_FOR.search(text)
+    if span and start_year:
+        years = _small_number(span.group(1))
+        if years:
+            return Fact(f"{start_year}-{start_year + years}", span.start(), span.end())
+    return None
+
+
+def _small_number(token: str) -> int:
+    if token.isdigit():
+        return int(token)
+    digits = "一二三四五六七八九"
+    if token == "十":
+        return 10
+    if token.startswith("十"):
+        return 10 + digits.index(token[1]) + 1
+    return digits.index(token[0]) + 1 if token[0] in digits else 0
 
 
 def _located(text: str, needle: str, value: str) -> Fact:

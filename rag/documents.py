@@ -188,7 +188,11 @@ def load_document(path: Path, entry: dict | None = None, raw: bytes | None = Non
     extracted = convert(path.name, raw)
     text = mask_chrome(extracted.text)
     entry = entry or {}
-    facts = merge_with_manifest(extract_facts(text, entry.get("title", "")), entry)
+    # the title a plan's period is read from: the registry's, else (in extract_facts) the notice's, else line one
+    facts = extract_facts(text, entry.get("title", ""))
+    if "period" not in facts and "title" not in facts and not entry.get("title"):
+        facts = extract_facts(text, first_heading_line(text))
+    facts = merge_with_manifest(facts, entry)
     stated_title = facts["title"].value if "title" in facts else ""
     region = entry.get("region") or (facts["region"].value if "region" in facts else "")
     return Document(

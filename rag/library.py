@@ -223,20 +223,22 @@ def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str,
             config = read_config(settings.index_dir)
         manifest = read_manifest(settings.data_dir)
         taken = dict(config.get("files", {})) if config else {}
+        entries: dict[str, dict] = {}
         for original_name, raw in files:
             name = safe_file_name(original_name)
             if len(raw) > limit:
                 report.failed.append({"file": original_name, "message": f"文件 {original_name} 过大"
                                       f"（{len(raw) / 1024 / 1024:.1f} MB），上限 {settings.max_upload_mb} MB。"})
                 continue
-            entry = (manifest.get(name) or {}) | ({"file": name} | overrides if overrides else {})
             doc_id = assign_doc_ids([settings.data_dir / name], manifest, taken)[name]
+            entry = (manifest.get(name) or {}) | ({"file": name, "doc_id": doc_id} | overrides if overrides else {})
             try:
                 doc = load_document(settings.data_dir / name, entry or None, raw, doc_id=doc_id)
             except CorpusError as exc:
                 report.failed.append({"file": original_name, "message": exc.user_message})
                 continue
             taken[doc.doc_id] = name
+            entries[name] = entry
             accepted.append((name, raw, doc))
         if not accepted:
             return report
@@ -244,7 +246,7 @@ def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str,
         backups = _write_files(settings.data_dir, [(name, raw) for name, raw, _ in accepted])
         try:
             if overrides:
-                _update_manifest(settings.data_dir, {name: doc for name, _, doc in accepted}, overrides)
+                _update_manifest(settings.data_dir, {name: entries[name] for name, _, _ in accepted})
             documents = [doc for _, _, doc in accepted]
             segment = make_segment(documents, settings, embedder, progress)
             base = config | {"files": config.get("files", {}) | {d.doc_id: d.path.name for d in documents}}
@@ -299,12 +301,11 @@ def _discard(backups: list[tuple[Path, Path | None]]) -> None:
             backup.unlink(missing_ok=True)
 
 
-def _update_manifest(data_dir: Path, documents: dict[str, Document], overrides: dict) -> None:
+def _update_manifest(data_dir: Path, changed: dict[str, dict]) -> None:
+    """Write these manifest entries (file name → entry), exactly as the documents were fingerprinted."""
     path = data_dir / MANIFEST_NAME
     data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"documents": []}
-    entries = {e["file"]: e for e in data.get("documents", [])}
-    for name, doc in documents.items():
-        entries[name] = entries.get(name, {"file": name, "doc_id": doc.doc_id}) | overrides
+    entries = {e["file"]: e for e in data.get("documents", [])} | changed
     data["documents"] = list(entries.values())
     tmp = data_dir / f".{MANIFEST_NAME}.tmp"
     tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
