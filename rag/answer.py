@@ -20,6 +20,10 @@ class Citation:
     quote: str = ""  # the passage sentence that holds the supported facts (highlighted in the UI)
     chunk_id: str = ""
     section_short: str = ""
+    start: int = -1  # the passage's offsets in its document
+    end: int = -1
+    page: int | None = None  # PDF page of the quote
+    url: str = ""  # the document view with the quote highlighted
 
     def to_dict(self) -> dict:
         return {
@@ -32,6 +36,10 @@ class Citation:
             "supports": self.supports,
             "quote": self.quote,
             "chunk_id": self.chunk_id,
+            "start": self.start,
+            "end": self.end,
+            "page": self.page,
+            "url": self.url,
         }
 
 

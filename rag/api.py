@@ -18,7 +18,7 @@ from collections import defaultdict, deque
 from pathlib import Path
 from typing import Literal
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
@@ -27,12 +27,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.engine import Engine
 from rag.errors import (
+    CorpusError,
     IndexMismatchError,
     IndexMissingError,
     LLMUnavailableError,
     ModelError,
     QueryError,
     RagError,
+    UnknownDocumentError,
 )
 from rag.pipeline import stream_answer
 from rag.settings import Settings
@@ -70,6 +72,7 @@ class Filters(BaseModel):
     doc_id: list[str] | str | None = Field(None, description='"hunan-2022" or ["hunan-2022", "wuhai-2022"]')
     doc_ids: list[str] | None = None
     region: str | None = Field(None, description="湖南")
+    in_force: bool | None = Field(None, description="true: leave out documents whose period has ended (已到期)")
 
     def as_dict(self) -> dict | None:
         out = {k: v for k, v in self.model_dump().items() if v}
@@ -136,6 +139,12 @@ def validation_message(errors: list) -> str:
 def error_status(exc: RagError) -> int:
     if isinstance(exc, QueryError):
         return 400
+    if isinstance(exc, UnknownDocumentError):
+        return 404
+    if isinstance(exc, AdminOnly):
+        return 403
+    if isinstance(exc, CorpusError):
+        return 422
     if isinstance(exc, IndexMissingError | IndexMismatchError | LLMUnavailableError | ModelError):
         return 503
     return 500
@@ -248,9 +257,20 @@ def check_user(request: Request, settings: Settings) -> str | None:
     return None
 
 
-def is_admin(user: str | None, settings: Settings) -> bool:
+def is_admin(user: str | None, settings: Settings, request: Request | None = None) -> bool:
+    """A user named in RAG_ADMIN_USERS; or, when no login is configured at all, the person at this machine (a request
+    from a loopback address that no proxy forwarded): a local installation manages its own documents."""
     admins = {x.strip() for x in settings.admin_users.split(",") if x.strip()}
-    return bool(user) and user in admins
+    if user:
+        return user in admins
+    if user == "" and request is not None and not settings.auth_users and not settings.trusted_user_header:
+        peer = request.client.host if request.client else ""
+        try:
+            loopback = ipaddress.ip_address(peer).is_loopback
+        except ValueError:
+            loopback = peer == "testclient"  # Starlette's test client
+        return loopback and "x-forwarded-for" not in request.headers and not from_trusted_proxy(request, settings)
+    return False
 
 
 def _limited(request: Request, settings: Settings) -> bool:
@@ -264,7 +284,10 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
     engine = engine or Engine(settings)
     # max_body_size: Starlette counts the bytes a body really brings (chunked bodies have no Content-Length)
     # and answers 413 at the limit, on every route, Gradio's uploads included.
-    app = FastAPI(title="政策问答 API", version="0.1.0", root_path=settings.root_path, max_body_size=settings.max_body_bytes,
+    # Uploads (document files, admins only) may be large; every other route keeps the small limit of its own.
+    upload_limit = settings.max_upload_mb * 1024 * 1024 * 4 + 65536
+    small = settings.max_body_bytes
+    app = FastAPI(title="政策问答 API", version="0.1.0", root_path=settings.root_path, max_body_size=upload_limit,
                   description="Questions over Chinese IP policy documents; answers carry checked citations.")
     app.state.engine = engine
     app.state.settings = settings
@@ -278,13 +301,15 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
     async def guard(request: Request, call_next):
         path = request.url.path
         length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > settings.max_body_bytes:
-            return JSONResponse({"error": "TooLarge", "message": f"请求体过大（上限 {settings.max_body_bytes} 字节）。"}, 413)
+        uploading = path.endswith("/api/documents") or "/gradio_api/upload" in path
+        limit = upload_limit if uploading else small
+        if length and length.isdigit() and int(length) > limit:
+            return JSONResponse({"error": "TooLarge", "message": f"请求体过大（上限 {limit} 字节）。"}, 413)
         user = check_user(request, settings) if path != "/healthz" else ""
         if user is None:
             headers = {"WWW-Authenticate": 'Basic realm="policy-qa"'} if settings.auth_users else {}
             return JSONResponse({"error": "Unauthorized", "message": "需要登录。"}, 401, headers=headers)
-        if "/gradio_api/upload" in path and not is_admin(user, settings):
+        if "/gradio_api/upload" in path and not is_admin(user, settings, request):
             return JSONResponse({"error": "Forbidden", "message": "只有管理员可以上传文件。"}, 403)
         if _limited(request, settings):
             if not limiter.allow(user or client_address(request, settings)):
@@ -301,7 +326,7 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
     # Added last, so it runs first: CORS preflights are answered before authentication.
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
-        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"], allow_headers=["*"])
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"], allow_headers=["*"])
 
     @app.exception_handler(RagError)
     async def rag_error(request: Request, exc: RagError):
@@ -363,7 +388,7 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
             answer.pop("raw_answer", None)
         return answer
 
-    @app.post("/api/ask", summary="One answer with checked citations (or a refusal)")
+    @app.post("/api/ask", summary="One answer with checked citations (or a refusal)", max_body_size=small)
     async def ask(body: AskRequest) -> JSONResponse:
         cancel = threading.Event()
         events = answer_events(body, cancel)
@@ -382,6 +407,7 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
         return JSONResponse(public(final.to_dict()))
 
     @app.post("/api/ask/stream", summary="The same answer as server-sent events: sources, sentence…, final (or error)",
+              max_body_size=small,
               openapi_extra={"requestBody": {"content": {"application/json": {"schema": AskRequest.model_json_schema()}},
                                              "required": True}})
     async def ask_stream(request: Request) -> StreamingResponse:
@@ -420,11 +446,67 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
         filters = {key: value for key, value in (("doc_id", doc_id), ("region", region)) if value}
         return [r.to_context() for r in engine.retriever.search(q, k=k, filters=filters or None)]
 
-    @app.get("/api/documents", summary="The documents of the index with their metadata")
-    def documents() -> list[dict]:
-        return engine.index.documents
+    def require_admin(request: Request) -> str:
+        user = check_user(request, settings)
+        if not is_admin(user, settings, request):
+            raise AdminOnly("not an administrator")
+        return user or "local"
 
-    @app.post("/api/feedback", summary="Record a 👍/👎 vote with an optional comment")
+    def rows(in_force: bool = False) -> list[dict]:
+        from rag.library import list_documents, today_of
+
+        out = list_documents(engine.pinned().index, today_of(settings))
+        return [r for r in out if r["status"] != "已到期"] if in_force else out
+
+    @app.get("/api/documents", summary="The documents: facts, validity (在效 / 已到期 / 期限未说明), passages")
+    def documents(in_force: bool = Query(False, description="leave out documents whose period has ended")) -> list[dict]:
+        return rows(in_force)
+
+    @app.get("/api/documents/{doc_id}", summary="One document: facts, full text, passages with offsets (and PDF pages)")
+    def document(doc_id: str) -> dict:
+        view = engine.pinned()
+        row, text, chunks, pages = _document_parts(view, doc_id, rows())
+        return row | {"facts": next(d for d in view.index.documents if d["doc_id"] == doc_id).get("facts", {}),
+                      "text": text, "passages": [{"chunk_id": c.chunk_id, "section": c.section, "start": c.start,
+                                                  "end": c.end, "page": _page(pages, c.start)} for c in chunks]}
+
+    @app.post("/api/documents", summary="Add or replace documents (multipart; administrators only)")
+    async def upload_documents(request: Request, files: list[UploadFile] = File(..., description=".txt .docx .pdf .html"),
+                               title: str = Form(""), issuer: str = Form(""), region: str = Form(""),
+                               date: str = Form(""), doc_number: str = Form("")) -> JSONResponse:
+        from starlette.concurrency import run_in_threadpool
+
+        from rag.library import add_documents
+
+        require_admin(request)
+        overrides = {"title": title, "issuer": issuer, "region": region, "date": date, "doc_number": doc_number}
+        if any(overrides.values()) and len(files) > 1:
+            raise QueryError("overrides with several files", "标题、发文机关等只能在上传单个文件时填写。")
+        uploads = [(f.filename or "document", await f.read()) for f in files]
+        report = await run_in_threadpool(add_documents, settings, engine.embedder, uploads, overrides)
+        engine.refresh()
+        return JSONResponse(report.to_dict(), 200 if report.added or report.replaced else 422)
+
+    @app.delete("/api/documents/{doc_id}", summary="Remove a document and its passages (administrators only)")
+    async def delete_document(doc_id: str, request: Request) -> dict:
+        from starlette.concurrency import run_in_threadpool
+
+        from rag.library import remove_document
+
+        require_admin(request)
+        report = await run_in_threadpool(remove_document, settings, engine.embedder, doc_id)
+        engine.refresh()
+        return report.to_dict()
+
+    @app.get("/doc/{doc_id}", response_class=HTMLResponse, summary="The original with the cited span highlighted")
+    def document_page(doc_id: str, start: int | None = Query(None, ge=0), end: int | None = Query(None, ge=0)) -> str:
+        from rag.docview import render_document
+
+        view = engine.pinned()
+        row, text, chunks, pages = _document_parts(view, doc_id, rows())
+        return render_document(row, text, chunks, pages, start, end)
+
+    @app.post("/api/feedback", summary="Record a 👍/👎 vote with an optional comment", max_body_size=small)
     def feedback(body: FeedbackRequest, request: Request) -> dict:
         try:
             app.state.feedback.append(body.model_dump() | {"user": check_user(request, settings) or ""})
@@ -440,7 +522,7 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
                                "embedder": engine.index.config.get("embedder")}
         except RagError as exc:
             status |= {"status": "error", "index": error_body(exc)}
-        llm = engine._llm
+        llm = engine._models["llm"]
         loaded = llm is not None and getattr(llm, "_llama", "n/a") is not None
         status["model_ready"] = settings.llm_backend == "extractive" or loaded
         if llm is not None and hasattr(llm, "state"):
@@ -456,6 +538,24 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
         return EMBED_DEMO.replace("{UI}", ui).replace("{BASE}", base)
 
     return app
+
+
+class AdminOnly(RagError):
+    user_message = "只有管理员可以添加或删除文档。"
+
+
+def _document_parts(engine: Engine, doc_id: str, rows: list[dict]):
+    """(row, full text, passages, PDF page offsets) of one document; UnknownDocumentError when there is none."""
+    row = next((r for r in rows if r["doc_id"] == doc_id), None)
+    if row is None:
+        raise UnknownDocumentError(f"unknown document {doc_id!r}", f"没有编号为“{doc_id}”的文档。")
+    meta = next(d for d in engine.index.documents if d["doc_id"] == doc_id)
+    chunks = [c for c in engine.index.chunks if c.doc_id == doc_id]
+    return row, engine.index.text_of(doc_id), chunks, list(meta.get("pages", []))
+
+
+def _page(pages: list[int], offset: int) -> int | None:
+    return sum(1 for p in pages if p <= offset) or None if pages else None
 
 
 def _sse(kind: str, data) -> str:

@@ -1,38 +1,37 @@
-"""The loaded state one process needs: embedder, index, retriever, LLM. Built lazily, once per settings."""
+"""The loaded state one process needs: embedder, index, retriever, LLM. Built lazily, once per settings.
+
+The index can change under a running server (an upload, `rag add` in another process, another server on the same
+PostgreSQL later): `pinned()` first reloads if a writer swapped in a new generation, then returns a view of the engine
+fixed on one generation, so one question is answered from one index from start to end.
+"""
 
 from __future__ import annotations
 
+import copy
+import logging
 import threading
 from functools import cached_property
 
 from rag.embedders import Embedder, make_embedder
-from rag.index import Index, load_index
+from rag.errors import RagError
+from rag.index import Index, generation, load_index
 from rag.retrieval import Retriever
 from rag.settings import Settings
 
+log = logging.getLogger(__name__)
 
-class Engine:
-    """Holds models and the index for one `Settings`; nothing heavy happens until first use."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None = None, llm=None, index: Index | None = None):
-        self.settings = settings
+class _State:
+    """One loaded generation of the index and what is derived from it."""
+
+    def __init__(self, index: Index, embedder: Embedder, settings: Settings):
+        self.index = index
         self._embedder = embedder
-        self._llm = llm
-        self._lock = threading.Lock()
-        if index is not None:
-            self.__dict__["index"] = index  # already loaded: share it instead of reading index/ again
-
-    @cached_property
-    def embedder(self) -> Embedder:
-        return self._embedder or make_embedder(self.settings.embedder)
-
-    @cached_property
-    def index(self) -> Index:
-        return load_index(self.settings.index_dir, self.embedder)
+        self._settings = settings
 
     @cached_property
     def retriever(self) -> Retriever:
-        return Retriever(self.index, self.embedder, self.settings)
+        return Retriever(self.index, self._embedder, self._settings)
 
     @cached_property
     def documents_by_id(self) -> dict[str, dict]:
@@ -49,15 +48,84 @@ class Engine:
 
         return DocumentView(self.index.documents, self.index.chunks)
 
+
+class Engine:
+    """Holds models and the index for one `Settings`; nothing heavy happens until first use."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, llm=None, index: Index | None = None):
+        self.settings = settings
+        self._embedder = embedder
+        self._models = {"llm": llm}  # shared by every pinned view
+        self._lock = threading.Lock()
+        self._state: _State | None = None
+        if index is not None:
+            self._state = _State(index, self.embedder, settings)  # already loaded: share it
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        return self._embedder or make_embedder(self.settings.embedder)
+
+    def _loaded(self) -> _State:
+        state = self._state
+        if state is None:
+            with self._lock:
+                if self._state is None:
+                    self._state = _State(load_index(self.settings.index_dir, self.embedder), self.embedder, self.settings)
+                state = self._state
+        return state
+
+    @property
+    def index(self) -> Index:
+        return self._loaded().index
+
+    @property
+    def retriever(self) -> Retriever:
+        return self._loaded().retriever
+
+    @property
+    def documents_by_id(self) -> dict[str, dict]:
+        return self._loaded().documents_by_id
+
+    @property
+    def document_view(self):
+        return self._loaded().document_view
+
+    def refresh(self) -> bool:
+        """Reload when a writer swapped in another generation since this engine loaded. True when it reloaded.
+        A new generation that cannot be loaded is logged and the loaded one kept."""
+        current = generation(self.settings.index_dir)
+        state = self._state
+        if not current or (state is not None and state.index.config.get("_file") == current):
+            return False
+        with self._lock:
+            if self._state is not None and self._state.index.config.get("_file") == current:
+                return False
+            try:
+                index = load_index(self.settings.index_dir, self.embedder)
+            except RagError as exc:
+                if self._state is None:
+                    raise
+                log.warning("keeping the loaded index: %s", exc)
+                return False
+            self._state = _State(index, self.embedder, self.settings)
+            return True
+
+    def pinned(self) -> "Engine":
+        """This engine on the newest generation, fixed there: later reloads do not change what the view answers from."""
+        self.refresh()
+        view = copy.copy(self)
+        view._state = self._loaded()
+        return view
+
     @property
     def llm(self):
         """The configured LLM backend, loaded on first use (thread-safe)."""
         with self._lock:
-            if self._llm is None:
+            if self._models["llm"] is None:
                 from rag.llms import make_llm
 
-                self._llm = make_llm(self.settings)
-            return self._llm
+                self._models["llm"] = make_llm(self.settings)
+            return self._models["llm"]
 
     def index_freshness(self) -> tuple[str, str]:
         """('current' | 'stale' | 'missing', why) without loading the index."""

@@ -42,3 +42,7 @@ class ModelError(RagError):
 
 class LLMUnavailableError(RagError):
     user_message = "生成服务暂时不可用。"
+
+
+class UnknownDocumentError(CorpusError):
+    user_message = "没有这篇文档。"

@@ -30,7 +30,7 @@ from rag.documents import (
     read_manifest,
 )
 from rag.embedders import Embedder
-from rag.errors import CorpusError
+from rag.errors import CorpusError, UnknownDocumentError
 from rag.index import (
     Index,
     Progress,
@@ -320,7 +320,7 @@ def remove_document(settings: Settings, embedder: Embedder, doc_id: str) -> Repo
         files = (config or {}).get("files", {})
         if config is None or doc_id not in files:
             known = "、".join(sorted(files)) or "（无）"
-            raise CorpusError(f"unknown document {doc_id!r}", f"没有编号为“{doc_id}”的文档。现有文档：{known}")
+            raise UnknownDocumentError(f"unknown document {doc_id!r}", f"没有编号为“{doc_id}”的文档。现有文档：{known}")
         source = settings.data_dir / files[doc_id]
         if source.exists():
             trash = settings.data_dir / REMOVED_DIR

@@ -9,12 +9,15 @@ Refusal does not rest on the model. The code refuses when
 
 from __future__ import annotations
 
+import bisect
 import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from urllib.parse import quote as url_quote
 
 from rag.answer import Answer, Citation
+from rag.docfacts import period_text, validity
 from rag.engine import Engine
 from rag.errors import LLMUnavailableError, ModelError
 from rag.facts import normalise_numbers, quantities_in
@@ -135,9 +138,55 @@ def stream_answer(question: str, history: list | None = None, settings: Settings
                   engine: Engine | None = None, filters: dict | None = None) -> Iterator[Event]:
     """The whole path as events: sources as soon as retrieval is done, then model tokens, then the Answer.
 
-    rewrite (follow-ups) → understand (rag/query.py) → retrieve → plan (rag/plans.py) → phrase (LLM, optional) → check.
+    rewrite (follow-ups) → understand (rag/query.py) → retrieve → plan (rag/plans.py) → phrase (LLM, optional) → check
+    → locate (where each citation is in its document) and date (say when a cited plan has expired).
     """
-    engine = engine or Engine(settings or Settings.load())
+    engine = (engine or Engine(settings or Settings.load())).pinned()  # one question, one index generation
+    for event in _answer_events(question, history, engine, filters):
+        if event.kind == "final":
+            locate_citations(event.data, engine)
+            note_expired(event.data, engine)
+        yield event
+
+
+def locate_citations(result: Answer, engine: Engine) -> None:
+    """Offsets of each cited passage and quote in its document, the PDF page, and the link to the document view."""
+    chunks = {c.chunk_id: c for c in engine.index.chunks}
+    for citation in result.citations:
+        chunk = chunks.get(citation.chunk_id)
+        if chunk is None:
+            continue
+        citation.start, citation.end = chunk.start, chunk.end
+        at = chunk.text.find(citation.quote) if citation.quote else -1
+        quote_start, quote_end = (chunk.start + at, chunk.start + at + len(citation.quote)) if at >= 0 else (chunk.start, chunk.end)
+        pages = engine.documents_by_id.get(chunk.doc_id, {}).get("pages") or []
+        if pages:
+            citation.page = bisect.bisect_right(pages, quote_start)
+        citation.url = f"{engine.settings.root_path}/doc/{url_quote(chunk.doc_id)}?start={quote_start}&end={quote_end}#cited"
+
+
+def note_expired(result: Answer, engine: Engine) -> None:
+    """An answer that relies on a plan whose period is over says so in one short clause."""
+    if result.refused or not result.citations or result.understood.get("facet") == "period":
+        return
+    from rag.library import today_of
+
+    today = today_of(engine.settings)
+    clauses = []
+    for doc_id in dict.fromkeys(c.doc_id for c in result.citations):
+        doc = engine.documents_by_id.get(doc_id, {})
+        period = doc.get("period", "")
+        if validity(period, today) == "已到期":
+            clauses.append((doc.get("title", doc_id), period_text(period)))
+    if len(clauses) == 1:
+        result.answer += f"（该文件期限为{clauses[0][1]}，已到期）"
+    elif clauses:
+        result.answer += "（" + "；".join(f"《{t}》期限为{p}" for t, p in clauses) + "，均已到期）"
+    if clauses:
+        result.notes.append("cited documents whose period has ended: " + ", ".join(t for t, _ in clauses))
+
+
+def _answer_events(question: str, history: list | None, engine: Engine, filters: dict | None) -> Iterator[Event]:
     settings = engine.settings
     timings: dict[str, float] = {}
     clock = time.perf_counter()

@@ -93,6 +93,13 @@ class Retriever:
                     f"unknown documents: {sorted(unknown)}", f"没有这些文档：{'、'.join(sorted(unknown))}。可选：{'、'.join(sorted(known))}"
                 )
             mask &= np.isin(self._doc_ids, list(wanted))
+        if filters.get("in_force"):
+            from rag.docfacts import validity
+            from rag.library import today_of
+
+            today = today_of(self.settings)
+            current = {d["doc_id"] for d in self.index.documents if validity(d.get("period", ""), today) != "已到期"}
+            mask &= np.isin(self._doc_ids, list(current))
         region = filters.get("region")
         if region:
             matching = {
