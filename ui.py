@@ -4,12 +4,11 @@
 on the API; `serve(settings)` runs uvicorn. Retrieval and checking live in `rag`; callbacks only render.
 """
 
-from __future__ import annotations
-
 import html
 import os
 import threading
 from pathlib import Path
+from urllib.parse import quote
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,7 +32,12 @@ CSS = """
 .source-card summary{cursor:pointer;font-weight:600}
 .source-card mark{background:#ffe58f}
 .source-note{color:#667085;font-size:0.9em}
+.source-card a.open-doc{margin-left:8px;font-weight:normal;font-size:0.9em}
 """
+IN_FORCE = "不含已到期文件"
+UPLOAD_TYPES = [".txt", ".docx", ".pdf", ".html", ".htm"]
+DOC_COLUMNS = [("doc_id", "编号"), ("title", "标题"), ("issuer", "发文机关"), ("region", "地区"), ("date", "日期"),
+               ("doc_number", "文号"), ("period", "期限"), ("status", "状态"), ("passages", "段落")]
 
 
 def _gradio():
@@ -51,9 +55,14 @@ def filter_choices(engine: Engine) -> list[str]:
     return [ALL] + [f"地区：{r}" for r in regions] + titles
 
 
-def filters_from_choice(choice: str | None, engine: Engine) -> dict | None:
+def filters_from_choice(choice: str | None, engine: Engine, in_force: bool = False) -> dict | None:
+    extra = {"in_force": True} if in_force else {}
     if not choice or choice == ALL:
-        return None
+        return extra or None
+    return (_choice_filter(choice, engine) or {}) | extra
+
+
+def _choice_filter(choice: str, engine: Engine) -> dict | None:
     if choice.startswith("地区："):
         return {"region": choice.removeprefix("地区：")}
     for doc in engine.index.documents:
@@ -70,12 +79,18 @@ def _highlight(text: str, quote: str) -> str:
     return escaped
 
 
-def render_sources(contexts: list[dict], note: str) -> str:
-    """Retrieved passages, shown while the model is still writing."""
+def _doc_link(url: str, page: int | None = None) -> str:
+    label = f"查看原文（第{page}页）" if page else "查看原文"
+    return f'<a class="open-doc" href="{html.escape(url, quote=True)}" target="_blank" rel="noopener">{label}</a>'
+
+
+def render_sources(contexts: list[dict], note: str, root_path: str = "") -> str:
+    """Retrieved passages, shown while the model is still writing; each links to its place in the original."""
     cards = [f'<p class="source-note">{html.escape(note)}</p>']
     for c in contexts:
+        url = f"{root_path}/doc/{quote(c['doc_id'])}?start={c.get('start', 0)}&end={c.get('end', 0)}#cited"
         cards.append(f'<details class="source-card"><summary>[{c["rank"]}] 《{html.escape(c["title"])}》 '
-                     f'{html.escape(c["section"])}</summary><div>{html.escape(c["text"])}</div></details>')
+                     f'{html.escape(c["section"])}{_doc_link(url)}</summary><div>{html.escape(c["text"])}</div></details>')
     return "\n".join(cards)
 
 
@@ -88,27 +103,104 @@ def answer_message(answer: dict) -> str:
     return html.escape(text)
 
 
-def render_citations(answer: dict) -> str:
-    """The cited passages with the supporting sentence highlighted; for a refusal, the nearest sections."""
+def render_citations(answer: dict, root_path: str = "") -> str:
+    """The cited passages with the supporting sentence highlighted and a link to it in the original (with the PDF
+    page); for a refusal, the nearest sections."""
     if answer["refused"]:
-        return render_sources(answer["contexts"][:3], "文档中没有找到答案。最接近的章节：")
+        return render_sources(answer["contexts"][:3], "文档中没有找到答案。最接近的章节：", root_path)
     cards = ['<p class="source-note">回答中每个 [n] 对应下列出处（已由程序核对）：</p>']
     for c in answer["citations"]:
+        page = f"（第{c['page']}页）" if c.get("page") else ""
+        link = _doc_link(c["url"], c.get("page")) if c.get("url") else ""
         cards.append(f'<details class="source-card" open><summary>[{c["marker"]}] 《{html.escape(c["title"])}》 '
-                     f'{html.escape(c["section"])}</summary><div>{_highlight(c["text"], c["quote"])}</div></details>')
+                     f'{html.escape(c["section"])}{page}{link}</summary><div>{_highlight(c["text"], c["quote"])}</div>'
+                     f'</details>')
     return "\n".join(cards)
+
+
+def document_table(engine: Engine, settings: Settings) -> list[list]:
+    from rag.library import list_documents, today_of
+
+    rows = list_documents(engine.pinned().index, today_of(settings))
+    return [[row[key] for key, _ in DOC_COLUMNS] for row in rows]
+
+
+def request_is_admin(request, settings: Settings) -> bool:
+    """The Gradio request's user (Gradio's login) or, without login, the person at this machine."""
+    from rag.api import is_admin
+
+    if request is None:
+        return False
+    user = getattr(request, "username", None) or ""
+    raw = getattr(request, "request", None)
+    if not user and raw is not None and hasattr(raw, "client") and hasattr(raw, "headers"):
+        return is_admin("", settings, raw)
+    return is_admin(user, settings) if user else False
 
 
 def create_app(settings: Settings, engine: Engine | None = None):
     """The Gradio Blocks app (not launched)."""
     gr = _gradio()
     engine = engine or Engine(settings)
+    root = settings.root_path
     try:
         choices = filter_choices(engine)
     except RagError:
         choices = [ALL]
 
-    def respond(question: str, history: list, choice: str):
+    def upload(files, request: gr.Request, progress=gr.Progress()):
+        from rag.library import add_documents
+
+        if not request_is_admin(request, settings):
+            return "只有管理员可以添加文档。", gr.update(), gr.update(), gr.update()
+        if not files:
+            return "请先选择要上传的文件（.txt .docx .pdf .html）。", gr.update(), gr.update(), gr.update()
+        uploads = []
+        for f in files:
+            path = Path(f if isinstance(f, str) else f.name)
+            uploads.append((_original_name(path), path.read_bytes()))
+        progress(0, desc="正在读取文件…")
+
+        def report(done: int, total: int) -> None:
+            progress(done / max(1, total), desc=f"已嵌入 {done}/{total} 个段落")
+
+        try:
+            result = add_documents(settings, engine.embedder, uploads, progress=report)
+        except RagError as exc:
+            return f"⚠️ {exc.user_message}", gr.update(), gr.update(), gr.update()
+        engine.refresh()
+        lines = [html.escape(result.message)]
+        return "\n\n".join(lines), document_table(engine, settings), gr.update(choices=filter_choices(engine)), \
+            gr.update(choices=[d["doc_id"] for d in engine.index.documents], value=None)
+
+    def delete(doc_id: str, confirmed: bool, request: gr.Request):
+        from rag.library import remove_document
+
+        if not request_is_admin(request, settings):
+            return "只有管理员可以删除文档。", gr.update(), gr.update(), gr.update()
+        if not doc_id:
+            return "请先选择要删除的文档。", gr.update(), gr.update(), gr.update()
+        if not confirmed:
+            return "已取消删除。", gr.update(), gr.update(), gr.update()
+        try:
+            result = remove_document(settings, engine.embedder, doc_id)
+        except RagError as exc:
+            return f"⚠️ {exc.user_message}", gr.update(), gr.update(), gr.update()
+        engine.refresh()
+        return html.escape(result.message), document_table(engine, settings), gr.update(choices=filter_choices(engine)), \
+            gr.update(choices=[d["doc_id"] for d in engine.index.documents], value=None)
+
+    def on_load(request: gr.Request):
+        admin = request_is_admin(request, settings)
+        try:
+            engine.refresh()
+            table, scope_choices = document_table(engine, settings), filter_choices(engine)
+            ids = [d["doc_id"] for d in engine.index.documents]
+        except RagError:
+            table, scope_choices, ids = [], [ALL], []
+        return gr.update(visible=admin), table, gr.update(choices=scope_choices), gr.update(choices=ids)
+
+    def respond(question: str, history: list, choice: str, in_force: bool = False):
         history = list(history or [])
         question = (question or "").strip()
         prior = [{"role": m["role"], "content": html.unescape(_text(m["content"]))} for m in history]
@@ -117,12 +209,12 @@ def create_app(settings: Settings, engine: Engine | None = None):
         history.append({"role": "assistant", "content": "正在检索…"})
         yield history, "", None, gr.update(value="")
         try:
-            filters = filters_from_choice(choice, engine)
+            filters = filters_from_choice(choice, engine, in_force)
             partial = ""
             for event in stream_answer(question, prior, engine=engine, filters=filters):
                 if event.kind == "sources":
                     history[-1]["content"] = "已找到相关段落，正在生成回答…"
-                    yield history, render_sources([c.to_context() for c in event.data], "检索到的段落："), None, gr.update()
+                    yield history, render_sources([c.to_context() for c in event.data], "检索到的段落：", root), None, gr.update()
                 elif event.kind == "sentence":  # only sentences that passed the citation check are shown
                     partial += event.data
                     history[-1]["content"] = partial + "\n\n（生成中…）"
@@ -130,7 +222,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
                 else:
                     answer = event.data.to_dict()
                     history[-1]["content"] = answer_message(answer)
-                    yield history, render_citations(answer), answer, gr.update()
+                    yield history, render_citations(answer, root), answer, gr.update()
         except RagError as exc:
             history[-1]["content"] = f"⚠️ {exc.user_message}"
             yield history, "", None, gr.update()
@@ -148,9 +240,11 @@ def create_app(settings: Settings, engine: Engine | None = None):
 
     with gr.Blocks(title="政策问答", analytics_enabled=False) as demo:
         gr.Markdown("## 政策问答\n依据知识产权政策文件回答；每句结论都标注出处，文件中没有的内容会明确说明。")
-        with gr.Row():
+        with gr.Tab("问答", id="chat-tab"), gr.Row():
             with gr.Column(scale=3):
-                scope = gr.Dropdown(choices, value=ALL, label="检索范围（文档或地区）", elem_id="scope")
+                with gr.Row():
+                    scope = gr.Dropdown(choices, value=ALL, label="检索范围（文档或地区）", elem_id="scope", scale=3)
+                    in_force = gr.Checkbox(label=IN_FORCE, value=False, elem_id="in-force", scale=1)
                 chatbot = gr.Chatbot(label="对话", height=420, elem_id="chat", buttons=["copy", "copy_all"],
                                      feedback_options=None)
                 question = gr.Textbox(label="问题", placeholder="例如：乌海市到2025年每万人发明专利拥有量的目标是多少？",
@@ -168,14 +262,36 @@ def create_app(settings: Settings, engine: Engine | None = None):
                     up = gr.Button("有帮助", elem_id="vote-up")
                     down = gr.Button("没帮助", elem_id="vote-down")
                 thanks = gr.Markdown(elem_id="vote-status")
+        with gr.Tab("文档管理", id="admin-tab", visible=False, elem_id="admin-tab") as admin_tab:
+            gr.Markdown("上传政策文件（.txt .docx .pdf .html，可多选）：只处理新文件，已有文档不受影响；同名文件会被替换。"
+                        "扫描件（没有文字层的 PDF）无法导入。")
+            files = gr.File(label="选择文件", file_count="multiple", file_types=UPLOAD_TYPES, elem_id="upload-files")
+            upload_button = gr.Button("导入", variant="primary", elem_id="upload-button")
+            status = gr.Markdown(elem_id="admin-status")
+            table = gr.Dataframe(headers=[label for _, label in DOC_COLUMNS], interactive=False, elem_id="documents-table",
+                                 wrap=True)
+            with gr.Row():
+                doomed = gr.Dropdown([], label="要删除的文档（编号）", elem_id="delete-doc", scale=3)
+                delete_button = gr.Button("删除", variant="stop", elem_id="delete-button", scale=1)
+            confirmed = gr.Checkbox(value=False, visible=False)
         last = gr.State(None)
-        send.click(respond, [question, chatbot, scope], [chatbot, sources, last, question])
-        question.submit(respond, [question, chatbot, scope], [chatbot, sources, last, question])
+        send.click(respond, [question, chatbot, scope, in_force], [chatbot, sources, last, question])
+        question.submit(respond, [question, chatbot, scope, in_force], [chatbot, sources, last, question])
+        upload_button.click(upload, [files], [status, table, scope, doomed])
+        # the browser asks "确定删除…？" before anything is sent
+        delete_button.click(delete, [doomed, confirmed], [status, table, scope, doomed],
+                            js="(d, c) => [d, d ? confirm('确定删除文档“' + d + '”吗？删除后它不会再被引用。') : false]")
+        demo.load(on_load, None, [admin_tab, table, scope, doomed])
         clear.click(lambda: ([], "", None, ""), None, [chatbot, sources, last, thanks])
         up.click(lambda lst, c: vote("up", lst, c), [last, comment], thanks)
         down.click(lambda lst, c: vote("down", lst, c), [last, comment], thanks)
     demo.queue(default_concurrency_limit=settings.max_concurrency)
     return demo
+
+
+def _original_name(path: Path) -> str:
+    """Gradio keeps an upload's own name as the last part of its temporary path."""
+    return path.name
 
 
 def _text(content) -> str:

@@ -143,3 +143,88 @@ def test_a_question_is_shown_as_text_not_html(server, browser):
     assert "<img" in page.locator("#chat").inner_text()  # the markup is shown as the characters typed
     assert page.locator("#chat img[src*='track.png']").count() == 0 and not fetched
     page.close()
+
+
+@pytest.fixture
+def admin_server(tmp_path):
+    """A server of its own over a copy of the five documents (the test changes the knowledge base)."""
+    import uvicorn
+
+    from rag.embedders import FakeEmbedder
+    from rag.library import ensure_index
+    from ui import create_server
+
+    from .conftest import DATA, make_settings
+
+    shutil.copytree(DATA, tmp_path / "data")
+    port = free_port()
+    settings = make_settings(tmp_path / "data", tmp_path / "index", port=port, feedback_path=tmp_path / "f.jsonl",
+                             today="2026-11-25")
+    embedder = FakeEmbedder()
+    ensure_index(settings, embedder)
+    srv = uvicorn.Server(uvicorn.Config(create_server(settings, Engine(settings, embedder=embedder)), host="127.0.0.1",
+                                        port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if srv.started:
+            break
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}", tmp_path
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_upload_pdf_and_word_ask_open_the_cited_span_then_delete(admin_server, browser):
+    from .makedocs import docx_bytes, pdf_bytes
+
+    base, tmp = admin_server
+    (tmp / "海州专利转化.pdf").write_bytes(pdf_bytes())
+    (tmp / "滨海数据登记办法.docx").write_bytes(docx_bytes())
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.goto(base + "/")
+    page.get_by_role("tab", name="文档管理").click()  # this machine's user, no login configured: the administrator
+    page.locator("#upload-files input[type=file]").set_input_files([str(tmp / "海州专利转化.pdf"),
+                                                                    str(tmp / "滨海数据登记办法.docx")])
+    page.locator("#upload-button").click()
+    page.locator("#admin-status").get_by_text("已添加 2 篇").wait_for(timeout=60000)
+    table = page.locator("#documents-table")
+    table.get_by_text("滨市监规〔2025〕3号").wait_for(timeout=10000)  # facts read from the Word file's own text
+    assert "海州市专利转化运用专项行动方案" in table.inner_text() and "2024-2026" in table.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "documents.png"), full_page=True)
+
+    page.get_by_role("tab", name="问答").click()
+    page.locator("#question textarea").fill("海州专利转化专项资金每年安排多少？")
+    page.locator("#send").click()
+    page.locator("#chat").get_by_text("3000万元").first.wait_for(timeout=30000)
+    link = page.locator("#sources a.open-doc").first
+    link.wait_for(timeout=10000)
+    assert "第2页" in page.locator("#sources").inner_text()
+    with context.expect_page() as opened:
+        link.click()
+    original = opened.value
+    original.wait_for_load_state()
+    cited = original.locator("mark#cited")
+    cited.wait_for(timeout=10000)
+    assert "3000万元" in cited.inner_text() and cited.is_visible()
+    assert "第 2 页" in original.locator("header").inner_text()
+    original.screenshot(path=str(ARTIFACTS / "original.png"))
+    original.close()
+
+    page.get_by_role("tab", name="文档管理").click()
+    page.locator("#delete-doc input").click()
+    page.get_by_role("option", name="海州专利转化").click()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#delete-button").click()
+    page.locator("#admin-status").get_by_text("已删除 1 篇").wait_for(timeout=30000)
+    assert "海州市专利转化运用专项行动方案" not in page.locator("#documents-table").inner_text()
+
+    page.get_by_role("tab", name="问答").click()
+    page.locator("#clear").click()
+    page.locator("#question textarea").fill("海州专利转化专项资金每年安排多少？")
+    page.locator("#send").click()
+    page.locator("#sources .source-note").first.wait_for(timeout=30000)
+    page.wait_for_timeout(1500)
+    assert "海州" not in page.locator("#sources").inner_text()
+    context.close()
