@@ -334,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also time answers with this backend (repeatable)")
     p.add_argument("--limit", type=int, default=0, help="answer-timing questions (0 = all)")
     p.add_argument("--skip-build", action="store_true")
+    p.add_argument("--adds", type=int, default=0, metavar="N",
+                   help="instead: time 1 document add, then N small adds one by one, on a copy of data/")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("loadcheck", help="N concurrent API questions on loopback; prints p50/p95 and errors")
