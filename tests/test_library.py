@@ -281,3 +281,44 @@ def test_killing_rag_add_midway_leaves_a_loadable_index_equal_to_the_one_before(
     index, report = sync_index(real_settings, embedder)
     assert report.added == ["海州专利转化"] and len(index) == len(before) + 4
     assert json.loads((real_settings.index_dir / read_config(real_settings.index_dir)["_file"]).read_text())["documents"] == 6
+
+
+def test_cli_add_documents_remove(real_settings, tmp_path, capsys, monkeypatch):
+    from rag.cli import main
+
+    for key, value in {"RAG_DATA_DIR": real_settings.data_dir, "RAG_INDEX_DIR": real_settings.index_dir,
+                       "RAG_EMBEDDER": "fake", "RAG_TODAY": "2026-11-25"}.items():
+        monkeypatch.setenv(key, str(value))
+    assert main(["index"]) == 0
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    (folder / "滨海数据登记办法.docx").write_bytes(docx_bytes())
+    (folder / "扫描件.pdf").write_bytes(pdf_bytes(image_only=True))
+    capsys.readouterr()
+    assert main(["add", str(folder), "--json"]) == 1  # one added, one refused: exit 1 so scripts notice
+    out = json.loads(capsys.readouterr().out)
+    assert out["added"] == ["滨海数据登记办法"] and "没有文字层" in out["failed"][0]["message"]
+    assert main(["documents", "--json"]) == 0
+    rows = {r["doc_id"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows["滨海数据登记办法"]) >= {"doc_id", "title", "issuer", "region", "date", "doc_number", "period", "status",
+                                        "passages"}
+    assert rows["滨海数据登记办法"]["status"] == "在效" and rows["wuhai-2022"]["status"] == "已到期"
+    assert main(["documents", "--json", "--in-force"]) == 0
+    assert "wuhai-2022" not in {r["doc_id"] for r in json.loads(capsys.readouterr().out)}
+    assert main(["remove", "滨海数据登记办法"]) == 0 and "已删除 1 篇" in capsys.readouterr().out
+    assert main(["remove", "滨海数据登记办法"]) == 2 and "没有编号为" in capsys.readouterr().err
+
+
+def test_expired_clause_follows_the_date_and_in_force_filters(real_settings):
+    from rag.engine import Engine
+    from rag.pipeline import answer
+
+    embedder = FakeEmbedder()
+    index, _ = ensure_index(real_settings, embedder)
+    question = "乌海市到2025年每万人发明专利拥有量的目标是多少？"
+    before = answer(question, engine=Engine(real_settings.replace(today="2024-06-01"), embedder=embedder, index=index))
+    after = answer(question, engine=Engine(real_settings.replace(today="2026-02-01"), embedder=embedder, index=index))
+    assert "已到期" not in before.answer and after.answer.endswith("（该文件期限为2021—2025年，已到期）")
+    retriever = Retriever(index, embedder, real_settings.replace(today="2026-02-01"))
+    hits = retriever.search("知识产权质押融资", k=20, filters={"in_force": True})
+    assert hits and {h.chunk.doc_id for h in hits} <= {"hunan-2022", "hangzhou-2016"}
