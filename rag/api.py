@@ -25,6 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from rag.documents import page_of
 from rag.engine import Engine
 from rag.errors import (
     CorpusError,
@@ -465,10 +466,10 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
     @app.get("/api/documents/{doc_id}", summary="One document: facts, full text, passages with offsets (and PDF pages)")
     def document(doc_id: str) -> dict:
         view = engine.pinned()
-        row, text, chunks, pages = _document_parts(view, doc_id, rows())
-        return row | {"facts": next(d for d in view.index.documents if d["doc_id"] == doc_id).get("facts", {}),
+        row, text, chunks, pages = _document_parts(view, doc_id, settings)
+        return row | {"facts": view.documents_by_id[doc_id].get("facts", {}),
                       "text": text, "passages": [{"chunk_id": c.chunk_id, "section": c.section, "start": c.start,
-                                                  "end": c.end, "page": _page(pages, c.start)} for c in chunks]}
+                                                  "end": c.end, "page": page_of(pages, c.start)} for c in chunks]}
 
     @app.post("/api/documents", summary="Add or replace documents (multipart; administrators only)")
     async def upload_documents(request: Request, files: list[UploadFile] = File(..., description=".txt .docx .pdf .html"),
@@ -503,7 +504,7 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
         from rag.docview import render_document
 
         view = engine.pinned()
-        row, text, chunks, pages = _document_parts(view, doc_id, rows())
+        row, text, chunks, pages = _document_parts(view, doc_id, settings)
         return render_document(row, text, chunks, pages, start, end)
 
     @app.post("/api/feedback", summary="Record a 👍/👎 vote with an optional comment", max_body_size=small)
@@ -544,18 +545,15 @@ class AdminOnly(RagError):
     user_message = "只有管理员可以添加或删除文档。"
 
 
-def _document_parts(engine: Engine, doc_id: str, rows: list[dict]):
+def _document_parts(engine: Engine, doc_id: str, settings: Settings):
     """(row, full text, passages, PDF page offsets) of one document; UnknownDocumentError when there is none."""
-    row = next((r for r in rows if r["doc_id"] == doc_id), None)
-    if row is None:
+    from rag.library import document_row, today_of
+
+    meta = engine.documents_by_id.get(doc_id)
+    if meta is None:
         raise UnknownDocumentError(f"unknown document {doc_id!r}", f"没有编号为“{doc_id}”的文档。")
-    meta = next(d for d in engine.index.documents if d["doc_id"] == doc_id)
     chunks = [c for c in engine.index.chunks if c.doc_id == doc_id]
-    return row, engine.index.text_of(doc_id), chunks, list(meta.get("pages", []))
-
-
-def _page(pages: list[int], offset: int) -> int | None:
-    return sum(1 for p in pages if p <= offset) or None if pages else None
+    return document_row(meta, len(chunks), today_of(settings)), engine.index.text_of(doc_id), chunks, list(meta.get("pages", []))
 
 
 def _sse(kind: str, data) -> str:

@@ -11,7 +11,7 @@ import datetime as dt
 import re
 from dataclasses import asdict, dataclass
 
-from rag.facts import DOC_NUMBER
+from rag.facts import DOC_NUMBER, _cn_to_int
 
 _ORG_END = r"(?:人民政府|政府|知识产权局|监督管理局|管理局|委员会|办公厅|办公室|厅|局|委|院|部|中心)"
 _ORG = rf"[\u4e00-\u9fff]{{2,24}}?{_ORG_END}"
@@ -31,9 +31,11 @@ _VALID_FOR = re.compile(r"有效期(?:为)?\s*([一二三四五六七八九十\d
 # Five-year-plan periods named by number: 十四五 = 2021–2025.
 _FIVE_YEAR = {"十三五": (2016, 2020), "十四五": (2021, 2025), "十五五": (2026, 2030)}
 # A region at the start of an issuer or title: 湖南省, 浙江省杭州市, 内蒙古自治区乌海市, 滨海市, 某某县.
-_REGION = re.compile(r"^(?:中共)?((?:[\u4e00-\u9fff]{2,7}?(?:省|自治区))?(?:[\u4e00-\u9fff]{1,6}?(?:市|自治州|地区|盟|县))?)")
+_REGION = re.compile(r"^(?:中共)?((?:[\u4e00-\u9fff]{2,7}?(?:省|自治区))?(?:[\u4e00-\u9fff]{1,6}?(?:市|自治州|地区|盟|县|区))?)")
 _NOT_REGION = ("关于", "国家", "中华人民共和国", "国务院", "各")
-HEAD_CHARS = 1500  # notice headers, signature blocks and 文号 stand near the start of a page
+HEAD_CHARS = 1500
+# Bump when extraction changes: it is part of each document's fingerprint, so `rag index` reads documents again.
+FACTS_VERSION = 2  # notice headers, signature blocks and 文号 stand near the start of a page
 
 
 @dataclass
@@ -184,21 +186,11 @@ def _validity_clause(text: str, facts: dict) -> Fact | None:
         return Fact(f"{start_year}-{until.group(1)}", until.start(), until.end())
     span = _VALID_FOR.search(text)
     if span and start_year:
-        years = _small_number(span.group(1))
+        token = span.group(1)
+        years = int(token) if token.isdigit() else _cn_to_int(token)
         if years:
             return Fact(f"{start_year}-{start_year + years}", span.start(), span.end())
     return None
-
-
-def _small_number(token: str) -> int:
-    if token.isdigit():
-        return int(token)
-    digits = "一二三四五六七八九"
-    if token == "十":
-        return 10
-    if token.startswith("十"):
-        return 10 + digits.index(token[1]) + 1
-    return digits.index(token[0]) + 1 if token[0] in digits else 0
 
 
 def _located(text: str, needle: str, value: str) -> Fact:

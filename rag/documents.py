@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.docfacts import extract_facts, facts_to_json, merge_with_manifest
+from rag.docfacts import FACTS_VERSION, extract_facts, facts_to_json, merge_with_manifest
 from rag.errors import CorpusError
 
 MANIFEST_NAME = "manifest.json"
@@ -75,11 +75,14 @@ class Document:
 
     def page_of(self, offset: int) -> int | None:
         """1-based PDF page holding `offset`; None for formats without pages."""
-        if not self.pages:
-            return None
-        import bisect
+        return page_of(self.pages, offset)
 
-        return bisect.bisect_right(list(self.pages), offset)
+
+def page_of(pages, offset: int) -> int | None:
+    """1-based page holding `offset`, given each page's start offset; None when there are no pages."""
+    import bisect
+
+    return bisect.bisect_right(list(pages), offset) if pages else None
 
 
 def decode_bytes(raw: bytes) -> tuple[str, str]:
@@ -149,10 +152,11 @@ def _short_places(region: str) -> tuple[str, ...]:
 
 
 def file_fingerprint(raw: bytes, entry: dict | None) -> str:
-    """What decides whether a document must be re-read: its bytes, its manifest entry, the converter version."""
+    """What decides whether a document must be re-read: its bytes, its manifest entry, the converter and fact
+    extraction versions."""
     digest = hashlib.sha256(raw)
     digest.update(json.dumps(entry or {}, ensure_ascii=False, sort_keys=True).encode())
-    digest.update(f"converter-{CONVERTER_VERSION}".encode())
+    digest.update(f"converter-{CONVERTER_VERSION}-facts-{FACTS_VERSION}".encode())
     return digest.hexdigest()[:20]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 
 from rag.chunking import Chunk
+from rag.documents import page_of
 
 STYLE = """
 body{font-family:"WenQuanYi Zen Hei","Noto Sans CJK SC",sans-serif;margin:0;background:#f4f6f9;color:#1d2939}
@@ -36,7 +37,7 @@ def render_document(row: dict, text: str, chunks: list[Chunk], pages: list[int],
     if start is not None and end is not None and 0 <= start < end <= len(text):
         marks.append((start, 2, '<mark id="cited">'))
         marks.append((end, -1, "</mark>"))
-        cited_page = sum(1 for p in pages if p <= start) or None
+        cited_page = page_of(pages, start)
     marks.sort(key=lambda m: (m[0], m[1]))
     out, position = [], 0
     for offset, _order, fragment in marks:

@@ -307,9 +307,7 @@ def _update_manifest(data_dir: Path, changed: dict[str, dict]) -> None:
     data = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"documents": []}
     entries = {e["file"]: e for e in data.get("documents", [])} | changed
     data["documents"] = list(entries.values())
-    tmp = data_dir / f".{MANIFEST_NAME}.tmp"
-    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    _write_manifest(data_dir, data)
 
 
 def remove_document(settings: Settings, embedder: Embedder, doc_id: str) -> Report:
@@ -340,9 +338,14 @@ def _drop_manifest_entry(data_dir: Path, name: str) -> None:
     kept = [e for e in data.get("documents", []) if e.get("file") != name]
     if len(kept) != len(data.get("documents", [])):
         data["documents"] = kept
-        tmp = data_dir / f".{MANIFEST_NAME}.tmp"
-        tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
-        os.replace(tmp, path)
+        _write_manifest(data_dir, data)
+
+
+def _write_manifest(data_dir: Path, data: dict) -> None:
+    """Through a temporary file and one rename: a reader sees the old manifest or the new one."""
+    tmp = data_dir / f".{MANIFEST_NAME}.tmp"
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+    os.replace(tmp, data_dir / MANIFEST_NAME)
 
 
 def supported_files_in(folder: Path) -> list[Path]:

@@ -9,7 +9,6 @@ Refusal does not rest on the model. The code refuses when
 
 from __future__ import annotations
 
-import bisect
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from urllib.parse import quote as url_quote
 
 from rag.answer import Answer, Citation
 from rag.docfacts import period_text, validity
+from rag.documents import page_of
 from rag.engine import Engine
 from rag.errors import LLMUnavailableError, ModelError
 from rag.facts import normalise_numbers, quantities_in
@@ -121,7 +121,7 @@ def _refusal(result: Answer, reason: str, settings: Settings, nearest: list[Scor
 
 def _citation(number: int, ctx: ScoredChunk, supports: str, quote: str) -> Citation:
     c = ctx.chunk
-    return Citation(number, c.doc_id, c.title, c.section, c.text, supports, quote, c.chunk_id, c.section_short)
+    return Citation(number, c.doc_id, c.title, c.section, c.text, supports, quote, c.chunk_id, c.section_short, c.start, c.end)
 
 
 def _merge_citations(citations: list[Citation]) -> list[Citation]:
@@ -150,19 +150,15 @@ def stream_answer(question: str, history: list | None = None, settings: Settings
 
 
 def locate_citations(result: Answer, engine: Engine) -> None:
-    """Offsets of each cited passage and quote in its document, the PDF page, and the link to the document view."""
-    chunks = {c.chunk_id: c for c in engine.index.chunks}
+    """The quote's offsets in its document, the PDF page, and the link to the document view."""
     for citation in result.citations:
-        chunk = chunks.get(citation.chunk_id)
-        if chunk is None:
+        if citation.start < 0:
             continue
-        citation.start, citation.end = chunk.start, chunk.end
-        at = chunk.text.find(citation.quote) if citation.quote else -1
-        quote_start, quote_end = (chunk.start + at, chunk.start + at + len(citation.quote)) if at >= 0 else (chunk.start, chunk.end)
-        pages = engine.documents_by_id.get(chunk.doc_id, {}).get("pages") or []
-        if pages:
-            citation.page = bisect.bisect_right(pages, quote_start)
-        citation.url = f"{engine.settings.root_path}/doc/{url_quote(chunk.doc_id)}?start={quote_start}&end={quote_end}#cited"
+        at = citation.text.find(citation.quote) if citation.quote else -1
+        quote_start, quote_end = ((citation.start + at, citation.start + at + len(citation.quote)) if at >= 0
+                                  else (citation.start, citation.end))
+        citation.page = page_of(engine.documents_by_id.get(citation.doc_id, {}).get("pages"), quote_start)
+        citation.url = f"{engine.settings.root_path}/doc/{url_quote(citation.doc_id)}?start={quote_start}&end={quote_end}#cited"
 
 
 def note_expired(result: Answer, engine: Engine) -> None:

@@ -3,6 +3,7 @@
 Screenshots go to artifacts/ (chat.png, embed.png).
 """
 
+import contextlib
 import json
 import shutil
 import threading
@@ -22,7 +23,6 @@ ARTIFACTS = PROJECT_ROOT / "artifacts"
 
 @pytest.fixture(scope="module")
 def server(real_engine, tmp_path_factory):
-    import uvicorn
 
     from ui import create_server
 
@@ -30,17 +30,27 @@ def server(real_engine, tmp_path_factory):
     feedback = tmp_path_factory.mktemp("fb") / "feedback.jsonl"
     settings = real_engine.settings.replace(port=port, feedback_path=feedback)
     engine = Engine(settings, embedder=real_engine.embedder, index=real_engine.index)
-    config = uvicorn.Config(create_server(settings, engine), host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
+    with running(create_server(settings, engine), port) as base:
+        yield base, feedback
+
+
+@contextlib.contextmanager
+def running(app, port: int):
+    """The app under uvicorn in a thread, until the block ends."""
+    import uvicorn
+
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     for _ in range(100):
         if srv.started:
             break
         time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}", feedback
-    srv.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +158,6 @@ def test_a_question_is_shown_as_text_not_html(server, browser):
 @pytest.fixture
 def admin_server(tmp_path):
     """A server of its own over a copy of the five documents (the test changes the knowledge base)."""
-    import uvicorn
 
     from rag.embedders import FakeEmbedder
     from rag.library import ensure_index
@@ -162,17 +171,8 @@ def admin_server(tmp_path):
                              today="2026-11-25")
     embedder = FakeEmbedder()
     ensure_index(settings, embedder)
-    srv = uvicorn.Server(uvicorn.Config(create_server(settings, Engine(settings, embedder=embedder)), host="127.0.0.1",
-                                        port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if srv.started:
-            break
-        time.sleep(0.1)
-    yield f"http://127.0.0.1:{port}", tmp_path
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with running(create_server(settings, Engine(settings, embedder=embedder)), port) as base:
+        yield base, tmp_path
 
 
 def test_upload_pdf_and_word_ask_open_the_cited_span_then_delete(admin_server, browser):

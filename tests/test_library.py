@@ -322,3 +322,16 @@ def test_expired_clause_follows_the_date_and_in_force_filters(real_settings):
     retriever = Retriever(index, embedder, real_settings.replace(today="2026-02-01"))
     hits = retriever.search("知识产权质押融资", k=20, filters={"in_force": True})
     assert hits and {h.chunk.doc_id for h in hits} <= {"hunan-2022", "hangzhou-2016"}
+
+
+@pytest.mark.parametrize("text, region, period", [
+    ("广西壮族自治区知识产权局关于印发专利奖励办法的通知\n各市：\n本办法自2023年1月1日起实施，有效期3年。\n", "广西壮族自治区", "2023-2026"),
+    ("延边朝鲜族自治州人民政府办公室\n关于加强商标工作的意见\n", "延边朝鲜族自治州", None),
+    ("苏州工业园区知识产权促进办法\n本办法有效期为五年，自2022年3月1日起施行。\n", "苏州工业园区", "2022-2027"),
+])
+def test_regions_and_validity_clauses_in_phrasings_the_rules_were_not_written_for(text, region, period):
+    from rag.docfacts import extract_facts
+
+    facts = extract_facts(text)
+    assert facts["region"].value == region
+    assert (facts["period"].value if "period" in facts else None) == period
