@@ -73,7 +73,7 @@ def run_bench(settings: Settings, args) -> int:
         make_segment(load_corpus(settings.data_dir).documents, settings, embedder)
         print(f"index build (chunk + embed + BM25, not saved): {time.perf_counter() - started:.1f} s")
     index, _ = ensure_index(settings, embedder)
-    sizes = [len(c.text) for c in index.chunks]
+    sizes = [len(c.text) for c in index.chunks]  # today's corpus: a few hundred
     q = statistics.quantiles(sizes, n=10)
     print(f"chunks: {len(sizes)}; chars mean {statistics.mean(sizes):.0f}, min {min(sizes)}, p10 {q[0]:.0f}, "
           f"median {statistics.median(sizes):.0f}, p90 {q[-1]:.0f}, max {max(sizes)}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
+from collections.abc import Mapping
 from functools import cached_property
 
 from rag.embedders import Embedder, make_embedder
@@ -34,19 +35,46 @@ class _State:
         return Retriever(self.index, self._embedder, self._settings)
 
     @cached_property
-    def documents_by_id(self) -> dict[str, dict]:
+    def documents_by_id(self) -> "DocumentsById":
         """Document metadata by id, plus `text`: the document's passages joined (for the year check)."""
-        texts: dict[str, list[str]] = {}
-        for chunk in self.index.chunks:
-            texts.setdefault(chunk.doc_id, []).append(chunk.text)
-        return {doc["doc_id"]: doc | {"text": " ".join(texts.get(doc["doc_id"], []))} for doc in self.index.documents}
+        return DocumentsById(self.index)
 
     @cached_property
     def document_view(self):
         """Documents, facts and passages in reading order, for answer plans."""
         from rag.plans import DocumentView
 
-        return DocumentView(self.index.documents, self.index.chunks)
+        return DocumentView(self.index.documents, self.index.chunks_of)
+
+
+class DocumentsById(Mapping):
+    """doc_id → metadata | {"text": passages joined}, built per document when first asked (a library of thousands
+    of documents is never joined whole)."""
+
+    def __init__(self, index):
+        self._index = index
+        self._meta = {d["doc_id"]: d for d in index.documents}
+        self._cache: dict[str, dict] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, doc_id: str) -> dict:
+        if doc_id not in self._meta:
+            raise KeyError(doc_id)
+        with self._lock:
+            found = self._cache.get(doc_id)
+        if found is None:
+            found = self._meta[doc_id] | {"text": " ".join(c.text for c in self._index.chunks_of(doc_id))}
+            with self._lock:
+                if len(self._cache) > 256:
+                    self._cache.clear()
+                self._cache[doc_id] = found
+        return found
+
+    def __iter__(self):
+        return iter(self._meta)
+
+    def __len__(self) -> int:
+        return len(self._meta)
 
 
 class Engine:

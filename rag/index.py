@@ -4,8 +4,13 @@
       CURRENT                the name of the current generation file (replaced atomically)
       gen-000007.json        how the index was built (embedder, dimension, chunker, tokenizer, versions) and which
                              segments make it up, with the documents each hides (removed or replaced since)
-      segments/seg-…/        one batch of documents: chunks.jsonl, documents.json, texts.json, tokens.json,
-                             vectors.npy, segment.json (written last: a segment without it is incomplete)
+      segments/seg-…/        one batch of documents, every file read memory-mapped:
+                               chunks.jsonl + chunk_offsets.npy   passages, one JSON line each (read by seeking)
+                               documents.json, doc_codes.npy      the documents, and each passage's document
+                               texts.jsonl + text_offsets.npy     full texts (the document view)
+                               terms.json + postings_*.npy        BM25 postings (rag/sparse.py)
+                               vectors.npy [+ vectors.hnsw]       float32 vectors [+ HNSW graph when large]
+                               segment.json                       written last: a segment without it is incomplete
       .lock                  writers take it; readers never wait
 
 Adding documents writes one new segment; removing one writes a new generation that hides it. Small segments are
@@ -22,21 +27,22 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
-from rag.bm25 import BM25
 from rag.chunking import Chunk, ChunkerConfig, chunk_corpus
+from rag.dense import HNSW_FILE, Dense, DenseSegment, build_hnsw, top_ids
 from rag.documents import Document
 from rag.embedders import Embedder
 from rag.errors import IndexMismatchError, IndexMissingError
 from rag.settings import Settings
+from rag.sparse import BM25, Postings
 from rag.text import tokenize, tokenizer_fingerprint
 
-FORMAT_VERSION = 3  # 3: segments and generations
+FORMAT_VERSION = 4  # 3: segments and generations; 4: memory-mapped passages, sparse postings, HNSW
 POINTER = "CURRENT"
 SEGMENTS = "segments"
 EMBED_BATCH = 16
@@ -45,28 +51,6 @@ Progress = Callable[[int, int], None]  # (passages embedded so far, passages to 
 
 def chunker_config(settings: Settings) -> ChunkerConfig:
     return ChunkerConfig(settings.chunk_max_tokens, settings.chunk_min_chars, settings.contextual_headers, settings.chunker)
-
-
-@dataclass
-class Index:
-    """A loaded index: passages, their vectors and BM25 statistics, the documents, and the generation record."""
-
-    config: dict
-    chunks: list[Chunk]
-    documents: list[dict]
-    vectors: "object"  # faiss.Index
-    bm25: BM25
-    texts: dict[str, Path] = field(default_factory=dict)  # doc_id → the segment file holding its full text
-
-    def __len__(self) -> int:
-        return len(self.chunks)
-
-    def text_of(self, doc_id: str) -> str:
-        """The document's full text (offsets of its passages point into it); '' when unknown."""
-        path = self.texts.get(doc_id)
-        if path is None:
-            return ""
-        return json.loads(path.read_text(encoding="utf-8")).get(doc_id, "")
 
 
 def _versions() -> dict:
@@ -99,7 +83,7 @@ class Segment:
     documents: list[dict]
     texts: dict[str, str]
     chunks: list[Chunk]
-    tokens: list[list[str]]
+    postings: Postings
     vectors: np.ndarray
 
 
@@ -118,8 +102,8 @@ def make_segment(documents: list[Document], settings: Settings, embedder: Embedd
                  progress: Progress | None = None) -> Segment:
     chunks = chunk_corpus(documents, chunker_config(settings))
     vectors = embed_passages(embedder, [c.index_text for c in chunks], progress)
-    tokens = [tokenize(c.index_text) for c in chunks]
-    return Segment([d.metadata() for d in documents], {d.doc_id: d.text for d in documents}, chunks, tokens, vectors)
+    postings = Postings.from_tokens([tokenize(c.index_text) for c in chunks])
+    return Segment([d.metadata() for d in documents], {d.doc_id: d.text for d in documents}, chunks, postings, vectors)
 
 
 # ---------------------------------------------------------------- the directory
@@ -175,19 +159,31 @@ def _fsync_dir(path: Path) -> None:
             os.fsync(fh.fileno())
 
 
-def write_segment(index_dir: Path, segment: Segment) -> dict:
-    """Write a segment's files (segment.json last) and return its entry for a generation file."""
+def _write_lines(path: Path, items: list) -> np.ndarray:
+    """JSON lines, and the byte offset of each line (n + 1 of them) for reading one line by seeking."""
+    lines = [(json.dumps(item, ensure_ascii=False) + "\n").encode("utf-8") for item in items]
+    path.write_bytes(b"".join(lines))
+    return np.cumsum([0] + [len(line) for line in lines], dtype=np.int64)
+
+
+def write_segment(index_dir: Path, segment: Segment, hnsw_min: int = 0) -> dict:
+    """Write a segment's files (segment.json last) and return its entry for a generation file. A segment of at
+    least `hnsw_min` passages (0: never) also gets an HNSW graph."""
     root = index_dir / SEGMENTS
     root.mkdir(parents=True, exist_ok=True)
     name = f"seg-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**9:09d}"
     folder = root / name
     folder.mkdir()
-    lines = "".join(json.dumps(c.to_record(), ensure_ascii=False) + "\n" for c in segment.chunks)
-    (folder / "chunks.jsonl").write_text(lines, encoding="utf-8")
+    np.save(folder / "chunk_offsets.npy", _write_lines(folder / "chunks.jsonl", [c.to_record() for c in segment.chunks]))
     (folder / "documents.json").write_text(json.dumps(segment.documents, ensure_ascii=False, indent=1), encoding="utf-8")
-    (folder / "texts.json").write_text(json.dumps(segment.texts, ensure_ascii=False), encoding="utf-8")
-    (folder / "tokens.json").write_text(json.dumps(segment.tokens, ensure_ascii=False), encoding="utf-8")
+    texts = [segment.texts.get(d["doc_id"], "") for d in segment.documents]
+    np.save(folder / "text_offsets.npy", _write_lines(folder / "texts.jsonl", texts))
+    code = {d["doc_id"]: i for i, d in enumerate(segment.documents)}
+    np.save(folder / "doc_codes.npy", np.array([code[c.doc_id] for c in segment.chunks], dtype=np.int32))
+    segment.postings.save(folder)
     np.save(folder / "vectors.npy", np.ascontiguousarray(segment.vectors, dtype=np.float32))
+    if hnsw_min and len(segment.chunks) >= hnsw_min:
+        build_hnsw(segment.vectors, folder / HNSW_FILE)
     info = {"chunks": len(segment.chunks), "docs": [d["doc_id"] for d in segment.documents]}
     (folder / "segment.json").write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
     _fsync_dir(folder)
@@ -250,53 +246,201 @@ def _shape_error(index_dir: Path, what: str) -> IndexMissingError:
     return IndexMissingError(f"{index_dir}: {what}", f"索引文件格式有误（{what}），请运行 `rag index --rebuild`。")
 
 
+def _incomplete(folder: Path, why: str) -> IndexMissingError:
+    return IndexMissingError(f"{folder}: {why}", "索引文件不完整，请运行 `rag index --rebuild`。")
+
+
 _CHUNK_TYPES = {"chunk_id": str, "doc_id": str, "title": str, "start": int, "end": int, "text": str, "section_path": list}
 
 
-def _check_shapes(where: Path, records: list, documents, tokens) -> None:
-    """Valid JSON of the wrong shape is refused with a message, not loaded half-broken."""
-    if not isinstance(documents, list) or not all(isinstance(d, dict) and isinstance(d.get("doc_id"), str)
-                                                  and isinstance(d.get("title", ""), str) for d in documents):
-        raise _shape_error(where, "documents.json")
-    if not isinstance(tokens, list) or not all(isinstance(t, list) and all(isinstance(x, str) for x in t) for t in tokens):
-        raise _shape_error(where, "tokens.json")
-    for record in records:
+class SegmentReader:
+    """One segment, memory-mapped: passages are read one record at a time, never all parsed at load."""
+
+    def __init__(self, folder: Path, entry: dict, dim: int):
+        self.folder = folder
+        if not (folder / "segment.json").exists():
+            raise _incomplete(folder, "incomplete segment")
+        self.documents = json.loads((folder / "documents.json").read_text(encoding="utf-8"))
+        if not isinstance(self.documents, list) or not all(
+                isinstance(d, dict) and isinstance(d.get("doc_id"), str) and isinstance(d.get("title", ""), str)
+                for d in self.documents):
+            raise _shape_error(folder, "documents.json")
+        self.doc_codes = np.load(folder / "doc_codes.npy", mmap_mode="r")
+        self.chunk_offsets = np.load(folder / "chunk_offsets.npy", mmap_mode="r")
+        self.text_offsets = np.load(folder / "text_offsets.npy", mmap_mode="r")
+        try:
+            self.postings = Postings.load(folder)
+        except ValueError as exc:
+            raise _shape_error(folder, "terms.json / postings") from exc
+        if not all(isinstance(t, str) for t in self.postings.terms[:1000]):
+            raise _shape_error(folder, "terms.json")
+        self.vectors = np.load(folder / "vectors.npy", mmap_mode="r")
+        n = int(entry["chunks"])
+        size = (folder / "chunks.jsonl").stat().st_size
+        if (len(self.doc_codes) != n or len(self.chunk_offsets) != n + 1 or len(self.postings) != n
+                or self.vectors.shape != (n, dim) or int(self.chunk_offsets[-1]) != size
+                or len(self.text_offsets) != len(self.documents) + 1):
+            raise _incomplete(folder, "files disagree on the passage count")
+        if n and (self.doc_codes.min() < 0 or self.doc_codes.max() >= len(self.documents)):
+            raise _shape_error(folder, "doc_codes.npy")
+        self.hnsw = None
+        if (folder / HNSW_FILE).exists():
+            import faiss
+
+            self.hnsw = faiss.read_index(str(folder / HNSW_FILE))
+        self._chunks = self._texts = None
+        if n:
+            self.record(0)  # a first passage of the wrong shape is refused at load, not at the first question
+
+    def __len__(self) -> int:
+        return len(self.doc_codes)
+
+    def _map(self, name: str):
+        import mmap
+
+        with (self.folder / name).open("rb") as fh:
+            return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if fh.seek(0, 2) else b""
+
+    def record(self, row: int) -> dict:
+        if self._chunks is None:
+            self._chunks = self._map("chunks.jsonl")
+        lo, hi = int(self.chunk_offsets[row]), int(self.chunk_offsets[row + 1])
+        try:
+            record = json.loads(self._chunks[lo:hi])
+        except ValueError as exc:
+            raise _shape_error(self.folder, "chunks.jsonl") from exc
         if not isinstance(record, dict) or not all(isinstance(record.get(k), t) for k, t in _CHUNK_TYPES.items()):
-            raise _shape_error(where, "chunks.jsonl")
-    known = {d["doc_id"] for d in documents}
-    if any(r["doc_id"] not in known for r in records):
-        raise _shape_error(where, "chunks.jsonl 与 documents.json 不一致")
+            raise _shape_error(self.folder, "chunks.jsonl")
+        if record["doc_id"] != self.documents[int(self.doc_codes[row])]["doc_id"]:
+            raise _shape_error(self.folder, "chunks.jsonl 与 documents.json 不一致")
+        return record
+
+    def text(self, position: int) -> str:
+        if self._texts is None:
+            self._texts = self._map("texts.jsonl")
+        lo, hi = int(self.text_offsets[position]), int(self.text_offsets[position + 1])
+        return json.loads(self._texts[lo:hi])
 
 
-@dataclass
-class _Loaded:
-    chunks: list[Chunk]
-    documents: list[dict]
-    tokens: list[list[str]]
-    vectors: np.ndarray
+class Index:
+    """The embedded store: the current generation's segments searched as one.
+
+    Global passage ids run over the segments in order (hidden passages keep their ids and are masked out), so
+    loading is opening files: a passage becomes a `Chunk` only when a search returns it."""
+
+    def __init__(self, config: dict, segments: list[SegmentReader], hidden: list[set[str]], ef_search: int = 128):
+        self.config = config
+        self.segments = segments
+        self.offsets = np.cumsum([0] + [len(s) for s in segments])
+        self.documents: list[dict] = []
+        codes, visible, self._where = [], [], {}
+        for s, (segment, gone) in enumerate(zip(segments, hidden, strict=False)):
+            remap = np.full(len(segment.documents), -1, np.int32)
+            for i, doc in enumerate(segment.documents):
+                if doc["doc_id"] not in gone:
+                    remap[i] = len(self.documents)
+                    self._where[doc["doc_id"]] = (s, i)
+                    self.documents.append(doc)
+            code = remap[np.asarray(segment.doc_codes)] if len(segment) else np.zeros(0, np.int32)
+            codes.append(code)
+            visible.append(code >= 0)
+        self.doc_code = np.concatenate(codes) if codes else np.zeros(0, np.int32)
+        self.visible = np.concatenate(visible) if visible else np.zeros(0, bool)
+        self.bm25 = BM25([s.postings for s in segments], self.visible)
+        self.dense = Dense([DenseSegment(s.vectors, s.hnsw) for s in segments], self.visible, ef_search)
+        self._count = int(self.visible.sum())
+
+    def __len__(self) -> int:
+        return self._count
+
+    # ------------------------------------------------------------ passages
+
+    def chunk(self, i: int) -> Chunk:
+        s = int(np.searchsorted(self.offsets, i, side="right")) - 1
+        return Chunk.from_record(self.segments[s].record(int(i - self.offsets[s])))
+
+    def chunks_at(self, ids) -> list[Chunk]:
+        return [self.chunk(int(i)) for i in ids]
+
+    def ids_of(self, doc_id: str) -> np.ndarray:
+        """Global ids of a document's passages, in reading order."""
+        where = self._where.get(doc_id)
+        if where is None:
+            return np.zeros(0, np.int64)
+        s, code = where
+        rows = np.nonzero(np.asarray(self.segments[s].doc_codes) == code)[0]
+        return rows + int(self.offsets[s])
+
+    def chunks_of(self, doc_id: str) -> list[Chunk]:
+        return self.chunks_at(self.ids_of(doc_id))
+
+    @property
+    def chunks(self) -> list[Chunk]:
+        """Every visible passage as a Chunk: O(n), for tools and tests (search never needs it)."""
+        return self.chunks_at(np.nonzero(self.visible)[0])
+
+    def passage_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.doc_code[self.visible], minlength=len(self.documents))
+        return {d["doc_id"]: int(c) for d, c in zip(self.documents, counts, strict=False)}
+
+    def text_of(self, doc_id: str) -> str:
+        """The document's full text (offsets of its passages point into it); '' when unknown."""
+        where = self._where.get(doc_id)
+        return self.segments[where[0]].text(where[1]) if where else ""
+
+    # ------------------------------------------------------------ search (the store interface)
+
+    def allowed(self, doc_ids) -> np.ndarray:
+        """Boolean mask of the visible passages of `doc_ids`."""
+        wanted = np.zeros(len(self.documents) + 1, bool)
+        for i, doc in enumerate(self.documents):
+            if doc["doc_id"] in doc_ids:
+                wanted[i] = True
+        return wanted[self.doc_code]  # code -1 (hidden) reads the last, False
+
+    def query(self, tokens: list[str], vector: np.ndarray | None) -> "EmbeddedQuery":
+        return EmbeddedQuery(self, tokens, vector)
 
 
-def _load_segment(index_dir: Path, entry: dict, dim: int) -> _Loaded:
-    folder = index_dir / SEGMENTS / entry["name"]
-    hidden = set(entry.get("hidden", []))
-    if not (folder / "segment.json").exists():
-        raise IndexMissingError(f"{folder}: incomplete segment", "索引文件不完整，请运行 `rag index --rebuild`。")
-    records = [json.loads(line) for line in (folder / "chunks.jsonl").open(encoding="utf-8") if line.strip()]
-    documents = json.loads((folder / "documents.json").read_text(encoding="utf-8"))
-    tokens = json.loads((folder / "tokens.json").read_text(encoding="utf-8"))
-    _check_shapes(folder, records, documents, tokens)
-    vectors = np.load(folder / "vectors.npy", mmap_mode="r")
-    if len(records) != entry["chunks"] or len(tokens) != len(records) or vectors.shape != (len(records), dim):
-        raise IndexMissingError(f"{folder}: files disagree on the passage count", "索引文件不完整，请运行 `rag index --rebuild`。")
-    keep = [i for i, r in enumerate(records) if r["doc_id"] not in hidden]
-    return _Loaded([Chunk.from_record(records[i]) for i in keep], [d for d in documents if d["doc_id"] not in hidden],
-                   [tokens[i] for i in keep], np.asarray(vectors[keep], dtype=np.float32))
+class EmbeddedQuery:
+    """One question against the embedded store: BM25 scored once over the postings it touches."""
+
+    def __init__(self, index: Index, tokens: list[str], vector: np.ndarray | None):
+        self.index, self.tokens, self.vector = index, tokens, vector
+        self._bm25: np.ndarray | None = None
+
+    def _scores(self) -> np.ndarray:
+        if self._bm25 is None:
+            self._bm25 = self.index.bm25.scores(self.tokens)
+        return self._bm25
+
+    def bm25_top(self, limit: int, doc_ids: set[str] | None = None) -> np.ndarray:
+        mask = self.index.visible if doc_ids is None else self.index.allowed(doc_ids)
+        scores = np.where(mask, self._scores(), -np.inf)
+        return top_ids(scores, min(limit, int(mask.sum())))
+
+    def dense_top(self, limit: int, doc_ids: set[str] | None = None) -> np.ndarray:
+        if self.vector is None:
+            return np.zeros(0, np.int64)
+        return self.index.dense.top(self.vector, limit, None if doc_ids is None else self.index.allowed(doc_ids))
+
+    def bm25_of(self, ids: np.ndarray) -> np.ndarray:
+        return self._scores()[ids].astype(np.float64)
+
+    def dense_of(self, ids: np.ndarray) -> np.ndarray:
+        if self.vector is None:
+            return np.zeros(len(ids))
+        return self.index.dense.of(self.vector, ids).astype(np.float64)
+
+    def doc_of(self, ids: np.ndarray) -> list[str]:
+        return [self.index.documents[c]["doc_id"] for c in self.index.doc_code[ids]]
+
+    def chunks(self, ids: np.ndarray) -> list[Chunk]:
+        return self.index.chunks_at(ids)
 
 
-def load_index(index_dir: Path, embedder: Embedder) -> Index:
-    """Load the current generation; refuse (IndexMismatchError) if it was built with another embedder or dimension."""
-    import faiss
-
+def load_index(index_dir: Path, embedder: Embedder, ef_search: int = 128) -> Index:
+    """Open the current generation; refuse (IndexMismatchError) if it was built with another embedder or dimension."""
     config = read_config(index_dir)
     if config is None:
         raise IndexMissingError(f"{index_dir}: no index (no current generation)")
@@ -312,35 +456,22 @@ def load_index(index_dir: Path, embedder: Embedder) -> Index:
             f"索引是用 {config.get('embedder')}（{config.get('dim')} 维）建立的，与当前向量模型 "
             f"{embedder.name}（{embedder.dim} 维）不一致，拒绝加载。请运行 `rag index --rebuild`。",
         )
-    chunks: list[Chunk] = []
-    documents: list[dict] = []
-    tokens: list[list[str]] = []
-    vectors: list[np.ndarray] = []
-    texts: dict[str, Path] = {}
     try:
-        for entry in config["segments"]:
-            loaded = _load_segment(index_dir, entry, embedder.dim)
-            chunks += loaded.chunks
-            documents += loaded.documents
-            tokens += loaded.tokens
-            vectors.append(loaded.vectors)
-            texts.update({d["doc_id"]: index_dir / SEGMENTS / entry["name"] / "texts.json" for d in loaded.documents})
+        segments = [SegmentReader(index_dir / SEGMENTS / e["name"], e, embedder.dim) for e in config["segments"]]
+        index = Index(config, segments, [set(e.get("hidden", [])) for e in config["segments"]], ef_search)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise IndexMissingError(f"{index_dir}: damaged index ({exc})", "索引文件已损坏，请运行 `rag index --rebuild`。") from exc
-    if len(chunks) != config.get("chunks"):
+    if len(index) != config.get("chunks"):
         raise IndexMissingError(f"{index_dir}: generation and segments disagree on the passage count",
                                 "索引文件不完整，请运行 `rag index --rebuild`。")
-    flat = faiss.IndexFlatIP(embedder.dim)
-    if chunks:
-        flat.add(np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32))
-    return Index(config, chunks, documents, flat, BM25(tokens), texts)
+    return index
 
 
 # ---------------------------------------------------------------- changing the index
 
 def new_config(settings: Settings, embedder: Embedder) -> dict:
     return expected_signature(settings, embedder) | {"segments": [], "fingerprints": {}, "skipped_files": [],
-                                                     "versions": _versions()}
+                                                     "versions": _versions(), "hnsw_min": settings.hnsw_min}
 
 
 def apply_changes(index_dir: Path, config: dict, segment: Segment | None, remove: set[str],
@@ -349,53 +480,61 @@ def apply_changes(index_dir: Path, config: dict, segment: Segment | None, remove
 
     The caller holds `writer_lock`. Documents in `segment` replace earlier versions of themselves."""
     config = json.loads(json.dumps({k: v for k, v in config.items() if k != "_file"}))
+    hnsw_min = int(config.get("hnsw_min", 0))
     replaced = set(remove) | ({d["doc_id"] for d in segment.documents} if segment else set())
     for entry in config["segments"]:
         hidden = set(entry.get("hidden", [])) | (replaced & set(entry["docs"]))
         entry["hidden"] = sorted(hidden)
         if hidden:
-            entry["visible_chunks"] = _count_visible(index_dir, entry)
+            entry["visible_chunks"] = len(_visible_rows(index_dir, entry))
         else:
             entry.pop("visible_chunks", None)
     prints = {k: v for k, v in config.get("fingerprints", {}).items() if k not in replaced}
     config["fingerprints"] = prints | fingerprints
     if segment is not None and segment.chunks:
-        config["segments"].append(write_segment(index_dir, segment))
+        config["segments"].append(write_segment(index_dir, segment, hnsw_min))
     if skipped is not None:
         config["skipped_files"] = skipped
     config["segments"] = _merged(index_dir, [s for s in config["segments"] if len(s["docs"]) > len(s.get("hidden", []))],
-                                 config["dim"])
+                                 config["dim"], hnsw_min)
     return commit_generation(index_dir, config)
 
 
-def _count_visible(index_dir: Path, entry: dict) -> int:
-    hidden = set(entry.get("hidden", []))
+def _visible_rows(index_dir: Path, entry: dict) -> np.ndarray:
     folder = index_dir / SEGMENTS / entry["name"]
-    return sum(1 for line in (folder / "chunks.jsonl").open(encoding="utf-8")
-               if line.strip() and json.loads(line)["doc_id"] not in hidden)
+    documents = json.loads((folder / "documents.json").read_text(encoding="utf-8"))
+    hidden = set(entry.get("hidden", []))
+    keep = np.array([d["doc_id"] not in hidden for d in documents] + [False], bool)
+    return np.nonzero(keep[np.load(folder / "doc_codes.npy")])[0]
 
 
-def _merged(index_dir: Path, segments: list[dict], dim: int) -> list[dict]:
+def _merged(index_dir: Path, segments: list[dict], dim: int, hnsw_min: int) -> list[dict]:
     """Merge the newest segments while the newer is at least half the size of the one before it (a binary counter:
     O(log n) segments, every passage rewritten O(log n) times); segments mostly hidden are rewritten too."""
     segments = list(segments)
     while len(segments) >= 2 and 2 * _visible_chunks(segments[-1]) >= _visible_chunks(segments[-2]):
         a, b = segments[-2], segments[-1]
-        segments[-2:] = [_merge(index_dir, [a, b], dim)]
+        segments[-2:] = [_merge(index_dir, [a, b], dim, hnsw_min)]
     for i, entry in enumerate(segments):
         if entry.get("hidden") and _visible_chunks(entry) * 2 < entry["chunks"]:
-            segments[i] = _merge(index_dir, [entry], dim)
+            segments[i] = _merge(index_dir, [entry], dim, hnsw_min)
     return segments
 
 
-def _merge(index_dir: Path, entries: list[dict], dim: int) -> dict:
-    parts = [_load_segment(index_dir, entry, dim) for entry in entries]
-    texts: dict[str, str] = {}
+def _merge(index_dir: Path, entries: list[dict], dim: int, hnsw_min: int) -> dict:
+    """One segment holding the visible passages of `entries` (postings and vectors copied, nothing re-embedded)."""
+    documents, texts, chunks, postings, vectors = [], {}, [], [], []
     for entry in entries:
+        reader = SegmentReader(index_dir / SEGMENTS / entry["name"], entry, dim)
         hidden = set(entry.get("hidden", []))
-        stored = json.loads((index_dir / SEGMENTS / entry["name"] / "texts.json").read_text(encoding="utf-8"))
-        texts.update({k: v for k, v in stored.items() if k not in hidden})
-    merged = Segment([d for p in parts for d in p.documents], texts, [c for p in parts for c in p.chunks],
-                     [t for p in parts for t in p.tokens],
-                     np.concatenate([p.vectors for p in parts]) if parts else np.zeros((0, dim), np.float32))
-    return write_segment(index_dir, merged)
+        rows = _visible_rows(index_dir, entry)
+        for position, doc in enumerate(reader.documents):
+            if doc["doc_id"] not in hidden:
+                documents.append(doc)
+                texts[doc["doc_id"]] = reader.text(position)
+        chunks += [Chunk.from_record(reader.record(int(r))) for r in rows]
+        postings.append(reader.postings.take(rows))
+        vectors.append(np.asarray(reader.vectors[rows], dtype=np.float32))
+    merged = Segment(documents, texts, chunks, Postings.concat(postings),
+                     np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32))
+    return write_segment(index_dir, merged, hnsw_min)

@@ -390,7 +390,5 @@ def document_row(doc: dict, passages: int, today: dt.date) -> dict:
 
 
 def list_documents(index: Index, today: dt.date) -> list[dict]:
-    counts: dict[str, int] = {}
-    for chunk in index.chunks:
-        counts[chunk.doc_id] = counts.get(chunk.doc_id, 0) + 1
+    counts = index.passage_counts()
     return [document_row(doc, counts.get(doc["doc_id"], 0), today) for doc in index.documents]

@@ -15,6 +15,7 @@ plain evidence sentences, and is checked against the same passages (pipeline.py)
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from rag.chunking import Chunk
@@ -53,15 +54,28 @@ class Plan:
         return list(seen.values())
 
 
+class _PerDocument:
+    """A document's passages in reading order, read from the store when first needed."""
+
+    def __init__(self, chunks_of: Callable[[str], list[Chunk]]):
+        self._chunks_of = chunks_of
+        self._cache: dict[str, list[Chunk]] = {}
+
+    def get(self, doc_id: str, default=None) -> list[Chunk]:
+        if doc_id not in self._cache:
+            if len(self._cache) > 256:
+                self._cache.clear()
+            self._cache[doc_id] = self._chunks_of(doc_id)
+        return self._cache[doc_id] or (default if default is not None else [])
+
+
 class DocumentView:
     """What planning needs to know about the indexed documents: metadata, facts, passages in reading order."""
 
-    def __init__(self, documents: list[dict], chunks: list[Chunk]):
+    def __init__(self, documents: list[dict], chunks_of: Callable[[str], list[Chunk]]):
         self.documents = {d["doc_id"]: d for d in documents}
         self.order = [d["doc_id"] for d in documents]
-        self.chunks: dict[str, list[Chunk]] = {}
-        for chunk in chunks:
-            self.chunks.setdefault(chunk.doc_id, []).append(chunk)
+        self.chunks = _PerDocument(chunks_of)
 
     def facts(self, doc_id: str) -> dict:
         return facts_from_json(self.documents.get(doc_id, {}).get("facts", {}))

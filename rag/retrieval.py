@@ -15,7 +15,6 @@ from rag.chunking import Chunk
 from rag.embedders import Embedder
 from rag.errors import QueryError, UnknownFilterError
 from rag.facts import is_cross_document, requested_kind, states
-from rag.index import Index
 from rag.settings import Settings
 from rag.text import places_in, tokenize
 
@@ -70,46 +69,51 @@ def _minmax(values: np.ndarray) -> np.ndarray:
 
 
 class Retriever:
-    """Searches one loaded index. Stateless between calls; safe to share across threads."""
+    """Searches one store (the embedded index or PostgreSQL). Stateless between calls; safe to share across threads.
 
-    def __init__(self, index: Index, embedder: Embedder, settings: Settings):
+    Fusion ranks a candidate pool rather than every passage: the `candidate_pool` best passages by BM25 and by dense
+    similarity, overall and within the filter and the documents the question names. Scores are min-max normalised
+    over the pool; below `candidate_pool` passages the pool is the whole index, so small libraries rank exactly as
+    a full scan would. Both stores implement the same five calls (`Store` in rag/store.py), so they fuse alike."""
+
+    def __init__(self, index, embedder: Embedder, settings: Settings):
         self.index = index
         self.embedder = embedder
         self.settings = settings
-        self._doc_ids = np.array([c.doc_id for c in index.chunks])
+        self._haystacks = [(d["doc_id"], " ".join([d.get("region", ""), d.get("title", ""), *d.get("aliases", [])]))
+                           for d in index.documents]
 
-    def allowed_mask(self, filters: dict | None) -> np.ndarray | None:
-        """Boolean mask of passages the filters allow; UnknownFilterError for names that match nothing."""
+    def allowed_docs(self, filters: dict | None) -> set[str] | None:
+        """The documents the filters allow (None: no filter); UnknownFilterError for names that match nothing."""
         if not filters:
             return None
-        mask = np.ones(len(self.index.chunks), dtype=bool)
+        documents = self.index.documents
+        allowed = {d["doc_id"] for d in documents}
         doc_ids = filters.get("doc_id") or filters.get("doc_ids")
         if doc_ids:
             wanted = {doc_ids} if isinstance(doc_ids, str) else set(doc_ids)
-            known = {d["doc_id"] for d in self.index.documents}
-            unknown = wanted - known
+            unknown = wanted - allowed
             if unknown:
+                known = sorted(allowed)
                 raise UnknownFilterError(
-                    f"unknown documents: {sorted(unknown)}", f"没有这些文档：{'、'.join(sorted(unknown))}。可选：{'、'.join(sorted(known))}"
-                )
-            mask &= np.isin(self._doc_ids, list(wanted))
+                    f"unknown documents: {sorted(unknown)}",
+                    f"没有这些文档：{'、'.join(sorted(unknown))}。可选：{'、'.join(known[:50])}{'等' if len(known) > 50 else ''}")
+            allowed &= wanted
         if filters.get("in_force"):
             from rag.docfacts import validity
             from rag.library import today_of
 
             today = today_of(self.settings)
-            current = {d["doc_id"] for d in self.index.documents if validity(d.get("period", ""), today) != "已到期"}
-            mask &= np.isin(self._doc_ids, list(current))
+            allowed &= {d["doc_id"] for d in documents if validity(d.get("period", ""), today) != "已到期"}
         region = filters.get("region")
         if region:
-            matching = {
-                d["doc_id"] for d in self.index.documents if region in d.get("region", "") or region in d.get("title", "")
-            }
+            matching = {d["doc_id"] for d in documents if region in d.get("region", "") or region in d.get("title", "")}
             if not matching:
-                regions = sorted({d.get("region", "") for d in self.index.documents if d.get("region")})
-                raise UnknownFilterError(f"unknown region {region!r}", f"没有地区为“{region}”的文档。可选：{'、'.join(regions)}")
-            mask &= np.isin(self._doc_ids, list(matching))
-        return mask
+                regions = sorted({d.get("region", "") for d in documents if d.get("region")})
+                raise UnknownFilterError(f"unknown region {region!r}",
+                                         f"没有地区为“{region}”的文档。可选：{'、'.join(regions[:50])}{'等' if len(regions) > 50 else ''}")
+            allowed &= matching
+        return allowed
 
     def search(self, query: str, k: int | None = None, filters: dict | None = None, mode: str | None = None,
                docs: list[str] | None = None) -> list[ScoredChunk]:
@@ -118,71 +122,74 @@ class Retriever:
         query = validate_question(query, self.settings.max_question_chars)
         k = k or self.settings.top_k
         mode = mode or self.settings.retrieval_mode
-        n = len(self.index.chunks)
-        bm25 = self.index.bm25.scores(tokenize(query)) if mode != "dense" else np.zeros(n, np.float32)
-        dense = self._dense_scores(query) if mode != "bm25" or self.settings.dense_weight > 0 else np.zeros(n, np.float32)
+        allowed = self.allowed_docs(filters)
+        if allowed is not None and not allowed:
+            return []
+        named_docs = set(docs) if docs is not None else self.documents_named_in(query)
+        use_dense = mode != "bm25" or self.settings.dense_weight > 0
+        vector = None
+        if use_dense:
+            vector = np.ascontiguousarray(self.embedder.embed_query(query), dtype=np.float32).reshape(-1)
+        scored = self.index.query(tokenize(query) if mode != "dense" else [], vector)
+        pool = self.settings.candidate_pool
+        scopes: list[set[str] | None] = [None]
+        if allowed is not None:
+            scopes.append(allowed)
+        if named_docs and mode == "hybrid":
+            scopes.append(named_docs & allowed if allowed is not None else named_docs)
+        found = []
+        for scope in scopes:
+            if scope is not None and not scope:
+                continue
+            if mode != "dense":
+                found.append(scored.bm25_top(pool, scope))
+            if vector is not None:
+                found.append(scored.dense_top(pool, scope))
+        ids = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+        if not len(ids):
+            return []
+        bm25 = scored.bm25_of(ids) if mode != "dense" else np.zeros(len(ids))
+        dense = scored.dense_of(ids) if vector is not None else np.zeros(len(ids))
         if mode == "bm25":
-            fused = bm25.astype(np.float64)
+            fused = bm25.copy()
         elif mode == "dense":
-            fused = dense.astype(np.float64)
+            fused = dense.copy()
         else:
             w = self.settings.dense_weight
             fused = (1 - w) * _minmax(bm25) + w * _minmax(dense)
-        named_docs = set(docs) if docs is not None else self.documents_named_in(query)
+        doc_of = np.array(scored.doc_of(ids))
         # The boosts are on the 0–1 scale of the fused score; the single-signal modes stay pure ablations.
         if named_docs and self.settings.region_boost and mode == "hybrid":
-            fused = fused + self.settings.region_boost * np.isin(self._doc_ids, list(named_docs))
+            fused = fused + self.settings.region_boost * np.isin(doc_of, list(named_docs))
         kind = requested_kind(query)
         if kind and self.settings.answer_type_boost and mode == "hybrid":
             # A question asking for a date or a figure prefers passages that state one.
-            fused = fused + self.settings.answer_type_boost * self._states_mask(kind)
-        mask = self.allowed_mask(filters)
-        if mask is not None:
-            fused = np.where(mask, fused, -np.inf)
+            texts = [c.text for c in scored.chunks(ids)]
+            fused = fused + self.settings.answer_type_boost * np.array([states(kind, t) for t in texts], dtype=np.float64)
+        if allowed is not None:
+            fused = np.where(np.isin(doc_of, list(allowed)), fused, -np.inf)
         # Ties (e.g. BM25 zero everywhere) fall back on dense similarity, then reading order.
-        order = np.lexsort((np.arange(n), -dense, -fused))
+        order = np.lexsort((ids, -dense, -fused))
+        order = order[np.isfinite(fused[order])]
         if not named_docs and is_cross_document(query):
-            order = self._best_per_document_first(order)
-        results = []
-        for i in order:
-            if len(results) == k:
-                break
-            if not np.isfinite(fused[i]):
-                continue  # filtered out (the per-document ordering interleaves them with allowed passages)
-            results.append(ScoredChunk(self.index.chunks[i], float(fused[i]), len(results) + 1, float(bm25[i]), float(dense[i])))
-        return results
-
-    def _states_mask(self, kind: str) -> np.ndarray:
-        cache = self.__dict__.setdefault("_states_cache", {})
-        if kind not in cache:
-            cache[kind] = np.array([states(kind, c.text) for c in self.index.chunks], dtype=np.float64)
-        return cache[kind]
+            order = self._best_per_document_first(order, doc_of)
+        picked = order[:k]
+        chunks = scored.chunks(ids[picked])
+        return [ScoredChunk(c, float(fused[i]), rank + 1, float(bm25[i]), float(dense[i]))
+                for rank, (i, c) in enumerate(zip(picked, chunks, strict=False))]
 
     def documents_named_in(self, query: str) -> set[str]:
         """Documents whose region, aliases or title contain a place the question names."""
         places = places_in(query)
         if not places:
             return set()
-        named = set()
-        for doc in self.index.documents:
-            haystack = " ".join([doc.get("region", ""), doc.get("title", ""), *doc.get("aliases", [])])
-            if any(place in haystack for place in places):
-                named.add(doc["doc_id"])
-        return named
+        return {doc_id for doc_id, haystack in self._haystacks if any(place in haystack for place in places)}
 
-    def _best_per_document_first(self, order: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _best_per_document_first(order: np.ndarray, doc_of: np.ndarray) -> np.ndarray:
         seen: set[str] = set()
         firsts, rest = [], []
         for i in order:
-            (rest if self._doc_ids[i] in seen else firsts).append(i)
-            seen.add(self._doc_ids[i])
-        return np.array(firsts + rest)
-
-    def _dense_scores(self, query: str) -> np.ndarray:
-        vector = np.ascontiguousarray(self.embedder.embed_query(query).reshape(1, -1), dtype=np.float32)
-        n = len(self.index.chunks)
-        scores, ids = self.index.vectors.search(vector, n)
-        out = np.zeros(n, dtype=np.float32)
-        valid = ids[0] >= 0
-        out[ids[0][valid]] = scores[0][valid]
-        return out
+            (rest if doc_of[i] in seen else firsts).append(i)
+            seen.add(doc_of[i])
+        return np.array(firsts + rest, dtype=np.int64)

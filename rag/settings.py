@@ -42,6 +42,13 @@ class Settings:
     dense_weight: float = 0.3  # weight of min-max-normalised dense scores in the fusion
     region_boost: float = 0.2  # added to passages of documents whose region the question names
     answer_type_boost: float = 0.2  # added to passages stating the kind of fact asked (date, figure, 文号)
+    # Fusion ranks a candidate pool: the best `candidate_pool` passages by BM25 and by dense similarity (overall, and
+    # within the filter or the documents the question names). Below that many passages the pool is every passage.
+    candidate_pool: int = 200
+    hnsw_min: int = 50_000  # segments of at least this many passages get an HNSW graph (exact search below)
+    hnsw_ef_search: int = 128
+    # "embedded" (the index directory) or a PostgreSQL URL (postgresql://user@host:port/db) for the shared store
+    store: str = "embedded"
 
     # Generation
     llm_backend: str = "local"  # local | openai | extractive | fake
@@ -130,6 +137,10 @@ class Settings:
                 dt.date.fromisoformat(self.today)
             except ValueError:
                 raise SettingsError(f"RAG_TODAY must be a date like 2026-01-31, not {self.today!r}") from None
+        if self.candidate_pool < 10:
+            raise SettingsError("RAG_CANDIDATE_POOL must be at least 10")
+        if self.store != "embedded" and not self.store.startswith(("postgresql://", "postgres://")):
+            raise SettingsError(f"RAG_STORE must be embedded or a postgresql:// URL, not {self.store!r}")
         if self.chunk_max_tokens < 20:
             raise SettingsError("RAG_CHUNK_MAX_TOKENS must be at least 20")
 
@@ -138,10 +149,19 @@ class Settings:
         out = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in {"llm_api_key", "auth_users"} and value:
+            if f.name in {"llm_api_key", "auth_users", "embedder_api_key"} and value:
                 value = "***"
+            if f.name == "store" and "@" in str(value):
+                value = _without_password(str(value))
             out[f.name] = str(value) if isinstance(value, Path) else value
         return out
+
+
+def _without_password(url: str) -> str:
+    """postgresql://user:secret@host/db → postgresql://user:***@host/db"""
+    import re
+
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 def _coerce(f: dataclasses.Field, raw: Any, key: str) -> Any:

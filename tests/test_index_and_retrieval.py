@@ -168,9 +168,9 @@ def test_a_crash_between_writing_and_swapping_leaves_the_previous_index(real_set
 
 
 @pytest.mark.parametrize("name, content", [
-    ("tokens.json", '{"tokens": 5}'),
-    ("tokens.json", '[1, 2]'),
-    ("generation", '{"format": 3, "embedder": "fake:hash-256", "dim": "256", "chunks": 3, "segments": []}'),
+    ("terms.json", '{"terms": 5}'),
+    ("terms.json", '[1, 2]'),
+    ("generation", '{"format": 4, "embedder": "fake:hash-256", "dim": "256", "chunks": 3, "segments": []}'),
     ("documents.json", '{"doc_id": "x"}'),
     ("chunks.jsonl", '{"chunk_id": 1}\n'),
 ])

@@ -1,0 +1,114 @@
+"""Dense similarity over the segments' vectors: exact below a size, FAISS HNSW above it.
+
+Every segment keeps its float32 vectors as a memory-mapped .npy file: exact scores for a few passages (the fusion's
+candidates) read only those rows. A segment of at least `hnsw_min` passages also carries an HNSW graph over 8-bit
+scalar-quantised vectors (a quarter of the memory of flat vectors); its neighbours are re-scored exactly. Filters
+that leave few passages are searched exactly; larger filtered searches pass FAISS a bitmap of allowed passages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+HNSW_FILE = "vectors.hnsw"
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 64
+EXACT_MAX = 20_000  # a filtered search over at most this many passages is exact
+
+
+def build_hnsw(vectors: np.ndarray, path: Path) -> None:
+    """Write an HNSW graph (inner product, SQ8 storage) over `vectors`."""
+    import faiss
+
+    dim = vectors.shape[1]
+    index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    data = np.ascontiguousarray(vectors, dtype=np.float32)
+    index.train(data)
+    index.add(data)
+    faiss.write_index(index, str(path))
+
+
+def top_ids(scores: np.ndarray, limit: int) -> np.ndarray:
+    """Positions of the `limit` largest scores, best first, lower position first among equals — argpartition (O(n)),
+    not a full sort."""
+    if limit <= 0:
+        return np.zeros(0, np.int64)
+    if limit < len(scores):
+        part = np.argpartition(-scores, limit - 1)[:limit]
+        # among positions tied with the limit-th score the lowest win, as in a full sort
+        edge = scores[part].min()
+        part = np.concatenate([part[scores[part] > edge], np.nonzero(scores == edge)[0][:limit]])
+    else:
+        part = np.arange(len(scores))
+    return part[np.lexsort((part, -scores[part]))][:limit].astype(np.int64)
+
+
+@dataclass
+class DenseSegment:
+    vectors: np.ndarray  # (n, dim) float32, memory-mapped
+    hnsw: object | None = None  # faiss index when the segment is large
+
+
+class Dense:
+    """Searches several segments as one: global passage ids are segment offset + row."""
+
+    def __init__(self, parts: list[DenseSegment], visible: np.ndarray, ef_search: int = 128):
+        self.parts = parts
+        self.offsets = np.cumsum([0] + [len(p.vectors) for p in parts])
+        self.visible = visible
+        self.ef_search = ef_search
+
+    def of(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Exact inner products for the passages `ids` (reads only their rows)."""
+        out = np.zeros(len(ids), dtype=np.float32)
+        segment = np.searchsorted(self.offsets, ids, side="right") - 1
+        for s in np.unique(segment):
+            at = np.nonzero(segment == s)[0]
+            rows = ids[at] - self.offsets[s]
+            order = np.argsort(rows)
+            block = np.asarray(self.parts[s].vectors[rows[order]], dtype=np.float32)
+            out[at[order]] = block @ query
+        return out
+
+    def top(self, query: np.ndarray, limit: int, allowed: np.ndarray | None = None) -> np.ndarray:
+        """Global ids of about the `limit` most similar visible (and allowed) passages, best first."""
+        mask = self.visible if allowed is None else allowed & self.visible
+        ids: list[np.ndarray] = []
+        for s, part in enumerate(self.parts):
+            lo, hi = int(self.offsets[s]), int(self.offsets[s + 1])
+            local = mask[lo:hi]
+            count = int(local.sum())
+            if not count:
+                continue
+            if part.hnsw is None or count <= EXACT_MAX:
+                rows = np.arange(hi - lo) if count == hi - lo else np.nonzero(local)[0]
+                scores = np.asarray(part.vectors[rows], dtype=np.float32) @ query
+                ids.append(rows[top_ids(scores, limit)] + lo)
+            else:
+                # the graph's neighbours are ranked on 8-bit vectors: fetch twice as many, re-score them exactly
+                ids.append(self._hnsw(part.hnsw, query, 2 * limit, None if count == hi - lo else local) + lo)
+        if not ids:
+            return np.zeros(0, np.int64)
+        found = np.concatenate(ids).astype(np.int64)
+        if len(found) > limit or len(self.parts) > 1:
+            found = found[top_ids(self.of(query, found), limit)]
+        return found
+
+    def _hnsw(self, index, query: np.ndarray, limit: int, local: np.ndarray | None) -> np.ndarray:
+        import faiss
+
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = max(self.ef_search, limit)
+        if local is not None:
+            bitmap = np.packbits(local, bitorder="little")
+            params.sel = faiss.IDSelectorBitmap(len(local), faiss.swig_ptr(bitmap))
+            _, found = index.search(query.reshape(1, -1), limit, params=params)
+            del bitmap
+        else:
+            _, found = index.search(query.reshape(1, -1), limit, params=params)
+        found = found[0]
+        return found[found >= 0].astype(np.int64)

@@ -1,0 +1,168 @@
+"""Okapi BM25 over jieba tokens as sparse term-by-passage matrices (scipy CSR), one per index segment.
+
+A segment stores its postings once (terms, indptr, passage rows, term frequencies, passage lengths) as .npy files
+that load memory-mapped: opening a large index reads almost nothing. Statistics are global and exact at query time
+(document frequencies count only visible passages, the average length is over visible passages), so a segment never
+has to be rewritten because others changed, and the PostgreSQL store computes the same numbers in SQL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+K1, B = 1.2, 0.75
+MAX_TF = np.iinfo(np.uint16).max
+
+
+def idf(n: int, df: int | np.ndarray) -> float | np.ndarray:
+    """The "+1" form of idf: stays positive even for terms in most passages (as the SQL store computes it)."""
+    return np.log1p((n - df + 0.5) / (df + 0.5))
+
+
+@dataclass
+class Postings:
+    """One segment's postings: term i occurs in passages rows[indptr[i]:indptr[i+1]] with frequencies tf[...]."""
+
+    terms: list[str]
+    indptr: np.ndarray  # int64, len(terms) + 1
+    rows: np.ndarray  # int32, passage rows, ascending within a term
+    tf: np.ndarray  # uint16
+    lengths: np.ndarray  # int32, tokens per passage
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @classmethod
+    def from_tokens(cls, token_lists: list[list[str]]) -> "Postings":
+        vocab: dict[str, int] = {}
+        term_ids, rows, counts = [], [], []
+        for row, tokens in enumerate(token_lists):
+            for term, count in Counter(tokens).items():
+                term_ids.append(vocab.setdefault(term, len(vocab)))
+                rows.append(row)
+                counts.append(count)
+        lengths = np.array([len(t) for t in token_lists], dtype=np.int32)
+        return cls._from_triples(list(vocab), np.array(term_ids, np.int64), np.array(rows, np.int64),
+                                 np.array(counts, np.int64), lengths)
+
+    @classmethod
+    def _from_triples(cls, terms: list[str], term_ids: np.ndarray, rows: np.ndarray, counts: np.ndarray,
+                      lengths: np.ndarray) -> "Postings":
+        """Sorted by term (alphabetically, so segments can be merged by name), rows ascending within a term."""
+        from scipy import sparse
+
+        order = np.argsort(np.array(terms, dtype=object)) if terms else np.zeros(0, np.int64)
+        rank = np.empty(len(terms), np.int64)
+        rank[order] = np.arange(len(terms))
+        matrix = sparse.csr_matrix((np.minimum(counts, MAX_TF), (rank[term_ids], rows)),
+                                   shape=(len(terms), len(lengths)))
+        matrix.sort_indices()
+        return cls([terms[i] for i in order], matrix.indptr.astype(np.int64), matrix.indices.astype(np.int32),
+                   matrix.data.astype(np.uint16), lengths.astype(np.int32))
+
+    def take(self, keep: np.ndarray) -> "Postings":
+        """Only the passages `keep` (ascending rows), renumbered from 0; terms left without postings dropped."""
+        new_row = np.full(len(self), -1, np.int64)
+        new_row[keep] = np.arange(len(keep))
+        term_of = np.repeat(np.arange(len(self.terms)), np.diff(self.indptr))
+        mapped = new_row[self.rows]
+        ok = mapped >= 0
+        used = np.unique(term_of[ok])
+        remap = np.full(len(self.terms), -1, np.int64)
+        remap[used] = np.arange(len(used))
+        return Postings._from_triples([self.terms[i] for i in used], remap[term_of[ok]], mapped[ok],
+                                      self.tf[ok].astype(np.int64), self.lengths[keep])
+
+    @staticmethod
+    def concat(parts: list["Postings"]) -> "Postings":
+        """Passages of `parts` one after another, in one vocabulary."""
+        vocab: dict[str, int] = {}
+        term_ids, rows, counts, offset = [], [], [], 0
+        for part in parts:
+            local = np.array([vocab.setdefault(t, len(vocab)) for t in part.terms], np.int64)
+            term_ids.append(np.repeat(local, np.diff(part.indptr)))
+            rows.append(part.rows.astype(np.int64) + offset)
+            counts.append(part.tf.astype(np.int64))
+            offset += len(part)
+        def cat(xs):
+            return (np.concatenate(xs) if xs else np.zeros(0, np.int64))
+        lengths = np.concatenate([p.lengths for p in parts]) if parts else np.zeros(0, np.int32)
+        return Postings._from_triples(list(vocab), cat(term_ids), cat(rows), cat(counts), lengths)
+
+    # ------------------------------------------------------------ files
+
+    def save(self, folder: Path) -> None:
+        (folder / "terms.json").write_text(json.dumps(self.terms, ensure_ascii=False), encoding="utf-8")
+        for name in ("indptr", "rows", "tf", "lengths"):
+            np.save(folder / f"postings_{name}.npy", getattr(self, name))
+
+    @classmethod
+    def load(cls, folder: Path) -> "Postings":
+        terms = json.loads((folder / "terms.json").read_text(encoding="utf-8"))
+        arrays = {name: np.load(folder / f"postings_{name}.npy", mmap_mode="r") for name in ("indptr", "rows", "tf", "lengths")}
+        postings = cls(terms, **arrays)
+        if (not isinstance(terms, list) or len(postings.indptr) != len(terms) + 1
+                or len(postings.rows) != len(postings.tf) or (len(terms) and postings.indptr[-1] != len(postings.rows))):
+            raise ValueError(f"{folder}: postings files disagree")
+        return postings
+
+
+class BM25:
+    """Exact BM25 over several segments' postings. `visible[i]` False hides global passage i (removed documents):
+    hidden passages score 0 and count in no statistic."""
+
+    def __init__(self, parts: list[Postings], visible: np.ndarray, k1: float = K1, b: float = B):
+        self.parts = parts
+        self.k1, self.b = k1, b
+        self.offsets = np.cumsum([0] + [len(p) for p in parts])
+        self.visible = visible
+        self._hidden_in = [not bool(visible[s:e].all()) for s, e in zip(self.offsets[:-1], self.offsets[1:], strict=False)]
+        self._vocab = [{t: i for i, t in enumerate(p.terms)} for p in parts]
+        lengths = np.concatenate([np.asarray(p.lengths) for p in parts]) if parts else np.zeros(0, np.int32)
+        self.n = int(visible.sum())
+        self.avg_len = float(lengths[visible].mean()) if self.n else 0.0
+        # per passage: k1 * (1 - b + b * len / avg_len), the length part of the BM25 denominator
+        self.norm = (k1 * (1 - b + b * lengths / self.avg_len)).astype(np.float32) if self.n else np.zeros(0, np.float32)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def _slices(self, term: str):
+        for s, (part, vocab) in enumerate(zip(self.parts, self._vocab, strict=False)):
+            i = vocab.get(term)
+            if i is not None:
+                lo, hi = int(part.indptr[i]), int(part.indptr[i + 1])
+                yield s, part.rows[lo:hi], part.tf[lo:hi]
+
+    def df(self, term: str) -> int:
+        total = 0
+        for s, rows, _ in self._slices(term):
+            total += int(self.visible[self.offsets[s] + rows].sum()) if self._hidden_in[s] else len(rows)
+        return total
+
+    def scores(self, query_tokens: list[str]) -> np.ndarray:
+        """One score per passage, global rows (0 where no query term occurs, and for hidden passages)."""
+        out = np.zeros(len(self), dtype=np.float32)
+        if not self.n:
+            return out
+        for term, qtf in Counter(query_tokens).items():
+            slices = list(self._slices(term))
+            if not slices:
+                continue
+            weight = qtf * float(idf(self.n, self.df(term))) * (self.k1 + 1)
+            for s, rows, tf in slices:
+                at = self.offsets[s] + rows
+                tf = tf.astype(np.float32)
+                out[at] += weight * tf / (tf + self.norm[at])
+        if not self.visible.all():
+            out[~self.visible] = 0.0
+        return out
+
+    def scores_of(self, query_tokens: list[str], ids: np.ndarray) -> np.ndarray:
+        """Scores of a few passages only (as the full vector would give them)."""
+        return self.scores(query_tokens)[ids]

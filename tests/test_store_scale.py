@@ -1,0 +1,119 @@
+"""The embedded store built to scale: sparse BM25 equals the textbook formula, top-k selection equals a full sort,
+HNSW finds what an exact search finds, and a large-index layout answers as the small one does."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from rag.dense import Dense, DenseSegment, build_hnsw, top_ids
+from rag.embedders import FakeEmbedder
+from rag.library import ensure_index
+from rag.retrieval import Retriever
+from rag.sparse import BM25, Postings
+
+WORDS = "知识产权 专利 商标 转化 运用 保护 高校 企业 示范 培育 目标 资金 奖励 服务 平台 数据".split()
+
+
+def reference_bm25(token_lists: list[list[str]], query: list[str], k1: float = 1.2, b: float = 0.75) -> np.ndarray:
+    """Okapi BM25 straight from token lists, as a textbook writes it."""
+    n = len(token_lists)
+    avg = sum(len(t) for t in token_lists) / n
+    out = np.zeros(n)
+    for term, qtf in Counter(query).items():
+        df = sum(1 for tokens in token_lists if term in tokens)
+        if not df:
+            continue
+        idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+        for i, tokens in enumerate(token_lists):
+            tf = tokens.count(term)
+            if tf:
+                out[i] += qtf * idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(tokens) / avg))
+    return out
+
+
+def random_passages(n: int, seed: int) -> list[list[str]]:
+    rng = np.random.default_rng(seed)
+    return [list(rng.choice(WORDS, size=int(rng.integers(1, 30)))) for _ in range(n)]
+
+
+def test_sparse_bm25_equals_the_textbook_formula_across_segments_and_hidden_passages():
+    a, b = random_passages(60, 1), random_passages(40, 2)
+    query = ["专利", "转化", "专利", "不存在的词"]
+    one = BM25([Postings.from_tokens(a + b)], np.ones(100, bool))
+    two = BM25([Postings.from_tokens(a), Postings.from_tokens(b)], np.ones(100, bool))
+    expected = reference_bm25(a + b, query)
+    assert np.allclose(one.scores(query), expected, rtol=1e-5)
+    assert np.allclose(two.scores(query), expected, rtol=1e-5)
+    # hiding passages is the same as never having indexed them: statistics count only what is visible
+    visible = np.ones(100, bool)
+    visible[10:30] = False
+    kept = [t for i, t in enumerate(a + b) if visible[i]]
+    hidden_scores = BM25([Postings.from_tokens(a), Postings.from_tokens(b)], visible).scores(query)
+    assert np.allclose(hidden_scores[visible], reference_bm25(kept, query), rtol=1e-5)
+    assert not hidden_scores[~visible].any()
+
+
+def test_postings_survive_take_and_concat_as_if_built_from_the_kept_tokens():
+    a, b = random_passages(30, 3), random_passages(20, 4)
+    keep = np.array([0, 3, 4, 10, 29])
+    merged = Postings.concat([Postings.from_tokens(a).take(keep), Postings.from_tokens(b)])
+    direct = Postings.from_tokens([a[i] for i in keep] + b)
+    assert merged.terms == direct.terms
+    for name in ("indptr", "rows", "tf", "lengths"):
+        assert np.array_equal(getattr(merged, name), getattr(direct, name))
+
+
+def test_top_ids_equals_a_full_sort_with_ties_broken_by_id():
+    rng = np.random.default_rng(5)
+    for trial in range(50):
+        scores = rng.integers(0, 6, size=int(rng.integers(1, 300))).astype(np.float32)
+        scores[rng.random(len(scores)) < 0.2] = -np.inf
+        limit = int(rng.integers(1, 40))
+        full = np.lexsort((np.arange(len(scores)), -scores))[:limit]
+        assert list(top_ids(scores, limit)) == list(full), trial
+
+
+def clustered_vectors(n: int, dim: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((40, dim))
+    x = centres[rng.integers(0, 40, n)] + 0.4 * rng.standard_normal((n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_hnsw_finds_what_an_exact_search_finds_and_respects_filters(tmp_path):
+    vectors = clustered_vectors(30_000, 64, 6)
+    build_hnsw(vectors, tmp_path / "v.hnsw")
+    import faiss
+
+    visible = np.ones(len(vectors), bool)
+    approx = Dense([DenseSegment(vectors, faiss.read_index(str(tmp_path / "v.hnsw")))], visible)
+    exact = Dense([DenseSegment(vectors, None)], visible)
+    rng = np.random.default_rng(7)  # questions near some passages, as real questions are
+    queries = vectors[rng.integers(0, len(vectors), 30)] + 0.3 * rng.standard_normal((30, 64)).astype(np.float32) / 8
+    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    recall = np.mean([len(set(approx.top(q, 50)) & set(exact.top(q, 50))) / 50 for q in queries])
+    assert recall >= 0.9
+    allowed = np.zeros(len(vectors), bool)
+    allowed[::2] = True  # half the passages: the filtered graph search, not the exact fallback
+    for q in queries[:5]:
+        found = approx.top(q, 20, allowed)
+        assert len(found) == 20 and allowed[found].all()
+    few = np.zeros(len(vectors), bool)
+    few[[5, 500, 5000]] = True
+    assert sorted(approx.top(queries[0], 20, few)) == [5, 500, 5000]
+
+
+@pytest.mark.parametrize("question", ["湖南专利转化目标是多少", "杭州知识产权强市的资金怎么安排", "乌海市十四五规划的主要任务",
+                                      "沈阳运营服务体系建设", "高价值专利培育"])
+def test_an_index_with_hnsw_segments_answers_like_the_flat_one(real_settings, tmp_path, question):
+    embedder = FakeEmbedder()
+    flat, _ = ensure_index(real_settings, embedder)
+    graph, _ = ensure_index(real_settings.replace(index_dir=tmp_path / "hnsw", hnsw_min=10), embedder)
+    assert any(s.hnsw is not None for s in graph.segments) and all(s.hnsw is None for s in flat.segments)
+    a = [c.chunk.chunk_id for c in Retriever(flat, embedder, real_settings).search(question)]
+    b = [c.chunk.chunk_id for c in Retriever(graph, embedder, real_settings).search(question)]
+    assert a == b
