@@ -66,6 +66,10 @@ def run_bench(settings: Settings, args) -> int:
     """Print figures; no assertions (targets live in the README)."""
     if getattr(args, "adds", 0):
         return run_add_bench(settings, args)
+    if getattr(args, "scale", None):
+        from rag.bench_scale import run_scale_bench
+
+        return run_scale_bench(settings, args)
     embedder = make_embedder(settings.embedder)
     questions = load_dataset(Path(args.dataset))
     if not args.skip_build:

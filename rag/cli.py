@@ -336,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-build", action="store_true")
     p.add_argument("--adds", type=int, default=0, metavar="N",
                    help="instead: time 1 document add, then N small adds one by one, on a copy of data/")
+    p.add_argument("--scale", metavar="SIZES", help="instead: synthetic libraries of these passage counts, e.g. 1e4,1e5,1e6")
+    p.add_argument("--stores", default="embedded", help="with --scale: embedded,postgresql")
+    p.add_argument("--out", help="with --scale: also write the figures as JSON here")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("loadcheck", help="N concurrent API questions on loopback; prints p50/p95 and errors")

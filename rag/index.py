@@ -26,7 +26,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -99,8 +99,9 @@ def embed_passages(embedder: Embedder, texts: list[str], progress: Progress | No
 
 
 def make_segment(documents: list[Document], settings: Settings, embedder: Embedder,
-                 progress: Progress | None = None) -> Segment:
-    chunks = chunk_corpus(documents, chunker_config(settings))
+                 progress: Progress | None = None, chunks: list[Chunk] | None = None) -> Segment:
+    """Chunk (unless `chunks` are given), tokenise and embed documents."""
+    chunks = chunk_corpus(documents, chunker_config(settings)) if chunks is None else chunks
     vectors = embed_passages(embedder, [c.index_text for c in chunks], progress)
     postings = Postings.from_tokens([tokenize(c.index_text) for c in chunks])
     return Segment([d.metadata() for d in documents], {d.doc_id: d.text for d in documents}, chunks, postings, vectors)
@@ -398,6 +399,21 @@ class Index:
                 wanted[i] = True
         return wanted[self.doc_code]  # code -1 (hidden) reads the last, False
 
+    @property
+    def exact_dense(self) -> bool:
+        """True when every segment is searched exactly (no HNSW graph)."""
+        return all(s.hnsw is None for s in self.segments)
+
+    def exact_dense_top(self, vector: np.ndarray, limit: int) -> np.ndarray:
+        """The exact top `limit` by inner product over every visible passage (a scan: for measuring recall)."""
+        scores = np.full(len(self.visible), -np.inf, np.float32)
+        for s, segment in enumerate(self.segments):
+            for lo in range(0, len(segment), 65_536):
+                block = np.asarray(segment.vectors[lo:lo + 65_536], dtype=np.float32)
+                scores[self.offsets[s] + lo:self.offsets[s] + lo + len(block)] = block @ vector
+        scores[~self.visible] = -np.inf
+        return top_ids(scores, limit)
+
     def query(self, tokens: list[str], vector: np.ndarray | None) -> "EmbeddedQuery":
         return EmbeddedQuery(self, tokens, vector)
 
@@ -497,6 +513,42 @@ def apply_changes(index_dir: Path, config: dict, segment: Segment | None, remove
         config["skipped_files"] = skipped
     config["segments"] = _merged(index_dir, [s for s in config["segments"] if len(s["docs"]) > len(s.get("hidden", []))],
                                  config["dim"], hnsw_min)
+    return commit_generation(index_dir, config)
+
+
+def bulk_build(index_dir: Path, config: dict, documents: Iterable[Document], settings: Settings, embedder: Embedder,
+               limit: int = 0, batch: int = 20_000, progress: Progress | None = None) -> dict:
+    """A new index from many documents with bounded memory: segments of about `batch` passages are written as the
+    documents stream in, then merged once into one segment (with its HNSW graph when large). `limit`: stop after
+    that many passages (0: all). The caller holds `writer_lock`. Returns the committed generation."""
+    config = json.loads(json.dumps({k: v for k, v in config.items() if k != "_file"}))
+    entries, docs, chunks, total = [], [], [], 0
+    fingerprints = {}
+
+    def flush() -> None:
+        if chunks:
+            entries.append(write_segment(index_dir, make_segment(docs, settings, embedder, chunks=chunks)))
+            if progress:
+                progress(total, limit or total)
+        docs.clear()
+        chunks.clear()
+
+    for doc in documents:
+        found = chunk_corpus([doc], chunker_config(settings))
+        docs.append(doc)
+        chunks.extend(found)
+        fingerprints[doc.doc_id] = doc.fingerprint
+        total += len(found)
+        if len(chunks) >= batch:
+            flush()
+        if limit and total >= limit:
+            break
+    flush()
+    hnsw_min = int(config.get("hnsw_min", 0))
+    if len(entries) > 1 or (entries and hnsw_min and entries[0]["chunks"] >= hnsw_min):
+        entries = [_merge(index_dir, entries, config["dim"], hnsw_min)]
+    config["segments"] = entries
+    config["fingerprints"] = fingerprints
     return commit_generation(index_dir, config)
 
 

