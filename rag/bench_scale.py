@@ -8,6 +8,7 @@ memory belongs to one size. Search times exclude embedding the question (the emb
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -62,10 +63,12 @@ def build(settings: Settings, size: int, store: str) -> dict:
             config = bulk_build(settings.index_dir, new_config(settings, embedder), documents, settings, embedder, limit=size)
         passages, docs = config["chunks"], config["documents"]
     else:
-        from rag.pgstore import PgStore
+        from rag.index import backend_for
 
-        pg = PgStore.create(settings, embedder, fresh=True)
-        passages, docs = pg.bulk_load(documents, settings, embedder, limit=size)
+        backend = backend_for(settings)
+        config = backend.bulk_load(new_config(settings, embedder) | {"_replace_all": True}, documents, settings, embedder,
+                                   limit=size)
+        passages, docs = config["chunks"], config["documents"]
     return {"build_s": time.perf_counter() - started, "build_peak_mb": _rss_mb()[1], "passages": passages,
             "documents": docs}
 
@@ -95,10 +98,12 @@ def serve(settings: Settings, questions: list[str], store: str) -> dict:
 
         index = load_index(settings.index_dir, embedder, settings.hnsw_ef_search)
     else:
-        from rag.pgstore import PgStore
+        from rag.index import backend_for
 
-        index = PgStore.open(settings, embedder)
+        index = backend_for(settings).load(embedder)
     out = {"load_s": time.perf_counter() - started}
+    if store != "embedded":
+        out["disk_mb"] = index.backend.disk_mb()
     retriever = Retriever(index, cached, settings)
     regions = [d.get("province", "") for d in index.documents if d["doc_id"].startswith("syn-") and d.get("province")]
     region = regions[len(regions) // 2] if regions else ""
@@ -149,6 +154,28 @@ def _child(mode: str, settings: Settings, size: int, store: str, questions: Path
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _measure(settings: Settings, store: str, size: int, questions: Path, server) -> dict:
+    with tempfile.TemporaryDirectory(prefix=f"rag-scale-{size}-") as tmp:
+        variant = settings.replace(index_dir=Path(tmp) / "index")
+        if store != "embedded":
+            from rag.pglocal import create_database
+
+            variant = variant.replace(store=create_database(server.url, f"scale_{size}"))
+        built = _child("build", variant, size, store, questions)
+        served = _child("serve", variant, size, store, questions)
+        disk = _du_mb(variant.index_dir) if store == "embedded" else served.get("disk_mb", 0.0)
+    return built | served | {"store": store, "disk_mb": disk}
+
+
+def _print_row(row: dict) -> None:
+    recall = "exact" if row["recall"] is None else f"{row['recall']:.3f}"
+    print(f"{row['store']:<10} {row['passages']:>9,} {row['documents']:>6,} {row['build_s']:>7.1f}s "
+          f"{row['build_peak_mb'] / 1024:>8.2f}GB {row['disk_mb'] / 1024:>6.2f}GB {row['load_s']:>5.2f}s "
+          f"{row['rss_mb'] / 1024:>7.2f}GB {_pair(row, 'hybrid'):>15} {_pair(row, 'bm25'):>14} "
+          f"{_pair(row, 'dense'):>14} {_pair(row, 'filtered_region'):>15} {_pair(row, 'filtered_in_force'):>17} {recall:>6}",
+          flush=True)
+
+
 def _pair(row: dict, key: str) -> str:
     return f"{row[key][0]:.1f}/{row[key][1]:.1f} ms"
 
@@ -168,26 +195,16 @@ def run_scale_bench(settings: Settings, args) -> int:
               f"{'region p50/p95':>15} {'in-force p50/p95':>17} {'recall':>6}")
     print(header)
     rows = []
-    for store in stores:
-        for size in sizes:
-            with tempfile.TemporaryDirectory(prefix=f"rag-scale-{size}-") as tmp:
-                variant = settings.replace(index_dir=Path(tmp) / "index")
-                if store != "embedded":
-                    from rag.pgstore import bench_database
+    with contextlib.ExitStack() as stack:
+        server = None
+        if any(s != "embedded" for s in stores):
+            from rag.pglocal import running_server
 
-                    variant = variant.replace(store=bench_database(settings, size))
-                built = _child("build", variant, size, store, questions)
-                disk = _du_mb(variant.index_dir) if store == "embedded" else built.get("disk_mb", 0.0)
-                served = _child("serve", variant, size, store, questions)
-                if store != "embedded":
-                    disk = served.get("disk_mb", disk)
-            row = built | served | {"store": store, "disk_mb": disk}
-            rows.append(row)
-            recall = "exact" if row["recall"] is None else f"{row['recall']:.3f}"
-            print(f"{store:<10} {row['passages']:>9,} {row['documents']:>6,} {row['build_s']:>7.1f}s "
-                  f"{row['build_peak_mb'] / 1024:>8.2f}GB {disk / 1024:>6.2f}GB {row['load_s']:>5.2f}s "
-                  f"{row['rss_mb'] / 1024:>7.2f}GB {_pair(row, 'hybrid'):>15} {_pair(row, 'bm25'):>14} "
-                  f"{_pair(row, 'dense'):>14} {_pair(row, 'filtered_region'):>15} {_pair(row, 'filtered_in_force'):>17} {recall:>6}", flush=True)
+            server = stack.enter_context(running_server())  # a throwaway local PostgreSQL for the measurements
+        for store in stores:
+            for size in sizes:
+                rows.append(_measure(settings, store, size, questions, server))
+                _print_row(rows[-1])
     if args.out:
         Path(args.out).write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
     print(f"peak memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")

@@ -133,11 +133,11 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 def cmd_documents(args: argparse.Namespace) -> int:
     from rag.embedders import make_embedder
-    from rag.index import load_index
+    from rag.index import backend_for
     from rag.library import list_documents, today_of
 
     settings = _settings(args)
-    rows = list_documents(load_index(settings.index_dir, make_embedder(settings.embedder)), today_of(settings))
+    rows = list_documents(backend_for(settings).load(make_embedder(settings.embedder)), today_of(settings))
     if args.in_force:
         rows = [r for r in rows if r["status"] == "在效"]
     if args.json:

@@ -15,7 +15,7 @@ from functools import cached_property
 
 from rag.embedders import Embedder, make_embedder
 from rag.errors import RagError
-from rag.index import Index, generation, load_index
+from rag.index import Index, backend_for
 from rag.retrieval import Retriever
 from rag.settings import Settings
 
@@ -98,7 +98,7 @@ class Engine:
         if state is None:
             with self._lock:
                 if self._state is None:
-                    self._state = _State(load_index(self.settings.index_dir, self.embedder), self.embedder, self.settings)
+                    self._state = _State(backend_for(self.settings).load(self.embedder), self.embedder, self.settings)
                 state = self._state
         return state
 
@@ -121,7 +121,7 @@ class Engine:
     def refresh(self) -> bool:
         """Reload when a writer swapped in another generation since this engine loaded. True when it reloaded.
         A new generation that cannot be loaded is logged and the loaded one kept."""
-        current = generation(self.settings.index_dir)
+        current = backend_for(self.settings).generation()
         state = self._state
         if not current or (state is not None and state.index.config.get("_file") == current):
             return False
@@ -129,7 +129,7 @@ class Engine:
             if self._state is not None and self._state.index.config.get("_file") == current:
                 return False
             try:
-                index = load_index(self.settings.index_dir, self.embedder)
+                index = backend_for(self.settings).load(self.embedder)
             except RagError as exc:
                 if self._state is None:
                     raise

@@ -46,3 +46,7 @@ class LLMUnavailableError(RagError):
 
 class UnknownDocumentError(CorpusError):
     user_message = "没有这篇文档。"
+
+
+class StoreUnavailableError(IndexMissingError):
+    user_message = "检索数据库暂时无法连接，请稍后再试。"

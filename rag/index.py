@@ -431,9 +431,11 @@ class EmbeddedQuery:
         return self._bm25
 
     def bm25_top(self, limit: int, doc_ids: set[str] | None = None) -> np.ndarray:
+        """Passages holding a query term (BM25 > 0), best first; as the SQL store, which only sees postings."""
         mask = self.index.visible if doc_ids is None else self.index.allowed(doc_ids)
-        scores = np.where(mask, self._scores(), -np.inf)
-        return top_ids(scores, min(limit, int(mask.sum())))
+        raw = self._scores()
+        mask = mask & (raw > 0)
+        return top_ids(np.where(mask, raw, -np.inf), min(limit, int(mask.sum())))
 
     def dense_top(self, limit: int, doc_ids: set[str] | None = None) -> np.ndarray:
         if self.vector is None:
@@ -495,7 +497,7 @@ def apply_changes(index_dir: Path, config: dict, segment: Segment | None, remove
     """A new generation: `remove` hidden wherever they are, `segment` added, small segments merged. Returns it.
 
     The caller holds `writer_lock`. Documents in `segment` replace earlier versions of themselves."""
-    config = json.loads(json.dumps({k: v for k, v in config.items() if k != "_file"}))
+    config = json.loads(json.dumps({k: v for k, v in config.items() if k not in ("_file", "_replace_all")}))
     hnsw_min = int(config.get("hnsw_min", 0))
     replaced = set(remove) | ({d["doc_id"] for d in segment.documents} if segment else set())
     for entry in config["segments"]:
@@ -590,3 +592,43 @@ def _merge(index_dir: Path, entries: list[dict], dim: int, hnsw_min: int) -> dic
     merged = Segment(documents, texts, chunks, Postings.concat(postings),
                      np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32))
     return write_segment(index_dir, merged, hnsw_min)
+
+
+# ---------------------------------------------------------------- the store behind the library and the engine
+
+class EmbeddedBackend:
+    """The index operations on the index directory (the default store); rag/pgstore.py has the same on PostgreSQL."""
+
+    def __init__(self, index_dir: Path, ef_search: int = 128):
+        self.index_dir = index_dir
+        self.ef_search = ef_search
+
+    def read_config(self) -> dict | None:
+        return read_config(self.index_dir)
+
+    def generation(self) -> str:
+        return generation(self.index_dir)
+
+    def writer_lock(self):
+        return writer_lock(self.index_dir)
+
+    def apply_changes(self, config: dict, segment: Segment | None, remove: set[str], fingerprints: dict[str, str],
+                      skipped: list | None = None) -> dict:
+        return apply_changes(self.index_dir, config, segment, remove, fingerprints, skipped)
+
+    def load(self, embedder: Embedder) -> Index:
+        return load_index(self.index_dir, embedder, self.ef_search)
+
+
+_PG_BACKENDS: dict[str, object] = {}
+
+
+def backend_for(settings: Settings):
+    """The store `settings.store` names: the index directory, or a PostgreSQL database (one pool per URL)."""
+    if settings.store == "embedded":
+        return EmbeddedBackend(settings.index_dir, settings.hnsw_ef_search)
+    if settings.store not in _PG_BACKENDS:
+        from rag.pgstore import PgBackend
+
+        _PG_BACKENDS[settings.store] = PgBackend(settings.store, settings.hnsw_ef_search)
+    return _PG_BACKENDS[settings.store]

@@ -31,17 +31,7 @@ from rag.documents import (
 )
 from rag.embedders import Embedder
 from rag.errors import CorpusError, UnknownDocumentError
-from rag.index import (
-    Index,
-    Progress,
-    apply_changes,
-    expected_signature,
-    load_index,
-    make_segment,
-    new_config,
-    read_config,
-    writer_lock,
-)
+from rag.index import Index, Progress, backend_for, expected_signature, make_segment, new_config
 from rag.settings import Settings
 
 REMOVED_DIR = ".removed"
@@ -115,7 +105,7 @@ def _scan(data_dir: Path, taken: dict[str, str]) -> list[_File]:
 
 def index_status(settings: Settings, embedder: Embedder) -> tuple[str, str]:
     """('missing' | 'stale' | 'current' | 'unknown', why) without loading the index."""
-    config = read_config(settings.index_dir)
+    config = backend_for(settings).read_config()
     if config is None:
         return "missing", "no index yet"
     changed = _signature_changes(config, settings, embedder)
@@ -138,14 +128,15 @@ def sync_index(settings: Settings, embedder: Embedder, rebuild: bool = False,
     """Bring the index in step with `data/`: only new, changed and vanished documents are touched.
 
     A build that fails (no readable document, model error) raises before anything on disk changes."""
-    with writer_lock(settings.index_dir):
+    with backend_for(settings).writer_lock():
         return _sync_locked(settings, embedder, rebuild, progress)
 
 
 def _sync_locked(settings: Settings, embedder: Embedder, rebuild: bool = False,
                  progress: Progress | None = None) -> tuple[Index, Report]:
     started = time.perf_counter()
-    config = read_config(settings.index_dir)
+    store = backend_for(settings)
+    config = store.read_config()
     full = rebuild or bool(_signature_changes(config, settings, embedder))
     known = {} if full or config is None else config.get("fingerprints", {})
     skipped_before = {} if full or config is None else config.get("skipped", {})
@@ -153,7 +144,7 @@ def _sync_locked(settings: Settings, embedder: Embedder, rebuild: bool = False,
     todo = [f for f in files if known.get(f.doc_id) != f.fingerprint and skipped_before.get(f.path.name) != f.fingerprint]
     gone = set(known) - {f.doc_id for f in files}
     if not full and not todo and not gone:
-        return load_index(settings.index_dir, embedder), Report("unchanged", seconds=time.perf_counter() - started)
+        return store.load(embedder), Report("unchanged", seconds=time.perf_counter() - started)
     documents, skipped = [], {k: v for k, v in skipped_before.items() if k in {f.path.name for f in files}}
     messages = dict((config or {}).get("skipped_messages", {})) if not full else {}
     failed = []
@@ -171,13 +162,13 @@ def _sync_locked(settings: Settings, embedder: Embedder, rebuild: bool = False,
         raise CorpusError(f"{settings.data_dir}: no readable documents",
                           f"文档目录 {settings.data_dir} 中没有可读取的文档（.txt .docx .pdf .html）。")
     segment = make_segment(documents, settings, embedder, progress) if documents else None
-    base = new_config(settings, embedder) if full else config
+    base = new_config(settings, embedder) | {"_replace_all": True} if full else config
     base = base | {"skipped": skipped, "skipped_messages": messages,
                    "files": {k: v for k, v in (base.get("files", {})).items() if k not in gone}
                    | {d.doc_id: d.path.name for d in documents}}
-    apply_changes(settings.index_dir, base, segment, gone, {d.doc_id: d.fingerprint for d in documents},
+    store.apply_changes(base, segment, gone, {d.doc_id: d.fingerprint for d in documents},
                   skipped=sorted(messages.items()))
-    index = load_index(settings.index_dir, embedder)
+    index = store.load(embedder)
     before = set(known)
     return index, Report("built" if full else "updated",
                      added=[d.doc_id for d in documents if d.doc_id not in before],
@@ -216,11 +207,12 @@ def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str,
     report = Report("nothing")
     accepted: list[tuple[str, bytes, Document]] = []
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    with writer_lock(settings.index_dir):
-        config = read_config(settings.index_dir)
+    store = backend_for(settings)
+    with store.writer_lock():
+        config = store.read_config()
         if _signature_changes(config, settings, embedder):
             _sync_locked(settings, embedder)
-            config = read_config(settings.index_dir)
+            config = store.read_config()
         manifest = read_manifest(settings.data_dir)
         taken = dict(config.get("files", {})) if config else {}
         entries: dict[str, dict] = {}
@@ -250,7 +242,7 @@ def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str,
             documents = [doc for _, _, doc in accepted]
             segment = make_segment(documents, settings, embedder, progress)
             base = config | {"files": config.get("files", {}) | {d.doc_id: d.path.name for d in documents}}
-            apply_changes(settings.index_dir, base, segment, set(), {d.doc_id: d.fingerprint for d in documents})
+            store.apply_changes(base, segment, set(), {d.doc_id: d.fingerprint for d in documents})
         except BaseException:
             _restore(settings.data_dir, backups)
             raise
@@ -313,8 +305,9 @@ def _update_manifest(data_dir: Path, changed: dict[str, dict]) -> None:
 def remove_document(settings: Settings, embedder: Embedder, doc_id: str) -> Report:
     """Take a document out: its file moves to data/.removed/ (nothing is deleted), then its passages are hidden."""
     started = time.perf_counter()
-    with writer_lock(settings.index_dir):
-        config = read_config(settings.index_dir)
+    store = backend_for(settings)
+    with store.writer_lock():
+        config = store.read_config()
         files = (config or {}).get("files", {})
         if config is None or doc_id not in files:
             known = "、".join(sorted(files)) or "（无）"
@@ -326,7 +319,7 @@ def remove_document(settings: Settings, embedder: Embedder, doc_id: str) -> Repo
             os.replace(source, trash / f"{time.strftime('%Y%m%d-%H%M%S')}-{source.name}")
         _drop_manifest_entry(settings.data_dir, files[doc_id])
         base = config | {"files": {k: v for k, v in files.items() if k != doc_id}}
-        apply_changes(settings.index_dir, base, None, {doc_id}, {})
+        store.apply_changes(base, None, {doc_id}, {})
     return Report("removed", removed=[doc_id], seconds=time.perf_counter() - started)
 
 

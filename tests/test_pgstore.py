@@ -1,0 +1,152 @@
+"""PostgreSQL + pgvector behind the retriever: the same BM25 ranking and fused top-k as the embedded store, documents
+shared between processes, and the faults (unreachable database, vectors of another embedder, a failed add).
+
+A real, throwaway server (rag/pglocal.py) is started once for this module on a free port in a temporary directory."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag.embedders import FakeEmbedder
+from rag.engine import Engine
+from rag.errors import IndexMismatchError, StoreUnavailableError
+from rag.library import add_documents, ensure_index, remove_document
+from rag.pglocal import create_database, running_server
+from rag.retrieval import Retriever
+from rag.text import tokenize
+
+pytestmark = pytest.mark.postgres
+
+QUESTIONS = ["湖南专利转化目标是多少", "杭州知识产权强市的资金怎么安排", "乌海市十四五规划的主要任务", "沈阳运营服务体系建设",
+             "高价值专利培育", "知识产权质押融资", "商标品牌战略", "哪些城市提到了知识产权保护中心", "印发日期", "专利密集型产业"]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server() as srv:
+        yield srv
+
+
+@pytest.fixture
+def pg_settings(real_settings, server, request):
+    import hashlib
+
+    name = "t_" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
+    return real_settings.replace(store=create_database(server.url, name))
+
+
+@pytest.fixture(scope="module")
+def both(server, tmp_path_factory):
+    """The five documents in both stores (built once for the parity tests)."""
+    from tests.conftest import DATA, make_settings
+
+    settings = make_settings(DATA, tmp_path_factory.mktemp("parity") / "index")
+    embedder = FakeEmbedder()
+    embedded, _ = ensure_index(settings, embedder)
+    pg, _ = ensure_index(settings.replace(store=create_database(server.url, "t_parity")), embedder)
+    return embedder, embedded, pg, settings
+
+
+def test_postgres_holds_the_same_passages_documents_and_facts(both):
+    _, embedded, pg, _ = both
+    assert len(pg) == len(embedded) and [d["doc_id"] for d in pg.documents] == [d["doc_id"] for d in embedded.documents]
+    assert pg.passage_counts() == embedded.passage_counts()
+    doc = embedded.documents[0]["doc_id"]
+    assert pg.text_of(doc) == embedded.text_of(doc)
+    assert [c.chunk_id for c in pg.chunks_of(doc)] == [c.chunk_id for c in embedded.chunks_of(doc)]
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_bm25_ranks_alike_in_sql_and_in_the_sparse_matrices(both, question):
+    _, embedded, pg, _ = both
+    tokens = tokenize(question)
+    a = embedded.query(tokens, None)
+    b = pg.query(tokens, None)
+    ids_a, ids_b = a.bm25_top(50), b.bm25_top(50)
+    scores_a, scores_b = a.bm25_of(ids_a), b.bm25_of(ids_b)
+    assert np.allclose(scores_a, scores_b, rtol=1e-5)
+    # the same ranking: identical wherever scores differ by more than float rounding
+    assert [int(i) for i in ids_a] == [int(i) for i in ids_b] or np.allclose(np.sort(scores_a), np.sort(scores_b), rtol=1e-5)
+    assert np.allclose(b.bm25_of(ids_a), scores_a, rtol=1e-5)
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+@pytest.mark.parametrize("filters", [None, {"region": "湖南"}, {"in_force": True}])
+def test_fused_top_k_is_the_same_on_both_stores(both, question, filters):
+    embedder, embedded, pg, settings = both
+    a = Retriever(embedded, embedder, settings).search(question, k=5, filters=filters)
+    b = Retriever(pg, embedder, settings).search(question, k=5, filters=filters)
+    assert [c.chunk.chunk_id for c in a] == [c.chunk.chunk_id for c in b]
+    assert np.allclose([c.score for c in a], [c.score for c in b], atol=1e-5)
+
+
+def test_a_document_added_through_one_server_is_answered_by_another(pg_settings):
+    embedder = FakeEmbedder()
+    ensure_index(pg_settings, embedder)
+    first, second = Engine(pg_settings, embedder=embedder), Engine(pg_settings, embedder=embedder)
+    assert len(second.index.documents) == 5
+    text = "青州市数据知识产权登记办法\n一、登记范围\n数据知识产权登记由青州市市场监督管理局负责，登记费用全免。\n"
+    report = add_documents(pg_settings, embedder, [("青州登记办法.txt", text.encode())])
+    assert report.added
+    assert second.refresh()  # the generation in the database moved: the other process reloads
+    hits = second.retriever.search("青州数据知识产权登记由谁负责")
+    assert hits[0].chunk.doc_id == report.added[0]
+    remove_document(pg_settings, embedder, report.added[0])
+    assert first.refresh() and all(d["doc_id"] != report.added[0] for d in first.index.documents)
+    # statistics follow removals: BM25 over the database equals a fresh embedded index of the same documents
+    assert first.index.query(tokenize("数据知识产权登记"), None).bm25_top(5).size >= 0
+
+
+def test_a_database_of_another_embedder_is_refused_naming_both(pg_settings):
+    ensure_index(pg_settings, FakeEmbedder())
+    other = FakeEmbedder(dim=128)
+    with pytest.raises(IndexMismatchError) as info:
+        Engine(pg_settings, embedder=other).index  # noqa: B018
+    assert "fake:hash-256" in info.value.user_message and "fake:hash-128" in info.value.user_message
+
+
+def test_a_failed_add_leaves_the_database_as_it_was(pg_settings, monkeypatch):
+    embedder = FakeEmbedder()
+    before, _ = ensure_index(pg_settings, embedder)
+    import rag.pgstore as pgstore
+
+    original = pgstore._insert
+
+    def dies_half_way(conn, segment):
+        original(conn, segment)  # passages, vectors and postings written, statistics updated…
+        raise RuntimeError("killed before commit")
+
+    monkeypatch.setattr(pgstore, "_insert", dies_half_way)
+    with pytest.raises(RuntimeError):
+        add_documents(pg_settings, embedder, [("半途.txt", "半途而废的文件\n一、事项\n这份文件不应出现在索引里。\n".encode())])
+    monkeypatch.setattr(pgstore, "_insert", original)
+    after = Engine(pg_settings, embedder=embedder).index
+    assert len(after) == len(before) and [d["doc_id"] for d in after.documents] == [d["doc_id"] for d in before.documents]
+    assert not (pg_settings.data_dir / "半途.txt").exists()
+    tokens = tokenize("半途而废")
+    assert after.query(tokens, None).bm25_top(5).size == 0
+
+
+def test_an_unreachable_database_gives_a_clear_message_and_503_then_recovers(real_settings, server):
+    from fastapi.testclient import TestClient
+
+    from rag.api import create_api
+
+    settings = real_settings.replace(store=create_database(server.url, "t_unreachable"), llm_backend="extractive")
+    embedder = FakeEmbedder()
+    ensure_index(settings, embedder)
+    engine = Engine(settings, embedder=embedder)
+    client = TestClient(create_api(settings, engine))
+    assert client.post("/api/ask", json={"question": "湖南专利转化目标是多少"}).status_code == 200
+    server.stop()
+    try:
+        fresh = Engine(settings, embedder=embedder)
+        with pytest.raises(StoreUnavailableError) as info:
+            fresh.index  # noqa: B018
+        assert "无法连接检索数据库" in info.value.user_message and "127.0.0.1" in info.value.user_message
+        response = client.post("/api/ask", json={"question": "湖南专利转化目标是多少"})
+        assert response.status_code == 503 and "数据库" in response.json()["message"]
+    finally:
+        server.start()
+    assert client.post("/api/ask", json={"question": "湖南专利转化目标是多少"}).status_code == 200
