@@ -30,7 +30,7 @@ def run_add_bench(settings: Settings, args) -> int:
     from rag.index import read_config
     from rag.library import add_documents
 
-    embedder = make_embedder(settings.embedder)
+    embedder = make_embedder(settings.embedder, settings)
     with tempfile.TemporaryDirectory(prefix="rag-add-bench-") as tmp:
         data = Path(tmp) / "data"
         shutil.copytree(settings.data_dir, data, ignore=shutil.ignore_patterns(".*"))
@@ -70,7 +70,7 @@ def run_bench(settings: Settings, args) -> int:
         from rag.bench_scale import run_scale_bench
 
         return run_scale_bench(settings, args)
-    embedder = make_embedder(settings.embedder)
+    embedder = make_embedder(settings.embedder, settings)
     questions = load_dataset(Path(args.dataset))
     if not args.skip_build:
         started = time.perf_counter()

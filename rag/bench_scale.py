@@ -55,7 +55,7 @@ def build(settings: Settings, size: int, store: str) -> dict:
     from rag.index import bulk_build, new_config, writer_lock
     from rag.synthetic import synthetic_documents
 
-    embedder = make_embedder(settings.embedder)
+    embedder = make_embedder(settings.embedder, settings)
     started = time.perf_counter()
     documents = synthetic_documents(settings.data_dir)
     if store == "embedded":
@@ -90,7 +90,7 @@ def serve(settings: Settings, questions: list[str], store: str) -> dict:
     from rag.embedders import make_embedder
     from rag.retrieval import Retriever
 
-    embedder = make_embedder(settings.embedder)
+    embedder = make_embedder(settings.embedder, settings)
     cached = _Cached(embedder, questions)
     started = time.perf_counter()
     if store == "embedded":

@@ -61,7 +61,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     settings = _settings(args)
     bar = _ProgressBar()
     try:
-        index, report = sync_index(settings, make_embedder(settings.embedder), rebuild=args.rebuild, progress=bar)
+        index, report = sync_index(settings, make_embedder(settings.embedder, settings), rebuild=args.rebuild, progress=bar)
     finally:
         bar.close()
     config = index.config
@@ -102,7 +102,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         return 2
     bar = _ProgressBar(quiet=args.json)
     try:
-        report = add_documents(settings, make_embedder(settings.embedder), uploads, overrides, progress=bar) \
+        report = add_documents(settings, make_embedder(settings.embedder, settings), uploads, overrides, progress=bar) \
             if uploads else None
     finally:
         bar.close()
@@ -126,7 +126,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     for doc_id in args.doc_ids:
-        report = remove_document(settings, make_embedder(settings.embedder), doc_id)
+        report = remove_document(settings, make_embedder(settings.embedder, settings), doc_id)
         print(report.message)
     return 0
 
@@ -137,7 +137,7 @@ def cmd_documents(args: argparse.Namespace) -> int:
     from rag.library import list_documents, today_of
 
     settings = _settings(args)
-    rows = list_documents(backend_for(settings).load(make_embedder(settings.embedder)), today_of(settings))
+    rows = list_documents(backend_for(settings).load(make_embedder(settings.embedder, settings)), today_of(settings))
     if args.in_force:
         rows = [r for r in rows if r["status"] == "在效"]
     if args.json:

