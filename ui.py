@@ -15,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from rag.engine import Engine  # noqa: E402
-from rag.errors import RagError  # noqa: E402
+from rag.errors import RagError, StoreUnavailableError  # noqa: E402
 from rag.pipeline import stream_answer  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
@@ -329,6 +329,8 @@ def serve(settings: Settings) -> None:
     engine = Engine(settings)
     try:
         engine.index  # noqa: B018 - load now so the first question does not pay for it
+    except StoreUnavailableError as exc:  # a database restarting: serve anyway, answer 503 until it is back
+        print(f"注意：{exc.user_message} 在此之前提问将得到 503。", flush=True)
     except RagError as exc:
         raise SystemExit(f"错误：{exc.user_message}") from exc
     if settings.llm_backend == "local":

@@ -78,8 +78,12 @@ class PgBackend:
     @property
     def pool(self):
         if self._pool is None:
+            import logging
+
             from psycopg_pool import ConnectionPool
 
+            # the pool logs every failed reconnection; our own message (unavailable()) says it once, in Chinese
+            logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
             self._pool = ConnectionPool(self.url, min_size=1, max_size=8, open=False,
                                         check=ConnectionPool.check_connection,
                                         kwargs={"connect_timeout": CONNECT_TIMEOUT_S, "autocommit": False})

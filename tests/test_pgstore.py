@@ -150,3 +150,36 @@ def test_an_unreachable_database_gives_a_clear_message_and_503_then_recovers(rea
     finally:
         server.start()
     assert client.post("/api/ask", json={"question": "湖南专利转化目标是多少"}).status_code == 200
+
+
+def test_rag_serve_starts_without_its_database_says_why_and_answers_503(real_settings):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from rag.pglocal import free_port
+
+    port = free_port()
+    env = os.environ | {"RAG_STORE": f"postgresql://postgres@127.0.0.1:{free_port()}/gone", "RAG_EMBEDDER": "fake",
+                        "RAG_DATA_DIR": str(real_settings.data_dir), "RAG_LLM_BACKEND": "extractive",
+                        "RAG_PORT": str(port)}
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert "无法连接检索数据库" in first and "503" in first, first
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                response = httpx.post(f"http://127.0.0.1:{port}/api/ask", json={"question": "湖南专利转化目标"}, timeout=30)
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.3)
+        assert response.status_code == 503 and "数据库" in response.json()["message"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
