@@ -119,6 +119,7 @@ def serve(settings: Settings, questions: list[str], store: str) -> dict:
             times.append((time.perf_counter() - t) * 1000)
         out[name] = (_percentile(times, 0.5), _percentile(times, 0.95))
     out["recall"] = _dense_recall(index, cached, questions[:30], settings.candidate_pool)
+    out["agreement"] = _top_k_agreement(index, retriever, questions[:30], settings.top_k)
     out["rss_mb"], out["peak_mb"] = _rss_mb()
     return out
 
@@ -142,6 +143,20 @@ def _dense_recall(index, embedder, questions: list[str], pool: int) -> float | N
     return found / (pool * len(questions))
 
 
+def _top_k_agreement(index, retriever, questions: list[str], k: int) -> float | None:
+    """Share of hybrid top-k passages that stay the same when the vector search scans exactly (embedded store)."""
+    dense = getattr(index, "dense", None)
+    if dense is None or getattr(index, "exact_dense", True):
+        return None
+    approx = [[c.chunk.chunk_id for c in retriever.search(q, k=k)] for q in questions]
+    dense.exact = True
+    try:
+        exact = [[c.chunk.chunk_id for c in retriever.search(q, k=k)] for q in questions]
+    finally:
+        dense.exact = False
+    return sum(len(set(a) & set(b)) for a, b in zip(approx, exact, strict=True)) / (k * len(questions))
+
+
 # ---------------------------------------------------------------- parent
 
 def _child(mode: str, settings: Settings, size: int, store: str, questions: Path) -> dict:
@@ -156,7 +171,7 @@ def _child(mode: str, settings: Settings, size: int, store: str, questions: Path
 
 def _measure(settings: Settings, store: str, size: int, questions: Path, server) -> dict:
     with tempfile.TemporaryDirectory(prefix=f"rag-scale-{size}-") as tmp:
-        variant = settings.replace(index_dir=Path(tmp) / "index")
+        variant = settings.replace(index_dir=Path(tmp) / "index", store="embedded")
         if store != "embedded":
             from rag.pglocal import create_database
 
@@ -169,6 +184,8 @@ def _measure(settings: Settings, store: str, size: int, questions: Path, server)
 
 def _print_row(row: dict) -> None:
     recall = "exact" if row["recall"] is None else f"{row['recall']:.3f}"
+    if row.get("agreement") is not None:
+        recall += f" (top-5 {row['agreement']:.2f})"
     print(f"{row['store']:<10} {row['passages']:>9,} {row['documents']:>6,} {row['build_s']:>7.1f}s "
           f"{row['build_peak_mb'] / 1024:>8.2f}GB {row['disk_mb'] / 1024:>6.2f}GB {row['load_s']:>5.2f}s "
           f"{row['rss_mb'] / 1024:>7.2f}GB {_pair(row, 'hybrid'):>15} {_pair(row, 'bm25'):>14} "
@@ -192,7 +209,7 @@ def run_scale_bench(settings: Settings, args) -> int:
           f"candidate pool {settings.candidate_pool}, HNSW from {settings.hnsw_min} passages per segment")
     header = (f"{'store':<10} {'passages':>9} {'docs':>6} {'build':>8} {'build peak':>10} {'disk':>8} {'load':>6} "
               f"{'serve RSS':>9} {'hybrid p50/p95':>15} {'bm25 p50/p95':>14} {'dense p50/p95':>14} "
-              f"{'region p50/p95':>15} {'in-force p50/p95':>17} {'recall':>6}")
+              f"{'region p50/p95':>15} {'in-force p50/p95':>17} {'dense recall':>6}")
     print(header)
     rows = []
     with contextlib.ExitStack() as stack:

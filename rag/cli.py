@@ -57,6 +57,7 @@ class _ProgressBar:
 def cmd_index(args: argparse.Namespace) -> int:
     from rag.embedders import make_embedder
     from rag.library import sync_index
+    from rag.pgstore import where as pg_where
 
     settings = _settings(args)
     bar = _ProgressBar()
@@ -66,7 +67,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         bar.close()
     config = index.config
     what = {"unchanged": "文档没有变化，索引无需更新", "built": "已重建", "updated": "已更新"}[report.action]
-    print(f"索引 {settings.index_dir}: {what}; {config['chunks']} 个段落, {config['documents']} 篇文档, "
+    where = settings.index_dir if settings.store in ("", "embedded") else f"PostgreSQL {pg_where(settings.store)}"
+    print(f"索引 {where}: {what}; {config['chunks']} 个段落, {config['documents']} 篇文档, "
           f"向量模型 {config['embedder']} ({config['dim']} 维)")
     if report.action != "unchanged":
         print(report.message)

@@ -47,6 +47,15 @@ def top_ids(scores: np.ndarray, limit: int) -> np.ndarray:
     return part[np.lexsort((part, -scores[part]))][:limit].astype(np.int64)
 
 
+def _scan(vectors: np.ndarray, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Inner products of `rows` in blocks (a large memory-mapped segment is never copied whole)."""
+    out = np.empty(len(rows), np.float32)
+    for lo in range(0, len(rows), 65_536):
+        block = rows[lo:lo + 65_536]
+        out[lo:lo + len(block)] = np.asarray(vectors[block], dtype=np.float32) @ query
+    return out
+
+
 @dataclass
 class DenseSegment:
     vectors: np.ndarray  # (n, dim) float32, memory-mapped
@@ -61,6 +70,7 @@ class Dense:
         self.offsets = np.cumsum([0] + [len(p.vectors) for p in parts])
         self.visible = visible
         self.ef_search = ef_search
+        self.exact = False  # True: scan every segment (measuring what the graphs miss)
 
     def of(self, query: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """Exact inner products for the passages `ids` (reads only their rows)."""
@@ -84,9 +94,9 @@ class Dense:
             count = int(local.sum())
             if not count:
                 continue
-            if part.hnsw is None or count <= EXACT_MAX:
+            if part.hnsw is None or count <= EXACT_MAX or self.exact:
                 rows = np.arange(hi - lo) if count == hi - lo else np.nonzero(local)[0]
-                scores = np.asarray(part.vectors[rows], dtype=np.float32) @ query
+                scores = _scan(part.vectors, rows, query)
                 ids.append(rows[top_ids(scores, limit)] + lo)
             else:
                 # the graph's neighbours are ranked on 8-bit vectors: fetch twice as many, re-score them exactly

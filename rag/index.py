@@ -625,7 +625,7 @@ _PG_BACKENDS: dict[str, object] = {}
 
 def backend_for(settings: Settings):
     """The store `settings.store` names: the index directory, or a PostgreSQL database (one pool per URL)."""
-    if settings.store == "embedded":
+    if settings.store in ("", "embedded"):
         return EmbeddedBackend(settings.index_dir, settings.hnsw_ef_search)
     if settings.store not in _PG_BACKENDS:
         from rag.pgstore import PgBackend

@@ -34,14 +34,15 @@ WRITER_LOCK = 7_240_511  # pg_advisory_lock key for writers
 CONNECT_TIMEOUT_S = 5
 
 
-def _where(url: str) -> str:
+def where(url: str) -> str:
+    """host:port/db of a URL (no user or password), for messages."""
     parts = urlsplit(url)
     return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
 
 
 def unavailable(url: str, exc: Exception | None = None) -> StoreUnavailableError:
-    return StoreUnavailableError(f"PostgreSQL at {_where(url)} unreachable: {exc}",
-                                 f"无法连接检索数据库（{_where(url)}），请确认 PostgreSQL 已启动、地址和口令正确；连接恢复后会自动继续。")
+    return StoreUnavailableError(f"PostgreSQL at {where(url)} unreachable: {exc}",
+                                 f"无法连接检索数据库（{where(url)}），请确认 PostgreSQL 已启动、地址和口令正确；连接恢复后会自动继续。")
 
 
 def _schema(dim: int) -> str:
@@ -185,8 +186,8 @@ class PgBackend:
     def load(self, embedder: Embedder) -> "PgIndex":
         config = self.read_config()
         if config is None:
-            raise IndexMissingError(f"{_where(self.url)}: no index in this database",
-                                    f"数据库 {_where(self.url)} 中还没有索引，请先运行 `rag index`。")
+            raise IndexMissingError(f"{where(self.url)}: no index in this database",
+                                    f"数据库 {where(self.url)} 中还没有索引，请先运行 `rag index`。")
         if config.get("embedder") != embedder.name or config.get("dim") != embedder.dim:
             raise _mismatch(config, embedder.name, embedder.dim, self.url)
         with self.connection() as conn:
@@ -227,8 +228,8 @@ class PgBackend:
 
 def _mismatch(config: dict, name: str, dim: int, url: str) -> IndexMismatchError:
     return IndexMismatchError(
-        f"{_where(url)} holds vectors of {config.get('embedder')} ({config.get('dim')} dims), not {name} ({dim} dims)",
-        f"数据库 {_where(url)} 中的向量是用 {config.get('embedder')}（{config.get('dim')} 维）生成的，与当前向量模型 "
+        f"{where(url)} holds vectors of {config.get('embedder')} ({config.get('dim')} dims), not {name} ({dim} dims)",
+        f"数据库 {where(url)} 中的向量是用 {config.get('embedder')}（{config.get('dim')} 维）生成的，与当前向量模型 "
         f"{name}（{dim} 维）不一致，拒绝使用。请运行 `rag index --rebuild` 重建。")
 
 

@@ -54,7 +54,7 @@ class Settings:
     candidate_pool: int = 200
     hnsw_min: int = 50_000  # segments of at least this many passages get an HNSW graph (exact search below)
     hnsw_ef_search: int = 128
-    # "embedded" (the index directory) or a PostgreSQL URL (postgresql://user@host:port/db) for the shared store
+    # "" or "embedded" (the index directory), or a PostgreSQL URL (postgresql://user@host:port/db): the shared store
     store: str = "embedded"
 
     # Generation
@@ -146,8 +146,8 @@ class Settings:
                 raise SettingsError(f"RAG_TODAY must be a date like 2026-01-31, not {self.today!r}") from None
         if self.candidate_pool < 10:
             raise SettingsError("RAG_CANDIDATE_POOL must be at least 10")
-        if self.store != "embedded" and not self.store.startswith(("postgresql://", "postgres://")):
-            raise SettingsError(f"RAG_STORE must be embedded or a postgresql:// URL, not {self.store!r}")
+        if self.store not in ("", "embedded") and not self.store.startswith(("postgresql://", "postgres://")):
+            raise SettingsError(f"RAG_STORE must be empty (embedded) or a postgresql:// URL, not {self.store!r}")
         if self.chunk_max_tokens < 20:
             raise SettingsError("RAG_CHUNK_MAX_TOKENS must be at least 20")
 
