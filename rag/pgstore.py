@@ -58,7 +58,8 @@ CREATE INDEX IF NOT EXISTS rag_passages_doc ON rag_passages (doc_id, id);
 CREATE INDEX IF NOT EXISTS rag_passages_hnsw ON rag_passages USING hnsw (embedding vector_ip_ops)
     WITH (m = 16, ef_construction = 64);
 CREATE TABLE IF NOT EXISTS rag_postings (term text NOT NULL, passage bigint NOT NULL REFERENCES rag_passages ON DELETE CASCADE,
-                                         tf int NOT NULL, PRIMARY KEY (term, passage));
+                                         tf int NOT NULL, length int NOT NULL, PRIMARY KEY (term, passage))
+    WITH (fillfactor = 100);
 CREATE INDEX IF NOT EXISTS rag_postings_passage ON rag_postings (passage);
 CREATE TABLE IF NOT EXISTS rag_terms (term text PRIMARY KEY, df int NOT NULL);
 CREATE TABLE IF NOT EXISTS rag_stats (id int PRIMARY KEY CHECK (id = 1), n bigint NOT NULL, total_len bigint NOT NULL);
@@ -273,11 +274,11 @@ def _insert(conn, segment) -> None:
             copy.write_row((first + row, chunk.doc_id, json.dumps(chunk.to_record(), ensure_ascii=False),
                             int(lengths[row]), vector_text(segment.vectors[row])))
     postings = segment.postings
-    with conn.cursor().copy("COPY rag_postings (term, passage, tf) FROM STDIN") as copy:
+    with conn.cursor().copy("COPY rag_postings (term, passage, tf, length) FROM STDIN") as copy:
         for t, term in enumerate(postings.terms):
             lo, hi = int(postings.indptr[t]), int(postings.indptr[t + 1])
-            for passage, tf in zip(postings.rows[lo:hi], postings.tf[lo:hi], strict=True):
-                copy.write_row((term, first + int(passage), int(tf)))
+            for passage, tf in zip(postings.rows[lo:hi].tolist(), postings.tf[lo:hi].tolist(), strict=True):
+                copy.write_row((term, first + passage, tf, int(lengths[passage])))
     df = np.diff(np.asarray(postings.indptr))
     with conn.cursor() as cur:
         cur.executemany("INSERT INTO rag_terms VALUES (%s, %s) ON CONFLICT (term) DO UPDATE SET df = rag_terms.df + EXCLUDED.df",
@@ -333,13 +334,14 @@ class PgIndex:
         return np.array([r[0] for r in rows], np.int64)
 
 
+# The passage length is stored in each posting, so an unfiltered query reads postings only.
 _BM25 = f"""
 WITH q AS (SELECT * FROM unnest(%(terms)s::text[], %(qtf)s::int[]) AS q(term, qtf)),
      s AS (SELECT n::float8 AS n, total_len::float8 / greatest(n, 1) AS avg FROM rag_stats WHERE id = 1),
      w AS (SELECT q.term, q.qtf * ln(1 + (s.n - t.df + 0.5) / (t.df + 0.5)) * {K1 + 1} AS weight
            FROM q JOIN rag_terms t USING (term), s)
-SELECT p.passage, sum(w.weight * p.tf / (p.tf + {K1} * (1 - {B} + {B} * x.length / s.avg))) AS score
-FROM w JOIN rag_postings p USING (term) JOIN rag_passages x ON x.id = p.passage, s
+SELECT p.passage, sum(w.weight * p.tf / (p.tf + {K1} * (1 - {B} + {B} * p.length / s.avg))) AS score
+FROM w JOIN rag_postings p USING (term), s
 WHERE {{where}}
 GROUP BY p.passage
 """
@@ -366,7 +368,8 @@ class PgQuery:
     def bm25_top(self, limit: int, doc_ids: set[str] | None = None) -> np.ndarray:
         if not self.params["terms"]:
             return np.zeros(0, np.int64)
-        where = "true" if doc_ids is None else "x.doc_id = ANY(%(docs)s)"
+        where = "true" if doc_ids is None else \
+            "p.passage IN (SELECT id FROM rag_passages WHERE doc_id = ANY(%(docs)s))"
         rows = self._run(_BM25.format(where=where) + " ORDER BY score DESC, p.passage LIMIT %(limit)s",
                          self.params | {"limit": limit, "docs": sorted(doc_ids or [])})
         return np.array([r[0] for r in rows], np.int64)
