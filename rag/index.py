@@ -392,12 +392,21 @@ class Index:
     # ------------------------------------------------------------ search (the store interface)
 
     def allowed(self, doc_ids) -> np.ndarray:
-        """Boolean mask of the visible passages of `doc_ids`."""
-        wanted = np.zeros(len(self.documents) + 1, bool)
-        for i, doc in enumerate(self.documents):
-            if doc["doc_id"] in doc_ids:
-                wanted[i] = True
-        return wanted[self.doc_code]  # code -1 (hidden) reads the last, False
+        """Boolean mask of the visible passages of `doc_ids` (the last few masks are kept: one question asks for the
+        same filter several times)."""
+        key = frozenset(doc_ids)
+        cache = self.__dict__.setdefault("_allowed", {})
+        mask = cache.get(key)
+        if mask is None:
+            wanted = np.zeros(len(self.documents) + 1, bool)
+            position = self.__dict__.setdefault("_position", {d["doc_id"]: i for i, d in enumerate(self.documents)})
+            wanted[[position[d] for d in key if d in position]] = True
+            mask = wanted[self.doc_code]  # code -1 (hidden) reads the last, False
+            if len(cache) >= 8:
+                with contextlib.suppress(KeyError, RuntimeError, StopIteration):  # another thread trimmed it first
+                    cache.pop(next(iter(cache)))
+            cache[key] = mask
+        return mask
 
     @property
     def exact_dense(self) -> bool:

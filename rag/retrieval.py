@@ -100,11 +100,7 @@ class Retriever:
                     f"没有这些文档：{'、'.join(sorted(unknown))}。可选：{'、'.join(known[:50])}{'等' if len(known) > 50 else ''}")
             allowed &= wanted
         if filters.get("in_force"):
-            from rag.docfacts import validity
-            from rag.library import today_of
-
-            today = today_of(self.settings)
-            allowed &= {d["doc_id"] for d in documents if validity(d.get("period", ""), today) != "已到期"}
+            allowed &= self._in_force()
         region = filters.get("region")
         if region:
             matching = {d["doc_id"] for d in documents if region in d.get("region", "") or region in d.get("title", "")}
@@ -114,6 +110,18 @@ class Retriever:
                                          f"没有地区为“{region}”的文档。可选：{'、'.join(regions[:50])}{'等' if len(regions) > 50 else ''}")
             allowed &= matching
         return allowed
+
+    def _in_force(self) -> set[str]:
+        """Documents not expired today (computed once per day: a library has thousands)."""
+        from rag.docfacts import validity
+        from rag.library import today_of
+
+        today = today_of(self.settings)
+        cached = self.__dict__.get("_in_force_cache")
+        if cached is None or cached[0] != today:
+            current = {d["doc_id"] for d in self.index.documents if validity(d.get("period", ""), today) != "已到期"}
+            cached = self.__dict__["_in_force_cache"] = (today, current)
+        return cached[1]
 
     def search(self, query: str, k: int | None = None, filters: dict | None = None, mode: str | None = None,
                docs: list[str] | None = None) -> list[ScoredChunk]:
