@@ -37,11 +37,13 @@ def parse_sizes(text: str) -> list[int]:
     return sizes
 
 
-def _rss_mb() -> tuple[float, float]:
-    """(current RSS, peak RSS) of this process in MB."""
+def _rss_mb() -> tuple[float, float, float, float]:
+    """(RSS, peak RSS, anonymous RSS, file-backed RSS) of this process in MB. File-backed pages are the memory-mapped
+    index files the searches touched: counted in RSS, shared, and given back by the kernel under pressure."""
     status = Path("/proc/self/status").read_text()
-    values = {line.split(":")[0]: int(line.split()[1]) for line in status.splitlines() if line.startswith(("VmRSS", "VmHWM"))}
-    return values.get("VmRSS", 0) / 1024, values.get("VmHWM", 0) / 1024
+    keys = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
+    values = {line.split(":")[0]: int(line.split()[1]) for line in status.splitlines() if line.startswith(keys)}
+    return tuple(values.get(k, 0) / 1024 for k in keys)
 
 
 def _du_mb(path: Path) -> float:
@@ -118,9 +120,10 @@ def serve(settings: Settings, questions: list[str], store: str) -> dict:
             retriever.search(q, **kwargs)
             times.append((time.perf_counter() - t) * 1000)
         out[name] = (_percentile(times, 0.5), _percentile(times, 0.95))
+    # memory serving questions, before the exact scans below read every vector
+    out["rss_mb"], out["peak_mb"], out["anon_mb"], out["file_mb"] = _rss_mb()
     out["recall"] = _dense_recall(index, cached, questions[:30], settings.candidate_pool)
     out["agreement"] = _top_k_agreement(index, retriever, questions[:30], settings.top_k)
-    out["rss_mb"], out["peak_mb"] = _rss_mb()
     return out
 
 
@@ -169,14 +172,23 @@ def _child(mode: str, settings: Settings, size: int, store: str, questions: Path
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _measure(settings: Settings, store: str, size: int, questions: Path, server) -> dict:
+def _measure(settings: Settings, store: str, size: int, questions: Path, server, keep: Path | None) -> dict:
+    """Build and measure one size. With `keep` (embedded store), the index stays in keep/SIZE and a later run with
+    the same `keep` measures it again without rebuilding (the build figures are read from keep/SIZE/build.json)."""
     with tempfile.TemporaryDirectory(prefix=f"rag-scale-{size}-") as tmp:
-        variant = settings.replace(index_dir=Path(tmp) / "index", store="embedded")
+        root = keep / str(size) if keep and store == "embedded" else Path(tmp)
+        variant = settings.replace(index_dir=root / "index", store="embedded")
         if store != "embedded":
             from rag.pglocal import create_database
 
             variant = variant.replace(store=create_database(server.url, f"scale_{size}"))
-        built = _child("build", variant, size, store, questions)
+        saved = root / "build.json"
+        if keep and saved.exists():
+            built = json.loads(saved.read_text())
+        else:
+            built = _child("build", variant, size, store, questions)
+            if keep and store == "embedded":
+                saved.write_text(json.dumps(built))
         served = _child("serve", variant, size, store, questions)
         disk = _du_mb(variant.index_dir) if store == "embedded" else served.get("disk_mb", 0.0)
     return built | served | {"store": store, "disk_mb": disk}
@@ -186,9 +198,10 @@ def _print_row(row: dict) -> None:
     recall = "exact" if row["recall"] is None else f"{row['recall']:.3f}"
     if row.get("agreement") is not None:
         recall += f" (top-5 {row['agreement']:.2f})"
+    memory = f"{row['rss_mb'] / 1024:.2f}GB ({row['anon_mb'] / 1024:.2f}+{row['file_mb'] / 1024:.2f})"
     print(f"{row['store']:<10} {row['passages']:>9,} {row['documents']:>6,} {row['build_s']:>7.1f}s "
           f"{row['build_peak_mb'] / 1024:>8.2f}GB {row['disk_mb'] / 1024:>6.2f}GB {row['load_s']:>5.2f}s "
-          f"{row['rss_mb'] / 1024:>7.2f}GB {_pair(row, 'hybrid'):>15} {_pair(row, 'bm25'):>14} "
+          f"{memory:>22} {_pair(row, 'hybrid'):>15} {_pair(row, 'bm25'):>14} "
           f"{_pair(row, 'dense'):>14} {_pair(row, 'filtered_region'):>15} {_pair(row, 'filtered_in_force'):>17} {recall:>6}",
           flush=True)
 
@@ -208,7 +221,7 @@ def run_scale_bench(settings: Settings, args) -> int:
     print(f"questions: {questions} ({len(load_dataset(questions))}); search times exclude embedding the question; "
           f"candidate pool {settings.candidate_pool}, HNSW from {settings.hnsw_min} passages per segment")
     header = (f"{'store':<10} {'passages':>9} {'docs':>6} {'build':>8} {'build peak':>10} {'disk':>8} {'load':>6} "
-              f"{'serve RSS':>9} {'hybrid p50/p95':>15} {'bm25 p50/p95':>14} {'dense p50/p95':>14} "
+              f"{'serve RSS (anon+file)':>22} {'hybrid p50/p95':>15} {'bm25 p50/p95':>14} {'dense p50/p95':>14} "
               f"{'region p50/p95':>15} {'in-force p50/p95':>17} {'dense recall':>6}")
     print(header)
     rows = []
@@ -220,7 +233,7 @@ def run_scale_bench(settings: Settings, args) -> int:
             server = stack.enter_context(running_server())  # a throwaway local PostgreSQL for the measurements
         for store in stores:
             for size in sizes:
-                rows.append(_measure(settings, store, size, questions, server))
+                rows.append(_measure(settings, store, size, questions, server, Path(args.keep) if args.keep else None))
                 _print_row(rows[-1])
     if args.out:
         Path(args.out).write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")

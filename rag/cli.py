@@ -341,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", metavar="SIZES", help="instead: synthetic libraries of these passage counts, e.g. 1e4,1e5,1e6")
     p.add_argument("--stores", default="embedded", help="with --scale: embedded,postgresql")
     p.add_argument("--out", help="with --scale: also write the figures as JSON here")
+    p.add_argument("--keep", help="with --scale: keep the embedded indexes in DIR/SIZE and reuse them on the next run")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("loadcheck", help="N concurrent API questions on loopback; prints p50/p95 and errors")
