@@ -170,10 +170,17 @@ class Retriever:
         if named_docs and self.settings.region_boost and mode == "hybrid":
             fused = fused + self.settings.region_boost * np.isin(doc_of, list(named_docs))
         kind = requested_kind(query)
-        if kind and self.settings.answer_type_boost and mode == "hybrid":
-            # A question asking for a date or a figure prefers passages that state one.
-            texts = [c.text for c in scored.chunks(ids)]
-            fused = fused + self.settings.answer_type_boost * np.array([states(kind, t) for t in texts], dtype=np.float64)
+        boost = self.settings.answer_type_boost
+        if kind and boost and mode == "hybrid":
+            # A question asking for a date or a figure prefers passages that state one. Only passages within `boost`
+            # of the k-th best can reach the top k, so only their texts are read (all, when documents are interleaved).
+            reach = np.arange(len(ids))
+            eligible = fused[np.isin(doc_of, list(allowed))] if allowed is not None else fused
+            if len(eligible) > k and not is_cross_document(query):
+                reach = np.nonzero(fused >= np.sort(eligible)[-k] - boost)[0]
+            stated = np.zeros(len(ids))
+            stated[reach] = [states(kind, c.text) for c in scored.chunks(ids[reach])]
+            fused = fused + boost * stated
         if allowed is not None:
             fused = np.where(np.isin(doc_of, list(allowed)), fused, -np.inf)
         # Ties (e.g. BM25 zero everywhere) fall back on dense similarity, then reading order.

@@ -9,6 +9,7 @@ has to be rewritten because others changed, and the PostgreSQL store computes th
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,8 @@ import numpy as np
 
 K1, B = 1.2, 0.75
 MAX_TF = np.iinfo(np.uint16).max
+HOT_MIN_POSTINGS = 20_000  # terms with at least this many postings keep their computed weights …
+HOT_BUDGET = 384 * 2**20  # … up to this many bytes (rows and weights) per loaded index
 
 
 def idf(n: int, df: int | np.ndarray) -> float | np.ndarray:
@@ -128,6 +131,9 @@ class BM25:
         self.avg_len = float(lengths[visible].mean()) if self.n else 0.0
         # per passage: k1 * (1 - b + b * len / avg_len), the length part of the BM25 denominator
         self.norm = (k1 * (1 - b + b * lengths / self.avg_len)).astype(np.float32) if self.n else np.zeros(0, np.float32)
+        self._hot: dict[str, list] = {}
+        self._hot_bytes = 0
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -145,24 +151,37 @@ class BM25:
             total += int(self.visible[self.offsets[s] + rows].sum()) if self._hidden_in[s] else len(rows)
         return total
 
+    def _term(self, term: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(global rows, idf × saturated tf) of a term's postings in every segment. Common terms recur in nearly every
+        question: theirs are kept (up to HOT_BUDGET bytes per loaded index), the rest computed each time."""
+        with self._lock:
+            found = self._hot.get(term)
+        if found is not None:
+            return found
+        slices = list(self._slices(term))
+        out = []
+        if slices:
+            weight = float(idf(self.n, self.df(term))) * (self.k1 + 1)
+            for s, rows, tf in slices:
+                at = rows if not self.offsets[s] else rows + int(self.offsets[s])
+                tf = tf.astype(np.float32)
+                out.append((at, (weight * tf / (tf + self.norm[at])).astype(np.float32)))
+        size = sum(len(w) for _, w in out)
+        if size >= HOT_MIN_POSTINGS:
+            with self._lock:
+                if self._hot_bytes + size * 12 <= HOT_BUDGET:
+                    self._hot[term] = out
+                    self._hot_bytes += size * 12
+        return out
+
     def scores(self, query_tokens: list[str]) -> np.ndarray:
         """One score per passage, global rows (0 where no query term occurs, and for hidden passages)."""
         out = np.zeros(len(self), dtype=np.float32)
         if not self.n:
             return out
         for term, qtf in Counter(query_tokens).items():
-            slices = list(self._slices(term))
-            if not slices:
-                continue
-            weight = qtf * float(idf(self.n, self.df(term))) * (self.k1 + 1)
-            for s, rows, tf in slices:
-                at = self.offsets[s] + rows
-                tf = tf.astype(np.float32)
-                out[at] += weight * tf / (tf + self.norm[at])
+            for at, weights in self._term(term):
+                out[at] += weights if qtf == 1 else qtf * weights
         if not self.visible.all():
             out[~self.visible] = 0.0
         return out
-
-    def scores_of(self, query_tokens: list[str], ids: np.ndarray) -> np.ndarray:
-        """Scores of a few passages only (as the full vector would give them)."""
-        return self.scores(query_tokens)[ids]

@@ -149,3 +149,17 @@ def test_scale_sizes_are_read_with_a_clear_message():
     assert parse_sizes("1e4, 1e5,1000000") == [10_000, 100_000, 1_000_000]
     with pytest.raises(SystemExit, match="逗号分隔"):
         parse_sizes("many")
+
+
+def test_kept_weights_of_common_terms_score_exactly_as_computed_ones(monkeypatch):
+    import rag.sparse as sparse
+
+    a, b = random_passages(80, 8), random_passages(50, 9)
+    visible = np.ones(130, bool)
+    visible[5:9] = False
+    query = ["专利", "转化", "专利", "知识产权"]
+    cold = BM25([Postings.from_tokens(a), Postings.from_tokens(b)], visible).scores(query)
+    monkeypatch.setattr(sparse, "HOT_MIN_POSTINGS", 1)
+    hot = BM25([Postings.from_tokens(a), Postings.from_tokens(b)], visible)
+    first, second = hot.scores(query), hot.scores(query)  # the second from kept weights
+    assert hot._hot and np.array_equal(first, second) and np.allclose(first, cold, rtol=1e-6)
