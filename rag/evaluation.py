@@ -331,14 +331,15 @@ def write_chart(out: Path, runs: dict[str, dict]) -> Path:
 
 
 def _engine_for(settings: Settings, name: str, embedder):
-    """An engine for a named configuration; variants with other chunkers get their own index directory."""
+    """An engine for a named configuration; variants with other chunkers get their own index directory (embedded,
+    also when the configured store is a shared database, which a comparison must not rebuild)."""
     from rag.engine import Engine
     from rag.library import ensure_index
 
     overrides = CONFIGS.get(name, {})
     variant = settings.replace(**overrides)
     if variant.chunker != settings.chunker or variant.contextual_headers != settings.contextual_headers:
-        variant = variant.replace(index_dir=settings.index_dir.parent / ".variants" / name)
+        variant = variant.replace(index_dir=settings.index_dir.parent / ".variants" / name, store="embedded")
     index, _ = ensure_index(variant, embedder)
     engine = Engine(variant, embedder=embedder, index=index)
     return variant, engine
