@@ -338,10 +338,11 @@ class PgIndex:
 _BM25 = f"""
 WITH q AS (SELECT * FROM unnest(%(terms)s::text[], %(qtf)s::int[]) AS q(term, qtf)),
      s AS (SELECT n::float8 AS n, total_len::float8 / greatest(n, 1) AS avg FROM rag_stats WHERE id = 1),
-     w AS (SELECT q.term, q.qtf * ln(1 + (s.n - t.df + 0.5) / (t.df + 0.5)) * {K1 + 1} AS weight
+     w AS (SELECT q.term, q.qtf * ln(1.0::float8 + (s.n - t.df + 0.5::float8) / (t.df + 0.5::float8)) * {K1 + 1}::float8
+                  AS weight, {K1}::float8 * (1.0::float8 - {B}::float8) AS base, {K1 * B}::float8 / s.avg AS slope
            FROM q JOIN rag_terms t USING (term), s)
-SELECT p.passage, sum(w.weight * p.tf / (p.tf + {K1} * (1 - {B} + {B} * p.length / s.avg))) AS score
-FROM w JOIN rag_postings p USING (term), s
+SELECT p.passage, sum(w.weight * p.tf / (p.tf + w.base + w.slope * p.length)) AS score
+FROM w JOIN rag_postings p ON p.term = w.term {{join}}
 WHERE {{where}}
 GROUP BY p.passage
 """
@@ -370,14 +371,16 @@ class PgQuery:
             return np.zeros(0, np.int64)
         where = "true" if doc_ids is None else \
             "p.passage IN (SELECT id FROM rag_passages WHERE doc_id = ANY(%(docs)s))"
-        rows = self._run(_BM25.format(where=where) + " ORDER BY score DESC, p.passage LIMIT %(limit)s",
+        rows = self._run(_BM25.format(join="", where=where) + " ORDER BY score DESC, p.passage LIMIT %(limit)s",
                          self.params | {"limit": limit, "docs": sorted(doc_ids or [])})
         return np.array([r[0] for r in rows], np.int64)
 
     def bm25_of(self, ids: np.ndarray) -> np.ndarray:
         if not self.params["terms"] or not len(ids):
             return np.zeros(len(ids))
-        rows = dict(self._run(_BM25.format(where="p.passage = ANY(%(ids)s)"), self.params | {"ids": [int(i) for i in ids]}))
+        # probes the (term, passage) key for the candidates instead of aggregating every posting again
+        rows = dict(self._run(_BM25.format(join="AND p.passage = ANY(%(ids)s)", where="true"),
+                              self.params | {"ids": [int(i) for i in ids]}))
         return np.array([float(rows.get(int(i), 0.0)) for i in ids])
 
     def dense_top(self, limit: int, doc_ids: set[str] | None = None) -> np.ndarray:
@@ -395,22 +398,24 @@ class PgQuery:
         return np.array([r[0] for r in rows], np.int64)
 
     def _fetch(self, ids: np.ndarray) -> None:
+        """Document and exact similarity of candidates (their records are read only for the passages returned)."""
         missing = [int(i) for i in ids if int(i) not in self._rows]
         if not missing:
             return
-        sql = ("SELECT id, doc_id, record, " + ("-(embedding <#> %(v)s::vector)" if self.vector is not None else "0.0")
+        sql = ("SELECT id, doc_id, " + ("-(embedding <#> %(v)s::vector)" if self.vector is not None else "0.0")
                + " FROM rag_passages WHERE id = ANY(%(ids)s)")
         for row in self._run(sql, {"ids": missing, "v": self._vector_text}):
             self._rows[int(row[0])] = row[1:]
 
     def dense_of(self, ids: np.ndarray) -> np.ndarray:
         self._fetch(ids)
-        return np.array([float(self._rows[int(i)][2]) for i in ids])
+        return np.array([float(self._rows[int(i)][1]) for i in ids])
 
     def doc_of(self, ids: np.ndarray) -> list[str]:
         self._fetch(ids)
         return [self._rows[int(i)][0] for i in ids]
 
     def chunks(self, ids: np.ndarray) -> list[Chunk]:
-        self._fetch(ids)
-        return [Chunk.from_record(self._rows[int(i)][1]) for i in ids]
+        wanted = [int(i) for i in ids]
+        records = dict(self._run("SELECT id, record FROM rag_passages WHERE id = ANY(%(ids)s)", {"ids": wanted}))
+        return [Chunk.from_record(records[i]) for i in wanted]
