@@ -366,13 +366,21 @@ class PgQuery:
             conn.rollback()
         return rows
 
+    def _scope(self, doc_ids: set[str]) -> tuple[str, list[str]]:
+        """A document filter as SQL on `doc_id`: the documents kept, or (when they are most of the library, as for
+        documents in force) the ones left out."""
+        if 2 * len(doc_ids) <= len(self.index.documents):
+            return "doc_id = ANY(%(docs)s)", sorted(doc_ids)
+        return "doc_id <> ALL(%(docs)s)", sorted({d["doc_id"] for d in self.index.documents} - set(doc_ids))
+
     def bm25_top(self, limit: int, doc_ids: set[str] | None = None) -> np.ndarray:
         if not self.params["terms"]:
             return np.zeros(0, np.int64)
-        where = "true" if doc_ids is None else \
-            "p.passage IN (SELECT id FROM rag_passages WHERE doc_id = ANY(%(docs)s))"
+        where, docs = ("true", []) if doc_ids is None else self._scope(doc_ids)
+        if doc_ids is not None:
+            where = f"p.passage IN (SELECT id FROM rag_passages WHERE {where})"
         rows = self._run(_BM25.format(join="", where=where) + " ORDER BY score DESC, p.passage LIMIT %(limit)s",
-                         self.params | {"limit": limit, "docs": sorted(doc_ids or [])})
+                         self.params | {"limit": limit, "docs": docs})
         return np.array([r[0] for r in rows], np.int64)
 
     def bm25_of(self, ids: np.ndarray) -> np.ndarray:
@@ -388,13 +396,13 @@ class PgQuery:
             return np.zeros(0, np.int64)
         ef = max(self.index.backend.ef_search, limit)
         settings = (f"SET LOCAL hnsw.ef_search = {min(ef, 1000)}",)
-        where = ""
+        where, docs = "", []
         if doc_ids is not None:
-            where = "WHERE doc_id = ANY(%(docs)s)"
+            condition, docs = self._scope(doc_ids)
+            where = f"WHERE {condition}"
             settings += ("SET LOCAL hnsw.iterative_scan = relaxed_order",)
         rows = self._run(f"SELECT id FROM rag_passages {where} ORDER BY embedding <#> %(v)s::vector LIMIT %(limit)s",
-                         {"v": self._vector_text, "limit": limit, "docs": sorted(doc_ids or [])},
-                         settings)
+                         {"v": self._vector_text, "limit": limit, "docs": docs}, settings)
         return np.array([r[0] for r in rows], np.int64)
 
     def _fetch(self, ids: np.ndarray) -> None:
