@@ -8,6 +8,7 @@ that leave few passages are searched exactly; larger filtered searches pass FAIS
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,23 @@ def top_ids(scores: np.ndarray, limit: int) -> np.ndarray:
     return part[np.lexsort((part, -scores[part]))][:limit].astype(np.int64)
 
 
+def read_rows(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Rows (ascending) of a memory-mapped .npy by positioned reads: they pass through the page cache without being
+    mapped into this process, so scoring candidates scattered over a large index does not grow its RSS."""
+    filename = getattr(vectors, "filename", None)
+    if filename is None or not len(rows):
+        return np.asarray(vectors[rows], dtype=np.float32)
+    width = vectors.shape[1] * vectors.itemsize
+    out = np.empty((len(rows), vectors.shape[1]), dtype=vectors.dtype)
+    fd = os.open(filename, os.O_RDONLY)
+    try:
+        for i, row in enumerate(rows.tolist()):
+            out[i] = np.frombuffer(os.pread(fd, width, vectors.offset + row * width), dtype=vectors.dtype)
+    finally:
+        os.close(fd)
+    return out.astype(np.float32, copy=False)
+
+
 def _scan(vectors: np.ndarray, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Inner products of `rows` in blocks (a large memory-mapped segment is never copied whole)."""
     out = np.empty(len(rows), np.float32)
@@ -80,7 +98,7 @@ class Dense:
             at = np.nonzero(segment == s)[0]
             rows = ids[at] - self.offsets[s]
             order = np.argsort(rows)
-            block = np.asarray(self.parts[s].vectors[rows[order]], dtype=np.float32)
+            block = read_rows(self.parts[s].vectors, rows[order])
             out[at[order]] = block @ query
         return out
 

@@ -254,11 +254,23 @@ def _incomplete(folder: Path, why: str) -> IndexMissingError:
 _CHUNK_TYPES = {"chunk_id": str, "doc_id": str, "title": str, "start": int, "end": int, "text": str, "section_path": list}
 
 
+def _random_access(array: np.ndarray) -> np.ndarray:
+    """Tell the kernel a memory-mapped array is read a few rows at a time (candidates' vectors): without read-ahead
+    a search keeps only the pages it used, not the megabytes around them."""
+    import mmap
+
+    handle = getattr(array, "_mmap", None)
+    if handle is not None:
+        handle.madvise(mmap.MADV_RANDOM)
+    return array
+
+
 class SegmentReader:
     """One segment, memory-mapped: passages are read one record at a time, never all parsed at load."""
 
     def __init__(self, folder: Path, entry: dict, dim: int):
         self.folder = folder
+        self._fds: dict[str, int] = {}
         if not (folder / "segment.json").exists():
             raise _incomplete(folder, "incomplete segment")
         self.documents = json.loads((folder / "documents.json").read_text(encoding="utf-8"))
@@ -275,7 +287,7 @@ class SegmentReader:
             raise _shape_error(folder, "terms.json / postings") from exc
         if not all(isinstance(t, str) for t in self.postings.terms[:1000]):
             raise _shape_error(folder, "terms.json")
-        self.vectors = np.load(folder / "vectors.npy", mmap_mode="r")
+        self.vectors = _random_access(np.load(folder / "vectors.npy", mmap_mode="r"))
         n = int(entry["chunks"])
         size = (folder / "chunks.jsonl").stat().st_size
         if (len(self.doc_codes) != n or len(self.chunk_offsets) != n + 1 or len(self.postings) != n
@@ -289,25 +301,28 @@ class SegmentReader:
             import faiss
 
             self.hnsw = faiss.read_index(str(folder / HNSW_FILE))
-        self._chunks = self._texts = None
         if n:
             self.record(0)  # a first passage of the wrong shape is refused at load, not at the first question
 
     def __len__(self) -> int:
         return len(self.doc_codes)
 
-    def _map(self, name: str):
-        import mmap
+    def _read(self, name: str, lo: int, hi: int) -> bytes:
+        """Bytes lo:hi of a segment file by a positioned read (no mapping: RSS stays what the process holds)."""
+        fd = self._fds.get(name)
+        if fd is None:
+            fd = self._fds.setdefault(name, os.open(self.folder / name, os.O_RDONLY))
+        return os.pread(fd, hi - lo, lo)
 
-        with (self.folder / name).open("rb") as fh:
-            return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if fh.seek(0, 2) else b""
+    def __del__(self):
+        for fd in getattr(self, "_fds", {}).values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def record(self, row: int) -> dict:
-        if self._chunks is None:
-            self._chunks = self._map("chunks.jsonl")
         lo, hi = int(self.chunk_offsets[row]), int(self.chunk_offsets[row + 1])
         try:
-            record = json.loads(self._chunks[lo:hi])
+            record = json.loads(self._read("chunks.jsonl", lo, hi))
         except ValueError as exc:
             raise _shape_error(self.folder, "chunks.jsonl") from exc
         if not isinstance(record, dict) or not all(isinstance(record.get(k), t) for k, t in _CHUNK_TYPES.items()):
@@ -317,10 +332,8 @@ class SegmentReader:
         return record
 
     def text(self, position: int) -> str:
-        if self._texts is None:
-            self._texts = self._map("texts.jsonl")
         lo, hi = int(self.text_offsets[position]), int(self.text_offsets[position + 1])
-        return json.loads(self._texts[lo:hi])
+        return json.loads(self._read("texts.jsonl", lo, hi))
 
 
 class Index:
