@@ -195,10 +195,21 @@ class Retriever:
 
     def documents_named_in(self, query: str) -> set[str]:
         """Documents whose region, aliases or title contain a place the question names."""
-        places = places_in(query)
-        if not places:
-            return set()
-        return {doc_id for doc_id, haystack in self._haystacks if any(place in haystack for place in places)}
+        named: set[str] = set()
+        for place in places_in(query):
+            named |= self._documents_of_place(place)
+        return named
+
+    def _documents_of_place(self, place: str) -> set[str]:
+        """Documents whose names contain `place`: a scan of every document the first time a place is asked about,
+        then kept (a library of thousands of documents is asked about the same few hundred places)."""
+        cache = self.__dict__.setdefault("_places", {})
+        found = cache.get(place)
+        if found is None:
+            if len(cache) > 4096:
+                cache.clear()
+            found = cache[place] = {doc_id for doc_id, haystack in self._haystacks if place in haystack}
+        return found
 
     @staticmethod
     def _best_per_document_first(order: np.ndarray, doc_of: np.ndarray) -> np.ndarray:
