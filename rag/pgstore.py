@@ -101,7 +101,16 @@ class PgBackend:
             with self.pool.connection(timeout=CONNECT_TIMEOUT_S) as conn:
                 yield conn
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            # start afresh next time: a pool backing off from failed reconnections would keep answering 503 for a
+            # while after the database is back
+            self._reset()
             raise unavailable(self.url, exc) from exc
+
+    def _reset(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                pool.close(timeout=0)
 
     def close(self) -> None:
         if self._pool is not None:
