@@ -268,7 +268,7 @@ def _random_access(array: np.ndarray) -> np.ndarray:
 class SegmentReader:
     """One segment, memory-mapped: passages are read one record at a time, never all parsed at load."""
 
-    def __init__(self, folder: Path, entry: dict, dim: int):
+    def __init__(self, folder: Path, entry: dict, dim: int, graph: bool = True):
         self.folder = folder
         self._fds: dict[str, int] = {}
         if not (folder / "segment.json").exists():
@@ -297,7 +297,7 @@ class SegmentReader:
         if n and (self.doc_codes.min() < 0 or self.doc_codes.max() >= len(self.documents)):
             raise _shape_error(folder, "doc_codes.npy")
         self.hnsw = None
-        if (folder / HNSW_FILE).exists():
+        if graph and (folder / HNSW_FILE).exists():  # a merge copies vectors and builds its own graph
             import faiss
 
             self.hnsw = faiss.read_index(str(folder / HNSW_FILE))
@@ -601,7 +601,7 @@ def _merge(index_dir: Path, entries: list[dict], dim: int, hnsw_min: int) -> dic
     """One segment holding the visible passages of `entries` (postings and vectors copied, nothing re-embedded)."""
     documents, texts, chunks, postings, vectors = [], {}, [], [], []
     for entry in entries:
-        reader = SegmentReader(index_dir / SEGMENTS / entry["name"], entry, dim)
+        reader = SegmentReader(index_dir / SEGMENTS / entry["name"], entry, dim, graph=False)
         hidden = set(entry.get("hidden", []))
         rows = _visible_rows(index_dir, entry)
         for position, doc in enumerate(reader.documents):
