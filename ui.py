@@ -219,12 +219,19 @@ def create_app(settings: Settings, engine: Engine | None = None):
                     partial += event.data
                     history[-1]["content"] = partial + "\n\n（生成中…）"
                     yield history, gr.update(), None, gr.update()
-                else:
+                elif event.kind == "final":
                     answer = event.data.to_dict()
                     history[-1]["content"] = answer_message(answer)
                     yield history, render_citations(answer, root), answer, gr.update()
+                # 'token' events are the model's unchecked text: never shown, only checked sentences are
         except RagError as exc:
             history[-1]["content"] = f"⚠️ {exc.user_message}"
+            yield history, "", None, gr.update()
+        except Exception as exc:  # noqa: BLE001 - a Chinese message in the chat, never an English toast
+            import logging
+
+            logging.getLogger("rag.ui").exception("answer failed: %s", exc)
+            history[-1]["content"] = "⚠️ 生成回答时出错，请稍后重试或换一种问法。"
             yield history, "", None, gr.update()
 
     def vote(kind: str, last: dict | None, comment: str):

@@ -30,7 +30,7 @@ RETRIEVAL_CONFIGS = ["vanilla", "bm25", "dense", "hybrid-noheader", "hybrid"]
 class EvalQuestion:
     id: str
     question: str
-    key_points: list[str]
+    key_points: list  # each a string, or a list of equivalent forms
     evidence: list[str]
     answerable: bool
     history: list[dict] = field(default_factory=list)
@@ -53,9 +53,9 @@ def load_dataset(path: Path, split: str | None = None) -> list[EvalQuestion]:
             key_points = raw.get("key_points", raw.get("labels", [])) or []
             rows.append(EvalQuestion(
                 id=str(raw["id"]), question=raw["question"],
-                key_points=[key_points] if isinstance(key_points, str) else [str(k) for k in key_points],
+                key_points=[key_points] if isinstance(key_points, str) else [_key_point(k) for k in key_points],
                 evidence=[raw["evidence"]] if isinstance(raw.get("evidence"), str) else list(raw.get("evidence") or []), answerable=bool(raw.get("answerable", True)),
-                history=list(raw.get("history", [])), doc=raw.get("doc", ""), kind=raw.get("kind", ""),
+                history=list(raw.get("history", [])), doc=_doc_field(raw.get("doc", "")), kind=raw.get("kind", ""),
                 split=raw.get("split", ""), must_not=list(raw.get("must_not", [])),
             ))
         except (ValueError, KeyError, TypeError) as exc:
@@ -65,6 +65,18 @@ def load_dataset(path: Path, split: str | None = None) -> list[EvalQuestion]:
         if not rows:
             raise RagError(f"{path}: no rows with split {split!r}", f"评测集 {path} 中没有 split 为 {split} 的问题。")
     return rows
+
+
+def _key_point(value) -> str | list[str]:
+    """A key point, or a list of equivalent forms of it (["五千元", "5000元"]: any one counts)."""
+    return [str(v) for v in value] if isinstance(value, list) else str(value)
+
+
+def _doc_field(value) -> str:
+    """`doc` is a file name, a doc_id or a list of them (INTERFACES.md); kept as one string, '+'-joined."""
+    if isinstance(value, list):
+        return "+".join(str(v) for v in value)
+    return str(value or "")
 
 
 def evidence_rank(contexts: list[dict], evidence: list[str]) -> int | None:
@@ -89,7 +101,12 @@ def key_point_recall(answer: str, key_points: list[str]) -> float | None:
     if not key_points:
         return None
     text, figures = compact(answer), _figures_form(answer)
-    return sum(compact(k) in text or _figures_form(k) in figures for k in key_points) / len(key_points)
+
+    def found(point: str | list[str]) -> bool:
+        forms = point if isinstance(point, list) else [point]
+        return any(compact(k) in text or _figures_form(k) in figures for k in forms)
+
+    return sum(found(k) for k in key_points) / len(key_points)
 
 
 def citations_hold_evidence(citations: list[dict], evidence: list[str]) -> bool:
@@ -108,11 +125,11 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def run_questions(questions: list[EvalQuestion], settings: Settings, engine, retrieval_only: bool,
-                  progress: bool = True) -> list[dict]:
+                  progress: bool = True, vanilla: bool = False) -> list[dict]:
     """One result row per question, in the contract shape of results.jsonl."""
     from rag.followup import standalone_question
     from rag.pipeline import answer, retrieve_for
-    from rag.query import load_vocabulary, understand
+    from rag.query import NO_SEARCH_FACETS, load_vocabulary, understand
 
     rows = []
     for n, item in enumerate(questions, 1):
@@ -121,11 +138,16 @@ def run_questions(questions: list[EvalQuestion], settings: Settings, engine, ret
             # the path answers take: follow-up rewriting, question understanding, then retrieval
             rewritten = standalone_question(item.question, item.history)
             query = understand(rewritten, engine.index.documents, load_vocabulary(settings.vocab_dir))
-            found = retrieve_for(query, engine) if query.facet not in ("empty", "out_of_scope", "foreign") else []
+            found = retrieve_for(query, engine) if query.facet not in NO_SEARCH_FACETS else []
             contexts = [c.to_context() for c in found]
             row = {"answer": "", "refused": False, "citations": [], "contexts": contexts, "rewritten_question": rewritten}
         else:
-            result = answer(item.question, history=item.history, settings=settings, engine=engine)
+            if vanilla:
+                from rag.vanilla import vanilla_answer
+
+                result = vanilla_answer(item.question, item.history, engine)
+            else:
+                result = answer(item.question, history=item.history, settings=settings, engine=engine)
             data = result.to_dict()
             row = {key: data[key] for key in ("answer", "refused", "citations", "contexts", "rewritten_question",
                                               "refusal_reason", "timings")}
@@ -181,6 +203,7 @@ def summarise(rows: list[dict], retrieval_only: bool) -> dict:
             "wrong_refusals": sum(1 for r in answerable if r["refused"]) / max(1, len(answerable)),
             "must_not_violations": sum(1 for r in rows if r.get("must_not_violated")),
             "by_kind": by_kind(rows),
+            "by_doc": by_kind(rows, key="doc"),
         }
     return summary
 
@@ -194,11 +217,11 @@ def row_score(row: dict) -> float:
     return row["key_point_recall"] if row["key_point_recall"] is not None else 1.0
 
 
-def by_kind(rows: list[dict]) -> dict[str, dict]:
-    """Per `kind`: questions, score (see `row_score`), key-point recall, wrong and correct refusals."""
+def by_kind(rows: list[dict], key: str = "kind") -> dict[str, dict]:
+    """Per `kind` (or per `doc`): questions, score (see `row_score`), key-point recall, wrong and correct refusals."""
     kinds: dict[str, list[dict]] = {}
     for r in rows:
-        kinds.setdefault(r.get("kind") or "-", []).append(r)
+        kinds.setdefault(r.get(key) or "-", []).append(r)
     out = {}
     for kind, rs in sorted(kinds.items()):
         answerable = [r for r in rs if r["answerable"]]
@@ -271,24 +294,8 @@ def write_report(out: Path, runs: dict[str, dict], fails: dict[str, list[dict]],
         "questions; *correct refusals* — over unanswerable questions; *wrong refusals* — over answerable questions.",
         "",
     ]
-    kinds = sorted({k for s in runs.values() for k in s.get("by_kind", {})})
-    if kinds:
-        lines += ["## By kind", "", "score = key-point recall (0 when refused) on answerable questions, 1 for a refusal "
-                  "of an unanswerable one; wrong refusals as refused/answerable.", ""]
-        lines.append("| kind | n | " + " | ".join(f"{name} score | {name} wrong refusals" for name in runs) + " |")
-        lines.append("|---|---|" + "---|---|" * len(runs))
-        for kind in kinds:
-            cells = []
-            n = ""
-            for s in runs.values():
-                k = s.get("by_kind", {}).get(kind)
-                if not k:
-                    cells += ["", ""]
-                    continue
-                n = k["questions"]
-                cells += [f"{k['score']:.2f}", f"{k['wrong_refusals']}/{k['answerable']}"]
-            lines.append(f"| {kind} | {n} | " + " | ".join(cells) + " |")
-        lines.append("")
+    lines += _group_table(runs, "by_kind", "按题型（kind）")
+    lines += _group_table(runs, "by_doc", "按文档（doc）")
     for name, rows in fails.items():
         lines.append(f"## Failures — {name} ({len(rows)})")
         lines.append("")
@@ -302,6 +309,27 @@ def write_report(out: Path, runs: dict[str, dict], fails: dict[str, list[dict]],
             lines.append(f"| {f['id']} | {f['kind']} | {f['question']} | {f['why']} | {answer} |")
         lines.append("")
     (out / "report.md").write_text("\n".join(lines), encoding="utf-8")
+
+
+def _group_table(runs: dict[str, dict], key: str, heading: str) -> list[str]:
+    """One row per kind (or document): each run's score and wrong refusals."""
+    groups = sorted({k for s in runs.values() for k in s.get(key, {})})
+    if not groups:
+        return []
+    lines = [f"## {heading}", "", "得分 = 可回答题的要点召回（拒答记 0），不可回答题拒答记 1；误拒 = 拒答数/可回答数。", ""]
+    lines.append("| 分组 | 题数 | " + " | ".join(f"{name} 得分 | {name} 误拒" for name in runs) + " |")
+    lines.append("|---|---|" + "---|---|" * len(runs))
+    for group in groups:
+        cells, n = [], ""
+        for s in runs.values():
+            k = s.get(key, {}).get(group)
+            if not k:
+                cells += ["", ""]
+                continue
+            n = k["questions"]
+            cells += [f"{k['score']:.2f}", f"{k['wrong_refusals']}/{k['answerable']}"]
+        lines.append(f"| {group} | {n} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def write_chart(out: Path, runs: dict[str, dict]) -> Path:
@@ -359,15 +387,22 @@ def evaluate(dataset: Path, out: Path, settings: Settings, configs: list[str], l
     runs, fails = {}, {}
     for name in configs:
         backend = name.split(":", 1)[1] if name.startswith("answer:") else None
-        config = "hybrid" if backend else name
+        vanilla = backend == "vanilla"  # the vanilla recipe end to end, with the configured model
+        if vanilla:
+            backend = settings.llm_backend if settings.llm_backend != "extractive" else "local"
+        config = "vanilla" if vanilla else ("hybrid" if backend else name)
         variant, engine = _engine_for(settings, config, embedder)
         if backend:
             variant = variant.replace(llm_backend=backend)
             engine.settings = variant
+            if vanilla:
+                from rag.engine import Engine
+
+                engine = Engine(variant, embedder=embedder, index=engine.index)
         label = name if len(configs) > 1 else "run"
         only_retrieval = backend is None  # retrieval configurations never generate
         print(f"running {name} ({len(questions)} questions)", file=sys.stderr)
-        rows = run_questions(questions, variant, engine, retrieval_only=only_retrieval)
+        rows = run_questions(questions, variant, engine, retrieval_only=only_retrieval, vanilla=vanilla)
         run_dir = out if len(configs) == 1 else out / name.replace(":", "-")
         run_dir.mkdir(parents=True, exist_ok=True)
         with (run_dir / "results.jsonl").open("w", encoding="utf-8") as fh:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from rag.query import detect_facet, item_reference, load_vocabulary, normalise_text
+from rag.query import detect_facet, item_reference, load_vocabulary, normalise_text, strip_wrappers
 from rag.text import places_in
 
 MAX_TURNS = 20  # earlier turns a follow-up may lean on
@@ -39,7 +39,7 @@ def standalone_question(question: str, history: list[dict] | None) -> str:
     history = list(history or [])[-MAX_TURNS:]  # resolving reaches back one user turn at a time: bound the depth
     previous = previous_user_question(history)
     short_without_place = len(_TAIL.sub("", question)) <= 12 and not places_in(question) and bool(places_in(previous))
-    if not previous or not (is_followup(question) or short_without_place):
+    if not previous or not (is_followup(question) or short_without_place) or _only_chit_chat(question):
         return question
     previous = standalone_question(previous, _history_before_last_user(history))
     core = _TAIL.sub("", _LEAD.sub("", question))
@@ -66,6 +66,13 @@ def standalone_question(question: str, history: list[dict] | None) -> str:
     if new_places:
         return f"{new_places[0]}：{_TAIL.sub('', previous)}？"
     return f"{_TAIL.sub('', previous)}，{core}？"
+
+
+def _only_chit_chat(question: str) -> bool:
+    """A greeting or thanks ("你好", "谢谢啦") leans on nothing: it is not a follow-up of the previous question."""
+    vocab = load_vocabulary()
+    core, dropped, injection = strip_wrappers(normalise_text(question), vocab)
+    return bool(dropped) and not injection and not re.search(r"\w", core)
 
 
 def _facet_cue(question: str, vocab) -> str:

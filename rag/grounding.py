@@ -92,6 +92,12 @@ class Eligibility:
     reason: str = ""  # set when none is eligible
     places: list[str] = field(default_factory=list)
     years: list[str] = field(default_factory=list)
+    uncovered: list[str] = field(default_factory=list)  # places named that only nationwide documents speak for
+
+
+def is_nationwide(doc: dict) -> bool:
+    """A document for the whole country (a national law, a CNIPA rule): it has no region of its own."""
+    return doc.get("region", "") in ("", "全国", "中国", "国家")
 
 
 def eligible_passages(question: str, contexts: list[ScoredChunk], documents: dict[str, dict]) -> Eligibility:
@@ -103,7 +109,8 @@ def eligible_passages(question: str, contexts: list[ScoredChunk], documents: dic
         doc = documents.get(ctx.chunk.doc_id, {})
         about = " ".join([doc.get("region", ""), doc.get("title", ""), " ".join(doc.get("aliases", [])), ctx.chunk.text])
         if places and not any(place in about for place in places):
-            continue
+            if not is_nationwide(doc):
+                continue  # another place's document: never its figures for the place asked
         doc_text = " ".join([doc.get("title", ""), str(doc.get("date", "")), doc.get("text", "") or ctx.chunk.text])
         if years and not all(year in doc_text for year in years):
             continue
@@ -117,7 +124,11 @@ def eligible_passages(question: str, contexts: list[ScoredChunk], documents: dic
             reason = f"文档没有给出 {'、'.join(years)} 年的相关内容"
         else:
             reason = "没有找到相关内容"
-    return Eligibility(kept, reason, places, years)
+    # a place no kept passage is about (义乌 answered from a nationwide law or from 浙江's regulation) is said so
+    covered = {p for p in places for c in kept if p in " ".join([documents.get(c.chunk.doc_id, {}).get("region", ""),
+                                                                   documents.get(c.chunk.doc_id, {}).get("title", ""),
+                                                                   c.chunk.text])}
+    return Eligibility(kept, reason, places, years, [p for p in places if kept and p not in covered])
 
 
 # --------------------------------------------------------------------------- extractive answers

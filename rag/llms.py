@@ -242,10 +242,10 @@ class FakeLLM(LLM):
         if self.fail:
             raise self.fail
         reply = self.replies.pop(0) if self.replies else self._echo(messages[-1]["content"])
-        for i in range(0, len(reply), 4):
+        for piece in token_pieces(reply):
             if self.delay_s:
                 time.sleep(self.delay_s)
-            yield reply[i : i + 4]
+            yield piece
 
     @staticmethod
     def _echo(prompt: str) -> str:
@@ -255,6 +255,15 @@ class FakeLLM(LLM):
         sentences = [x for x in re.split(r"(?<=[。；;！？])", match.group(2).strip()) if x.strip()]
         longest = max(sentences[:3], key=len)  # the heading line is short; the substance is not
         return f"{longest}[{match.group(1)}]"
+
+
+_TOKEN = re.compile(r"[\u4e00-\u9fff]{1,2}|\d|[A-Za-z]+|\s+|.", re.DOTALL)
+
+
+def token_pieces(text: str) -> list[str]:
+    """Text cut the way the local model streams it: Qwen's tokens are one or two Chinese characters, a single digit,
+    a word, or one punctuation mark (so a fake streams `[`, `1`, `]` apart, as llama.cpp does)."""
+    return _TOKEN.findall(text)
 
 
 def make_llm(settings: Settings) -> LLM | None:

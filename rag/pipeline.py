@@ -45,7 +45,7 @@ from rag.plans import (
     targets_for,
 )
 from rag.prompts import render
-from rag.query import Query, load_vocabulary, sub_questions, understand
+from rag.query import NO_SEARCH_FACETS, Query, load_vocabulary, sub_questions, understand
 from rag.retrieval import ScoredChunk, validate_question
 from rag.settings import Settings
 from rag.tokens import count_tokens
@@ -145,6 +145,7 @@ def stream_answer(question: str, history: list | None = None, settings: Settings
     for event in _answer_events(question, history, engine, filters):
         if event.kind == "final":
             locate_citations(event.data, engine)
+            note_places(event.data, engine)
             note_expired(event.data, engine)
         yield event
 
@@ -159,6 +160,23 @@ def locate_citations(result: Answer, engine: Engine) -> None:
                                   else (citation.start, citation.end))
         citation.page = page_of(engine.documents_by_id.get(citation.doc_id, {}).get("pages"), quote_start)
         citation.url = f"{engine.settings.root_path}/doc/{url_quote(citation.doc_id)}?start={quote_start}&end={quote_end}#cited"
+
+
+def note_places(result: Answer, engine: Engine) -> None:
+    """An answer for a place that no cited document is about says whose text it quotes: never one place's figures
+    presented as another's (义乌 answered from 浙江's regulation or from a national law)."""
+    places = [p for p in result.understood.get("uncovered", []) if p]
+    if result.refused or not result.citations or not places:
+        return
+    about = " ".join(engine.documents_by_id.get(c.doc_id, {}).get("region", "") + c.text for c in result.citations)
+    missing = [p for p in places if p not in about]
+    if not missing:
+        return
+    sources = []
+    for doc_id in dict.fromkeys(c.doc_id for c in result.citations):
+        doc = engine.documents_by_id.get(doc_id, {})
+        sources.append(f"{doc.get('region') or '全国'}的《{doc.get('title', doc_id)}》")
+    result.answer = (f"现有文件没有专门关于{'、'.join(missing)}的内容；以下是{'、'.join(sources)}的规定：\n" + result.answer)
 
 
 def note_expired(result: Answer, engine: Engine) -> None:
@@ -199,19 +217,26 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
     lap("rewrite_ms")
     result = Answer(question=question, answer="", refused=False, rewritten_question=standalone,
                     backend=settings.llm_backend, timings=timings, understood=query.to_dict())
-    if query.facet in ("empty", "out_of_scope", "foreign"):
+    if query.facet in NO_SEARCH_FACETS:
         yield Event("sources", [])
         yield Event("final", _scope_message(result, query, engine))
         return
+    excluded = filtered_out(query, engine, filters)
     contexts = retrieve_for(query, engine, filters)
     lap("retrieve_ms")
     result.contexts = contexts
     yield Event("sources", contexts)
+    if excluded and len(excluded) == len(query.docs):
+        # every document the question names is left out by the filter: say so, do not answer from the others
+        yield Event("final", _excluded_message(result, excluded, engine))
+        return
 
     eligibility: Eligibility = eligible_passages(query.text, contexts, engine.documents_by_id)
     if not eligibility.passages:
         yield Event("final", _refusal(result, eligibility.reason, settings, contexts))
         return
+    if eligibility.uncovered:
+        result.understood["uncovered"] = eligibility.uncovered
     plan = make_plan(query, eligibility.passages, engine)
     lap("plan_ms")
     if plan.refused:
@@ -265,26 +290,61 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
     yield Event("final", _checked(result, evidence, passages, settings, lap, plan, contexts, query))
 
 
+def filtered_out(query: Query, engine: Engine, filters: dict | None) -> list[str]:
+    """The documents the question names that the filters leave out (e.g. expired plans under 不含已到期文件)."""
+    if not filters or not query.docs:
+        return []
+    allowed = engine.retriever.allowed_docs(filters)
+    return [d for d in query.docs if allowed is not None and d not in allowed]
+
+
+def _excluded_message(result: Answer, excluded: list[str], engine: Engine) -> Answer:
+    from rag.library import today_of
+
+    today = today_of(engine.settings)
+    parts = []
+    for doc_id in excluded:
+        doc = engine.documents_by_id.get(doc_id, {})
+        why = (f"期限为{period_text(doc['period'])}，已到期" if doc.get("period")
+               and validity(doc["period"], today) == "已到期" else "不在所选检索范围内")
+        parts.append(f"《{doc.get('title', doc_id)}》（{why}）")
+    result.answer = (f"所问的{'、'.join(parts)}已被当前的检索范围排除，因此没有检索它。"
+                     "如需查看，请取消勾选“不含已到期文件”或把检索范围改为“全部文档”后再问。")
+    result.refused = True
+    result.refusal_reason = "所问文件被筛选条件排除"
+    result.citations = []
+    return result
+
+
+MAX_NAMED_DOCS = 8  # documents a question names that get a search of their own (a person names few)
+PER_DOC = 3  # passages kept per document when several documents are in play
+
+
 def retrieve_for(query: Query, engine: Engine, filters: dict | None = None) -> list[ScoredChunk]:
-    """Ranked passages for an understood question; with several documents in play, each one's best passages too."""
+    """Ranked passages for an understood question. With several documents in play, the passages are grouped by
+    document (each one's best passage first): the documents named get a search each (bounded: a person names a
+    few), "every document" questions (各地, 哪些文件) one wider search whose candidates are grouped — the cost grows
+    with the candidates, never with the number of documents in the library."""
     settings = engine.settings
     search = query.search[: settings.max_question_chars]
-    ranked = engine.retriever.search(search, k=settings.top_k, filters=filters, docs=query.docs)
-    if filters or not (query.cross or query.facet == "which_docs"):
-        return ranked
-    targets = query.docs if query.docs and not query.all_docs else [d["doc_id"] for d in engine.index.documents]
-    seen = {c.chunk.chunk_id for c in ranked}
+    if not (query.cross or query.facet == "which_docs"):
+        return engine.retriever.search(search, k=settings.top_k, filters=filters, docs=query.docs)
+    named = query.docs[:MAX_NAMED_DOCS] if query.docs and not query.all_docs else []
+    wide = settings.top_k if named else max(settings.top_k, settings.cross_candidates)
+    ranked = engine.retriever.search(search, k=wide, filters=filters, docs=query.docs)
     extra: list[ScoredChunk] = []
-    for doc_id in targets:
-        for ctx in engine.retriever.search(search, k=3, filters={"doc_id": [doc_id]}, docs=query.docs):
-            if ctx.chunk.chunk_id not in seen:
-                seen.add(ctx.chunk.chunk_id)
-                extra.append(ctx)
-    # as the retriever orders cross-document results: each document's best passage first, then the rest by score
-    merged = sorted(ranked + extra, key=lambda c: -c.score)
-    seen_docs: set[str] = set()
-    firsts = [c for c in merged if c.chunk.doc_id not in seen_docs and not seen_docs.add(c.chunk.doc_id)]
-    merged = firsts + [c for c in merged if c not in firsts]
+    allowed = engine.retriever.allowed_docs(filters)
+    for doc_id in named:
+        if allowed is None or doc_id in allowed:
+            extra += engine.retriever.search(search, k=PER_DOC, filters=(filters or {}) | {"doc_id": [doc_id]},
+                                             docs=query.docs)
+    unique = list({c.chunk.chunk_id: c for c in sorted(ranked + extra, key=lambda c: -c.score)}.values())
+    per_doc: dict[str, list[ScoredChunk]] = {}
+    for c in unique:
+        per_doc.setdefault(c.chunk.doc_id, []).append(c)
+    kept = [c for group in per_doc.values() for c in group[:PER_DOC]]
+    firsts = [group[0] for group in per_doc.values()]
+    merged = firsts + [c for c in sorted(kept, key=lambda c: -c.score) if c not in firsts]
     return [ScoredChunk(c.chunk, c.score, i + 1, c.bm25, c.dense) for i, c in enumerate(merged)]
 
 
@@ -363,19 +423,17 @@ def _scope_message(result: Answer, query: Query, engine: Engine) -> Answer:
     result.answer = render(engine.settings.prompts_dir, "scope", kind=query.facet, what=what, titles=titles,
                            examples=_examples(documents))
     result.refused = True
-    result.refusal_reason = {"empty": "问题没有内容", "foreign": "请用中文提问"}.get(query.facet, "问题不在政策文件范围内")
+    result.refusal_reason = {"empty": "问题没有内容", "foreign": "请用中文提问", "chat": "寒暄"}.get(query.facet, "问题不在政策文件范围内")
     return result
 
 
 def _examples(documents: list[dict]) -> list[str]:
-    """Example questions built from the indexed documents' own names (not a fixed list)."""
+    """Example questions built from the indexed documents' own titles (not a fixed list): a question about each
+    document's facts is answerable whatever the document is."""
     out = []
-    for doc in documents[:3]:
-        place = (doc.get("aliases") or [doc.get("region", "")])[0] or doc["title"][:6]
-        out.append(f"{place}的{('文件' if not doc.get('title') else doc['title'][-4:])}是哪天印发的？")
-    if documents:
-        place = (documents[0].get("aliases") or [documents[0].get("region", "")])[0]
-        out.append(f"{place}的知识产权质押融资目标是多少？")
+    for doc, asks in zip(documents[:3], ("是哪天印发的？", "是哪个部门发布的？", "的主要内容有哪些？"), strict=False):
+        if doc.get("title"):
+            out.append(f"《{doc['title']}》{asks}")
     return out
 
 

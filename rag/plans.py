@@ -420,8 +420,8 @@ def _states_units(sentence: str, units: tuple[str, ...]) -> bool:
 
 def targets_for(query: Query, view: DocumentView, contexts: list[ScoredChunk]) -> list[str]:
     """The documents in play: those named, every one for "五份文件 / 哪些文件", else the best retrieved one."""
-    if query.all_docs:
-        return list(view.order)
+    if query.all_docs:  # every document in play: those the candidates come from (never a scan of the library)
+        return list(dict.fromkeys(c.chunk.doc_id for c in contexts))
     if query.docs:
         return query.docs
     return [contexts[0].chunk.doc_id] if contexts else []

@@ -24,6 +24,8 @@ from rag.settings import PROJECT_ROOT
 VOCAB_DIR = PROJECT_ROOT / "vocab"
 
 # Facets that are facts about a document as a whole, answered from its facts, not from passage sentences.
+# What is answered without searching: nothing asked, chit-chat, a request for another tool, another language.
+NO_SEARCH_FACETS = ("empty", "chat", "out_of_scope", "foreign")
 DOCUMENT_FACETS = ("docno", "issuer", "date", "period", "attachment", "compare_date")
 # Clauses end at Chinese or Western punctuation ("instructions. 杭州…"), or at spaces before a non-Latin word.
 _CLAUSE_SPLIT = re.compile(r"([，,。！!？?；;：:\n]|\.(?=\s)|\s{1,}(?=[^\sA-Za-z]))")
@@ -354,7 +356,7 @@ def sub_questions(query: Query, documents: list[dict], vocab: Vocabulary | None 
     out = []
     for part in parts:
         sub = understand(part, documents, vocab)
-        if sub.facet in ("empty", "out_of_scope", "foreign"):
+        if sub.facet in NO_SEARCH_FACETS:
             continue
         if not sub.docs:
             sub.docs, sub.places, sub.all_docs = query.docs, query.places, query.all_docs
@@ -377,7 +379,8 @@ def understand(question: str, documents: list[dict], vocab: Vocabulary | None = 
     text, search = expand_terms(core, vocab)
     query = Query(original=question, text=text, search=search or text, dropped=dropped, injection=injection)
     if not re.search(r"[\w]", text) or not text:
-        query.facet = "empty"
+        # nothing left once greetings and thanks are taken out: chit-chat ("你好", "谢谢"), not an empty question
+        query.facet = "chat" if dropped and not injection else "empty"
         return query
     query.docs, query.places = document_targets(text, documents, vocab, query.names)
     query.all_docs = vocab.has("all_docs", text)

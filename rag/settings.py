@@ -45,6 +45,7 @@ class Settings:
 
     # Retrieval
     top_k: int = 5
+    cross_candidates: int = 40  # passages searched for "every document" questions (各地, 哪些文件), grouped by document
     retrieval_mode: str = "hybrid"  # hybrid | bm25 | dense
     dense_weight: float = 0.3  # weight of min-max-normalised dense scores in the fusion
     region_boost: float = 0.2  # added to passages of documents whose region the question names

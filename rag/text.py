@@ -69,29 +69,12 @@ def compact(text: str) -> str:
     return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text))
 
 
-# Provinces and the cities a question may name. Used to notice a question about a place
-# the retrieved passages do not cover (a near-miss the model would happily answer).
-PROVINCES = [
-    "北京", "天津", "上海", "重庆", "河北", "山西", "辽宁", "吉林", "黑龙江", "江苏", "浙江", "安徽", "福建", "江西",
-    "山东", "河南", "湖北", "湖南", "广东", "海南", "四川", "贵州", "云南", "陕西", "甘肃", "青海", "台湾", "内蒙古",
-    "广西", "西藏", "宁夏", "新疆", "香港", "澳门",
-]
-CITIES = [
-    "郑州", "洛阳", "新乡", "开封", "济源", "杭州", "宁波", "温州", "乌海", "呼和浩特", "包头", "鄂尔多斯", "巴彦淖尔",
-    "阿拉善", "沈阳", "大连", "鞍山", "长沙", "株洲", "湘潭", "岳阳", "衡阳", "常德", "益阳", "广州", "深圳", "南京",
-    "苏州", "武汉", "成都", "西安", "济南", "青岛", "合肥", "福州", "厦门", "南昌", "昆明", "贵阳", "南宁", "石家庄",
-    "太原", "长春", "哈尔滨", "兰州", "西宁", "银川", "乌鲁木齐", "拉萨", "海口", "东莞", "佛山", "无锡",
-]
-_PLACE_RE = re.compile("|".join(sorted(PROVINCES + CITIES, key=len, reverse=True)))
-
-
 def places_in(text: str) -> list[str]:
-    """Place names mentioned in `text`, in order, without 省/市 suffixes (湖南省 → 湖南)."""
-    seen: list[str] = []
-    for match in _PLACE_RE.finditer(text):
-        if match.group() not in seen:
-            seen.append(match.group())
-    return seen
+    """Place names mentioned in `text`, in order, without 省/市 suffixes (湖南省 → 湖南): any place in China
+    (see rag/places.py), not only the documents' own."""
+    from rag.places import places_named
+
+    return places_named(text)
 
 
 def years_in(text: str) -> list[str]:

@@ -11,14 +11,18 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from rag.engine import Engine
+from rag.llms import FakeLLM
 from rag.loadcheck import free_port
-from rag.settings import PROJECT_ROOT
+from rag.settings import PROJECT_ROOT, Settings
+from ui import EXAMPLES
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = PROJECT_ROOT / "artifacts"
+DEFAULT_BACKEND = Settings.load(env={}).llm_backend
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +32,10 @@ def server(real_engine, tmp_path_factory):
 
     port = free_port()
     feedback = tmp_path_factory.mktemp("fb") / "feedback.jsonl"
-    settings = real_engine.settings.replace(port=port, feedback_path=feedback)
-    engine = Engine(settings, embedder=real_engine.embedder, index=real_engine.index)
+    # the default configuration (what `make run` starts): the local-model backend, here with a fake that streams
+    # token by token as llama.cpp does (the real model drives the same page in test_slow.py)
+    settings = real_engine.settings.replace(port=port, feedback_path=feedback, llm_backend=DEFAULT_BACKEND)
+    engine = Engine(settings, embedder=real_engine.embedder, index=real_engine.index, llm=FakeLLM(delay_s=0.005))
     with running(create_server(settings, engine), port) as base:
         yield base, feedback
 
@@ -94,6 +100,32 @@ def test_ask_sources_click_vote_and_screenshot(server, browser):
     record = json.loads(Path(feedback).read_text(encoding="utf-8").splitlines()[-1])
     assert record["vote"] == "up" and record["comment"] == "出处清楚" and "乌海葡萄" in record["answer"]
     assert record["citations"] and record["citations"][0]["doc_id"] == "wuhai-2022"
+    page.close()
+
+
+def assert_no_error_shown(page) -> None:
+    """Neither a red error badge in the chat nor a toast (Gradio shows exceptions as toasts)."""
+    assert page.locator(".toast-body").count() == 0, page.locator(".toast-body").all_inner_texts()
+    text = page.locator("#chat").inner_text()
+    assert "错误" not in text and "Error" not in text and "⚠️" not in text, text
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_every_example_question_is_answered_with_the_default_backend(server, browser, example):
+    base, _ = server
+    page = browser.new_page()
+    page.goto(base + "/")
+    page.locator("#question textarea").wait_for(timeout=30000)
+    page.get_by_text(example, exact=True).first.click()  # the example list fills the box
+    expect(page.locator("#question textarea")).to_have_value(example, timeout=10000)
+    page.locator("#send").click()
+    page.wait_for_function(
+        """() => { const m = [...document.querySelectorAll('#chat [data-testid="bot"]')];
+                   if (!m.length) return false; const t = m[m.length - 1].innerText;
+                   return t.length > 0 && !t.includes('生成中') && !t.includes('正在'); }""", timeout=60000)
+    assert_no_error_shown(page)
+    sources = page.locator("#sources").inner_text()
+    assert "出处" in sources or "最接近" in sources, sources
     page.close()
 
 

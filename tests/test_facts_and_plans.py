@@ -134,7 +134,7 @@ def test_out_of_scope_requests_get_the_scope_message(real_engine, question):
     ("？！。。", "请输入一个关于政策文件的具体问题"),
     ("🙂🙂🙂", "请输入一个关于政策文件的具体问题"),
     ("\x00\x00", "请输入一个关于政策文件的具体问题"),
-    ("您好", "请输入一个关于政策文件的具体问题"),
+    ("您好", "您好！我可以依据已收录的政策文件回答问题"),
     ("How much pledge financing does Henan target?", "请用中文提问"),
 ])
 def test_questions_without_content_or_in_another_language(real_engine, question, expected):

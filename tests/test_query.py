@@ -85,7 +85,7 @@ def test_figures_across_documents_are_a_list_of_figures():
     ("？？！！", "empty", ""),
     ("😀😀", "empty", ""),
     ("\u200b\u200b\u200b", "empty", ""),
-    ("您好", "empty", ""),
+    ("您好", "chat", ""),
 ])
 def test_out_of_scope_foreign_and_empty(question, facet, klass):
     query = understand(question, DOCS)

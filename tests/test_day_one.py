@@ -1,0 +1,87 @@
+"""What a person meets in the first minutes: greetings mid-conversation, the in-force filter's notice, the UI's
+handling of every event the default backend's stream yields."""
+
+from rag.llms import FakeLLM, token_pieces
+from rag.pipeline import answer, stream_answer
+from rag.settings import Settings
+from tests.conftest import engine_with_llm
+
+HISTORY = [{"role": "user", "content": "杭州的知识产权质押融资目标是多少？"},
+           {"role": "assistant", "content": "知识产权质押融资金额累计达5亿元[1]。"}]
+
+
+def test_greetings_and_thanks_mid_conversation_are_not_follow_ups(real_engine):
+    for text in ("你好", "谢谢", "谢谢啦！"):
+        result = answer(text, history=HISTORY, engine=real_engine)
+        assert result.rewritten_question == text  # not "杭州…，你好？"
+        assert result.understood["facet"] == "chat"
+        assert "您好" in result.answer and "没有找到" not in result.answer
+        assert "北京你好" not in result.answer
+
+
+def test_examples_in_the_greeting_are_whole_questions_about_indexed_documents(real_engine):
+    result = answer("你好", engine=real_engine)
+    titles = [d["title"] for d in real_engine.index.documents]
+    examples = [line.lstrip("· ") for line in result.answer.splitlines() if line.startswith("·")]
+    assert examples and all(any(f"《{t}》" in e for t in titles) for e in examples)
+
+
+def test_a_document_left_out_by_the_in_force_filter_is_named_not_called_silent(real_engine):
+    settings = real_engine.settings.replace(today="2026-12-01")
+    engine = engine_with_llm(real_engine, FakeLLM(), llm_backend="extractive", today="2026-12-01")
+    assert engine.settings == settings.replace(llm_backend="extractive")
+    result = answer("河南省2020年知识产权质押融资额的目标是多少？", engine=engine, filters={"in_force": True})
+    assert result.refused
+    assert "已到期" in result.answer and "不含已到期文件" in result.answer
+    assert "没有给出相关内容" not in result.answer
+
+
+def test_the_default_backend_streams_tokens_then_checked_sentences_then_the_answer(real_engine):
+    assert Settings.load(env={}).llm_backend == "local"
+    engine = engine_with_llm(real_engine, FakeLLM(), llm_backend="local")
+    kinds = [e.kind for e in stream_answer("乌海市到2025年每万人发明专利拥有量的目标是多少？", engine=engine)]
+    assert kinds[0] == "sources" and kinds[-1] == "final"
+    assert "token" in kinds
+
+
+def test_fake_streams_in_the_local_models_token_sizes():
+    pieces = token_pieces("达到12件[1]。")
+    assert "".join(pieces) == "达到12件[1]。"
+    assert pieces == ["达到", "1", "2", "件", "[", "1", "]", "。"]
+
+
+def test_ui_respond_handles_every_event_of_the_default_backend(real_engine):
+    import ui
+
+    engine = engine_with_llm(real_engine, FakeLLM(), llm_backend="local")
+    demo = ui.create_app(engine.settings, engine)
+    respond = next(fn.fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "respond")
+    outputs = list(respond("乌海要打造哪些特色品牌？", [], ui.ALL, False))
+    history, _, final, _ = outputs[-1]
+    assert final is not None and final["answer"]
+    assert "⚠️" not in history[-1]["content"] and "生成中" not in history[-1]["content"]
+
+
+def test_a_place_no_document_covers_never_gets_another_places_figure(real_engine):
+    for question, other in (("义乌的知识产权质押融资目标是多少", "5亿"), ("寿光的专利质押融资增长多少", "30%")):
+        result = answer(question, engine=real_engine)
+        assert result.refused, result.answer
+        assert question[:2] in result.answer and other not in result.answer
+
+
+def test_a_place_answered_from_a_nationwide_document_says_whose_text_it_is(real_corpus, tmp_path):
+    from rag.embedders import FakeEmbedder
+    from rag.engine import Engine
+    from rag.library import ensure_index
+    from tests.conftest import make_settings
+
+    (real_corpus / "national-rule.txt").write_text(
+        "专利侵权纠纷处理办法\n国家知识产权局\n第一条 为处理专利侵权纠纷，制定本办法。\n"
+        "第二条 专利侵权纠纷的当事人可以请求管理专利工作的部门处理，处理期限为立案之日起九十日内。\n", encoding="utf-8")
+    settings = make_settings(real_corpus, tmp_path / "index")
+    index, _ = ensure_index(settings, FakeEmbedder())
+    engine = Engine(settings, embedder=FakeEmbedder(), index=index)
+    result = answer("义乌的专利侵权纠纷当事人可以请求哪个部门处理", engine=engine)
+    assert not result.refused, result.answer
+    assert "管理专利工作的部门" in result.answer
+    assert result.answer.startswith("现有文件没有专门关于义乌的内容") and "全国" in result.answer
