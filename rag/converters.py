@@ -134,7 +134,35 @@ def _docx(name: str, raw: bytes) -> Extracted:
                     if value and (not cells or cells[-1] != value):  # merged cells repeat their text
                         cells.append(value)
                 out.add("  ".join(cells))
+    if not out.text.strip():
+        chunk = _alt_chunk_html(document)
+        if chunk is not None:  # the body is an embedded HTML/MHT part (w:altChunk): all of it is the document
+            return _html_body(name, chunk)
     return Extracted(out.text, "docx", outline=out.outline)
+
+
+_ALT_CHUNK = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/aFChunk"
+
+
+def _alt_chunk_html(document) -> bytes | None:
+    """The HTML of a Word file whose body is an imported chunk (w:altChunk → word/afchunk.mht or .html), as bytes.
+    MHT is a MIME message: its text/html part is decoded (quoted-printable, base64) by the standard email parser."""
+    import email
+    from email import policy
+
+    for rel in document.part.rels.values():
+        if rel.reltype != _ALT_CHUNK or rel.is_external:
+            continue
+        blob = rel.target_part.blob
+        if b"MIME-Version" in blob[:2000] or b"Content-Type: multipart" in blob[:2000]:
+            message = email.message_from_bytes(blob, policy=policy.default)
+            for part in message.walk():
+                if part.get_content_type() == "text/html":
+                    html = part.get_content()
+                    return html.encode("utf-8") if isinstance(html, str) else bytes(html)
+        elif blob.lstrip()[:1] == b"<":
+            return blob
+    return None
 
 
 def _pdf(name: str, raw: bytes) -> Extracted:
@@ -188,6 +216,30 @@ def _html(name: str, raw: bytes) -> Extracted:
     if not out.text.strip():
         raise CorpusError(f"{name}: no article body", f"网页 {name} 中没有找到正文。")
     return Extracted(out.text, "html", outline=out.outline)
+
+
+def _html_body(name: str, raw: bytes) -> Extracted:
+    """Every block of an HTML body (headings h1–h6 as the outline): for HTML that is all document and no page chrome,
+    such as a Word file's embedded chunk, where an article extractor would keep too little."""
+    import lxml.html
+
+    root = lxml.html.fromstring(raw)
+    for junk in root.xpath("//script|//style|//head"):
+        junk.drop_tree()
+    out = _Builder()
+    for element in root.iter("h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "pre", "tr"):
+        if element.tag == "p" and _inside(element, "li"):
+            continue
+        if element.tag == "tr":
+            out.add("  ".join(c.text_content().strip() for c in element.iter("td", "th")))
+        elif element.tag.startswith("h") and len(element.tag) == 2:
+            out.add(element.text_content(), int(element.tag[1]))
+        else:
+            for line in element.text_content().split("\n"):
+                out.add(line)
+    if not out.text.strip():
+        raise CorpusError(f"{name}: no text", f"文件 {name} 中没有可读取的文字。")
+    return Extracted(out.text, "docx", outline=out.outline)
 
 
 def _inside(element, tag: str) -> bool:

@@ -120,3 +120,15 @@ def test_mask_chrome_keeps_lengths():
     text = "无障碍\n正文第一行\n浏览次数: 12\n"
     masked = mask_chrome(text)
     assert len(masked) == len(text) and "正文第一行" in masked and "无障碍" not in masked
+
+
+def test_a_word_file_whose_body_is_an_embedded_html_chunk_is_read():
+    """altChunk: python-docx sees no paragraph; the text is the MHT part (quoted-printable HTML)."""
+    from rag.converters import convert
+    from rag.settings import PROJECT_ROOT
+
+    path = PROJECT_ROOT.parent / "shared" / "corpus-dev" / "docs" / "national-patent-law-2008-superseded-text.docx"
+    extracted = convert(path.name, path.read_bytes())
+    assert extracted.text.startswith("中华人民共和国专利法")
+    assert "第六十条" in extracted.text and "=E4" not in extracted.text
+    assert any(extracted.text[start:end].startswith("第七章") for start, end, _ in extracted.outline)
