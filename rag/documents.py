@@ -115,10 +115,48 @@ def mask_chrome(text: str) -> str:
     return "\n".join(out)
 
 
+_MARKUP = re.compile(r"^\s*(?:#{1,6}\s*|\*\*|>\s*)|\*\*\s*$")
+_NOT_TITLE = re.compile(r"^(?:<!--|[（(]|目\s*录|来源|发布|时间|日期|索\s*引|\d{4}[-年./]\d{1,2}|[\u4e00-\u9fff]{1,8}\s*[:：])"
+                        r"|[|｜]|[。；;：:，,]$")
+
+
+def title_line(text: str, kinds: tuple[str, ...] = ()) -> str:
+    """The document's title, from its own head: Markdown marks, page markers, dates, 来源 lines, 文号 lines, table rows
+    and sentences are passed over; the first line ending with a document kind (条例, 办法, 通知, 公示 …,
+    vocab/document_kinds.txt) wins, else the first short line that is not a sentence; '' when there is none."""
+    from rag.docfacts import DOC_NUMBER
+
+    if not kinds:
+        from rag.query import load_vocabulary
+
+        kinds = load_vocabulary().document_kinds
+    candidates = []
+    for raw in text[:3000].split("\n")[:40]:
+        line = _MARKUP.sub("", raw).strip()
+        line = re.sub(r"\s+", " ", line)
+        if not line or len(line) > 80 or _NOT_TITLE.search(line) or DOC_NUMBER.fullmatch(line):
+            continue
+        if line.endswith(tuple(kinds)) or re.search(r"关于.{2,60}的(?:通知|公示|公告|通告|决定|意见|批复)", line):
+            return line[:80]
+        if len(line) <= 40 and not re.search(r"[。！？]", line):
+            candidates.append(line)
+    if candidates:
+        return candidates[0]
+    # no title line (a notice that starts with its 文号, a page cut from a site): its 文号, else its first sentence
+    number = DOC_NUMBER.search(text[:300])
+    if number:
+        return number.group()
+    sentence = re.search(r"[\u4e00-\u9fff][^。\n|｜]{5,}", re.sub(r"^.*(?:来源|发布)[:：].*$", "", text[:1500], flags=re.M))
+    return (sentence.group()[:30] + "…") if sentence else ""
+
+
 def first_heading_line(text: str) -> str:
-    """A title for a document without a manifest entry: its first non-empty line, shortened."""
+    """A title for a document without a manifest entry: its title line (see `title_line`), else its first line."""
+    found = title_line(text)
+    if found:
+        return found
     for line in text.split("\n"):
-        line = line.strip()
+        line = _MARKUP.sub("", line).strip()
         if line:
             return line[:60]
     return ""
@@ -194,7 +232,7 @@ def load_document(path: Path, entry: dict | None = None, raw: bytes | None = Non
     entry = entry or {}
     # the title a plan's period is read from: the registry's, else (in extract_facts) the notice's, else line one
     facts = extract_facts(text, entry.get("title", ""))
-    if "period" not in facts and "title" not in facts and not entry.get("title"):
+    if "title" not in facts and not entry.get("title"):
         facts = extract_facts(text, first_heading_line(text))
     facts = merge_with_manifest(facts, entry)
     stated_title = facts["title"].value if "title" in facts else ""

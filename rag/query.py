@@ -95,6 +95,7 @@ class Vocabulary:
     domain: tuple[str, ...]
     units: tuple[tuple[str, tuple[str, ...]], ...] = ()
     words: dict = field(default_factory=dict)  # vocab/question_words.tsv: class → words
+    document_kinds: tuple[str, ...] = ()  # vocab/document_kinds.txt: words a document's title ends with
 
     def has(self, word_class: str, text: str) -> bool:
         """Does `text` hold a word of this class of question_words.tsv?"""
@@ -126,6 +127,7 @@ def load_vocabulary(vocab_dir: Path = VOCAB_DIR) -> Vocabulary:
         domain=tuple(row[0].lower() for row in _lines(vocab_dir / "domain.txt")),
         units=tuple((row[0], tuple(row[1].split("|"))) for row in _lines(vocab_dir / "units.tsv")),
         words=_classes(vocab_dir / "question_words.tsv"),
+        document_kinds=tuple(w for row in _lines(vocab_dir / "document_kinds.txt") for w in row[0].split()),
     )
 
 

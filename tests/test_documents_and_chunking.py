@@ -132,3 +132,20 @@ def test_a_word_file_whose_body_is_an_embedded_html_chunk_is_read():
     assert extracted.text.startswith("中华人民共和国专利法")
     assert "第六十条" in extracted.text and "=E4" not in extracted.text
     assert any(extracted.text[start:end].startswith("第七章") for start, end, _ in extracted.outline)
+
+
+def test_titles_come_from_the_real_title_line():
+    from rag.documents import first_heading_line
+
+    assert first_heading_line("# 北京市技术市场条例\n\n## 第一章 总则\n") == "北京市技术市场条例"
+    assert first_heading_line("<!-- page: 1 -->\n**深圳市知识产权公共服务事项办事指南**\n（第二版）\n") == "深圳市知识产权公共服务事项办事指南"
+    assert first_heading_line("2021-10-25 来源: 自然资源部网站\n关于推荐第二十三届中国专利奖的公示\n") == "关于推荐第二十三届中国专利奖的公示"
+    assert first_heading_line("粤知产〔2011〕155号\n各地级以上市知识产权局:\n附件:活动项目表\n") == "粤知产〔2011〕155号"
+
+
+def test_regions_are_read_from_the_division_table_not_any_word_ending_in_shi():
+    from rag.docfacts import extract_facts
+
+    assert extract_facts("浙江省技术市场条例\n第一条 为了……")["region"].value == "浙江省"
+    assert extract_facts("上海市浦东新区建立高水平知识产权保护制度若干规定\n")["region"].value == "上海市浦东新区"
+    assert "region" not in extract_facts("中华人民共和国专利法\n第一条 为了保护专利权人的合法权益")
