@@ -13,6 +13,9 @@ _CN_NUM = "零〇一二两三四五六七八九十百千"
 # Units after which a Chinese numeral is a quantity (not part of a name like 十四五 or 一站式).
 _UNITS = "亿万千家件个项单届年月日倍名人次元%平方米批所处条座类"
 _CN_QUANTITY = re.compile(rf"([{_CN_NUM}]+)(?=[{_UNITS}])")
+_CN_YEAR = re.compile(r"([〇零一二三四五六七八九οΟoO]{4})(?=年)")
+_ZERO_LOOKALIKES = str.maketrans({"ο": "〇", "Ο": "〇", "o": "〇", "O": "〇"})  # a Greek or Latin O typed for 〇
+_CN_DECIMAL = re.compile(rf"[{_CN_NUM}]+点[〇零一二三四五六七八九]+")
 _PERCENT_CN = re.compile(rf"百分之([{_CN_NUM}]+|\d+(?:\.\d+)?)")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _QUANTITY = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*(%|亿|万|千|家|件|个|项|单|届|倍|名|人|次|元|平方米|批|所|条|座|类)")
@@ -52,11 +55,20 @@ def normalise_numbers(text: str) -> str:
     text = re.sub(r"(?<=\d),(?=\d{3})", "", text)
     text = _PERCENT_CN.sub(lambda m: f"{_cn_to_int(m.group(1)) if not m.group(1)[0].isdigit() else m.group(1)}%", text)
 
-    def convert(match: re.Match) -> str:
-        value = _cn_to_int(match.group(1))
-        return str(value) if value is not None else match.group(1)
+    text = _CN_YEAR.sub(lambda m: _cn2an(m.group(1).translate(_ZERO_LOOKALIKES)), text)  # 二〇二二年 → 2022年 (digit by digit)
+    text = _CN_DECIMAL.sub(lambda m: _cn2an(m.group(0)), text)  # 零点六 → 0.6
+    return _CN_QUANTITY.sub(lambda m: _cn2an(m.group(1)), text)
 
-    return _CN_QUANTITY.sub(convert, text)
+
+def _cn2an(numeral: str) -> str:
+    """A Chinese numeral as digits (cn2an); the numeral itself when it is not one (十四五)."""
+    import cn2an
+
+    try:
+        value = cn2an.cn2an(numeral, "smart")
+    except (ValueError, KeyError, TypeError):
+        return numeral
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def numbers_in(text: str) -> set[str]:

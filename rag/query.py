@@ -13,6 +13,7 @@ Every word list lives in `vocab/` (see vocab/README.md), not here.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import unicodedata
@@ -292,6 +293,21 @@ def nicknames(title: str) -> list[str]:
     return [m for m in re.findall(r"[“\"]([^”\"]{2,8})[”\"]", title)]
 
 
+# Facets whose cues are also everyday words about content (时间, 期限, 哪年, 谁制定, 哪些城市): about the document only
+# when the question points at a document.
+ASKS_DOCUMENT_FACETS = ("date", "period", "issuer", "compare_date", "which_docs")
+
+
+def refers_to_document(text: str, vocab: Vocabulary, names: list[str] | None = None) -> bool:
+    """Does the question point at a document itself: a document's kind (条例, 通知, 规划 — two characters or more),
+    a word about documents (印发, 出台, 这份, 文号), or a document's own name (三高四新, 十四五)?"""
+    if names:
+        return True
+    kinds = [k for k in vocab.document_kinds if len(k) >= 2]
+    return (any(k in text for k in kinds) or vocab.has("about_documents", text)
+            or vocab.has("document_reference", text))
+
+
 def detect_facet(text: str, vocab: Vocabulary) -> tuple[str, bool]:
     """(facet, also_figure): the first facet whose cue the question holds, in the order of vocab/facets.tsv."""
     lowered = text.lower()
@@ -396,6 +412,12 @@ def understand(question: str, documents: list[dict], vocab: Vocabulary | None = 
         query.facet, query.scope_class = "out_of_scope", scope
         return query
     query.facet, query.also_figure = detect_facet(text, vocab)
+    if query.facet in ASKS_DOCUMENT_FACETS and not refers_to_document(text, vocab, query.names):
+        # "宣誓仪式的时间", "多长时间内登记", "去了哪些城市": the words of a document fact, about the content
+        content = dataclasses.replace(vocab, facets=tuple(f for f in vocab.facets if f[0] not in DOCUMENT_FACETS + ("which_docs",)))
+        query.facet, query.also_figure = detect_facet(text, content)
+        if query.facet == "general" and vocab.has("list_filler", text):
+            query.facet = "list"
     if query.facet in ("which_docs", "compare_date"):
         query.all_docs = query.all_docs or len(query.docs) < 2
     return query

@@ -85,3 +85,24 @@ def test_a_place_answered_from_a_nationwide_document_says_whose_text_it_is(real_
     assert not result.refused, result.answer
     assert "管理专利工作的部门" in result.answer
     assert result.answer.startswith("现有文件没有专门关于义乌的内容") and "全国" in result.answer
+
+
+def test_document_fact_words_about_content_do_not_make_a_document_question():
+    from rag.query import load_vocabulary, understand
+
+    vocab = load_vocabulary()
+    assert understand("技术合同要在签订后多长时间内登记", [], vocab).facet == "figure"
+    assert understand("宣誓仪式的时间", [], vocab).facet == "general"
+    assert understand("2022年某车企去了哪些城市", [], vocab).facet == "list"
+    assert understand("这个条例哪年通过", [], vocab).facet == "date"
+    assert understand("乌海十四五规划哪天印发", [], vocab).facet == "date"
+    assert understand("哪些城市出台了知识产权规划", [], vocab).facet == "which_docs"
+
+
+def test_chinese_numerals_through_cn2an():
+    from rag.facts import normalise_numbers
+
+    assert normalise_numbers("二〇二二年八月八日") == "2022年8月8日"
+    assert normalise_numbers("二ΟΟ二年四月一日") == "2002年4月1日"  # Greek Omicron typed for 〇
+    assert normalise_numbers("零点六件") == "0.6件"
+    assert normalise_numbers("十四五规划") == "十四五规划"
