@@ -35,7 +35,7 @@ CSS = """
 .source-card a.open-doc{margin-left:8px;font-weight:normal;font-size:0.9em}
 """
 IN_FORCE = "不含已到期文件"
-UPLOAD_TYPES = [".txt", ".docx", ".pdf", ".html", ".htm"]
+UPLOAD_TYPES = [".txt", ".md", ".docx", ".pdf", ".html", ".htm"]
 DOC_COLUMNS = [("doc_id", "编号"), ("title", "标题"), ("issuer", "发文机关"), ("region", "地区"), ("date", "日期"),
                ("doc_number", "文号"), ("period", "期限"), ("status", "状态"), ("passages", "段落")]
 
@@ -154,7 +154,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
         if not request_is_admin(request, settings):
             return "只有管理员可以添加文档。", gr.update(), gr.update(), gr.update()
         if not files:
-            return "请先选择要上传的文件（.txt .docx .pdf .html）。", gr.update(), gr.update(), gr.update()
+            return "请先选择要上传的文件（.txt .md .docx .pdf .html）。", gr.update(), gr.update(), gr.update()
         uploads = []
         for f in files:
             path = Path(f if isinstance(f, str) else f.name)
@@ -270,7 +270,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
                     down = gr.Button("没帮助", elem_id="vote-down")
                 thanks = gr.Markdown(elem_id="vote-status")
         with gr.Tab("文档管理", id="admin-tab", visible=False, elem_id="admin-tab") as admin_tab:
-            gr.Markdown("上传政策文件（.txt .docx .pdf .html，可多选）：只处理新文件，已有文档不受影响；同名文件会被替换。"
+            gr.Markdown("上传政策文件（.txt .md .docx .pdf .html，可多选）：只处理新文件，已有文档不受影响；同名文件会被替换。"
                         "扫描件（没有文字层的 PDF）无法导入。")
             files = gr.File(label="选择文件", file_count="multiple", file_types=UPLOAD_TYPES, elem_id="upload-files")
             upload_button = gr.Button("导入", variant="primary", elem_id="upload-button")

@@ -472,7 +472,7 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
                                                   "end": c.end, "page": page_of(pages, c.start)} for c in chunks]}
 
     @app.post("/api/documents", summary="Add or replace documents (multipart; administrators only)")
-    async def upload_documents(request: Request, files: list[UploadFile] = File(..., description=".txt .docx .pdf .html"),
+    async def upload_documents(request: Request, files: list[UploadFile] = File(..., description=".txt .md .docx .pdf .html"),
                                title: str = Form(""), issuer: str = Form(""), region: str = Form(""),
                                date: str = Form(""), doc_number: str = Form("")) -> JSONResponse:
         from starlette.concurrency import run_in_threadpool

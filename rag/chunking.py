@@ -38,7 +38,7 @@ _CLAUSE_END = "，,、：:"
 _CLOSERS = "”’」』）)]】"
 MAX_TITLE_CHARS = 60
 # Bump when the chunking algorithm changes: it is part of the index signature, so old indexes go stale.
-CHUNKER_VERSION = 3  # 3: styled headings from the outline; 正文 for documents without headings
+CHUNKER_VERSION = 4  # 3: styled headings from the outline; 正文 for documents without headings; 4: items stay in articles
 PREAMBLE_LABEL = "（正文前言）"
 BODY_LABEL = "正文"  # the one section of a document without headings (news-like text)
 
@@ -162,7 +162,25 @@ def find_headings(text: str, outline: tuple | list = ()) -> list[Heading]:
         found.append(Heading(match.start(), title_end, _RANK[kind], kind, normalise_marker(match.group()), title))
     if outline:
         found = _with_styled(text, found, outline)
-    return _with_paths(_drop_overlaps(found))
+    return _with_paths(_items_stay_in_articles(_drop_overlaps(found)))
+
+
+_ITEM_KINDS = ("cn_paren", "num", "num_paren")
+
+
+def _items_stay_in_articles(headings: list[Heading]) -> list[Heading]:
+    """（一）（二）… after 第X条 are the article's enumerated items, not sections: the article is one unit
+    ("有下列情形之一的：（一）…（二）…" stays with its items). Outside articles (plans) they stay headings."""
+    kept, in_article = [], False
+    for heading in headings:
+        if heading.kind == "article":
+            in_article = True
+        elif heading.rank < _RANK["article"] and heading.kind not in _ITEM_KINDS:
+            in_article = False  # a chapter or section closes the article
+        elif in_article and heading.kind in _ITEM_KINDS:
+            continue
+        kept.append(heading)
+    return kept
 
 
 def _with_styled(text: str, found: list[Heading], outline) -> list[Heading]:

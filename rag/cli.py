@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rebuild", action="store_true", help="rebuild even if the index is current")
     p.set_defaults(func=cmd_index)
 
-    p = sub.add_parser("add", help="add (or replace) documents: .txt .docx .pdf .html; indexes only them")
+    p = sub.add_parser("add", help="add (or replace) documents: .txt .md .docx .pdf .html; indexes only them")
     _add_common(p)
     p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
     p.add_argument("--title", help="override the title read from the text (one file only)")

@@ -47,7 +47,7 @@ def check_supported(name: str) -> str:
         return SUPPORTED[suffix]
     advice = _ADVICE.get(suffix, "")
     raise CorpusError(f"{name}: unsupported type {suffix or '(none)'}",
-                      f"文件 {name} 的类型（{suffix or '无扩展名'}）不支持；支持 .txt .docx .pdf .html。{advice}")
+                      f"文件 {name} 的类型（{suffix or '无扩展名'}）不支持；支持 .txt .md .docx .pdf .html。{advice}")
 
 
 def convert(name: str, raw: bytes) -> Extracted:

@@ -111,8 +111,15 @@ def mask_chrome(text: str) -> str:
     """Blank page-furniture lines with spaces, so offsets into the result equal offsets into the file."""
     out = []
     for line in text.split("\n"):
-        out.append(" " * len(line) if _CHROME_LINE.match(line) else line)
+        if _CHROME_LINE.match(line):
+            line = " " * len(line)
+        else:  # Markdown heading marks ("## 第三章") are layout, not text
+            line = _MD_HEADING.sub(lambda m: " " * len(m.group()), line)
+        out.append(line)
     return "\n".join(out)
+
+
+_MD_HEADING = re.compile(r"^\s{0,3}#{1,6}(?=\s)")
 
 
 _MARKUP = re.compile(r"^\s*(?:#{1,6}\s*|\*\*|>\s*)|\*\*\s*$")
@@ -310,5 +317,5 @@ def load_corpus(data_dir: Path) -> Corpus:
             raise CorpusError(f"duplicate doc_id {doc.doc_id}", f"文档编号 {doc.doc_id} 重复。")
         seen.add(doc.doc_id)
     if not documents:
-        raise CorpusError(f"{data_dir}: no readable documents", f"文档目录 {data_dir} 中没有可读取的文档（.txt .docx .pdf .html）。")
+        raise CorpusError(f"{data_dir}: no readable documents", f"文档目录 {data_dir} 中没有可读取的文档（.txt .md .docx .pdf .html）。")
     return Corpus(documents, skipped)

@@ -192,7 +192,39 @@ def best_evidence(question: str, passages: list[ScoredChunk], limit: int = 2) ->
         if chosen and (ev.score < chosen[0].score * (0.6 if limit > 2 else 0.8) or ev.cover < 0.34):
             break
         chosen.append(ev)
-    return chosen
+    return [with_enumeration(ev) for ev in chosen]
+
+
+# An enumerated item at the start of a line: （一） (1) 一、 1. ① — structure, not vocabulary.
+_ITEM = re.compile(r"^\s*(?:[（(][一二三四五六七八九十\d]{1,3}[）)]|[一二三四五六七八九十]{1,3}、|\d{1,2}[.、．](?!\d)|[①-⑳])")
+_ARTICLE = re.compile(r"^\s*第[一二三四五六七八九十百零〇\d]+条")
+MAX_ENUMERATION_CHARS = 800
+
+
+def with_enumeration(ev: Evidence) -> Evidence:
+    """A sentence that introduces a list ("有下列情形之一的，不予受理：", "名单如下：") is nothing without its items:
+    the evidence runs on over the lines that follow it in the passage — its enumerated items, or a list of short
+    lines, one name per line — up to the next article or MAX_ENUMERATION_CHARS."""
+    text = ev.ctx.chunk.text
+    if not re.search(r"[：:]\s*$", text[ev.start : ev.end]):
+        return ev
+    end = ev.end
+    lines = list(re.finditer(r"[^\n]+", text[end:]))
+    if not lines:
+        return ev
+    enumerated = bool(_ITEM.match(lines[0].group()))
+    for line in lines:
+        body = line.group().strip()
+        if not body:
+            continue
+        if _ARTICLE.match(body) or (not enumerated and len(body) > 40) or line.end() > MAX_ENUMERATION_CHARS:
+            break
+        if enumerated and not _ITEM.match(body):
+            break  # the paragraph after the last item
+        end = ev.end + line.end()
+    if end == ev.end:
+        return ev
+    return Evidence(ev.ctx, ev.start, end, ev.score, ev.cover)
 
 
 def is_heading(sentence: str, ctx: ScoredChunk) -> bool:

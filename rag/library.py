@@ -160,7 +160,7 @@ def _sync_locked(settings: Settings, embedder: Embedder, rebuild: bool = False,
         documents.append(doc)
     if full and not documents:
         raise CorpusError(f"{settings.data_dir}: no readable documents",
-                          f"文档目录 {settings.data_dir} 中没有可读取的文档（.txt .docx .pdf .html）。")
+                          f"文档目录 {settings.data_dir} 中没有可读取的文档（.txt .md .docx .pdf .html）。")
     segment = make_segment(documents, settings, embedder, progress) if documents else None
     base = new_config(settings, embedder) | {"_replace_all": True} if full else config
     base = base | {"skipped": skipped, "skipped_messages": messages,

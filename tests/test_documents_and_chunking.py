@@ -149,3 +149,19 @@ def test_regions_are_read_from_the_division_table_not_any_word_ending_in_shi():
     assert extract_facts("浙江省技术市场条例\n第一条 为了……")["region"].value == "浙江省"
     assert extract_facts("上海市浦东新区建立高水平知识产权保护制度若干规定\n")["region"].value == "上海市浦东新区"
     assert "region" not in extract_facts("中华人民共和国专利法\n第一条 为了保护专利权人的合法权益")
+
+
+def test_an_article_keeps_its_enumerated_items_and_markdown_marks_are_not_text(tmp_path):
+    from rag.chunking import chunk_document
+    from rag.documents import load_document
+
+    path = tmp_path / "条例.md"
+    path.write_text("# 某某省专利条例\n\n## 第一章 总则\n\n第一条 有下列情形之一的，不予受理：\n\n（一）申请文件未使用中文的；\n\n"
+                    "（二）未写明申请人姓名的。\n\n第二条 本条例自2020年1月1日起施行。\n\n## 第二章 附则\n\n第三条 略。\n",
+                    encoding="utf-8")
+    doc = load_document(path)
+    assert doc.title == "某某省专利条例"
+    chunks = chunk_document(doc)
+    first = next(c for c in chunks if "第一条" in c.text)
+    assert "（二）未写明申请人姓名的。" in first.text  # small articles may share a passage; items never leave theirs
+    assert not any("#" in c.text for c in chunks)

@@ -95,3 +95,21 @@ def test_listed_and_quoted_names_must_stand_in_the_cited_passage(real_engine):
     assert llm.history  # the model was asked, and its sentence was checked
     assert "茅台" not in result.answer and "景德镇" not in result.answer
     assert "浏阳花炮" in result.answer and result.citations
+
+
+def test_a_sentence_that_introduces_a_list_carries_its_items():
+    from rag.chunking import Chunk
+    from rag.grounding import Evidence, with_enumeration
+    from rag.retrieval import ScoredChunk
+
+    text = ("第十条 有下列情形之一的，不予受理：\n（一）申请文件未使用中文的；\n（二）未写明申请人姓名的；\n"
+            "（三）申请文件不符合规定格式的。\n第十一条 其他。")
+    ctx = ScoredChunk(Chunk("c", "d", "t", "", ["s"], 0, len(text), text), 1.0, 1)
+    start = text.index("有下列")
+    ev = with_enumeration(Evidence(ctx, start, text.index("\n"), 1.0, 1.0))
+    assert ev.sentence.endswith("（三）申请文件不符合规定格式的。") and "第十一条" not in ev.sentence
+    names = "拟推荐名单如下：\n张三\n李四\n王五\n特此公示。联系电话：12345678，欢迎社会各界监督提出意见和建议。"
+    ctx2 = ScoredChunk(Chunk("c2", "d", "t", "", ["s"], 0, len(names), names), 1.0, 1)
+    ev2 = with_enumeration(Evidence(ctx2, 0, names.index("\n"), 1.0, 1.0))
+    assert ev2.sentence == "拟推荐名单如下：\n张三\n李四\n王五\n特此公示。联系电话：12345678，欢迎社会各界监督提出意见和建议。"[:len(ev2.sentence)]
+    assert "王五" in ev2.sentence
