@@ -239,18 +239,22 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
         result.understood["uncovered"] = eligibility.uncovered
     plan = make_plan(query, eligibility.passages, engine)
     lap("plan_ms")
-    if plan.refused:
+    model = engine.llm if settings.llm_backend != "extractive" else None
+    # Model reads, code checks: a plan the code is not sure of (its evidence gates said no) is handed to the model
+    # with the passages, instead of refused; the model's "not stated" and the citation check then decide.
+    handover = plan.refused and model is not None and settings.model_reads_unsure
+    if plan.refused and not handover:
         yield Event("final", _refused_plan(result, plan, settings, contexts))
         return
-
-    llm = engine.llm if settings.llm_backend != "extractive" and plan.kind == "evidence" else None
-    if llm is None:
+    if model is None or not (plan.kind == "evidence" or handover):
         # Facts, lists, items and cross-document answers are built by code; only plain evidence is phrased by a model.
         _render_plan(result, plan, contexts)
         lap("generate_ms")
         yield Event("final", result)
         return
-
+    llm = model
+    if handover:
+        result.notes.append(f"the code's plan was unsure ({plan.reason}): the model read the passages")
     evidence = plan.evidence
     passages = pack_passages(eligibility.passages, settings, first=[e.ctx for e in evidence])
     packed_ids = {p.chunk.chunk_id for p in passages}
@@ -279,7 +283,7 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
             raise
         result.notes.append(f"LLM unavailable, answered extractively: {exc}")
         result.backend = "extractive"
-        _render_plan(result, plan, contexts)
+        _fall_back(result, plan, settings, contexts)
         lap("generate_ms")
         yield Event("final", result)
         return
@@ -403,6 +407,14 @@ def _render_plan(result: Answer, plan: Plan, retrieved: list[ScoredChunk]) -> No
     result.contexts = [ScoredChunk(c.chunk, c.score, i + 1, c.bm25, c.dense) for i, c in enumerate(cited + rest)]
 
 
+def _fall_back(result: Answer, plan: Plan, settings: Settings, retrieved: list[ScoredChunk]) -> Answer:
+    """When the model's answer cannot be used: the code's plan — its answer, or (a plan that was unsure) its refusal."""
+    if plan.refused:
+        return _refused_plan(result, plan, settings, retrieved)
+    _render_plan(result, plan, retrieved)
+    return result
+
+
 def _refused_plan(result: Answer, plan: Plan, settings: Settings, contexts: list[ScoredChunk]) -> Answer:
     """A refusal; a near miss also says what the documents do state, cited."""
     _refusal(result, plan.reason, settings, contexts)
@@ -444,7 +456,7 @@ def _checked(result: Answer, evidence: list[Evidence], passages: list[ScoredChun
         # Whether the documents answer was decided by code before the model ran (the plan passed the evidence and
         # figure gates); a small model's "no" is a phrasing failure, not evidence.
         result.notes.append("the model said the passages lack the answer; the checked evidence says otherwise: answered extractively")
-        _render_plan(result, plan, retrieved)
+        _fall_back(result, plan, settings, retrieved)
         lap("check_ms")
         return result
     checked = check_answer(result.raw_answer, passages, result.rewritten_question)
@@ -454,14 +466,14 @@ def _checked(result: Answer, evidence: list[Evidence], passages: list[ScoredChun
             result.notes.append(f"recited: {s.text[:40]} ({s.why})")
         elif s.status == "dropped":  # unchecked text is not repeated, not even in a note
             result.notes.append(f"dropped a sentence ({s.why})")
-    if kept and query.facet == "figure" and not _states_the_figure(kept, evidence, query.evidence_text):
+    if kept and not plan.refused and query.facet == "figure" and not _states_the_figure(kept, evidence, query.evidence_text):
         result.notes.append("the model's answer leaves out the figure the evidence states: answered extractively")
-        _render_plan(result, plan, retrieved)
+        _fall_back(result, plan, settings, retrieved)
         lap("check_ms")
         return result
     if not kept:
         result.notes.append("no sentence of the model's answer was supported: answered extractively")
-        _render_plan(result, plan, retrieved)
+        _fall_back(result, plan, settings, retrieved)
         lap("check_ms")
         return result
     lines, citations = [], []

@@ -59,6 +59,8 @@ class Settings:
     store: str = "embedded"
 
     # Generation
+    # with a model: a question the code's plan is unsure of goes to the model with the passages, not to a refusal
+    model_reads_unsure: bool = True
     llm_backend: str = "local"  # local | openai | extractive | fake
     llm_base_url: str = "http://127.0.0.1:8000/v1"
     llm_model: str = "qwen2.5-coder-1.5b"  # local: qwen2.5-coder-1.5b | qwen2.5-coder-0.5b | a .gguf path

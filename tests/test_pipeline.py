@@ -157,3 +157,33 @@ def test_a_very_long_history_is_bounded(real_engine):
     history = [{"role": "user", "content": "呢"}] * 1200 + [{"role": "user", "content": "杭州结案率目标"}]
     result = answer("那沈阳呢", history=history, engine=real_engine)  # no RecursionError
     assert result.rewritten_question.startswith("沈阳")
+
+
+def test_an_unsure_plan_is_handed_to_the_model_and_checked(tmp_path):
+    """Model reads, code checks: where the code's evidence gate says no (colloquial words the text does not use),
+    the model reads the passages; a supported sentence is the answer, an invented figure is dropped, and the model's
+    "not stated" is a refusal."""
+    from rag.embedders import FakeEmbedder
+    from rag.engine import Engine
+    from rag.library import ensure_index
+
+    from .conftest import make_settings
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "代理.txt").write_text("某某省专利代理管理办法\n第五条 专利代理机构应当在每年三月底前报送上一年度的经营情况报告。\n"
+                                   "第六条 专利代理机构变更名称的，应当办理变更手续。\n", encoding="utf-8")
+    settings = make_settings(data, tmp_path / "index")
+    index, _ = ensure_index(settings, FakeEmbedder())
+    extractive = Engine(settings, embedder=FakeEmbedder(), index=index)
+    question = "代理所一年一次的那个材料啥时候前得交上去"
+    assert answer(question, engine=extractive).refused  # the code alone is not sure
+
+    def with_reply(reply: str):
+        return engine_with_llm(extractive, FakeLLM(replies=[reply]), llm_backend="local")
+
+    reads = answer(question, engine=with_reply("专利代理机构应当在每年三月底前报送上一年度的经营情况报告[1]。"))
+    assert not reads.refused and "三月底前" in reads.answer and reads.citations[0].doc_id == "代理"
+    assert answer(question, engine=with_reply("资料中没有相关内容。")).refused
+    invents = answer(question, engine=with_reply("每年要交987元[1]。"))
+    assert invents.refused and "987" not in invents.answer
