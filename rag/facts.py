@@ -20,6 +20,8 @@ _PERCENT_CN = re.compile(rf"百分之([{_CN_NUM}]+|\d+(?:\.\d+)?)")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _QUANTITY = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*(%|亿|万|千|家|件|个|项|单|届|倍|名|人|次|元|平方米|批|所|条|座|类)")
 _DURATION = re.compile(r"(?<![\d.])\d{1,2}\s*年(?![\d底])")
+# time limits ("二十日内", "六个月", "十五个工作日"): a day after 月 is a date, not a duration
+_TIME_LIMIT = re.compile(r"(?<![\d.月])\d{1,3}\s*(?:个月|个工作日|工作日|日|天|小时|周)")
 _FULL_DATE = re.compile(r"\d{4}年\d{1,2}月(\d{1,2}日)?|\d{4}-\d{1,2}-\d{1,2}")
 _SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]*")
 DOC_NUMBER = re.compile(r"[\u4e00-\u9fff]{1,10}〔\d{4}〕\d+号")  # 乌市监知字〔2022〕169号
@@ -80,7 +82,8 @@ def quantities_in(text: str) -> list[str]:
     """Numbers with a unit: the figures a 多少 question asks for. Calendar years are excluded; durations
     ("3年", "1—2年", "五年") are quantities."""
     text = normalise_numbers(text)
-    return [m.group(0) for m in _QUANTITY.finditer(text)] + [m.group(0) for m in _DURATION.finditer(text)]
+    return ([m.group(0) for m in _QUANTITY.finditer(text)] + [m.group(0) for m in _DURATION.finditer(text)]
+            + [m.group(0) for m in _TIME_LIMIT.finditer(text)])
 
 
 # Figure cues of vocab/facets.tsv that ask for a number by themselves ("多少", "多久", "占比"); words such as 目标 or
