@@ -20,7 +20,7 @@ from rag.docfacts import period_text, validity
 from rag.documents import page_of
 from rag.engine import Engine
 from rag.errors import LLMUnavailableError, ModelError
-from rag.facts import normalise_numbers, quantities_in
+from rag.facts import normalise_numbers, quantities_in, states
 from rag.followup import standalone_question
 from rag.grounding import (
     Eligibility,
@@ -369,7 +369,18 @@ def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
     view = engine.document_view
     targets = targets_for(query, view, passages)
     if is_document_facet(query):
-        return plan_document_facts(query, targets, view, passages)
+        vocab = load_vocabulary(settings.vocab_dir)
+        if not (query.facet == "date" and vocab.has("date_event", query.text)):
+            facts = plan_document_facts(query, targets, view, passages)
+            if not facts.refused or query.facet != "date":
+                return facts  # a 文号 or issuer in the passages is often another document's, cited
+        else:
+            facts = Plan("refusal", refused=True, reason="文档的登记信息没有所问的日期")
+        # the document's own facts do not hold it (通过, 修正, 批准 dates; a fact no header states): its passages may
+        dated = [e for e in best_evidence(query.evidence_text, passages, limit=3)
+                 if states("date", e.sentence) or states("year", e.sentence)]
+        by_passages = plan_evidence(query, dated, settings.evidence_min_cover)
+        return by_passages if not by_passages.refused else facts
     if query.facet == "list" or query.item:
         listed = plan_list(query, passages, view, query.docs)
         if listed is not None:

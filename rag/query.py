@@ -298,14 +298,13 @@ def nicknames(title: str) -> list[str]:
 ASKS_DOCUMENT_FACETS = ("date", "period", "issuer", "compare_date", "which_docs")
 
 
-def refers_to_document(text: str, vocab: Vocabulary, names: list[str] | None = None) -> bool:
-    """Does the question point at a document itself: a document's kind (条例, 通知, 规划 — two characters or more),
-    a word about documents (印发, 出台, 这份, 文号), or a document's own name (三高四新, 十四五)?"""
-    if names:
-        return True
-    kinds = [k for k in vocab.document_kinds if len(k) >= 2]
-    return (any(k in text for k in kinds) or vocab.has("about_documents", text)
-            or vocab.has("document_reference", text))
+def refers_to_document(text: str, vocab: Vocabulary, names: list[str] | None = None, facet: str = "") -> bool:
+    """Does the question point at a document itself: its kind (条例, 通知, 规划), a word about documents (印发,
+    出台, 这份, 文号), or its own name (三高四新, 十四五)? A period needs a plan or notice (laws have no 期限 of their
+    own: "发明专利权的期限" is content)."""
+    if facet == "period":
+        return vocab.has("plan_reference", text) or bool(names)
+    return bool(names) or vocab.has("about_documents", text) or vocab.has("document_reference", text)
 
 
 def detect_facet(text: str, vocab: Vocabulary) -> tuple[str, bool]:
@@ -412,7 +411,7 @@ def understand(question: str, documents: list[dict], vocab: Vocabulary | None = 
         query.facet, query.scope_class = "out_of_scope", scope
         return query
     query.facet, query.also_figure = detect_facet(text, vocab)
-    if query.facet in ASKS_DOCUMENT_FACETS and not refers_to_document(text, vocab, query.names):
+    if query.facet in ASKS_DOCUMENT_FACETS and not refers_to_document(text, vocab, query.names, query.facet):
         # "宣誓仪式的时间", "多长时间内登记", "去了哪些城市": the words of a document fact, about the content
         content = dataclasses.replace(vocab, facets=tuple(f for f in vocab.facets if f[0] not in DOCUMENT_FACETS + ("which_docs",)))
         query.facet, query.also_figure = detect_facet(text, content)
