@@ -139,7 +139,8 @@ def plan_document_facts(query: Query, targets: list[str], view: DocumentView, co
                         today=None) -> Plan:
     """文号 / issuer / date / period / attachments of each target document, cited where the text states them."""
     if query.facet == "compare_date":
-        return _plan_compare_dates(targets, view, contexts)
+        # which came first: a comparison of every document's dates in play (facts in memory, no search per document)
+        return _plan_compare_dates(list(view.order) if query.all_docs else targets, view, contexts)
     statements, missing = [], []
     for doc_id in targets:
         facts = view.facts(doc_id)
