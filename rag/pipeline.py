@@ -45,7 +45,7 @@ from rag.plans import (
     targets_for,
 )
 from rag.prompts import render
-from rag.query import NO_SEARCH_FACETS, Query, load_vocabulary, sub_questions, understand
+from rag.query import NO_SEARCH_FACETS, TOOL_TASKS, Query, load_vocabulary, sub_questions, understand
 from rag.retrieval import ScoredChunk, validate_question
 from rag.settings import Settings
 from rag.tokens import count_tokens
@@ -144,6 +144,9 @@ def stream_answer(question: str, history: list | None = None, settings: Settings
     engine = (engine or Engine(settings or Settings.load())).pinned()  # one question, one index generation
     for event in _answer_events(question, history, engine, filters):
         if event.kind == "final":
+            if event.data.refused and event.data.understood.get("scope_class") and not event.data.citations:
+                # a weather or market question the library has nothing on: say what the library holds
+                _scope_message(event.data, None, engine, event.data.understood["scope_class"])
             locate_citations(event.data, engine)
             note_places(event.data, engine)
             note_expired(event.data, engine)
@@ -437,17 +440,31 @@ def _refused_plan(result: Answer, plan: Plan, settings: Settings, contexts: list
     return result
 
 
-def _scope_message(result: Answer, query: Query, engine: Engine) -> Answer:
-    """Empty input, a request outside the documents, or another language: what the assistant does, with examples."""
+def _scope_message(result: Answer, query: Query | None, engine: Engine, scope_class: str = "") -> Answer:
+    """Empty input, a request outside the documents, or another language: what the assistant does, what the library
+    holds, with examples."""
+    scope_class = query.scope_class if query is not None else scope_class
+    facet = query.facet if query is not None else "out_of_scope"
     what = {"creative": "写作", "code": "编程", "weather": "天气", "finance": "行情", "travel": "出行", "identity": "闲聊",
-            "recommend": "推荐", "chat": "闲聊"}.get(query.scope_class, "其他")
+            "recommend": "推荐", "chat": "闲聊"}.get(scope_class, "其他")
     documents = engine.index.documents
-    titles = "、".join(f"《{d['title']}》" for d in documents[:5]) + ("等" if len(documents) > 5 else "")
-    result.answer = render(engine.settings.prompts_dir, "scope", kind=query.facet, what=what, titles=titles,
+    result.answer = render(engine.settings.prompts_dir, "scope", kind=facet, what=what, tool=scope_class in TOOL_TASKS,
+                           holds=library_summary(documents, load_vocabulary(engine.settings.vocab_dir).document_kinds),
                            examples=_examples(documents))
     result.refused = True
-    result.refusal_reason = {"empty": "问题没有内容", "foreign": "请用中文提问", "chat": "寒暄"}.get(query.facet, "问题不在政策文件范围内")
+    result.refusal_reason = {"empty": "问题没有内容", "foreign": "请用中文提问", "chat": "寒暄"}.get(facet, "问题不在已收录文件范围内")
     return result
+
+
+def library_summary(documents: list[dict], kinds: tuple[str, ...]) -> str:
+    """What the library holds, by kind of document ("已收录 35 份文件：条例 14 份、法 6 份、通知 5 份…"), not by title."""
+    counts: dict[str, int] = {}
+    for doc in documents:
+        title = re.sub(r"\s*[（(][^（）()]*[）)]\s*$", "", doc.get("title", ""))  # "方案(2020-2023年)" is a 方案
+        kind = max((k for k in kinds if title.endswith(k)), key=len, default="其他")
+        counts[kind] = counts.get(kind, 0) + 1
+    parts = "、".join(f"{kind} {n} 份" for kind, n in sorted(counts.items(), key=lambda kv: -kv[1])[:6])
+    return f"已收录 {len(documents)} 份文件（{parts}）"
 
 
 def _examples(documents: list[dict]) -> list[str]:

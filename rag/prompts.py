@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rag.errors import RagError
 
-TEMPLATES = ("system", "answer", "rewrite", "refusal", "scope")
+TEMPLATES = ("system", "answer", "rewrite", "refusal", "scope", "vanilla")
 
 
 @functools.lru_cache(maxsize=8)

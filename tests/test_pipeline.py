@@ -17,7 +17,8 @@ def test_every_prompt_template_renders_strictly():
         "system": {}, "answer": {"passages": [{"number": 1, "title": "T", "section": "一、", "text": "正文"}], "question": "问"},
         "rewrite": {"history": [{"role": "user", "content": "上一问"}], "question": "那杭州呢？"},
         "refusal": {"reason": "没有", "nearest": [{"title": "T", "section": "一、"}]},
-        "scope": {"kind": "out_of_scope", "what": "写作", "titles": "《T》", "examples": ["问"]},
+        "scope": {"kind": "out_of_scope", "what": "写作", "tool": True, "holds": "已收录 1 份文件", "examples": ["问"]},
+        "vanilla": {"passages": [{"number": 1, "text": "正文"}], "question": "问"},
     }
     for name in TEMPLATES:
         assert render(PROMPTS, name, **samples[name])
