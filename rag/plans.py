@@ -375,19 +375,23 @@ def plan_per_document(query: Query, contexts: list[ScoredChunk], view: DocumentV
     """One line per target document with its best sentence; documents without one are named as silent."""
     statements, silent = [], []
     wants_figure = query.facet == "figure" or query.also_figure
+    places = [view.label(d) for d in targets]
+    # a place with several documents (河南's plan and its patent regulation) names each by title instead
+    label = {d: (f"《{view.title(d)}》" if places.count(view.label(d)) > 1 else view.label(d)) for d in targets}
     for doc_id in targets:
         own = [c for c in contexts if c.chunk.doc_id == doc_id]
         evidence = [e for e in best_evidence(query.evidence_text, own, limit=3)
                     if e.cover >= min_cover and (not wants_figure or quantities_in(e.sentence))]
         if not evidence:
-            silent.append(view.label(doc_id))
+            silent.append(label[doc_id])
             continue
         sentence = evidence[0].sentence.rstrip("；;，,。")
-        statements.append(Statement(f"{view.label(doc_id)}：{sentence}", evidence[0].ctx, evidence[0].sentence))
+        statements.append(Statement(f"{label[doc_id]}：{sentence}", evidence[0].ctx, evidence[0].sentence))
     if not statements:
         return Plan("refusal", refused=True, reason="各文件都没有给出相关内容")
     if silent and query.facet != "which_docs":
-        statements.append(Statement(f"{'、'.join(silent)}的文件没有给出相关内容"))
+        named = "、".join(silent) + ("" if all(n.startswith("《") for n in silent) else "的文件")
+        statements.append(Statement(f"{named}没有给出相关内容"))
     kind = "which_docs" if query.facet == "which_docs" else "cross"
     if kind == "which_docs":
         names = "、".join(s.text.split("：", 1)[0] for s in statements)
