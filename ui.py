@@ -6,6 +6,7 @@ on the API; `serve(settings)` runs uvicorn. Retrieval and checking live in `rag`
 
 import html
 import os
+import re
 import threading
 from pathlib import Path
 from urllib.parse import quote
@@ -33,6 +34,12 @@ CSS = """
 .source-card mark{background:#ffe58f}
 .source-note{color:#667085;font-size:0.9em}
 .source-card a.open-doc{margin-left:8px;font-weight:normal;font-size:0.9em}
+.dark .source-card{background:#1f2430;border-color:#3b4252;color:#e5e9f0}
+.dark .source-card mark{background:#b08900;color:#111}
+.dark .source-note{color:#a0a8b8}
+#chat details summary{cursor:pointer;color:#475467}
+.dark #chat details summary{color:#c0c8d8}
+@media (max-width: 720px){#chat{height:60vh !important}}
 """
 IN_FORCE = "不含已到期文件"
 UPLOAD_TYPES = [".txt", ".md", ".docx", ".pdf", ".html", ".htm"]
@@ -95,12 +102,25 @@ def render_sources(contexts: list[dict], note: str, root_path: str = "") -> str:
 
 
 def answer_message(answer: dict) -> str:
-    """The chat message of a final answer (as text, never HTML); a follow-up also shows how it was understood."""
-    text = answer["answer"]
+    """The chat message of a final answer: its text (escaped, never HTML from the model or the documents) with each
+    [n] linked to the cited span in the original, how a follow-up was understood, and its own sources below it
+    (so every message keeps its sources, and copying a message copies them too)."""
+    text = html.escape(answer["answer"])
+    urls = {c["marker"]: c.get("url") for c in answer.get("citations", []) if c.get("url")}
+    text = re.sub(r"\[(\d{1,2})\]", lambda m: f"[[{m.group(1)}]]({urls[int(m.group(1))]})" if int(m.group(1)) in urls
+                  else m.group(0), text)
     rewritten = (answer.get("rewritten_question") or "").strip()
     if rewritten and rewritten.rstrip("？?") != answer["question"].strip().rstrip("？?"):
-        text += f"\n\n（按“{rewritten}”理解）"
-    return html.escape(text)
+        text += f"\n\n（按“{html.escape(rewritten)}”理解）"
+    if answer.get("citations"):
+        lines = []
+        for c in answer["citations"]:
+            page = f"（第{c['page']}页）" if c.get("page") else ""
+            link = f" [查看原文]({c['url']})" if c.get("url") else ""
+            quote_text = html.escape(re.sub(r"\s+", " ", c.get("quote") or c["text"])[:160])
+            lines.append(f"[{c['marker']}] 《{html.escape(c['title'])}》 {html.escape(c['section'])}{page}{link}  \n> {quote_text}")
+        text += "\n\n<details><summary>出处（" + str(len(lines)) + "）</summary>\n\n" + "\n\n".join(lines) + "\n\n</details>"
+    return text
 
 
 def render_citations(answer: dict, root_path: str = "") -> str:
@@ -198,7 +218,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
             ids = [d["doc_id"] for d in engine.index.documents]
         except RagError:
             table, scope_choices, ids = [], [ALL], []
-        return gr.update(visible=admin), table, gr.update(choices=scope_choices), gr.update(choices=ids)
+        return gr.update(visible=admin), gr.update(visible=admin), table, gr.update(choices=scope_choices), gr.update(choices=ids)
 
     def respond(question: str, history: list, choice: str, in_force: bool = False):
         history = list(history or [])
@@ -222,6 +242,8 @@ def create_app(settings: Settings, engine: Engine | None = None):
                 elif event.kind == "final":
                     answer = event.data.to_dict()
                     history[-1]["content"] = answer_message(answer)
+                    history[-1]["metadata"] = {"id": answer["answer_id"]}
+                    _log_question(answer)
                     yield history, render_citations(answer, root), answer, gr.update()
                 # 'token' events are the model's unchecked text: never shown, only checked sentences are
         except RagError as exc:
@@ -234,16 +256,72 @@ def create_app(settings: Settings, engine: Engine | None = None):
             history[-1]["content"] = "⚠️ 生成回答时出错，请稍后重试或换一种问法。"
             yield history, "", None, gr.update()
 
+    def _log_question(answer: dict) -> None:
+        from rag.feedback import JsonLog
+
+        try:
+            JsonLog(settings.questions_file).append({k: answer.get(k) for k in (
+                "answer_id", "question", "rewritten_question", "answer", "refused", "refusal_reason", "backend")})
+        except OSError:  # a full or read-only disk must not cost the person their answer
+            pass
+
     def vote(kind: str, last: dict | None, comment: str):
         if not last:
-            return "请先提问，再评价回答。"
+            return "请先提问，再评价回答。", gr.update()
+        return _record_vote(kind, last, comment), gr.update(value="")
+
+    def _record_vote(kind: str, answer: dict, comment: str) -> str:
         from rag.api import FeedbackLog
 
-        FeedbackLog(settings.feedback_path).append({
-            "question": last["question"], "answer": last["answer"], "vote": kind, "comment": comment or "",
-            "citations": [{k: c[k] for k in ("marker", "doc_id", "title", "section")} for c in last["citations"]],
-        })
+        try:
+            FeedbackLog(settings.feedback_file).append({
+                "answer_id": answer.get("answer_id", ""), "question": answer["question"], "answer": answer["answer"],
+                "vote": kind, "comment": (comment or "")[:2000],
+                "citations": [{k: c[k] for k in ("marker", "doc_id", "title", "section")} for c in answer["citations"]],
+            })
+        except OSError:
+            return "⚠️ 反馈没有保存成功（存储不可写），请稍后再试。"
         return "已记录您的反馈，谢谢！" if kind == "up" else "已记录，我们会改进。谢谢！"
+
+    def vote_message(data: gr.LikeData, history: list, comment: str):
+        """👍/👎 under any answer of the conversation: the latest vote on an answer counts."""
+        message = history[data.index] if isinstance(data.index, int) and data.index < len(history) else None
+        if isinstance(data.index, (list, tuple)) and data.index:
+            message = history[data.index[0]] if data.index[0] < len(history) else None
+        answer_id = ((message or {}).get("metadata") or {}).get("id")
+        if not answer_id:
+            return "这条消息已不存在或不是回答，无法评价。", gr.update()
+        question = next((_text(m["content"]) for m in reversed(history[: history.index(message)]) if m["role"] == "user"), "")
+        record = {"answer_id": answer_id, "question": html.unescape(question), "answer": _text(message["content"]),
+                  "citations": []}
+        kind = "up" if data.liked else "down"
+        return _record_vote(kind, record, comment), gr.update(value="")
+
+    def review(only: str, since: str, request: gr.Request):
+        from rag.feedback import JsonLog, review_rows
+
+        if not request_is_admin(request, settings):
+            return [], "只有管理员可以查看反馈与未答。"
+        rows = review_rows(JsonLog(settings.questions_file).read(), JsonLog(settings.feedback_file).read(),
+                           since=(since or "").strip(), only={"未答（拒答）": "refused", "没帮助": "down"}.get(only, ""))
+        table = [[r["time"], r["question"], "拒答" if r["refused"] else "已答", r["reason"],
+                  {"up": "👍", "down": "👎"}.get(r["vote"], ""), r["comment"]] for r in rows[:500]]
+        return table, f"共 {len(rows)} 条。" if rows else "没有符合条件的记录。"
+
+    def export(only: str, since: str, request: gr.Request):
+        import tempfile
+
+        from rag.feedback import JsonLog, as_dataset, review_rows
+
+        if not request_is_admin(request, settings):
+            return None, "只有管理员可以导出。"
+        rows = review_rows(JsonLog(settings.questions_file).read(), JsonLog(settings.feedback_file).read(),
+                           since=(since or "").strip(), only={"未答（拒答）": "refused", "没帮助": "down"}.get(only, ""))
+        if not rows:
+            return None, "没有可导出的记录（所选条件下为空）。"
+        out = Path(tempfile.mkdtemp(prefix="rag-export-")) / "feedback_dataset.jsonl"
+        out.write_text(as_dataset(rows), encoding="utf-8")
+        return str(out), f"已导出 {len(rows)} 条，格式与评测集相同（要点和证据请评测人员补充）。"
 
     with gr.Blocks(title="政策问答", analytics_enabled=False) as demo:
         gr.Markdown("## 政策问答\n依据知识产权政策文件回答；每句结论都标注出处，文件中没有的内容会明确说明。")
@@ -252,12 +330,13 @@ def create_app(settings: Settings, engine: Engine | None = None):
                 with gr.Row():
                     scope = gr.Dropdown(choices, value=ALL, label="检索范围（文档或地区）", elem_id="scope", scale=3)
                     in_force = gr.Checkbox(label=IN_FORCE, value=False, elem_id="in-force", scale=1)
-                chatbot = gr.Chatbot(label="对话", height=420, elem_id="chat", buttons=["copy", "copy_all"],
-                                     feedback_options=None)
+                chatbot = gr.Chatbot(label="对话", height="62vh", elem_id="chat", buttons=["copy", "copy_all"],
+                                     feedback_options=("Like", "Dislike"), sanitize_html=True)
                 question = gr.Textbox(label="问题", placeholder="例如：乌海市到2025年每万人发明专利拥有量的目标是多少？",
                                       elem_id="question", max_length=settings.max_question_chars)
                 with gr.Row():
                     send = gr.Button("提问", variant="primary", elem_id="send")
+                    stop = gr.Button("停止", variant="stop", elem_id="stop")
                     clear = gr.Button("新对话", elem_id="clear")
                 gr.Examples(EXAMPLES, inputs=question, label="示例问题")
             with gr.Column(scale=2):
@@ -281,17 +360,32 @@ def create_app(settings: Settings, engine: Engine | None = None):
                 doomed = gr.Dropdown([], label="要删除的文档（编号）", elem_id="delete-doc", scale=3)
                 delete_button = gr.Button("删除", variant="stop", elem_id="delete-button", scale=1)
             confirmed = gr.Checkbox(value=False, visible=False)
+        with gr.Tab("反馈与未答", id="review-tab", visible=False, elem_id="review-tab") as review_tab:
+            gr.Markdown("员工提出的问题、被拒答的问题和“没帮助”的回答（含意见）；可导出为评测集格式。")
+            with gr.Row():
+                only = gr.Radio(["全部", "未答（拒答）", "没帮助"], value="全部", label="显示", elem_id="review-only")
+                since = gr.Textbox(label="起始日期（如 2026-12-01，可空）", elem_id="review-since")
+                refresh = gr.Button("刷新", elem_id="review-refresh")
+                export_button = gr.Button("导出为评测集", elem_id="review-export")
+            review_status = gr.Markdown(elem_id="review-status")
+            review_table = gr.Dataframe(headers=["时间", "问题", "结果", "拒答原因", "评价", "意见"], interactive=False,
+                                        wrap=True, elem_id="review-table")
+            exported = gr.File(label="导出的文件", elem_id="review-file")
         last = gr.State(None)
-        send.click(respond, [question, chatbot, scope, in_force], [chatbot, sources, last, question])
-        question.submit(respond, [question, chatbot, scope, in_force], [chatbot, sources, last, question])
+        asked = send.click(respond, [question, chatbot, scope, in_force], [chatbot, sources, last, question])
+        submitted = question.submit(respond, [question, chatbot, scope, in_force], [chatbot, sources, last, question])
+        stop.click(lambda: "已停止。", None, thanks, cancels=[asked, submitted])
+        chatbot.like(vote_message, [chatbot, comment], [thanks, comment])
+        refresh.click(review, [only, since], [review_table, review_status])
+        export_button.click(export, [only, since], [exported, review_status])
         upload_button.click(upload, [files], [status, table, scope, doomed])
         # the browser asks "确定删除…？" before anything is sent
         delete_button.click(delete, [doomed, confirmed], [status, table, scope, doomed],
                             js="(d, c) => [d, d ? confirm('确定删除文档“' + d + '”吗？删除后它不会再被引用。') : false]")
-        demo.load(on_load, None, [admin_tab, table, scope, doomed])
+        demo.load(on_load, None, [admin_tab, review_tab, table, scope, doomed])
         clear.click(lambda: ([], "", None, ""), None, [chatbot, sources, last, thanks])
-        up.click(lambda lst, c: vote("up", lst, c), [last, comment], thanks)
-        down.click(lambda lst, c: vote("down", lst, c), [last, comment], thanks)
+        up.click(lambda lst, c: vote("up", lst, c), [last, comment], [thanks, comment])
+        down.click(lambda lst, c: vote("down", lst, c), [last, comment], [thanks, comment])
     demo.queue(default_concurrency_limit=settings.max_concurrency)
     return demo
 

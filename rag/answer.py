@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 from rag.retrieval import ScoredChunk
@@ -60,9 +61,11 @@ class Answer:
     notes: list[str] = field(default_factory=list)  # what checking changed (dropped sentences, fallbacks)
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds per step
     understood: dict = field(default_factory=dict)  # what question understanding found (facet, documents, …)
+    answer_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])  # what a vote on this answer names
 
     def to_dict(self) -> dict:
         return {
+            "answer_id": self.answer_id,
             "question": self.question,
             "rewritten_question": self.rewritten_question,
             "answer": self.answer,

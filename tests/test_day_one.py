@@ -106,3 +106,30 @@ def test_chinese_numerals_through_cn2an():
     assert normalise_numbers("二ΟΟ二年四月一日") == "2002年4月1日"  # Greek Omicron typed for 〇
     assert normalise_numbers("零点六件") == "0.6件"
     assert normalise_numbers("十四五规划") == "十四五规划"
+
+
+def test_votes_count_once_per_answer_and_export_as_a_dataset(tmp_path):
+    import json
+
+    from rag.feedback import JsonLog, as_dataset, latest_votes, review_rows
+
+    questions, votes = JsonLog(tmp_path / "q.jsonl"), JsonLog(tmp_path / "v.jsonl")
+    questions.append({"answer_id": "a1", "question": "广东的目标", "refused": True, "refusal_reason": "没有广东的文件"})
+    questions.append({"answer_id": "a2", "question": "乌海的品牌", "refused": False, "answer": "乌海葡萄[1]"})
+    votes.append({"answer_id": "a2", "vote": "down", "comment": "不全"})
+    votes.append({"answer_id": "a2", "vote": "down", "comment": "不全"})  # a double click
+    (tmp_path / "v.jsonl").open("a", encoding="utf-8").write('{"torn": \n')  # a torn line is skipped
+    assert len(latest_votes(votes.read())) == 1
+    rows = review_rows(questions.read(), votes.read())
+    assert {r["question"] for r in review_rows(questions.read(), votes.read(), only="refused")} == {"广东的目标"}
+    assert [r["comment"] for r in review_rows(questions.read(), votes.read(), only="down")] == ["不全"]
+    exported = [json.loads(line) for line in as_dataset(rows).splitlines()]
+    assert {e["question"] for e in exported} == {"广东的目标", "乌海的品牌"}
+    assert all({"id", "question", "key_points", "evidence", "answerable"} <= set(e) for e in exported)
+    assert as_dataset([]) == ""
+
+
+def test_feedback_is_kept_beside_the_data_not_in_the_install_directory(tmp_path):
+    settings = Settings.load({"data_dir": tmp_path / "data"}, env={})
+    assert settings.feedback_file == tmp_path / "data" / ".feedback" / "feedback.jsonl"
+    assert settings.questions_file.parent == settings.feedback_file.parent
