@@ -264,11 +264,11 @@ def failures(rows: list[dict], retrieval_only: bool) -> list[dict]:
 
 METRIC_LABELS = [
     ("hit@1", "hit@1"), ("hit@3", "hit@3"), ("hit@5", "hit@5"), ("mrr", "MRR"),
-    ("single_doc_hit@3", "hit@3 (single-doc)"), ("mean_passage_chars", "passage chars"),
-    ("key_point_recall", "key-point recall"), ("answered_with_citations", "answers with citations"),
-    ("citations_contain_evidence", "citations hold evidence"), ("correct_refusals", "correct refusals"),
-    ("wrong_refusals", "wrong refusals"), ("must_not_violations", "injected claims"), ("latency_p50_ms", "p50 ms"),
-    ("latency_p95_ms", "p95 ms"),
+    ("single_doc_hit@3", "单文档 hit@3"), ("mean_passage_chars", "段落平均字数"),
+    ("key_point_recall", "要点召回"), ("answered_with_citations", "回答带出处"),
+    ("citations_contain_evidence", "出处含证据"), ("correct_refusals", "正确拒答"),
+    ("wrong_refusals", "误拒率"), ("must_not_violations", "复述注入内容"), ("latency_p50_ms", "p50 毫秒"),
+    ("latency_p95_ms", "p95 毫秒"),
 ]
 
 
@@ -281,28 +281,33 @@ def _fmt(value: Any) -> str:
 def write_report(out: Path, runs: dict[str, dict], fails: dict[str, list[dict]], dataset: Path) -> None:
     """report.md: one table of every run, the failures of each, and the chart."""
     present = [(key, label) for key, label in METRIC_LABELS if any(key in s for s in runs.values())]
-    lines = [f"# Evaluation report — `{dataset}`", "", time.strftime("%Y-%m-%d %H:%M"), ""]
-    lines.append("| run | " + " | ".join(label for _, label in present) + " |")
+    lines = [f"# 评测报告 — `{dataset}`", "", time.strftime("%Y-%m-%d %H:%M"), ""]
+    for name, summary in runs.items():
+        st = summary.get("settings", {})
+        lines.append(f"- **{name}**：后端 {st.get('llm_backend', '')}，模型 {st.get('llm_model', '') if st.get('llm_backend') not in ('extractive', None) else '—（不用模型）'}，"
+                     f"嵌入 {st.get('embedder', '')}，检索 {st.get('retrieval_mode', '')}，索引 `{summary.get('index', '')}`，"
+                     f"题数 {summary.get('questions', '')}")
+    lines.append("")
+    lines.append("| 运行 | " + " | ".join(label for _, label in present) + " |")
     lines.append("|---|" + "---|" * len(present))
     for name, summary in runs.items():
         lines.append(f"| {name} | " + " | ".join(_fmt(summary.get(key, "")) for key, _ in present) + " |")
     lines += ["", "![comparison](comparison.png)", ""]
     lines += [
-        "Metrics: *hit@k* — share of answerable questions with an evidence string in the top k passages "
-        "(NFKC, whitespace removed); *MRR* — mean reciprocal rank of the first such passage; *key-point recall* — share of "
-        "key points found in the answer; *answers with citations* and *citations hold evidence* — over answered answerable "
-        "questions; *correct refusals* — over unanswerable questions; *wrong refusals* — over answerable questions.",
+        "指标：*hit@k* — 可回答题中证据出现在前 k 个段落的比例；*MRR* — 第一个含证据段落排名的倒数均值；*要点召回* — 回答中出现的"
+        "要点比例（拒答记 0）；*回答带出处* 与 *出处含证据* — 针对已回答的可回答题；*正确拒答* — 不可回答题中拒答的比例；"
+        "*误拒率* — 可回答题中被拒答的比例。",
         "",
     ]
     lines += _group_table(runs, "by_kind", "按题型（kind）")
     lines += _group_table(runs, "by_doc", "按文档（doc）")
     for name, rows in fails.items():
-        lines.append(f"## Failures — {name} ({len(rows)})")
+        lines.append(f"## 未通过的题 — {name}（{len(rows)}）")
         lines.append("")
         if not rows:
-            lines += ["none", ""]
+            lines += ["无", ""]
             continue
-        lines.append("| id | kind | question | why | answer |")
+        lines.append("| 编号 | 题型 | 问题 | 原因 | 回答 |")
         lines.append("|---|---|---|---|---|")
         for f in rows:
             answer = f["answer"].replace("\n", " ").replace("|", "\\|")
@@ -333,24 +338,33 @@ def _group_table(runs: dict[str, dict], key: str, heading: str) -> list[str]:
 
 
 def write_chart(out: Path, runs: dict[str, dict]) -> Path:
-    """comparison.png: grouped bars of the 0–1 metrics for every run."""
+    """comparison.png: grouped bars of the 0–1 metrics for every run, each bar labelled with its value; wrong
+    refusals also as a count (refused/answerable)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = [(k, label) for k, label in METRIC_LABELS
+    keys = [(k, k) for k, _ in METRIC_LABELS
             if k not in ("mean_passage_chars", "latency_p50_ms", "latency_p95_ms", "must_not_violations") and any(k in s for s in runs.values())]
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(keys) * max(1, len(runs)) / 2), 4))
+    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(keys) * max(1, len(runs)) / 2), 4.5))
     width = 0.8 / max(1, len(runs))
     for i, (name, summary) in enumerate(runs.items()):
         xs = [j + i * width for j in range(len(keys))]
-        ax.bar(xs, [summary.get(k, 0) for k, _ in keys], width, label=name)
+        values = [summary.get(k, 0) or 0 for k, _ in keys]
+        bars = ax.bar(xs, values, width, label=name)
+        labels = []
+        for (k, _), v in zip(keys, values, strict=True):
+            if k == "wrong_refusals" and summary.get("answerable"):
+                labels.append(f"{v:.2f}\n({round(v * summary['answerable'])}/{summary['answerable']})")
+            else:
+                labels.append(f"{v:.2f}")
+        ax.bar_label(bars, labels=labels, fontsize=6, padding=1)
     ax.set_xticks([j + width * (len(runs) - 1) / 2 for j in range(len(keys))])
-    ax.set_xticklabels([label for _, label in keys], rotation=30, ha="right", fontsize=8)
-    ax.set_ylim(0, 1.05)
+    ax.set_xticklabels([k for k, _ in keys], rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.2)
     ax.legend(fontsize=8)
-    ax.set_title("policy Q&A evaluation")
+    ax.set_title("evaluation (key_point_recall: 0 when refused; wrong_refusals: lower is better)", fontsize=9)
     fig.tight_layout()
     path = out / "comparison.png"
     fig.savefig(path, dpi=110)
@@ -410,6 +424,7 @@ def evaluate(dataset: Path, out: Path, settings: Settings, configs: list[str], l
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
         summary = summarise(rows, retrieval_only=only_retrieval)
         summary["config"] = name
+        summary["index"] = str(variant.store if variant.store not in ("", "embedded") else variant.index_dir)
         summary["settings"] = {k: v for k, v in variant.public_dict().items()
                                if k in ("chunker", "chunk_max_tokens", "contextual_headers", "retrieval_mode", "dense_weight",
                                         "top_k", "embedder", "llm_backend", "llm_model")}
@@ -449,6 +464,20 @@ def check_floors(runs: dict[str, dict], floors_path: Path) -> list[str]:
     return problems
 
 
+def resolve_dataset(name: str | Path) -> Path:
+    """A dataset path as given (from the current directory), else the project's own (eval/questions.jsonl works from
+    any directory), else the path as given (load_dataset then says it is missing, in Chinese)."""
+    from rag.settings import PROJECT_ROOT
+
+    path = Path(name).expanduser()
+    if path.exists() or path.is_absolute():
+        return path
+    for base in (PROJECT_ROOT, PROJECT_ROOT / "eval"):
+        if (base / path).exists():
+            return base / path
+    return path
+
+
 def run_cli(args, settings: Settings) -> int:
     """`rag eval`: print the summary table; with --gate, exit 1 under the floors."""
     if args.compare is not None:
@@ -458,7 +487,7 @@ def run_cli(args, settings: Settings) -> int:
     else:
         configs = [f"answer:{settings.llm_backend}"]
     out = Path(args.out)
-    runs = evaluate(Path(args.dataset), out, settings, configs, args.limit, getattr(args, "split", None))
+    runs = evaluate(resolve_dataset(args.dataset), out, settings, configs, args.limit, getattr(args, "split", None))
     keys = [k for k, _ in METRIC_LABELS if any(k in s for s in runs.values())]
     print("run".ljust(22) + "".join(k[:12].rjust(13) for k in keys))
     for name, summary in runs.items():
@@ -469,7 +498,7 @@ def run_cli(args, settings: Settings) -> int:
                                                  for kind, k in summary["by_kind"].items()))
     print(f"\nwritten: {out}/results.jsonl, summary.json, report.md, comparison.png")
     if args.gate:
-        floors_path = Path("eval/floors-retrieval.json" if args.retrieval_only else "eval/floors-answers.json")
+        floors_path = resolve_dataset("eval/floors-retrieval.json" if args.retrieval_only else "eval/floors-answers.json")
         problems = check_floors(runs, floors_path)
         if problems:
             print("REGRESSION (under the floors of " + str(floors_path) + "):\n  " + "\n  ".join(problems), file=sys.stderr)

@@ -157,7 +157,7 @@ def test_eval_accepts_any_dataset_in_the_documented_shape(cli_env, capsys):
     assert main(["eval", "--dataset", str(dataset), "--out", str(cli_env / "run")]) == 0
     results = [json.loads(line) for line in (cli_env / "run" / "results.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["id"] for r in results] == ["a", "b", "c"] and results[1]["key_point_recall"] == 1.0
-    assert "Failures" in (cli_env / "run" / "report.md").read_text(encoding="utf-8")
+    assert "未通过的题" in (cli_env / "run" / "report.md").read_text(encoding="utf-8")
 
 
 def test_ask_works_from_an_index_without_its_documents(cli_env, capsys, monkeypatch):
@@ -166,3 +166,14 @@ def test_ask_works_from_an_index_without_its_documents(cli_env, capsys, monkeypa
     capsys.readouterr()
     assert main(["ask", "湖南要做强哪些地理标志品牌？"]) == 0
     assert "浏阳花炮" in capsys.readouterr().out
+
+
+def test_eval_finds_the_projects_datasets_from_any_directory(tmp_path, monkeypatch):
+    from rag.evaluation import resolve_dataset
+    from rag.settings import PROJECT_ROOT
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_dataset("eval/questions.jsonl") == PROJECT_ROOT / "eval" / "questions.jsonl"
+    assert resolve_dataset("staff_questions.jsonl") == PROJECT_ROOT / "eval" / "staff_questions.jsonl"
+    (tmp_path / "mine.jsonl").write_text("", encoding="utf-8")
+    assert resolve_dataset("mine.jsonl").resolve() == (tmp_path / "mine.jsonl").resolve()  # the current directory first
