@@ -273,8 +273,10 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
     # Uploads (document files, admins only) may be large; every other route keeps the small limit of its own.
     upload_limit = settings.max_upload_mb * 1024 * 1024 * 4 + 65536
     small = settings.max_body_bytes
-    app = FastAPI(title="政策问答 API", version="0.1.0", root_path=settings.root_path, max_body_size=upload_limit,
-                  description="Questions over Chinese IP policy documents; answers carry checked citations.")
+    from fastapi_offline import FastAPIOffline  # /docs with Swagger UI's own files, not a CDN (offline intranets)
+
+    app = FastAPIOffline(title="政策问答 API", version="0.1.0", root_path=settings.root_path, max_body_size=upload_limit,
+                         description="Questions over Chinese IP policy documents; answers carry checked citations.")
     app.state.engine = engine
     app.state.settings = settings
     app.state.feedback = FeedbackLog(settings.feedback_file)

@@ -227,3 +227,10 @@ def test_the_body_limit_counts_the_bytes_received(real_engine, tmp_path):
     huge = client.post("/api/ask", content=chunked(13_500_000, b'{"question": "'), headers={"content-type": "application/json"})
     assert huge.status_code == 413
     assert client.post("/api/feedback", json={"question": "q", "answer": "a", "vote": "up"}).status_code == 200
+
+
+def test_api_docs_are_served_offline(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    assert "cdn" not in page.text.lower() and "/static-offline-docs/swagger-ui-bundle.js" in page.text
+    assert client.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200

@@ -110,6 +110,29 @@ def assert_no_error_shown(page) -> None:
     assert "错误" not in text and "Error" not in text and "⚠️" not in text, text
 
 
+def open_chat(browser, base: str, path: str = "/", **page_args):
+    """A new page on the chat, ready for a question."""
+    page = browser.new_page(**page_args)
+    page.goto(base + path)
+    page.locator("#question textarea").wait_for(timeout=30000)
+    return page
+
+
+def wait_answer(page, n: int, timeout: int = 60000) -> str:
+    """Wait for the n-th answer of the conversation to be final; its text."""
+    page.wait_for_function(
+        f"""() => {{ const m = [...document.querySelectorAll('#chat [data-testid="bot"]')];
+           if (m.length < {n}) return false; const t = m[{n - 1}].innerText;
+           return t.length > 0 && !t.includes('生成中') && !t.includes('正在'); }}""", timeout=timeout)
+    return page.locator('#chat [data-testid="bot"]').nth(n - 1).inner_text()
+
+
+def ask(page, question: str, n: int) -> str:
+    page.locator("#question textarea").fill(question)
+    page.locator("#send").click()
+    return wait_answer(page, n)
+
+
 @pytest.mark.parametrize("example", EXAMPLES)
 def test_every_example_question_is_answered_with_the_default_backend(server, browser, example):
     base, _ = server
@@ -119,10 +142,7 @@ def test_every_example_question_is_answered_with_the_default_backend(server, bro
     page.get_by_text(example, exact=True).first.click()  # the example list fills the box
     expect(page.locator("#question textarea")).to_have_value(example, timeout=10000)
     page.locator("#send").click()
-    page.wait_for_function(
-        """() => { const m = [...document.querySelectorAll('#chat [data-testid="bot"]')];
-                   if (!m.length) return false; const t = m[m.length - 1].innerText;
-                   return t.length > 0 && !t.includes('生成中') && !t.includes('正在'); }""", timeout=60000)
+    wait_answer(page, 1)
     assert_no_error_shown(page)
     sources = page.locator("#sources").inner_text()
     assert "出处" in sources or "最接近" in sources, sources
@@ -284,36 +304,16 @@ def test_the_page_make_run_serves_answers_every_example_with_the_real_local_mode
             page.get_by_text(example, exact=True).first.click()
             expect(page.locator("#question textarea")).to_have_value(example, timeout=10000)
             page.locator("#send").click()
-            page.wait_for_function(
-                f"""() => {{ const m = [...document.querySelectorAll('#chat [data-testid="bot"]')];
-                   if (m.length < {n}) return false; const t = m[m.length - 1].innerText;
-                   return t.length > 0 && !t.includes('生成中') && !t.includes('正在'); }}""", timeout=180000)
+            wait_answer(page, n, timeout=180000)
             assert_no_error_shown(page)
         page.screenshot(path=str(ARTIFACTS / "chat-local-model.png"), full_page=True)
         assert "15亿" in page.locator("#chat").inner_text()
         page.close()
 
 
-def wait_answer(page, n: int, timeout: int = 60000) -> str:
-    """Wait for the n-th answer of the conversation to be final; its text."""
-    page.wait_for_function(
-        f"""() => {{ const m = [...document.querySelectorAll('#chat [data-testid="bot"]')];
-           if (m.length < {n}) return false; const t = m[{n - 1}].innerText;
-           return t.length > 0 && !t.includes('生成中') && !t.includes('正在'); }}""", timeout=timeout)
-    return page.locator('#chat [data-testid="bot"]').nth(n - 1).inner_text()
-
-
-def ask(page, question: str, n: int) -> str:
-    page.locator("#question textarea").fill(question)
-    page.locator("#send").click()
-    return wait_answer(page, n)
-
-
 def test_day_one_conversation_place_greeting_sources_and_per_message_votes(admin_server, browser):
     base, tmp = admin_server
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(base + "/")
-    page.locator("#question textarea").wait_for(timeout=30000)
+    page = open_chat(browser, base, viewport={"width": 1280, "height": 900})
     first = ask(page, "乌海要打造哪些特色品牌？", 1)
     assert "乌海葡萄" in first and "出处" in first  # the answer carries its own sources
     place = ask(page, "义乌的知识产权质押融资目标是多少", 2)
@@ -342,9 +342,7 @@ def test_day_one_conversation_place_greeting_sources_and_per_message_votes(admin
 
 def test_in_force_filter_names_what_it_left_out(admin_server, browser):
     base, _ = admin_server
-    page = browser.new_page()
-    page.goto(base + "/")
-    page.locator("#question textarea").wait_for(timeout=30000)
+    page = open_chat(browser, base)
     page.locator("#in-force input").check()
     text = ask(page, "河南省2020年知识产权质押融资额的目标是多少？", 1)
     assert "已到期" in text and "不含已到期文件" in text
@@ -353,9 +351,7 @@ def test_in_force_filter_names_what_it_left_out(admin_server, browser):
 
 def test_review_view_lists_refused_and_disliked_questions_and_exports_them(admin_server, browser):
     base, tmp = admin_server
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(base + "/")
-    page.locator("#question textarea").wait_for(timeout=30000)
+    page = open_chat(browser, base, viewport={"width": 1280, "height": 900})
     ask(page, "广东省知识产权质押融资的目标是多少？", 1)  # refused: no document of Guangdong
     page.get_by_role("tab", name="反馈与未答").click()
     page.locator("#review-only").get_by_text("未答（拒答）").click()
@@ -371,17 +367,13 @@ def test_review_view_lists_refused_and_disliked_questions_and_exports_them(admin
 
 def test_phone_and_dark_layouts(server, browser):
     base, _ = server
-    phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
-    phone.goto(base + "/")
-    phone.locator("#question textarea").wait_for(timeout=30000)
+    phone = open_chat(browser, base, viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
     ask(phone, "湖南要做强哪些地理标志品牌？", 1)
     phone.screenshot(path=str(ARTIFACTS / "phone.png"), full_page=False)
     answer_box = phone.locator('#chat [data-testid="bot"]').first.bounding_box()
     assert answer_box and answer_box["width"] <= 390  # the answer, and its sources with it, fit the screen
     phone.close()
-    dark = browser.new_page(viewport={"width": 1280, "height": 900}, color_scheme="dark")
-    dark.goto(base + "/?__theme=dark")
-    dark.locator("#question textarea").wait_for(timeout=30000)
+    dark = open_chat(browser, base, "/?__theme=dark", viewport={"width": 1280, "height": 900}, color_scheme="dark")
     ask(dark, "乌海要打造哪些特色品牌？", 1)
     dark.locator("#sources .source-card").first.wait_for(timeout=15000)
     colours = dark.locator("#sources .source-card").first.evaluate(
