@@ -60,6 +60,8 @@ screenshots: setup browser
 	cp artifacts/dark.png docs/screenshot-dark.png
 	cp artifacts/review.png docs/screenshot-review.png
 	cp artifacts/documents.png docs/screenshot-documents.png
+	$(BIN)/pytest -q tests/test_browser.py -m slow  # the real local model on the default page
+	cp artifacts/chat-local-model.png docs/screenshot-chat-local-model.png
 
 clean:
 	rm -rf runs index/*.json index/*.jsonl index/*.faiss index/.variants
