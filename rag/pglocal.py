@@ -121,3 +121,21 @@ def create_database(url: str, name: str) -> str:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
     return url.rsplit("/", 1)[0] + "/" + name
+
+
+def vector_unusable(url: str) -> str:
+    """Why pgvector cannot run on this server ('' when it can): the bundled vector.so is compiled for CPU instructions
+    some machines lack, and then every vector operation kills the backend ("invalid opcode")."""
+    import psycopg
+
+    probe = create_database(url, "vector_probe")
+    try:
+        with psycopg.connect(probe, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            conn.execute("CREATE TABLE t (v vector(3))")
+            conn.execute("INSERT INTO t SELECT ('[' || i || ',2,3]')::vector FROM generate_series(1, 200) i")
+            conn.execute("CREATE INDEX ON t USING hnsw (v vector_l2_ops)")
+            conn.execute("SELECT v <-> '[1,2,4]' FROM t ORDER BY v <-> '[1,2,4]' LIMIT 3").fetchall()
+        return ""
+    except psycopg.OperationalError as exc:
+        return f"pgvector crashed the server on this CPU ({str(exc).splitlines()[0]})"
