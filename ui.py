@@ -17,6 +17,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from rag.engine import Engine  # noqa: E402
 from rag.errors import RagError, StoreUnavailableError  # noqa: E402
+from rag.feedback import log_question  # noqa: E402
 from rag.pipeline import stream_answer  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
@@ -243,7 +244,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
                     answer = event.data.to_dict()
                     history[-1]["content"] = answer_message(answer)
                     history[-1]["metadata"] = {"id": answer["answer_id"]}
-                    _log_question(answer)
+                    log_question(settings.questions_file, answer)
                     yield history, render_citations(answer, root), answer, gr.update()
                 # 'token' events are the model's unchecked text: never shown, only checked sentences are
         except RagError as exc:
@@ -255,15 +256,6 @@ def create_app(settings: Settings, engine: Engine | None = None):
             logging.getLogger("rag.ui").exception("answer failed: %s", exc)
             history[-1]["content"] = "⚠️ 生成回答时出错，请稍后重试或换一种问法。"
             yield history, "", None, gr.update()
-
-    def _log_question(answer: dict) -> None:
-        from rag.feedback import JsonLog
-
-        try:
-            JsonLog(settings.questions_file).append({k: answer.get(k) for k in (
-                "answer_id", "question", "rewritten_question", "answer", "refused", "refusal_reason", "backend")})
-        except OSError:  # a full or read-only disk must not cost the person their answer
-            pass
 
     def vote(kind: str, last: dict | None, comment: str):
         if not last:
@@ -285,25 +277,27 @@ def create_app(settings: Settings, engine: Engine | None = None):
 
     def vote_message(data: gr.LikeData, history: list, comment: str):
         """👍/👎 under any answer of the conversation: the latest vote on an answer counts."""
-        message = history[data.index] if isinstance(data.index, int) and data.index < len(history) else None
-        if isinstance(data.index, (list, tuple)) and data.index:
-            message = history[data.index[0]] if data.index[0] < len(history) else None
-        answer_id = ((message or {}).get("metadata") or {}).get("id")
+        index = data.index[0] if isinstance(data.index, (list, tuple)) and data.index else data.index
+        message = history[index] if isinstance(index, int) and 0 <= index < len(history) else {}
+        answer_id = (message.get("metadata") or {}).get("id")
         if not answer_id:
             return "这条消息已不存在或不是回答，无法评价。", gr.update()
-        question = next((_text(m["content"]) for m in reversed(history[: history.index(message)]) if m["role"] == "user"), "")
+        question = next((_text(m["content"]) for m in reversed(history[:index]) if m["role"] == "user"), "")
         record = {"answer_id": answer_id, "question": html.unescape(question), "answer": _text(message["content"]),
                   "citations": []}
         kind = "up" if data.liked else "down"
         return _record_vote(kind, record, comment), gr.update(value="")
 
-    def review(only: str, since: str, request: gr.Request):
+    def _review_rows(only: str, since: str) -> list[dict]:
         from rag.feedback import JsonLog, review_rows
 
+        return review_rows(JsonLog(settings.questions_file).read(), JsonLog(settings.feedback_file).read(),
+                           since=(since or "").strip(), only={"未答（拒答）": "refused", "没帮助": "down"}.get(only, ""))
+
+    def review(only: str, since: str, request: gr.Request):
         if not request_is_admin(request, settings):
             return [], "只有管理员可以查看反馈与未答。"
-        rows = review_rows(JsonLog(settings.questions_file).read(), JsonLog(settings.feedback_file).read(),
-                           since=(since or "").strip(), only={"未答（拒答）": "refused", "没帮助": "down"}.get(only, ""))
+        rows = _review_rows(only, since)
         table = [[r["time"], r["question"], "拒答" if r["refused"] else "已答", r["reason"],
                   {"up": "👍", "down": "👎"}.get(r["vote"], ""), r["comment"]] for r in rows[:500]]
         return table, f"共 {len(rows)} 条。" if rows else "没有符合条件的记录。"
@@ -311,12 +305,11 @@ def create_app(settings: Settings, engine: Engine | None = None):
     def export(only: str, since: str, request: gr.Request):
         import tempfile
 
-        from rag.feedback import JsonLog, as_dataset, review_rows
+        from rag.feedback import as_dataset
 
         if not request_is_admin(request, settings):
             return None, "只有管理员可以导出。"
-        rows = review_rows(JsonLog(settings.questions_file).read(), JsonLog(settings.feedback_file).read(),
-                           since=(since or "").strip(), only={"未答（拒答）": "refused", "没帮助": "down"}.get(only, ""))
+        rows = _review_rows(only, since)
         if not rows:
             return None, "没有可导出的记录（所选条件下为空）。"
         out = Path(tempfile.mkdtemp(prefix="rag-export-")) / "feedback_dataset.jsonl"

@@ -36,7 +36,7 @@ from rag.errors import (
     RagError,
     UnknownDocumentError,
 )
-from rag.feedback import JsonLog
+from rag.feedback import JsonLog, log_question
 from rag.pipeline import stream_answer
 from rag.settings import Settings
 
@@ -280,15 +280,6 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.settings = settings
     app.state.feedback = FeedbackLog(settings.feedback_file)
-    questions_log = JsonLog(settings.questions_file)
-
-    def log_question(answer: dict) -> None:
-        """Every answered question, for the administrator's 反馈与未答 view; a disk fault never costs the answer."""
-        try:
-            questions_log.append({k: answer.get(k) for k in ("answer_id", "question", "rewritten_question", "answer",
-                                                             "refused", "refusal_reason", "backend")})
-        except OSError:
-            pass
     limiter = RateLimiter(settings.rate_limit_per_minute)
     # One answer at a time per core: more requests queue here instead of thrashing the CPU.
     slots = threading.BoundedSemaphore(settings.max_concurrency)
@@ -402,7 +393,7 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
         finally:
             cancel.set()
         data = final.to_dict()
-        log_question(data)
+        log_question(settings.questions_file, data)  # for the administrator's 反馈与未答 view
         return JSONResponse(public(data))
 
     @app.post("/api/ask/stream", summary="The same answer as server-sent events: sources, sentence…, final (or error)",
@@ -432,7 +423,7 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
                         yield _sse("sources", [c.to_context() for c in data.data])
                     elif data.kind == "final":
                         final = data.data.to_dict()
-                        log_question(final)
+                        log_question(settings.questions_file, final)
                         yield _sse("final", public(final))
                     elif data.kind == "sentence":
                         yield _sse("sentence", {"text": data.data})

@@ -408,11 +408,7 @@ def evaluate(dataset: Path, out: Path, settings: Settings, configs: list[str], l
         variant, engine = _engine_for(settings, config, embedder)
         if backend:
             variant = variant.replace(llm_backend=backend)
-            engine.settings = variant
-            if vanilla:
-                from rag.engine import Engine
-
-                engine = Engine(variant, embedder=embedder, index=engine.index)
+            engine.settings = variant  # the model is made from the settings on first use
         label = name if len(configs) > 1 else "run"
         only_retrieval = backend is None  # retrieval configurations never generate
         print(f"running {name} ({len(questions)} questions)", file=sys.stderr)

@@ -47,6 +47,17 @@ class JsonLog:
         return out
 
 
+QUESTION_FIELDS = ("answer_id", "question", "rewritten_question", "answer", "refused", "refusal_reason", "backend")
+
+
+def log_question(path: Path, answer: dict) -> None:
+    """One answered question (an Answer as a dict) in the questions log; a disk fault never costs the answer."""
+    try:
+        JsonLog(path).append({k: answer.get(k) for k in QUESTION_FIELDS})
+    except OSError:
+        pass
+
+
 def latest_votes(votes: list[dict]) -> list[dict]:
     """One vote per answer: the last one given (records without an answer id count each)."""
     by_answer: dict[str, dict] = {}

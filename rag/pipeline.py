@@ -146,7 +146,7 @@ def stream_answer(question: str, history: list | None = None, settings: Settings
         if event.kind == "final":
             if event.data.refused and event.data.understood.get("scope_class") and not event.data.citations:
                 # a weather or market question the library has nothing on: say what the library holds
-                _scope_message(event.data, None, engine, event.data.understood["scope_class"])
+                _scope_message(event.data, engine, "out_of_scope", event.data.understood["scope_class"])
             locate_citations(event.data, engine)
             note_places(event.data, engine)
             note_expired(event.data, engine)
@@ -222,7 +222,7 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
                     backend=settings.llm_backend, timings=timings, understood=query.to_dict())
     if query.facet in NO_SEARCH_FACETS:
         yield Event("sources", [])
-        yield Event("final", _scope_message(result, query, engine))
+        yield Event("final", _scope_message(result, engine, query.facet, query.scope_class))
         return
     excluded = filtered_out(query, engine, filters)
     contexts = retrieve_for(query, engine, filters)
@@ -255,7 +255,6 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
         lap("generate_ms")
         yield Event("final", result)
         return
-    llm = model
     if handover:
         result.notes.append(f"the code's plan was unsure ({plan.reason}): the model read the passages")
     evidence = plan.evidence
@@ -266,7 +265,7 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
     result.prompt = build_prompt(query.text, passages, settings)
     pieces: list[str] = []
     shown = 0  # characters of the draft already checked and shown
-    tokens = llm.stream(result.prompt, max_tokens=settings.llm_max_tokens)
+    tokens = model.stream(result.prompt, max_tokens=settings.llm_max_tokens)
     try:
         first = True
         for piece in tokens:
@@ -440,11 +439,9 @@ def _refused_plan(result: Answer, plan: Plan, settings: Settings, contexts: list
     return result
 
 
-def _scope_message(result: Answer, query: Query | None, engine: Engine, scope_class: str = "") -> Answer:
+def _scope_message(result: Answer, engine: Engine, facet: str, scope_class: str) -> Answer:
     """Empty input, a request outside the documents, or another language: what the assistant does, what the library
     holds, with examples."""
-    scope_class = query.scope_class if query is not None else scope_class
-    facet = query.facet if query is not None else "out_of_scope"
     what = {"creative": "写作", "code": "编程", "weather": "天气", "finance": "行情", "travel": "出行", "identity": "闲聊",
             "recommend": "推荐", "chat": "闲聊"}.get(scope_class, "其他")
     documents = engine.index.documents
