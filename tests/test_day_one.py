@@ -149,3 +149,15 @@ def test_every_document_questions_search_once_whatever_the_library_size(real_eng
     result = answer("哪些文件提到了知识产权质押融资", engine=real_engine)
     assert len(calls) == 1 and not result.refused
     assert len({c.doc_id for c in result.citations}) >= 2
+
+
+def test_a_vote_on_a_message_that_no_longer_exists_gets_a_chinese_message(real_engine):
+    import gradio as gr
+
+    import ui
+
+    demo = ui.create_app(real_engine.settings, real_engine)
+    vote_message = next(fn.fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "vote_message")
+    data = gr.LikeData(target=None, data={"index": 7, "value": "x", "liked": False})
+    status, _ = vote_message(data, [{"role": "user", "content": "问"}], "")
+    assert "已不存在" in status
