@@ -36,6 +36,8 @@ def real_corpus(tmp_path: Path) -> Path:
 
 
 def make_settings(data_dir: Path, index_dir: Path, **changes) -> Settings:
+    # votes and the questions log go beside the index, never into a data folder a test reads from (data/ itself)
+    changes.setdefault("feedback_path", Path(index_dir).parent / "feedback.jsonl")
     return Settings.load({"data_dir": data_dir, "index_dir": index_dir, "embedder": "fake", "llm_backend": "extractive",
                           **changes}, env={})
 
