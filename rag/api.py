@@ -7,20 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
+import html
 import ipaddress
 import json
 import queue
+import re
 import secrets
 import threading
 import time
 import unicodedata
 from collections import defaultdict, deque
 from typing import Literal
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -259,6 +263,16 @@ def is_admin(user: str | None, settings: Settings, request: Request | None = Non
     return False
 
 
+PUBLIC_PATHS = frozenset({"/healthz", "/embed/bubble.js"})  # answered without login: health, and the embed script
+
+
+def _public(path: str, settings: Settings) -> bool:
+    """Paths served without login: the health check, and the embed script (it holds no data, only the chat's address;
+    the chat it opens asks for the login as usual). With or without the public prefix (root_path)."""
+    root = settings.root_path.rstrip("/")
+    return path in PUBLIC_PATHS or (bool(root) and path.startswith(root + "/") and path[len(root):] in PUBLIC_PATHS)
+
+
 def _limited(request: Request, settings: Settings) -> bool:
     """Every route that answers or searches, Gradio's included (its calls are POSTs)."""
     path = request.url.path
@@ -293,7 +307,7 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
         limit = upload_limit if uploading else small
         if length and length.isdigit() and int(length) > limit:
             return JSONResponse({"error": "TooLarge", "message": f"请求体过大（上限 {limit} 字节）。"}, 413)
-        user = check_user(request, settings) if path != "/healthz" else ""
+        user = "" if _public(path, settings) else check_user(request, settings)
         if user is None:
             headers = {"WWW-Authenticate": 'Basic realm="policy-qa"'} if settings.auth_users else {}
             return JSONResponse({"error": "Unauthorized", "message": "需要登录。"}, 401, headers=headers)
@@ -496,7 +510,7 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
         view = engine.pinned()
         row, text, chunks, pages = _document_parts(view, doc_id, settings)
-        return render_document(row, text, chunks, pages, start, end)
+        return render_document(row, text, chunks, pages, start, end, back_url=chat_path(settings))
 
     @app.post("/api/feedback", summary="Record a 👍/👎 vote with an optional comment", max_body_size=small)
     def feedback(body: FeedbackRequest, request: Request) -> dict:
@@ -523,11 +537,14 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
                 status["status"] = "degraded"
         return JSONResponse(status, 503 if status["status"] == "error" else 200)
 
-    @app.get("/embed-demo", response_class=HTMLResponse, summary="An intranet page with the chat embedded")
+    @app.get("/embed-demo", response_class=HTMLResponse, summary="An intranet page with the chat embedded three ways")
     def embed_demo(request: Request) -> str:
-        base = str(request.base_url).rstrip("/") + settings.root_path
-        ui = base + settings.ui_path.rstrip("/") + "/"
-        return EMBED_DEMO.replace("{UI}", ui).replace("{BASE}", base)
+        return render_embed_demo(str(request.base_url), settings)
+
+    @app.get("/embed/bubble.js", summary="A floating chat bubble for any intranet page: <script src=…/embed/bubble.js defer>")
+    def bubble_js() -> Response:
+        return Response(bubble_script(settings), media_type="application/javascript; charset=utf-8",
+                        headers={"Cache-Control": "public, max-age=600", "X-Content-Type-Options": "nosniff"})
 
     return app
 
@@ -560,15 +577,107 @@ def _safe_errors(errors: list) -> list[dict]:
     return [{"loc": [str(x) for x in e.get("loc", ())], "type": e.get("type", "")} for e in errors[:10]]
 
 
+def chat_path(settings: Settings) -> str:
+    """The chat's path as the browser sees it (the public prefix, then the UI's mount point), ending in "/"."""
+    path = settings.root_path.rstrip("/") + settings.ui_path.rstrip("/") + "/"
+    return path if path.startswith("/") else "/" + path
+
+
+def js_string(value: str) -> str:
+    """A JavaScript string literal: JSON, ASCII only (so U+2028/U+2029 are escaped), with no "<", ">" or "&" left that
+    could close a <script> element or start markup."""
+    return (json.dumps(value, ensure_ascii=True).replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("&", "\\u0026"))
+
+
+BUBBLE_PLACEHOLDER = '"__POLICY_QA_UI_PATH__"'
+
+
+@functools.cache
+def _bubble_source() -> str:
+    """rag/assets/bubble.js, shipped in the wheel as package data."""
+    from importlib.resources import files
+
+    source = files("rag").joinpath("assets", "bubble.js").read_text(encoding="utf-8")
+    if source.count(BUBBLE_PLACEHOLDER) != 1:
+        raise RagError("rag/assets/bubble.js lacks its placeholder", _STATUS_MESSAGES[500])
+    return source
+
+
+def bubble_script(settings: Settings) -> str:
+    """The bubble script with the chat's path filled in. The server's origin is not written here: the script takes it
+    from its own address (document.currentScript.src), so nothing of the request (its Host header) is reflected."""
+    return _bubble_source().replace(BUBBLE_PLACEHOLDER, js_string(chat_path(settings)))
+
+
+_SANE_HOST = re.compile(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
+ORIGIN_PLACEHOLDER = "https://问答服务地址"
+
+
+def _origin(base_url: str) -> str:
+    """scheme://host[:port] of the request, or a placeholder when its Host header is anything but a host name or address."""
+    try:
+        parts = urlsplit(base_url)
+    except ValueError:
+        return ORIGIN_PLACEHOLDER
+    if parts.scheme in ("http", "https") and _SANE_HOST.fullmatch(parts.netloc):
+        return f"{parts.scheme}://{parts.netloc}"
+    return ORIGIN_PLACEHOLDER
+
+
+def render_embed_demo(base_url: str, settings: Settings) -> str:
+    """The demo page. The live iframe and bubble use paths on this server; the snippets to copy show the origin the
+    request came in on (its Host header) only when that is a plain host name or address, and always escaped."""
+    root = settings.root_path.rstrip("/")
+    origin = _origin(base_url)
+    ui = chat_path(settings)
+    values = {
+        "UI_PATH": html.escape(ui, quote=True),
+        "ROOT": html.escape(root, quote=True),
+        "UI": html.escape(origin + ui, quote=True),
+        "BASE": html.escape(origin + root, quote=True),
+        "FRAME_ANCESTORS": html.escape(settings.frame_ancestors),
+        "CORS": html.escape(settings.cors_origins) if settings.cors_origins.strip() else "（未设置）",
+    }
+    return re.sub(r"\{(" + "|".join(values) + r")\}", lambda m: values[m.group(1)], EMBED_DEMO)
+
+
 EMBED_DEMO = """<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>内网门户 · 政策问答嵌入示例</title>
-<style>body{font-family:"WenQuanYi Zen Hei",sans-serif;margin:24px;background:#f4f6f9}
+<meta name="viewport" content="width=device-width,initial-scale=1">
+<style>body{font-family:"WenQuanYi Zen Hei",sans-serif;margin:24px;background:#f4f6f9;color:#1d2939}
 header{background:#1f4e8c;color:#fff;padding:12px 20px;border-radius:6px}
-iframe{width:100%;height:780px;border:1px solid #ccd;border-radius:6px;background:#fff}</style></head>
-<body><header><h1>某单位内网门户</h1><p>下方是嵌入的“政策问答”助手（iframe）。</p></header>
+iframe{width:100%;height:780px;border:1px solid #ccd;border-radius:6px;background:#fff}
+pre{background:#fff;border:1px solid #d0d5dd;border-radius:6px;padding:10px 14px;overflow-x:auto}
+table{border-collapse:collapse;background:#fff;margin:8px 0 18px}
+th,td{border:1px solid #d0d5dd;padding:6px 10px;text-align:left;vertical-align:top}
+code{background:#eef2f7;padding:0 4px;border-radius:3px}</style></head>
+<body><header><h1>某单位内网门户</h1><p>下方是嵌入的“政策问答”助手（iframe）；右下角的“政策问答”按钮是悬浮气泡。</p></header>
 <main><h2>政策问答</h2>
-<iframe id="policy-qa" src="{UI}" title="政策问答" allow="clipboard-write"></iframe>
-<h3>另一种嵌入方式：Web Component（脚本由本服务提供，不依赖公网 CDN）</h3>
+<iframe id="policy-qa" src="{UI_PATH}" title="政策问答" allow="clipboard-write"></iframe>
+
+<h2>三种嵌入方式与所需设置</h2>
+<table>
+<tr><th>方式</th><th>门户页面加入的代码</th><th>问答服务需要的设置</th></tr>
+<tr><td>一、iframe</td><td>见下方代码 1</td><td><code>RAG_FRAME_ANCESTORS</code> 须包含门户页面的来源，例如
+<code>'self' https://portal.example.cn</code>（默认 <code>'self'</code> 只允许本服务自己的页面嵌入）。</td></tr>
+<tr><td>二、悬浮气泡</td><td>见下方代码 2</td><td>气泡面板里是同一个 iframe，所以同样需要 <code>RAG_FRAME_ANCESTORS</code> 允许门户来源；
+脚本本身用普通 &lt;script&gt; 加载，不需要登录，也不需要 <code>RAG_CORS_ORIGINS</code>。</td></tr>
+<tr><td>三、Web Component</td><td>见下方代码 3</td><td>脚本和接口由门户页面跨源请求，需要 <code>RAG_CORS_ORIGINS</code> 列出门户来源，
+例如 <code>https://portal.example.cn</code>（不经过 iframe，与 <code>RAG_FRAME_ANCESTORS</code> 无关）。</td></tr>
+</table>
+<p>本服务当前设置：<code>RAG_FRAME_ANCESTORS</code> = <code>{FRAME_ANCESTORS}</code>；<code>RAG_CORS_ORIGINS</code> = <code>{CORS}</code>。
+若门户页面自己设置了内容安全策略（CSP），其 <code>script-src</code> / <code>frame-src</code> 也须允许本服务的地址。
+启用登录（<code>RAG_AUTH_USERS</code> 或单点登录）时，iframe 与气泡中的问答页面照常要求登录。</p>
+
+<h3>代码 1：iframe</h3>
+<pre>&lt;iframe src="{UI}" title="政策问答" allow="clipboard-write"
+        style="width:100%;height:780px;border:0"&gt;&lt;/iframe&gt;</pre>
+<h3>代码 2：悬浮气泡（右下角按钮，点击打开问答面板；脚本由本服务提供，不依赖公网 CDN）</h3>
+<pre>&lt;script src="{BASE}/embed/bubble.js" defer&gt;&lt;/script&gt;</pre>
+<h3>代码 3：Web Component（脚本由本服务提供，不依赖公网 CDN）</h3>
 <pre>&lt;script type="module" src="{BASE}/gradio-static/gradio.js"&gt;&lt;/script&gt;
 &lt;gradio-app src="{UI}"&gt;&lt;/gradio-app&gt;</pre>
-</main></body></html>"""
+</main>
+<script src="{ROOT}/embed/bubble.js" defer></script>
+</body></html>"""
