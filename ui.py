@@ -15,11 +15,13 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+from rag.conversations import ConversationError, ConversationStore, browser_secret, new_owner_id, shown  # noqa: E402
 from rag.engine import Engine  # noqa: E402
 from rag.errors import RagError, StoreUnavailableError  # noqa: E402
 from rag.feedback import log_question  # noqa: E402
 from rag.pipeline import stream_answer  # noqa: E402
 from rag.settings import Settings  # noqa: E402
+from rag.suggest import suggest_followups  # noqa: E402
 
 EXAMPLES = [
     "河南省2020年全年知识产权质押融资额的目标是多少？",
@@ -41,11 +43,16 @@ CSS = """
 #chat details summary{cursor:pointer;color:#475467}
 .dark #chat details summary{color:#c0c8d8}
 @media (max-width: 720px){#chat{height:60vh !important}}
+#conversations label{white-space:nowrap;overflow:hidden;text-overflow:ellipsis;max-width:100%}
 """
+PLACEHOLDER = "例如：乌海市到2025年每万人发明专利拥有量的目标是多少？"
+BUSY_PLACEHOLDER = "正在回答上一个问题……可以先输入下一个问题，回答完成后再发送；点“停止”可中断。"
+BROWSER_ID = re.compile(r"^browser:[A-Za-z0-9_-]{16,64}$")
 IN_FORCE = "不含已到期文件"
 UPLOAD_TYPES = [".txt", ".md", ".docx", ".pdf", ".html", ".htm"]
 DOC_COLUMNS = [("doc_id", "编号"), ("title", "标题"), ("issuer", "发文机关"), ("region", "地区"), ("date", "日期"),
                ("doc_number", "文号"), ("period", "期限"), ("status", "状态"), ("passages", "段落")]
+DOC_WIDTHS = ["11%", "25%", "13%", "9%", "9%", "12%", "9%", "6%", "6%"]
 
 
 def _gradio():
@@ -146,6 +153,30 @@ def document_table(engine: Engine, settings: Settings) -> list[list]:
     return [[row[key] for key, _ in DOC_COLUMNS] for row in rows]
 
 
+def document_choices(engine: Engine) -> list[tuple[str, str]]:
+    """The delete and edit lists: each document by its title, with its id to tell two alike apart."""
+    return [(f"《{d.get('title') or d['doc_id']}》（{d['doc_id']}）", d["doc_id"]) for d in engine.index.documents]
+
+
+def request_user(request, settings: Settings) -> str:
+    """Who is asking: Gradio's login, or the SSO proxy's user header (only from a trusted proxy); '' for nobody."""
+    user = getattr(request, "username", None) or ""
+    raw = getattr(request, "request", None)
+    if not user and settings.trusted_user_header and raw is not None and hasattr(raw, "headers"):
+        from rag.api import check_user
+
+        user = check_user(raw, settings) or ""
+    return user
+
+
+def conversation_owner(request, settings: Settings, browser_id: str | None) -> tuple[str, str]:
+    """(owner, browser id): a logged-in user owns their conversations on any browser; with no login, the random id
+    this browser keeps in its storage (a new one when it has none or a malformed one)."""
+    user = request_user(request, settings)
+    browser_id = browser_id if isinstance(browser_id, str) and BROWSER_ID.match(browser_id) else new_owner_id()
+    return (f"user:{user}" if user else browser_id), browser_id
+
+
 def request_is_admin(request, settings: Settings) -> bool:
     """The Gradio request's user (Gradio's login) or, without login, the person at this machine."""
     from rag.api import is_admin
@@ -164,98 +195,238 @@ def create_app(settings: Settings, engine: Engine | None = None):
     gr = _gradio()
     engine = engine or Engine(settings)
     root = settings.root_path
+    conversations = ConversationStore(settings.conversations_dir)
     try:
         choices = filter_choices(engine)
     except RagError:
         choices = [ALL]
 
+    def _library_updates(message: str):
+        """The status line, the table, the scope list and both document lists after a change."""
+        docs = document_choices(engine)
+        return (message, document_table(engine, settings), gr.update(choices=filter_choices(engine)),
+                gr.update(choices=docs, value=None), gr.update(choices=docs, value=None))
+
     def upload(files, request: gr.Request, progress=gr.Progress()):
         from rag.library import add_documents
 
+        unchanged = (gr.update(),) * 4
         if not request_is_admin(request, settings):
-            return "只有管理员可以添加文档。", gr.update(), gr.update(), gr.update()
+            return ("只有管理员可以添加文档。", *unchanged)
         if not files:
-            return "请先选择要上传的文件（.txt .md .docx .pdf .html）。", gr.update(), gr.update(), gr.update()
+            return ("请先选择要上传的文件（.txt .md .docx .pdf .html）。", *unchanged)
         uploads = []
         for f in files:
             path = Path(f if isinstance(f, str) else f.name)
             uploads.append((_original_name(path), path.read_bytes()))
-        progress(0, desc="正在读取文件…")
+        progress(0.02, desc=f"正在读取和转换 {len(uploads)} 个文件…")
 
-        def report(done: int, total: int) -> None:
-            progress(done / max(1, total), desc=f"已嵌入 {done}/{total} 个段落")
+        def report(done: int, total: int) -> None:  # embedding is most of the time: 5% → 100%
+            progress(0.05 + 0.95 * done / max(1, total), desc=f"已嵌入 {done}/{total} 个段落")
 
         try:
             result = add_documents(settings, engine.embedder, uploads, progress=report)
         except RagError as exc:
-            return f"⚠️ {exc.user_message}", gr.update(), gr.update(), gr.update()
+            return (f"⚠️ {exc.user_message}", *unchanged)
         engine.refresh()
-        lines = [html.escape(result.message)]
-        return "\n\n".join(lines), document_table(engine, settings), gr.update(choices=filter_choices(engine)), \
-            gr.update(choices=[d["doc_id"] for d in engine.index.documents], value=None)
+        return _library_updates(html.escape(result.message))
 
     def delete(doc_id: str, confirmed: bool, request: gr.Request):
         from rag.library import remove_document
 
+        unchanged = (gr.update(),) * 4
         if not request_is_admin(request, settings):
-            return "只有管理员可以删除文档。", gr.update(), gr.update(), gr.update()
+            return ("只有管理员可以删除文档。", *unchanged)
         if not doc_id:
-            return "请先选择要删除的文档。", gr.update(), gr.update(), gr.update()
+            return ("请先选择要删除的文档。", *unchanged)
         if not confirmed:
-            return "已取消删除。", gr.update(), gr.update(), gr.update()
+            return ("已取消删除。", *unchanged)
         try:
             result = remove_document(settings, engine.embedder, doc_id)
         except RagError as exc:
-            return f"⚠️ {exc.user_message}", gr.update(), gr.update(), gr.update()
+            return (f"⚠️ {exc.user_message}", *unchanged)
         engine.refresh()
-        return html.escape(result.message), document_table(engine, settings), gr.update(choices=filter_choices(engine)), \
-            gr.update(choices=[d["doc_id"] for d in engine.index.documents], value=None)
+        return _library_updates(html.escape(result.message))
 
-    def on_load(request: gr.Request):
+    def facts_of(doc_id: str):
+        """The edit form filled with the document's current facts."""
+        from rag.library import document_row, today_of
+
+        meta = engine.documents_by_id.get(doc_id or "")
+        if meta is None:
+            return ("",) * 5
+        row = document_row(meta, 0, today_of(settings))
+        return row["title"], row["issuer"], row["region"], row["date"], row["doc_number"]
+
+    def save_facts(doc_id: str, title: str, issuer: str, region: str, date: str, doc_number: str, request: gr.Request,
+                   progress=gr.Progress()):
+        from rag.library import update_facts
+
+        unchanged = (gr.update(),) * 4
+        if not request_is_admin(request, settings):
+            return ("只有管理员可以修改文档信息。", *unchanged)
+        if not doc_id:
+            return ("请先选择要修改的文档。", *unchanged)
+        progress(0.05, desc="正在更新文档信息并重建它的段落…")
+        try:
+            update_facts(settings, engine.embedder, doc_id, {"title": title, "issuer": issuer, "region": region,
+                                                             "date": date, "doc_number": doc_number})
+        except RagError as exc:
+            return (f"⚠️ {exc.user_message}", *unchanged)
+        engine.refresh()
+        return _library_updates(f"已更新《{html.escape((title or doc_id).strip())}》的文档信息。")
+
+    def _conversation_list(owner: str, selected: str | None = None):
+        try:
+            items = conversations.list(owner)
+        except ConversationError:
+            items = []
+        return gr.update(choices=[(c.label(), c.id) for c in items[:100]], value=selected)
+
+    def on_load(browser_id: str | None, request: gr.Request):
         admin = request_is_admin(request, settings)
         try:
             engine.refresh()
-            table, scope_choices = document_table(engine, settings), filter_choices(engine)
-            ids = [d["doc_id"] for d in engine.index.documents]
+            table, scope_choices, docs = document_table(engine, settings), filter_choices(engine), document_choices(engine)
         except RagError:
-            table, scope_choices, ids = [], [ALL], []
-        return gr.update(visible=admin), gr.update(visible=admin), table, gr.update(choices=scope_choices), gr.update(choices=ids)
+            table, scope_choices, docs = [], [ALL], []
+        owner, browser_id = conversation_owner(request, settings, browser_id)
+        latest = next(iter(conversations.list(owner)), None)
+        messages, note = _shown(latest)
+        return (gr.update(visible=admin), gr.update(visible=admin), table, gr.update(choices=scope_choices),
+                gr.update(choices=docs), gr.update(choices=docs), browser_id, owner,
+                _conversation_list(owner, latest.id if latest else None), messages, latest.id if latest else None, note,
+                gr.update(interactive=True, placeholder=PLACEHOLDER), gr.update(interactive=True))
 
-    def respond(question: str, history: list, choice: str, in_force: bool = False):
+    def _shown(conversation) -> tuple[list, str]:
+        if conversation is None:
+            return [], ""
+        messages, hidden = shown(conversation)
+        return messages, (f"这个对话较早的 {hidden} 条消息已保存，未在此显示。" if hidden else "")
+
+    def open_conversation(conversation_id: str, owner: str):
+        try:
+            conversation = conversations.get(owner, conversation_id)
+        except ConversationError as exc:
+            return gr.update(), gr.update(), None, exc.user_message
+        messages, note = _shown(conversation)
+        return messages, conversation.id, None, note
+
+    def new_conversation(owner: str):
+        return [], "", None, "", None, _conversation_list(owner), ""
+
+    def rename_conversation(conversation_id: str | None, name: str, owner: str):
+        if not conversation_id:
+            return gr.update(), "请先选择或开始一个对话。", gr.update()
+        try:
+            conversation = conversations.rename(owner, conversation_id, name)
+        except ConversationError as exc:
+            return gr.update(), exc.user_message, gr.update()
+        return _conversation_list(owner, conversation.id), "已重命名。", gr.update(value="")
+
+    def delete_conversation(conversation_id: str | None, confirmed: bool, owner: str):
+        if not conversation_id:
+            return gr.update(), gr.update(), gr.update(), "请先选择要删除的对话。"
+        if not confirmed:
+            return gr.update(), gr.update(), gr.update(), "已取消删除。"
+        try:
+            conversations.delete(owner, conversation_id)
+        except ConversationError as exc:
+            return gr.update(), gr.update(), gr.update(), exc.user_message
+        latest = next(iter(conversations.list(owner)), None)
+        messages, note = _shown(latest)
+        return (_conversation_list(owner, latest.id if latest else None), messages, latest.id if latest else None,
+                "已删除该对话。" + note)
+
+    inflight: dict[str, list] = {}  # session → the conversation as last shown while an answer is written (for stop)
+    answering: set[str] = set()  # sessions with an answer being written: one at a time per page
+    answering_lock = threading.Lock()
+
+    def respond(question: str, history: list, choice: str, in_force: bool, owner: str, current: str | None,
+                request: gr.Request = None):
+        session = getattr(request, "session_hash", None) or ""
+        with answering_lock:
+            busy = session in answering and bool(session)
+            answering.add(session)
+        if busy:  # Enter (or a suggestion) while this page's answer is written: say so, keep the typed question
+            yield (gr.update(), gr.update(), gr.update(), gr.update(), current, gr.update(),
+                   "上一个回答还没有完成：新问题保留在输入框中，回答完成后请再发送（或先点“停止”）。", gr.update())
+            return
+        try:
+            for update in _respond(question, history, choice, in_force, owner, current):
+                inflight[session] = update[0]
+                yield update
+        finally:
+            inflight.pop(session, None)
+            with answering_lock:
+                answering.discard(session)
+
+    def _respond(question: str, history: list, choice: str, in_force: bool, owner: str, current: str | None):
         history = list(history or [])
         question = (question or "").strip()
+        busy = gr.update(value="", placeholder=BUSY_PLACEHOLDER)
+        idle = gr.update(placeholder=PLACEHOLDER)
+        if not question:
+            yield history, gr.update(), gr.update(), idle, current, gr.update(), "请输入问题。", gr.update(interactive=True)
+            return
         prior = [{"role": m["role"], "content": html.unescape(_text(m["content"]))} for m in history]
         # shown as text: a question is never rendered as HTML (no <img> fetched, no markup injected)
         history.append({"role": "user", "content": html.escape(question)})
         history.append({"role": "assistant", "content": "正在检索…"})
-        yield history, "", None, gr.update(value="")
+        yield history, "", None, busy, current, gr.update(), "", gr.update(interactive=False)
         try:
             filters = filters_from_choice(choice, engine, in_force)
             partial = ""
             for event in stream_answer(question, prior, engine=engine, filters=filters):
                 if event.kind == "sources":
                     history[-1]["content"] = "已找到相关段落，正在生成回答…"
-                    yield history, render_sources([c.to_context() for c in event.data], "检索到的段落：", root), None, gr.update()
+                    yield (history, render_sources([c.to_context() for c in event.data], "检索到的段落：", root), None,
+                           gr.update(), current, gr.update(), "", gr.update())
                 elif event.kind == "sentence":  # only sentences that passed the citation check are shown
                     partial += event.data
                     history[-1]["content"] = partial + "\n\n（生成中…）"
-                    yield history, gr.update(), None, gr.update()
+                    yield history, gr.update(), None, gr.update(), current, gr.update(), "", gr.update()
                 elif event.kind == "final":
                     answer = event.data.to_dict()
                     history[-1]["content"] = answer_message(answer)
                     history[-1]["metadata"] = {"id": answer["answer_id"]}
+                    follow = suggest_followups(answer, engine.index, settings.vocab_dir)
+                    if follow:
+                        history[-1]["options"] = [{"value": q, "label": q} for q in follow]
                     log_question(settings.questions_file, answer)
-                    yield history, render_citations(answer, root), answer, gr.update()
+                    note = ""
+                    try:
+                        current = conversations.add_turn(owner, current, history[-2:], title=question).id
+                    except ConversationError as exc:
+                        note = exc.user_message
+                    yield (history, render_citations(answer, root), answer, idle, current,
+                           _conversation_list(owner, current), note, gr.update(interactive=True))
                 # 'token' events are the model's unchecked text: never shown, only checked sentences are
         except RagError as exc:
             history[-1]["content"] = f"⚠️ {exc.user_message}"
-            yield history, "", None, gr.update()
+            yield history, "", None, idle, current, gr.update(), "", gr.update(interactive=True)
         except Exception as exc:  # noqa: BLE001 - a Chinese message in the chat, never an English toast
             import logging
 
             logging.getLogger("rag.ui").exception("answer failed: %s", exc)
             history[-1]["content"] = "⚠️ 生成回答时出错，请稍后重试或换一种问法。"
-            yield history, "", None, gr.update()
+            yield history, "", None, idle, current, gr.update(), "", gr.update(interactive=True)
+
+    def pick_suggestion(data: gr.SelectData):
+        return data.value
+
+    def stopped(request: gr.Request = None):
+        """The answer being written is cancelled; its message says so (what the page showed is kept)."""
+        session = getattr(request, "session_hash", None) or ""
+        with answering_lock:  # the cancelled answer may never reach its own clean-up
+            answering.discard(session)
+        history = list(inflight.pop(session, None) or [])
+        if not history:
+            return gr.update(), "已停止。", gr.update(placeholder=PLACEHOLDER), gr.update(interactive=True)
+        if history and history[-1].get("role") == "assistant" and not (history[-1].get("metadata") or {}).get("id"):
+            text = _text(history[-1]["content"]).replace("\n\n（生成中…）", "")
+            history[-1] = {"role": "assistant", "content": text + "\n\n（已停止）"}
+        return history, "已停止。", gr.update(placeholder=PLACEHOLDER), gr.update(interactive=True)
 
     def vote(kind: str, last: dict | None, comment: str):
         if not last:
@@ -317,7 +488,20 @@ def create_app(settings: Settings, engine: Engine | None = None):
         return str(out), f"已导出 {len(rows)} 条，格式与评测集相同（要点和证据请评测人员补充）。"
 
     with gr.Blocks(title="政策问答", analytics_enabled=False) as demo:
-        gr.Markdown("## 政策问答\n依据知识产权政策文件回答；每句结论都标注出处，文件中没有的内容会明确说明。")
+        browser_id = gr.BrowserState("", storage_key="policy-qa-owner",
+                                     secret=browser_secret(settings.conversations_dir) or None)
+        owner = gr.State("")
+        current = gr.State(None)
+        last = gr.State(None)
+        with gr.Sidebar(label="对话记录", open=True, elem_id="sidebar"):
+            new_chat = gr.Button("＋ 新对话", elem_id="clear", variant="primary")
+            conversation_list = gr.Radio([], label="历史对话", elem_id="conversations")
+            conversation_name = gr.Textbox(label="重命名当前对话", max_length=80, elem_id="conversation-name")
+            with gr.Row():
+                rename_button = gr.Button("重命名", size="sm", elem_id="conversation-rename")
+                forget_button = gr.Button("删除对话", size="sm", variant="stop", elem_id="conversation-delete")
+            conversation_status = gr.Markdown(elem_id="conversation-status")
+        gr.Markdown("## 政策问答\n依据已收录的政策文件回答；每句结论都标注出处，文件中没有的内容会明确说明。")
         with gr.Tab("问答", id="chat-tab"), gr.Row():
             with gr.Column(scale=3):
                 with gr.Row():
@@ -325,12 +509,12 @@ def create_app(settings: Settings, engine: Engine | None = None):
                     in_force = gr.Checkbox(label=IN_FORCE, value=False, elem_id="in-force", scale=1)
                 chatbot = gr.Chatbot(label="对话", height="62vh", elem_id="chat", buttons=["copy", "copy_all"],
                                      feedback_options=("Like", "Dislike"), sanitize_html=True)
-                question = gr.Textbox(label="问题", placeholder="例如：乌海市到2025年每万人发明专利拥有量的目标是多少？",
-                                      elem_id="question", max_length=settings.max_question_chars)
+                # off until the page knows whose conversation this is (the load below turns them on)
+                question = gr.Textbox(label="问题", placeholder="正在加载……", elem_id="question", interactive=False,
+                                      max_length=settings.max_question_chars)
                 with gr.Row():
-                    send = gr.Button("提问", variant="primary", elem_id="send")
+                    send = gr.Button("提问", variant="primary", elem_id="send", interactive=False)
                     stop = gr.Button("停止", variant="stop", elem_id="stop")
-                    clear = gr.Button("新对话", elem_id="clear")
                 gr.Examples(EXAMPLES, inputs=question, label="示例问题")
             with gr.Column(scale=2):
                 gr.Markdown("### 出处")
@@ -344,13 +528,24 @@ def create_app(settings: Settings, engine: Engine | None = None):
         with gr.Tab("文档管理", id="admin-tab", visible=False, elem_id="admin-tab") as admin_tab:
             gr.Markdown("上传政策文件（.txt .md .docx .pdf .html，可多选）：只处理新文件，已有文档不受影响；同名文件会被替换。"
                         "扫描件（没有文字层的 PDF）无法导入。")
-            files = gr.File(label="选择文件", file_count="multiple", file_types=UPLOAD_TYPES, elem_id="upload-files")
+            # no file_types filter in the browser: a .doc or .xlsx gets the app's Chinese advice, not Gradio's toast
+            files = gr.File(label="选择文件", file_count="multiple", elem_id="upload-files")
             upload_button = gr.Button("导入", variant="primary", elem_id="upload-button")
             status = gr.Markdown(elem_id="admin-status")
             table = gr.Dataframe(headers=[label for _, label in DOC_COLUMNS], interactive=False, elem_id="documents-table",
-                                 wrap=True)
+                                 wrap=True, column_widths=DOC_WIDTHS, max_height=520)
+            with gr.Accordion("修改文档信息（标题、发文机关、地区、日期、文号）", open=False, elem_id="edit-facts"):
+                edited = gr.Dropdown([], label="要修改的文档", elem_id="edit-doc")
+                with gr.Row():
+                    fact_title = gr.Textbox(label="标题", elem_id="edit-title", max_length=200, scale=3)
+                    fact_issuer = gr.Textbox(label="发文机关", elem_id="edit-issuer", max_length=100, scale=2)
+                with gr.Row():
+                    fact_region = gr.Textbox(label="地区", elem_id="edit-region", max_length=40)
+                    fact_date = gr.Textbox(label="日期（如 2024-03-01）", elem_id="edit-date", max_length=40)
+                    fact_number = gr.Textbox(label="文号", elem_id="edit-number", max_length=60)
+                save_button = gr.Button("保存修改", variant="primary", elem_id="edit-save")
             with gr.Row():
-                doomed = gr.Dropdown([], label="要删除的文档（编号）", elem_id="delete-doc", scale=3)
+                doomed = gr.Dropdown([], label="要删除的文档", elem_id="delete-doc", scale=3)
                 delete_button = gr.Button("删除", variant="stop", elem_id="delete-button", scale=1)
             confirmed = gr.Checkbox(value=False, visible=False)
         with gr.Tab("反馈与未答", id="review-tab", visible=False, elem_id="review-tab") as review_tab:
@@ -364,19 +559,39 @@ def create_app(settings: Settings, engine: Engine | None = None):
             review_table = gr.Dataframe(headers=["时间", "问题", "结果", "拒答原因", "评价", "意见"], interactive=False,
                                         wrap=True, elem_id="review-table")
             exported = gr.File(label="导出的文件", elem_id="review-file")
-        last = gr.State(None)
-        asked = send.click(respond, [question, chatbot, scope, in_force], [chatbot, sources, last, question])
-        submitted = question.submit(respond, [question, chatbot, scope, in_force], [chatbot, sources, last, question])
-        stop.click(lambda: "已停止。", None, thanks, cancels=[asked, submitted])
+        ask_inputs = [question, chatbot, scope, in_force, owner, current]
+        ask_outputs = [chatbot, sources, last, question, current, conversation_list, conversation_status, send]
+        # one answer at a time per page: while one is written the send button is off and the box says so; Enter
+        # meanwhile gets "上一个回答还没有完成" from respond, and what is typed stays in the box. ("multiple": the
+        # browser's own once-only guard stays shut after a stop; the server decides.)
+        asked = send.click(respond, ask_inputs, ask_outputs, trigger_mode="multiple")
+        submitted = question.submit(respond, ask_inputs, ask_outputs, trigger_mode="multiple")
+        suggested = chatbot.option_select(pick_suggestion, None, question).then(respond, ask_inputs, ask_outputs)
+        stop.click(stopped, None, [chatbot, thanks, question, send], cancels=[asked, submitted, suggested])
         chatbot.like(vote_message, [chatbot, comment], [thanks, comment])
+        conversation_list.input(open_conversation, [conversation_list, owner], [chatbot, current, last, conversation_status])
+        new_chat.click(new_conversation, [owner], [chatbot, sources, last, thanks, current, conversation_list,
+                                                   conversation_status])
+        rename_button.click(rename_conversation, [current, conversation_name, owner],
+                            [conversation_list, conversation_status, conversation_name])
+        forget_button.click(delete_conversation, [current, confirmed, owner],
+                            [conversation_list, chatbot, current, conversation_status],
+                            js="(c, x, o) => [c, confirm('确定删除这个对话吗？删除后无法恢复。'), o]")
         refresh.click(review, [only, since], [review_table, review_status])
         export_button.click(export, [only, since], [exported, review_status])
-        upload_button.click(upload, [files], [status, table, scope, doomed])
+        library_outputs = [status, table, scope, doomed, edited]
+        upload_button.click(upload, [files], library_outputs, show_progress_on=[status])
+        edited.input(facts_of, [edited], [fact_title, fact_issuer, fact_region, fact_date, fact_number])
+        save_button.click(save_facts, [edited, fact_title, fact_issuer, fact_region, fact_date, fact_number],
+                          library_outputs, show_progress_on=[status])
         # the browser asks "确定删除…？" before anything is sent
-        delete_button.click(delete, [doomed, confirmed], [status, table, scope, doomed],
-                            js="(d, c) => [d, d ? confirm('确定删除文档“' + d + '”吗？删除后它不会再被引用。') : false]")
-        demo.load(on_load, None, [admin_tab, review_tab, table, scope, doomed])
-        clear.click(lambda: ([], "", None, ""), None, [chatbot, sources, last, thanks])
+        delete_button.click(delete, [doomed, confirmed], library_outputs, show_progress_on=[status],
+                            js="(d, c) => [d, d ? confirm('确定删除这篇文档吗？删除后它不会再被引用。') : false]")
+        demo.load(on_load, [browser_id], [admin_tab, review_tab, table, scope, doomed, edited, browser_id, owner,
+                                          conversation_list, chatbot, current, conversation_status, question, send])
+        # on a phone the conversation list starts closed (its toggle opens it), so the chat is what one sees first
+        demo.load(None, None, None, js="() => { if (window.innerWidth < 720) { setTimeout(() => { const b = "
+                  "document.querySelector('#sidebar.open .toggle-button'); if (b) b.click(); }, 300); } }")
         up.click(lambda lst, c: vote("up", lst, c), [last, comment], [thanks, comment])
         down.click(lambda lst, c: vote("down", lst, c), [last, comment], [thanks, comment])
     demo.queue(default_concurrency_limit=settings.max_concurrency)

@@ -195,6 +195,50 @@ def safe_file_name(name: str) -> str:
     return base[:120] or "document.txt"
 
 
+FACT_FIELDS = {"title": ("标题", 200), "issuer": ("发文机关", 100), "region": ("地区", 40), "date": ("日期", 40),
+               "doc_number": ("文号", 60)}
+
+
+def checked_facts(facts: dict | None) -> dict:
+    """A document's facts as an administrator typed them: known fields only, one line each, bounded, a real date.
+    Raises CorpusError (a Chinese message) instead of storing something that breaks the index or the table."""
+    out = {}
+    for key, value in (facts or {}).items():
+        if key not in FACT_FIELDS:
+            raise CorpusError(f"unknown fact {key!r}", f"不能修改“{str(key)[:20]}”：只能修改标题、发文机关、地区、日期、文号。")
+        label, limit = FACT_FIELDS[key]
+        text = " ".join(str(value or "").split())
+        if len(text) > limit:
+            raise CorpusError(f"{key} too long", f"{label}过长（{len(text)} 字），最多 {limit} 字。")
+        if key == "date" and text:
+            if not iso_date(text):
+                raise CorpusError(f"bad date {text[:40]!r}", f"日期“{text[:40]}”无法识别，请写成 2024-03-01 或 2024年3月1日。")
+            text = iso_date(text)
+        if text:
+            out[key] = text
+    return out
+
+
+def update_facts(settings: Settings, embedder: Embedder, doc_id: str, facts: dict) -> Report:
+    """Correct a document's title / issuer / region / date / 文号: stored in the manifest (the file is untouched), and
+    only that document is re-read and re-indexed (its title is in every passage's header). An empty field means the
+    value read from the document itself."""
+    changes = checked_facts(facts)
+    store = backend_for(settings)
+    with store.writer_lock():
+        config = store.read_config()
+        files = (config or {}).get("files", {})
+        if config is None or doc_id not in files:
+            raise UnknownDocumentError(f"unknown document {doc_id!r}", f"没有编号为“{doc_id[:80]}”的文档。")
+        name = files[doc_id]
+        manifest = read_manifest(settings.data_dir)
+        entry = {k: v for k, v in (manifest.get(name) or {}).items() if k not in FACT_FIELDS}
+        _update_manifest(settings.data_dir, {name: entry | {"file": name, "doc_id": doc_id} | changes})
+        _index, report = _sync_locked(settings, embedder)
+    report.action = "updated"
+    return report
+
+
 def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str, bytes]],
                   overrides: dict | None = None, progress: Progress | None = None) -> Report:
     """Add (or replace, same file name) documents: each file is checked and converted first, and a file that fails
@@ -202,7 +246,7 @@ def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str,
 
     `overrides`: title / issuer / region / date / doc_number for these documents (stored in the manifest)."""
     started = time.perf_counter()
-    overrides = {k: v for k, v in (overrides or {}).items() if v}
+    overrides = checked_facts({k: v for k, v in (overrides or {}).items() if v})
     limit = settings.max_upload_mb * 1024 * 1024
     report = Report("nothing")
     accepted: list[tuple[str, bytes, Document]] = []

@@ -148,7 +148,7 @@ def stream_answer(question: str, history: list | None = None, settings: Settings
                 # a weather or market question the library has nothing on: say what the library holds
                 _scope_message(event.data, engine, "out_of_scope", event.data.understood["scope_class"])
             locate_citations(event.data, engine)
-            note_places(event.data, engine)
+            note_places(event.data, engine) or note_mixed_places(event.data, engine)
             note_expired(event.data, engine)
         yield event
 
@@ -165,21 +165,48 @@ def locate_citations(result: Answer, engine: Engine) -> None:
         citation.url = f"{engine.settings.root_path}/doc/{url_quote(citation.doc_id)}?start={quote_start}&end={quote_end}#cited"
 
 
-def note_places(result: Answer, engine: Engine) -> None:
+def note_mixed_places(result: Answer, engine: Engine) -> None:
+    """An answer that quotes documents of different places says which figure is whose, unless its own sentences
+    already name each place: two cities' targets are never read as one."""
+    if result.refused or len(result.citations) < 2:
+        return
+    regions: dict[str, list[int]] = {}
+    titles: dict[str, str] = {}
+    for citation in result.citations:
+        doc = engine.documents_by_id.get(citation.doc_id, {})
+        label = doc.get("region") or "全国"
+        regions.setdefault(label, []).append(citation.marker)
+        titles.setdefault(label, doc.get("title", citation.doc_id))
+    if len(regions) < 2 or all(places_named_in(result.answer, label) for label in regions):
+        return
+    parts = [f"{label}《{titles[label]}》" + "".join(f"[{m}]" for m in dict.fromkeys(markers))
+             for label, markers in regions.items()]
+    result.answer += "\n（以上分别出自：" + "；".join(parts) + "）"
+
+
+def places_named_in(text: str, region: str) -> bool:
+    """Whether the text names the region by any of its usual forms (河南省 / 河南, 杭州市 / 杭州)."""
+    from rag.places import short_forms
+
+    return any(form in text for form in short_forms(region))
+
+
+def note_places(result: Answer, engine: Engine) -> bool:
     """An answer for a place that no cited document is about says whose text it quotes: never one place's figures
     presented as another's (义乌 answered from 浙江's regulation or from a national law)."""
     places = [p for p in result.understood.get("uncovered", []) if p]
     if result.refused or not result.citations or not places:
-        return
+        return False
     about = " ".join(engine.documents_by_id.get(c.doc_id, {}).get("region", "") + c.text for c in result.citations)
     missing = [p for p in places if p not in about]
     if not missing:
-        return
+        return False
     sources = []
     for doc_id in dict.fromkeys(c.doc_id for c in result.citations):
         doc = engine.documents_by_id.get(doc_id, {})
         sources.append(f"{doc.get('region') or '全国'}的《{doc.get('title', doc_id)}》")
     result.answer = (f"现有文件没有专门关于{'、'.join(missing)}的内容；以下是{'、'.join(sources)}的规定：\n" + result.answer)
+    return True
 
 
 def note_expired(result: Answer, engine: Engine) -> None:
@@ -214,6 +241,11 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
         timings[name] = (now - clock) * 1000
         clock = now
 
+    deadline = clock + settings.answer_budget_s if settings.answer_budget_s > 0 else None
+
+    def over_budget() -> bool:
+        return deadline is not None and time.perf_counter() > deadline
+
     question = validate_question(question, settings.max_question_chars)
     standalone = rewrite_question(question, history, engine)
     query = understand(standalone, engine.index.documents, load_vocabulary(settings.vocab_dir))
@@ -229,6 +261,9 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
     lap("retrieve_ms")
     result.contexts = contexts
     yield Event("sources", contexts)
+    if over_budget():
+        yield Event("final", _over_budget(result, settings))
+        return
     if excluded and len(excluded) == len(query.docs):
         # every document the question names is left out by the filter: say so, do not answer from the others
         yield Event("final", _excluded_message(result, excluded, engine))
@@ -274,6 +309,8 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
                 first = False
             pieces.append(piece)
             yield Event("token", piece)  # for the library's own callers; the API and the UI show only sentences
+            if over_budget():
+                break
             draft = "".join(pieces)
             end = _last_sentence_end(draft)
             if end > shown:
@@ -292,6 +329,17 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
     finally:
         tokens.close()  # a reader that went away must not leave the model (and its lock) mid-generation
     lap("generate_ms")
+    if over_budget():
+        # out of time mid-draft: keep what was checked and shown; with nothing shown, the code's own answer
+        result.notes.append(f"the answer's time budget ({settings.answer_budget_s:g} s) ran out while the model wrote")
+        draft = "".join(pieces)[:shown].strip()
+        if not draft:
+            _fall_back(result, plan, settings, contexts)
+            if not result.refused:
+                result.answer += "（模型生成超时，以上为程序从原文摘录的回答）"
+            yield Event("final", result)
+            return
+        pieces = [draft]
     result.raw_answer = "".join(pieces).strip()
     yield Event("final", _checked(result, evidence, passages, settings, lap, plan, contexts, query))
 
@@ -420,6 +468,15 @@ def _render_plan(result: Answer, plan: Plan, retrieved: list[ScoredChunk]) -> No
     result.contexts = [ScoredChunk(c.chunk, c.score, i + 1, c.bm25, c.dense) for i, c in enumerate(cited + rest)]
 
 
+def _over_budget(result: Answer, settings: Settings) -> Answer:
+    result.answer = (f"这个问题的检索用时超过了单个问题的上限（{settings.answer_budget_s:g} 秒），没有得到可靠的回答。"
+                     "请缩小检索范围（选择某个文档或地区）或把问题问得具体一些后再试。")
+    result.refused = True
+    result.refusal_reason = "超出单个问题的时间上限"
+    result.citations = []
+    return result
+
+
 def _fall_back(result: Answer, plan: Plan, settings: Settings, retrieved: list[ScoredChunk]) -> Answer:
     """When the model's answer cannot be used: the code's plan — its answer, or (a plan that was unsure) its refusal."""
     if plan.refused:
@@ -442,7 +499,7 @@ def _refused_plan(result: Answer, plan: Plan, settings: Settings, contexts: list
 def _scope_message(result: Answer, engine: Engine, facet: str, scope_class: str) -> Answer:
     """Empty input, a request outside the documents, or another language: what the assistant does, what the library
     holds, with examples."""
-    what = {"creative": "写作", "code": "编程", "weather": "天气", "finance": "行情", "travel": "出行", "identity": "闲聊",
+    what = {"creative": "写作", "translate": "翻译", "code": "编程", "weather": "天气", "finance": "行情", "travel": "出行", "identity": "闲聊",
             "recommend": "推荐", "chat": "闲聊"}.get(scope_class, "其他")
     documents = engine.index.documents
     result.answer = render(engine.settings.prompts_dir, "scope", kind=facet, what=what, tool=scope_class in TOOL_TASKS,

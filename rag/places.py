@@ -101,3 +101,10 @@ def _word_bounds(text: str) -> tuple[set[int], set[int]]:
         at += len(word)
         ends.add(at)
     return starts, ends
+
+
+def short_forms(region: str, vocab_dir: str = "") -> set[str]:
+    """How a text may name a document's region: the full name and the short name of its most specific place
+    ('内蒙古自治区乌海市' → {'内蒙古自治区乌海市', '乌海'})."""
+    named = places_named(region, vocab_dir)
+    return {region} | ({named[-1]} if named else set())

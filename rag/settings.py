@@ -73,6 +73,9 @@ class Settings:
     llm_threads: int = 2
     llm_fake_delay_s: float = 0.0  # the `fake` backend's seconds per piece (tests of slow streams)
     llm_fallback_extractive: bool = True  # when the LLM fails, answer extractively instead of erroring
+    # one question's whole answer (understanding, retrieval, the model): past it, the model's draft is cut after its
+    # last checked sentence (or the code's own answer is given) and a question still retrieving is told so; 0 = none
+    answer_budget_s: float = 90.0
     model_cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "policy-rag")
     context_budget_tokens: int = 320  # passages packed into the prompt, evidence first (prompt reading is the wait)
     context_max_passages: int = 3
@@ -133,6 +136,11 @@ class Settings:
     def questions_file(self) -> Path:
         """Every question asked (with whether it was refused): the administrator's 反馈与未答 view."""
         return self.feedback_file.parent / "questions.jsonl"
+
+    @property
+    def conversations_dir(self) -> Path:
+        """Each person's conversations (one file per user or browser), beside the votes."""
+        return self.feedback_file.parent / "conversations"
 
     def replace(self, **changes: Any) -> "Settings":
         """A copy with some settings changed (validated)."""

@@ -5,6 +5,7 @@ Screenshots go to artifacts/ (chat.png, embed.png).
 
 import contextlib
 import json
+import re
 import shutil
 import threading
 import time
@@ -381,3 +382,113 @@ def test_phone_and_dark_layouts(server, browser):
     dark.screenshot(path=str(ARTIFACTS / "dark.png"), full_page=True)
     assert colours[0] != colours[1] and colours[1] != "rgb(250, 251, 252)"  # not light text on a light card
     dark.close()
+
+
+def test_a_conversation_survives_a_reload_and_is_renamed_and_deleted(admin_server, browser):
+    base, tmp = admin_server
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(base + "/")
+    page.locator("#question textarea").wait_for(timeout=30000)
+    ask(page, "乌海要打造哪些特色品牌？", 1)
+    ask(page, "沈阳开展知识产权证券化工作的牵头单位是谁？", 2)
+    expect(page.locator("#conversations")).to_contain_text("乌海要打造哪些特色品牌", timeout=15000)
+    page.reload()
+    wait_answer(page, 2)  # both answers are back, each with its own sources
+    assert page.locator('#chat [data-testid="bot"]').nth(0).locator("summary").count() >= 1
+    # renamed with markup in the name: shown as the characters typed
+    page.locator("#conversation-name textarea, #conversation-name input").first.fill("<b>品牌</b>与证券化")
+    page.locator("#conversation-rename").click()
+    expect(page.locator("#conversations")).to_contain_text("<b>品牌</b>与证券化", timeout=15000)
+    assert page.locator("#conversations b").count() == 0
+    # a second conversation; the first is still listed and opens with its answers
+    page.locator("#clear").click()
+    expect(page.locator('#chat [data-testid="bot"]')).to_have_count(0, timeout=10000)
+    ask(page, "湖南要做强哪些地理标志品牌？", 1)
+    expect(page.locator("#conversations label")).to_have_count(2, timeout=15000)
+    page.locator("#conversations").get_by_text("<b>品牌</b>与证券化").click()
+    wait_answer(page, 2)
+    assert "乌海葡萄" in page.locator("#chat").inner_text()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#conversation-delete").click()
+    expect(page.locator("#conversations label")).to_have_count(1, timeout=15000)
+    assert "品牌</b>与证券化" not in page.locator("#conversations").inner_text()
+    # another browser (another person, no login) sees none of this one's conversations
+    other = browser.new_page()
+    other.goto(base + "/")
+    other.locator("#question textarea").wait_for(timeout=30000)
+    other.wait_for_timeout(1500)
+    assert other.locator("#conversations label").count() == 0
+    assert_no_error_shown(page)
+    other.close()
+    context.close()
+
+
+def test_stop_a_question_sent_while_answering_and_a_suggested_follow_up(server, browser):
+    base, _ = server
+    page = open_chat(browser, base, viewport={"width": 1280, "height": 900})
+    # while an answer is written the box says to wait, the send button is off, and a question typed meanwhile
+    # stays in the box (Enter does not drop it), to be sent when the answer is done
+    page.locator("#question textarea").fill("乌海要打造哪些特色品牌？")
+    page.locator("#send").click()
+    expect(page.locator("#question textarea")).to_have_attribute("placeholder", re.compile("回答完成后"), timeout=10000)
+    expect(page.locator("#send")).to_be_disabled(timeout=10000)
+    page.locator("#question textarea").fill("湖南要做强哪些地理标志品牌？")
+    page.locator("#question textarea").press("Enter")
+    wait_answer(page, 1)
+    expect(page.locator("#send")).to_be_enabled(timeout=10000)
+    assert page.locator('#chat [data-testid="user"]').count() == 1  # never a second answer over the first
+    expect(page.locator("#question textarea")).to_have_value("湖南要做强哪些地理标志品牌？")
+    page.locator("#question textarea").press("Enter")
+    wait_answer(page, 2, timeout=90000)
+    assert "湖南" in page.locator('#chat [data-testid="user"]').nth(1).inner_text()
+    # a suggested follow-up under the answer asks itself when clicked
+    option = page.locator("#chat button.option, #chat .option").first
+    option.wait_for(timeout=15000)
+    suggestion = option.inner_text()
+    assert "《" in suggestion
+    option.click()
+    wait_answer(page, 3, timeout=90000)
+    assert suggestion[:10] in page.locator('#chat [data-testid="user"]').nth(2).inner_text()
+    # stop: the answer being written is marked as stopped, and the page goes on working
+    page.locator("#question textarea").fill("沈阳开展知识产权证券化工作的牵头单位是谁？")
+    page.locator("#send").click()
+    expect(page.locator('#chat [data-testid="bot"]')).to_have_count(4, timeout=15000)
+    page.locator("#stop").click()
+    page.locator("#vote-status").get_by_text("已停止").wait_for(timeout=15000)
+    expect(page.locator('#chat [data-testid="bot"]').nth(3)).to_contain_text("已停止", timeout=10000)
+    assert_no_error_shown(page)
+    ask(page, "乌海要打造哪些特色品牌？", 5)
+    page.close()
+
+
+def test_an_administrator_corrects_a_title_and_an_unsupported_file_gets_chinese_advice(admin_server, browser):
+    base, tmp = admin_server
+    (tmp / "旧表格.xlsx").write_bytes(b"PK\x03\x04 not really")
+    page = open_chat(browser, base, viewport={"width": 1400, "height": 1000})
+    page.get_by_role("tab", name="文档管理").click()
+    page.locator("#upload-files input[type=file]").set_input_files([str(tmp / "旧表格.xlsx")])
+    page.locator("#upload-button").click()
+    page.locator("#admin-status").get_by_text("不支持").wait_for(timeout=30000)
+    assert page.locator(".toast-body").count() == 0
+    page.locator("#edit-facts").get_by_text("修改文档信息").click()
+    page.locator("#edit-doc input").click()
+    page.get_by_role("option", name=re.compile("乌海")).first.click()
+    title = page.locator("#edit-title textarea, #edit-title input").first
+    expect(title).not_to_have_value("", timeout=10000)  # the form is filled with the document's facts
+    title.fill("乌海市知识产权强市建设方案（更正）")
+    page.locator("#edit-date textarea, #edit-date input").first.fill("不是日期")
+    page.locator("#edit-save").click()
+    page.locator("#admin-status").get_by_text("无法识别").wait_for(timeout=30000)
+    page.locator("#edit-date textarea, #edit-date input").first.fill("2022-03-01")
+    page.locator("#edit-save").click()
+    page.locator("#admin-status").get_by_text("已更新").wait_for(timeout=60000)
+    expect(page.locator("#documents-table")).to_contain_text("乌海市知识产权强市建设方案（更正）", timeout=15000)
+    # every column of the table is on the screen
+    last_header = page.locator("#documents-table th").last.bounding_box()
+    assert last_header and last_header["x"] + last_header["width"] <= 1400
+    page.locator("#delete-doc input").click()
+    assert page.get_by_role("option", name=re.compile("《乌海市知识产权强市建设方案（更正）》")).count() == 1
+    page.keyboard.press("Escape")
+    page.screenshot(path=str(ARTIFACTS / "documents.png"), full_page=True)
+    page.close()

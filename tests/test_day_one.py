@@ -56,10 +56,26 @@ def test_ui_respond_handles_every_event_of_the_default_backend(real_engine):
     engine = engine_with_llm(real_engine, FakeLLM(), llm_backend="local")
     demo = ui.create_app(engine.settings, engine)
     respond = next(fn.fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "respond")
-    outputs = list(respond("乌海要打造哪些特色品牌？", [], ui.ALL, False))
-    history, _, final, _ = outputs[-1]
+    outputs = list(respond("乌海要打造哪些特色品牌？", [], ui.ALL, False, "user:tester", None))
+    history, _, final, _, conversation_id, _, note, _ = outputs[-1]
     assert final is not None and final["answer"]
     assert "⚠️" not in history[-1]["content"] and "生成中" not in history[-1]["content"]
+    # the turn is kept in the asker's conversation, with the answer's id for votes after a reload
+    from rag.conversations import ConversationStore
+
+    stored = ConversationStore(engine.settings.conversations_dir).get("user:tester", conversation_id)
+    assert stored.title == "乌海要打造哪些特色品牌？" and note == ""
+    assert stored.messages[-1]["metadata"] == {"id": final["answer_id"]}
+    assert all(o["value"].startswith("《") for o in history[-1].get("options", []))
+
+
+def test_an_answer_quoting_two_places_says_which_figure_is_whose(real_engine):
+    result = answer("知识产权质押融资的目标是多少？", engine=real_engine)
+    regions = {real_engine.documents_by_id[c.doc_id]["region"] for c in result.citations}
+    assert len(regions) >= 2, result.answer
+    assert "以上分别出自" in result.answer
+    for citation in result.citations:
+        assert f"[{citation.marker}]" in result.answer.split("以上分别出自")[1]
 
 
 def test_a_place_no_document_covers_never_gets_another_places_figure(real_engine):
@@ -161,3 +177,23 @@ def test_a_vote_on_a_message_that_no_longer_exists_gets_a_chinese_message(real_e
     data = gr.LikeData(target=None, data={"index": 7, "value": "x", "liked": False})
     status, _ = vote_message(data, [{"role": "user", "content": "问"}], "")
     assert "已不存在" in status
+
+
+def test_a_question_out_of_time_while_retrieving_is_told_so(real_engine):
+    engine = engine_with_llm(real_engine, FakeLLM(), llm_backend="extractive", answer_budget_s=1e-9)
+    result = answer("杭州怎么加强知识产权保护？", engine=engine)
+    assert result.refused and result.refusal_reason == "超出单个问题的时间上限"
+    assert "上限" in result.answer and "缩小检索范围" in result.answer
+
+
+def test_a_model_out_of_time_is_cut_and_the_answer_still_comes_in_time(real_engine):
+    import time
+
+    engine = engine_with_llm(real_engine, FakeLLM(delay_s=0.05), answer_budget_s=0.5)
+    started = time.perf_counter()
+    result = answer("杭州怎么加强知识产权保护？", engine=engine)
+    assert time.perf_counter() - started < 3  # unbounded, the fake model's reply takes far longer
+    assert any("time budget" in note for note in result.notes)
+    assert not result.refused and result.citations
+    unbounded = answer("杭州怎么加强知识产权保护？", engine=engine_with_llm(real_engine, FakeLLM(), answer_budget_s=0))
+    assert not any("time budget" in note for note in unbounded.notes)
