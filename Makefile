@@ -54,12 +54,13 @@ bench-scale: setup
 
 # the README's screenshots: the browser tests drive the default page and save them; copied into docs/
 screenshots: setup browser
-	$(BIN)/pytest -q tests/test_browser.py -m "not slow" -k "ask_sources or phone or review or upload"
+	$(BIN)/pytest -q tests/test_browser.py -m "not slow" -k "ask_sources or phone or review or corrects or conversation_survives"
 	cp artifacts/chat.png docs/screenshot-chat.png
 	cp artifacts/phone.png docs/screenshot-phone.png
 	cp artifacts/dark.png docs/screenshot-dark.png
 	cp artifacts/review.png docs/screenshot-review.png
 	cp artifacts/documents.png docs/screenshot-documents.png
+	cp artifacts/conversations.png docs/screenshot-conversations.png
 	$(BIN)/pytest -q tests/test_browser.py -m slow  # the real local model on the default page
 	cp artifacts/chat-local-model.png docs/screenshot-chat-local-model.png
 

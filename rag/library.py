@@ -408,15 +408,18 @@ def document_row(doc: dict, passages: int, today: dt.date) -> dict:
         value = facts.get(name)
         return value.value if value is not None and not isinstance(value, list) else fallback  # type: ignore[union-attr]
 
-    date = iso_date(fact("signed")) or iso_date(fact("published")) or iso_date(fact("effective")) or str(doc.get("date", ""))
+    # what the manifest (or an administrator's correction) says wins over what was read from the text
+    stated = str(doc.get("date", "") or "")
+    date = (iso_date(stated) or stated or iso_date(fact("signed")) or iso_date(fact("published"))
+            or iso_date(fact("effective")))
     period = doc.get("period", "") or fact("period")
     return {
         "doc_id": doc["doc_id"],
         "title": doc.get("title", ""),
-        "issuer": fact("issuer", doc.get("issuer", "")),
+        "issuer": doc.get("issuer") or fact("issuer"),
         "region": doc.get("region", "") or fact("region"),
         "date": date,
-        "doc_number": fact("doc_number", doc.get("doc_number", "")),
+        "doc_number": doc.get("doc_number") or fact("doc_number"),
         "period": period,
         "status": validity(period, today),
         "passages": passages,

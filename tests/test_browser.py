@@ -401,6 +401,7 @@ def test_a_conversation_survives_a_reload_and_is_renamed_and_deleted(admin_serve
     page.locator("#conversation-rename").click()
     expect(page.locator("#conversations")).to_contain_text("<b>品牌</b>与证券化", timeout=15000)
     assert page.locator("#conversations b").count() == 0
+    page.screenshot(path=str(ARTIFACTS / "conversations.png"), full_page=False)
     # a second conversation; the first is still listed and opens with its answers
     page.locator("#clear").click()
     expect(page.locator('#chat [data-testid="bot"]')).to_have_count(0, timeout=10000)

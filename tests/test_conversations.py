@@ -102,6 +102,10 @@ def test_an_administrator_corrects_a_documents_facts_and_only_it_is_re_indexed(r
     assert status == "current"  # the change is in the manifest: a later `rag index` does nothing more
     changed = next(d for d in index.documents if d["doc_id"] == doc["doc_id"])
     assert changed["title"] == "更正后的标题"
+    from rag.library import list_documents, today_of
+
+    row = next(r for r in list_documents(index, today_of(settings)) if r["doc_id"] == doc["doc_id"])
+    assert (row["title"], row["date"], row["doc_number"]) == ("更正后的标题", "2024-03-01", "某发〔2024〕1号")
     assert all(c.title == "更正后的标题" for c in index.chunks_of(doc["doc_id"]))
     with pytest.raises(CorpusError) as bad_date:
         update_facts(settings, embedder, doc["doc_id"], {"date": "明天"})
