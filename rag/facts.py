@@ -23,6 +23,8 @@ _DURATION = re.compile(r"(?<![\d.])\d{1,2}\s*年(?![\d底])")
 # time limits ("二十日内", "六个月", "十五个工作日"): a day after 月 is a date, not a duration
 _TIME_LIMIT = re.compile(r"(?<![\d.月])\d{1,3}\s*(?:个月|个工作日|工作日|日|天|小时|周)")
 _FULL_DATE = re.compile(r"\d{4}年\d{1,2}月(\d{1,2}日)?|\d{4}-\d{1,2}-\d{1,2}")
+# a time an event happens, as news and notices write it (the year may be left out: 1月14日, 下午4时30分)
+_WHEN = re.compile(r"\d{4}年\d{1,2}月|\d{1,2}月\d{1,2}日|\d{4}-\d{1,2}-\d{1,2}|[上下]午\d{1,2}时|\d{1,2}时\d{1,2}分|\d{4}年")
 _SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]*")
 DOC_NUMBER = re.compile(r"[\u4e00-\u9fff]{1,10}〔\d{4}〕\d+号")  # 乌市监知字〔2022〕169号
 
@@ -131,6 +133,8 @@ def states(kind: str, text: str) -> bool:
         return bool(DOC_NUMBER.search(text))
     if kind == "year":
         return bool(re.search(r"\d{4}年", text))
+    if kind == "when":
+        return bool(_WHEN.search(text))
     return bool(quantities_in(text))
 
 

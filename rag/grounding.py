@@ -149,7 +149,7 @@ class Evidence:
         return self.ctx.chunk.text[self.start : self.end].strip()
 
 
-def best_evidence(question: str, passages: list[ScoredChunk], limit: int = 2) -> list[Evidence]:
+def best_evidence(question: str, passages: list[ScoredChunk], limit: int = 2, kind: str | None = None) -> list[Evidence]:
     """The passage sentences that best answer the question, best first.
 
     A sentence scores by how many question words it (with its section heading) holds, by the
@@ -159,7 +159,7 @@ def best_evidence(question: str, passages: list[ScoredChunk], limit: int = 2) ->
     Cross-document questions get the best sentence of each document.
     """
     terms = question_terms(question)
-    kind = requested_kind(question)
+    kind = requested_kind(question) if kind is None else kind  # "when": the time of an event the text tells
     if any(cue in question for cue in LIST_CUES):
         limit = max(limit, 4)  # a list may run over several sentences: (一)…(二)…(三)…
     scored: list[Evidence] = []
@@ -174,7 +174,7 @@ def best_evidence(question: str, passages: list[ScoredChunk], limit: int = 2) ->
             cover = coverage(terms, sentence + " " + context)
             score = cover + 0.15 / ctx.rank
             if kind and states(kind, sentence):
-                if kind in ("date", "docno"):
+                if kind in ("date", "docno", "when"):
                     cover = max(cover, passage_cover)
                 score = cover + 0.15 / ctx.rank + 0.35
             scored.append(Evidence(ctx, start, end, score, cover))

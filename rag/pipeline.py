@@ -439,6 +439,15 @@ def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
         return plan_documents_of_year(query, view, passages)
     if query.cross or query.facet == "which_docs":
         return plan_per_document(query, passages, view, targets, settings.evidence_min_cover)
+    if query.facet == "when":  # the sentences that state a time come first; none: the plain evidence below
+        asked = query.evidence_text  # the words that ask for the time (什么时候, 时间) are not what the sentence must hold
+        for facet, cue in load_vocabulary(settings.vocab_dir).facets:
+            if facet in ("date", "compare_date"):
+                asked = asked.replace(cue, " ")
+        dated = [e for e in best_evidence(asked, passages, limit=2, kind="when") if states("when", e.sentence)]
+        timed = plan_evidence(query, dated[:2], settings.evidence_min_cover)
+        if not timed.refused:
+            return timed
     evidence = best_evidence(query.evidence_text, passages)
     return plan_evidence(query, evidence, settings.evidence_min_cover)
 

@@ -341,7 +341,7 @@ def expected_units(text: str, vocab: Vocabulary | None = None) -> tuple[str, ...
 # Requests for another tool, or talk to the assistant itself: out of scope whatever the library holds. Other classes
 # of out_of_scope.tsv (weather, finance, travel) are decided by the library: searched, and refused only when nothing
 # in it is relevant (a news library does hold 天气 and 股价).
-TOOL_TASKS = ("creative", "code", "recommend", "identity", "chat")
+TOOL_TASKS = ("creative", "translate", "code", "recommend", "identity", "chat")
 
 
 def out_of_scope_class(text: str, vocab: Vocabulary, has_target: bool) -> str:
@@ -423,7 +423,10 @@ def understand(question: str, documents: list[dict], vocab: Vocabulary | None = 
     if query.facet in ASKS_DOCUMENT_FACETS and not refers_to_document(text, vocab, query.names, query.facet):
         # "宣誓仪式的时间", "多长时间内登记", "去了哪些城市": the words of a document fact, about the content
         content = dataclasses.replace(vocab, facets=tuple(f for f in vocab.facets if f[0] not in DOCUMENT_FACETS + ("which_docs",)))
+        asked = query.facet
         query.facet, query.also_figure = detect_facet(text, content)
+        if query.facet == "general" and asked in ("date", "compare_date"):
+            query.facet = "when"  # the time of something the text tells (春运开始, 宣誓仪式), not the document's date
         if query.facet == "general" and vocab.has("list_filler", text):
             query.facet = "list"
     if query.facet in ("which_docs", "compare_date"):

@@ -108,7 +108,7 @@ def test_document_fact_words_about_content_do_not_make_a_document_question():
 
     vocab = load_vocabulary()
     assert understand("技术合同要在签订后多长时间内登记", [], vocab).facet == "figure"
-    assert understand("宣誓仪式的时间", [], vocab).facet == "general"
+    assert understand("宣誓仪式的时间", [], vocab).facet == "when"  # the time the text tells, not the document's date
     assert understand("2022年某车企去了哪些城市", [], vocab).facet == "list"
     assert understand("这个条例哪年通过", [], vocab).facet == "date"
     assert understand("乌海十四五规划哪天印发", [], vocab).facet == "date"
