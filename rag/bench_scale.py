@@ -82,9 +82,12 @@ class _Cached:
 
     def __init__(self, embedder, questions: list[str]):
         self.name, self.dim = embedder.name, embedder.dim
+        self._embedder = embedder
         self._vectors = {q: embedder.embed_query(q) for q in questions}
 
     def embed_query(self, text: str) -> np.ndarray:
+        if text not in self._vectors:  # a question as the answer path rewrote it: embedded once, then cached
+            self._vectors[text] = self._embedder.embed_query(text)
         return self._vectors[text]
 
 
@@ -120,11 +123,39 @@ def serve(settings: Settings, questions: list[str], store: str) -> dict:
             retriever.search(q, **kwargs)
             times.append((time.perf_counter() - t) * 1000)
         out[name] = (_percentile(times, 0.5), _percentile(times, 0.95))
+    out["facets"] = _facet_times(settings, index, cached)
     # memory serving questions, before the exact scans below read every vector
     out["rss_mb"], out["peak_mb"], out["anon_mb"], out["file_mb"] = _rss_mb()
     out["recall"] = _dense_recall(index, cached, questions[:30], settings.candidate_pool)
     out["agreement"] = _top_k_agreement(index, retriever, questions[:30], settings.top_k)
     return out
+
+
+FACET_QUESTIONS = Path(__file__).resolve().parent.parent / "eval" / "bench_facets.jsonl"
+
+
+def _facet_times(settings: Settings, index, embedder) -> dict:
+    """The answer path's own understanding and retrieval (`pipeline.retrieve_for`) for questions of every facet
+    (哪些城市, 哪些文件, 分别, 哪个先, 什么时候): ms p50 / max per facet. Its cost must follow the candidates, never the
+    number of documents in the library."""
+    from rag.engine import Engine
+    from rag.pipeline import retrieve_for
+    from rag.query import load_vocabulary, understand
+
+    if not FACET_QUESTIONS.exists():
+        return {}
+    rows = [json.loads(line) for line in FACET_QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    engine = Engine(settings, embedder=embedder, index=index)
+    vocab = load_vocabulary(settings.vocab_dir)
+    times: dict[str, list[float]] = {}
+    for repeat in range(2):  # the first round warms the caches; the second is measured
+        for row in rows:
+            started = time.perf_counter()
+            query = understand(row["question"], index.documents, vocab)
+            retrieve_for(query, engine)
+            if repeat:
+                times.setdefault(row["facet"], []).append((time.perf_counter() - started) * 1000)
+    return {facet: (_percentile(values, 0.5), max(values)) for facet, values in times.items()}
 
 
 def _dense_recall(index, embedder, questions: list[str], pool: int) -> float | None:
@@ -235,6 +266,14 @@ def run_scale_bench(settings: Settings, args) -> int:
             for size in sizes:
                 rows.append(_measure(settings, store, size, questions, server, Path(args.keep) if args.keep else None))
                 _print_row(rows[-1])
+    if any(row.get("facets") for row in rows):
+        facets = list(dict.fromkeys(f for row in rows for f in row.get("facets", {})))
+        print("\nanswer-path retrieval (understand + retrieve_for) by facet, ms p50/max:")
+        print(f"{'store':<10} {'passages':>9} " + " ".join(f"{f:>14}" for f in facets))
+        for row in rows:
+            cells = [f"{row['facets'][f][0]:.0f}/{row['facets'][f][1]:.0f}" if f in row.get("facets", {}) else "-"
+                     for f in facets]
+            print(f"{row['store']:<10} {row['passages']:>9,} " + " ".join(f"{c:>14}" for c in cells), flush=True)
     if args.out:
         Path(args.out).write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
     print(f"peak memory of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
