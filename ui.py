@@ -5,6 +5,7 @@ on the API; `serve(settings)` runs uvicorn. Retrieval and checking live in `rag`
 """
 
 import html
+import json
 import os
 import re
 import threading
@@ -45,6 +46,23 @@ CSS = """
 @media (max-width: 720px){#chat{height:60vh !important}}
 #conversations label{white-space:nowrap;overflow:hidden;text-overflow:ellipsis;max-width:100%}
 """
+# Gradio's own buttons whose tooltips its Chinese locale leaves in English (or a browser not set to Chinese shows
+# in English): named in Chinese, on every message as it appears.
+TOOLTIPS = {"Copy message": "复制这条消息（含出处）", "Copy conversation": "复制整个对话", "Toggle Sidebar": "展开或收起对话记录",
+            "Like": "赞", "Dislike": "踩", "Clear": "清空对话（开始新对话）", "Copied message": "已复制",
+            "Copied conversation": "已复制", "Copy": "复制", "Copied": "已复制", "Undo": "撤销", "Retry": "重新生成"}
+PAGE_SCRIPT = """() => {
+  const names = NAMES;
+  const rename = root => root.querySelectorAll('button[aria-label], button[title]').forEach(b => {
+    for (const key of ['aria-label', 'title']) { const v = b.getAttribute(key); if (v && names[v]) b.setAttribute(key, names[v]); }
+  });
+  rename(document);
+  new MutationObserver(ms => ms.forEach(m => m.target.nodeType === 1 && rename(m.target)))
+    .observe(document.body, {subtree: true, childList: true, attributes: true, attributeFilter: ['aria-label', 'title']});
+  // on a phone the conversation list starts closed (its toggle opens it), so the chat is what one sees first
+  if (window.innerWidth < 720) { setTimeout(() => { const b = document.querySelector('#sidebar.open .toggle-button');
+    if (b) b.click(); }, 300); }
+}""".replace("NAMES", json.dumps(TOOLTIPS, ensure_ascii=False))
 PLACEHOLDER = "例如：乌海市到2025年每万人发明专利拥有量的目标是多少？"
 BUSY_PLACEHOLDER = "正在回答上一个问题……可以先输入下一个问题，回答完成后再发送；点“停止”可中断。"
 BROWSER_ID = re.compile(r"^browser:[A-Za-z0-9_-]{16,64}$")
@@ -590,8 +608,9 @@ def create_app(settings: Settings, engine: Engine | None = None):
         demo.load(on_load, [browser_id], [admin_tab, review_tab, table, scope, doomed, edited, browser_id, owner,
                                           conversation_list, chatbot, current, conversation_status, question, send])
         # on a phone the conversation list starts closed (its toggle opens it), so the chat is what one sees first
-        demo.load(None, None, None, js="() => { if (window.innerWidth < 720) { setTimeout(() => { const b = "
-                  "document.querySelector('#sidebar.open .toggle-button'); if (b) b.click(); }, 300); } }")
+        demo.load(None, None, None, js=PAGE_SCRIPT)
+        chatbot.clear(new_conversation, [owner], [chatbot, sources, last, thanks, current, conversation_list,
+                                                 conversation_status])  # its 🗑 starts a new one; the old stays listed
         up.click(lambda lst, c: vote("up", lst, c), [last, comment], [thanks, comment])
         down.click(lambda lst, c: vote("down", lst, c), [last, comment], [thanks, comment])
     demo.queue(default_concurrency_limit=settings.max_concurrency)

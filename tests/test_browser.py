@@ -329,7 +329,7 @@ def test_day_one_conversation_place_greeting_sources_and_per_message_votes(admin
     # 👎 on the first answer with a comment, then changed to 👍: one vote per answer, the latest counts
     page.locator("#comment textarea").fill("品牌不全")
     older.hover()
-    page.locator("#chat button[aria-label='Dislike'], #chat button[title='Dislike']").first.click()
+    page.locator("#chat button[aria-label='踩']").first.click()  # tooltips in Chinese, whatever the browser's language
     page.locator("#vote-status").get_by_text("已记录").wait_for(timeout=15000)
     assert page.locator("#comment textarea").input_value() == ""  # the comment is cleared after it is sent
     from rag.feedback import JsonLog, latest_votes
@@ -402,6 +402,9 @@ def test_a_conversation_survives_a_reload_and_is_renamed_and_deleted(admin_serve
     expect(page.locator("#conversations")).to_contain_text("<b>品牌</b>与证券化", timeout=15000)
     assert page.locator("#conversations b").count() == 0
     page.screenshot(path=str(ARTIFACTS / "conversations.png"), full_page=False)
+    labels = page.evaluate("() => [...document.querySelectorAll('#chat button, #sidebar button')]"
+                           ".map(b => (b.getAttribute('aria-label') || '') + (b.title || ''))")
+    assert labels and not [x for x in labels if re.search("[A-Za-z]{3,}", x)], labels  # tooltips in Chinese
     # a second conversation; the first is still listed and opens with its answers
     page.locator("#clear").click()
     expect(page.locator('#chat [data-testid="bot"]')).to_have_count(0, timeout=10000)
