@@ -666,8 +666,15 @@ def serve(settings: Settings) -> None:
     print(f"政策问答: http://{settings.host}:{settings.port}{settings.root_path}{settings.ui_path}  "
           f"(API docs: /docs, embed demo: /embed-demo, backend: {settings.llm_backend})")
     # Streams in flight get a few seconds on SIGTERM, then the server stops whatever they are doing.
-    uvicorn.run(create_server(settings, engine), host=settings.host, port=settings.port, log_level="warning",
-                timeout_graceful_shutdown=3)
+    uvicorn.run(create_server(settings, engine), **server_options(settings))
+
+
+def server_options(settings: Settings) -> dict:
+    """How `rag serve` runs uvicorn. proxy_headers off: uvicorn would otherwise take X-Forwarded-For from any local
+    client as the client's address before the app decides whom to trust; the app reads forwarding headers itself,
+    only from RAG_TRUSTED_PROXIES."""
+    return {"host": settings.host, "port": settings.port, "log_level": "warning", "timeout_graceful_shutdown": 3,
+            "proxy_headers": False}
 
 
 def _warm(engine: Engine) -> None:

@@ -217,12 +217,32 @@ def from_trusted_proxy(request: Request, settings: Settings) -> bool:
     return any(address in net for net in _networks(settings.trusted_proxies))
 
 
+# Every header a proxy may use to say whom it forwards for: treated alike, and believed only from a trusted proxy.
+FORWARDING_HEADERS = ("x-forwarded-for", "x-real-ip", "forwarded")
+
+
+def forwarded(request: Request) -> bool:
+    """Did anything in front of us say it forwards this request (whoever sent the header)?"""
+    return any(name in request.headers for name in FORWARDING_HEADERS)
+
+
+def forwarded_for(request: Request) -> str:
+    """The original client a proxy names: X-Forwarded-For's first address, X-Real-IP, or Forwarded's for=."""
+    first = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
+    if first:
+        return first
+    if request.headers.get("x-real-ip", "").strip():
+        return request.headers["x-real-ip"].strip()
+    match = re.search(r'for="?\[?([^;,"\]]+)', request.headers.get("forwarded", ""), re.IGNORECASE)
+    return match.group(1).strip() if match else ""
+
+
 def client_address(request: Request, settings: Settings) -> str:
-    """The rate-limit key's address: the peer, or the address a trusted proxy forwarded for."""
+    """The rate-limit key's address: the socket's peer, or the client a trusted proxy forwarded for. (The server
+    runs without uvicorn's proxy_headers, so the peer is the socket's, never a header's.)"""
     peer = request.client.host if request.client else "?"
     if from_trusted_proxy(request, settings):
-        forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
-        return forwarded or peer
+        return forwarded_for(request) or peer
     return peer
 
 
@@ -259,7 +279,7 @@ def is_admin(user: str | None, settings: Settings, request: Request | None = Non
             loopback = ipaddress.ip_address(peer).is_loopback
         except ValueError:
             loopback = peer == "testclient"  # Starlette's test client
-        return loopback and "x-forwarded-for" not in request.headers and not from_trusted_proxy(request, settings)
+        return loopback and not forwarded(request) and not from_trusted_proxy(request, settings)
     return False
 
 
