@@ -188,11 +188,36 @@ def ensure_index(settings: Settings, embedder: Embedder, rebuild: bool = False,
 
 # ---------------------------------------------------------------- adding and removing
 
+MAX_NAME_BYTES = 150  # file systems allow 255 bytes; a Chinese character is 3 of them, and backups add a prefix
+
+
 def safe_file_name(name: str) -> str:
-    """A file name for `data/`: no directories, no leading dots, nothing a shell or URL chokes on."""
+    """A file name for `data/`: no directories, no leading dots, nothing a shell or URL chokes on, at most
+    MAX_NAME_BYTES in UTF-8 with its extension kept (a long Chinese name is shortened, never cut into its suffix)."""
     base = Path(str(name).replace("\\", "/")).name.strip().lstrip(".")
     base = "".join(ch if ch.isalnum() or ch in "-_.（）()" or "\u4e00" <= ch <= "\u9fff" else "-" for ch in base)
-    return base[:120] or "document.txt"
+    stem, dot, suffix = base.rpartition(".")
+    if not dot or len(suffix) > 8:
+        stem, suffix = base, ""
+    ending = f".{suffix}" if suffix else ""
+    while stem and len((stem + ending).encode("utf-8")) > MAX_NAME_BYTES:
+        stem = stem[:-1]
+    return (stem + ending) if stem else ("document" + ending if ending else "document.txt")
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """The batch's file names made distinct: two 通知.pdf from different folders become 通知.pdf and 通知-2.pdf."""
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        candidate, n = name, 1
+        while candidate in seen:
+            n += 1
+            stem, dot, suffix = name.rpartition(".")
+            candidate = f"{stem}-{n}.{suffix}" if dot else f"{name}-{n}"
+        seen.add(candidate)
+        out.append(candidate)
+    return out
 
 
 FACT_FIELDS = {"title": ("标题", 200), "issuer": ("发文机关", 100), "region": ("地区", 40), "date": ("日期", 40),
@@ -260,8 +285,8 @@ def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str,
         manifest = read_manifest(settings.data_dir)
         taken = dict(config.get("files", {})) if config else {}
         entries: dict[str, dict] = {}
-        for original_name, raw in files:
-            name = safe_file_name(original_name)
+        names = unique_names([safe_file_name(original) for original, _ in files])
+        for (original_name, raw), name in zip(files, names, strict=True):
             if len(raw) > limit:
                 report.failed.append({"file": original_name, "message": f"文件 {original_name} 过大"
                                       f"（{len(raw) / 1024 / 1024:.1f} MB），上限 {settings.max_upload_mb} MB。"})

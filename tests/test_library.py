@@ -335,3 +335,32 @@ def test_regions_and_validity_clauses_in_phrasings_the_rules_were_not_written_fo
     facts = extract_facts(text)
     assert facts["region"].value == region
     assert (facts["period"].value if "period" in facts else None) == period
+
+
+def test_one_batch_with_two_files_of_the_same_name_keeps_both(real_settings):
+    from rag.embedders import FakeEmbedder
+    from rag.index import load_index
+    from rag.library import add_documents, list_documents, today_of
+
+    embedder = FakeEmbedder()
+    first = "甲市专利奖励办法\n第一条 甲市对发明专利奖励五千元。\n".encode()
+    second = "乙市商标奖励办法\n第一条 乙市对驰名商标奖励十万元。\n".encode()
+    report = add_documents(real_settings, embedder, [("a/通知.txt", first), ("b/通知.txt", second)])
+    assert len(report.added) == 2, report.message
+    assert (real_settings.data_dir / "通知.txt").read_bytes() == first
+    assert (real_settings.data_dir / "通知-2.txt").read_bytes() == second
+    index = load_index(real_settings.index_dir, embedder)
+    titles = {r["title"] for r in list_documents(index, today_of(real_settings))}
+    assert {"甲市专利奖励办法", "乙市商标奖励办法"} <= titles
+
+
+def test_a_long_chinese_file_name_is_shortened_in_bytes_and_keeps_its_type(real_settings):
+    from rag.embedders import FakeEmbedder
+    from rag.library import MAX_NAME_BYTES, add_documents
+
+    name = "关于进一步加强和改进知识产权质押融资工作促进中小微企业创新发展若干措施的通知" * 3 + ".txt"
+    report = add_documents(real_settings, FakeEmbedder(), [(name, "某市办法\n第一条 本办法自发布之日起施行。\n".encode())])
+    assert len(report.added) == 1 and not report.failed, report.message
+    stored = [p for p in real_settings.data_dir.iterdir() if p.name.startswith("关于进一步")]
+    assert len(stored) == 1 and stored[0].suffix == ".txt"
+    assert len(stored[0].name.encode("utf-8")) <= MAX_NAME_BYTES
