@@ -326,17 +326,17 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
         uploading = path.endswith("/api/documents") or "/gradio_api/upload" in path
         limit = upload_limit if uploading else small
         if length and length.isdigit() and int(length) > limit:
-            return JSONResponse({"error": "TooLarge", "message": f"请求体过大（上限 {limit} 字节）。"}, 413)
+            return _refusal(path, 413, {"error": "TooLarge", "message": f"请求体过大（上限 {limit} 字节）。"})
         user = "" if _public(path, settings) else check_user(request, settings)
         if user is None:
             headers = {"WWW-Authenticate": 'Basic realm="policy-qa"'} if settings.auth_users else {}
-            return JSONResponse({"error": "Unauthorized", "message": "需要登录。"}, 401, headers=headers)
+            return _refusal(path, 401, {"error": "Unauthorized", "message": "需要登录。"}, headers)
         if "/gradio_api/upload" in path and not is_admin(user, settings, request):
             return JSONResponse({"error": "Forbidden", "message": "只有管理员可以上传文件。"}, 403)
         if _limited(request, settings):
             if not limiter.allow(user or client_address(request, settings)):
-                return JSONResponse({"error": "RateLimited", "message": "请求过于频繁，请稍后再试。"}, 429,
-                                    headers={"Retry-After": "60"})
+                return _refusal(path, 429, {"error": "RateLimited", "message": "请求过于频繁，请稍后再试。"},
+                                {"Retry-After": "60"})
         response = await call_next(request)
         response.headers["Content-Security-Policy"] = f"frame-ancestors {settings.frame_ancestors}"
         if settings.frame_ancestors.strip() == "'self'":
@@ -439,7 +439,7 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
             body = AskRequest.model_validate(json.loads(await request.body()))
         except ValidationError as exc:
             return _sse_error(422, {"error": "ValidationError", "message": validation_message(exc.errors())})
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: JSON nested thousands deep
             return _sse_error(400, {"error": "BadRequest", "message": "请求体不是有效的 JSON。"})
         cancel = threading.Event()
         events = answer_events(body, cancel)
@@ -588,8 +588,17 @@ def _sse(kind: str, data) -> str:
     return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def _sse_error(status: int, body: dict) -> StreamingResponse:
-    return StreamingResponse(iter([_sse("error", body)]), status_code=status, media_type="text/event-stream")
+def _sse_error(status: int, body: dict, headers: dict | None = None) -> StreamingResponse:
+    return StreamingResponse(iter([_sse("error", body)]), status_code=status, media_type="text/event-stream",
+                             headers=headers)
+
+
+def _refusal(path: str, status: int, body: dict, headers: dict | None = None):
+    """A request turned away before its route: an SSE `error` event on the stream route (what its clients read),
+    JSON elsewhere."""
+    if path.endswith("/api/ask/stream"):
+        return _sse_error(status, body, headers)
+    return JSONResponse(body, status, headers=headers)
 
 
 def _safe_errors(errors: list) -> list[dict]:

@@ -116,3 +116,19 @@ def test_sigterm_stops_a_server_with_streams_in_flight(real_engine, tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_the_stream_route_turns_bad_requests_away_as_sse_error_events(real_engine):
+    """Issue 19 F12: a body nested thousands deep and a body over the limit get an `error` event, not a 500 or JSON."""
+    from fastapi.testclient import TestClient
+
+    client = TestClient(create_api(real_engine.settings, real_engine))
+    nested = '{"question": ' + "[" * 5000 + "]" * 5000 + "}"
+    for body, status in ((nested, 400), ("x" * (real_engine.settings.max_body_bytes + 10), 413)):
+        response = client.post("/api/ask/stream", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == status
+        assert response.headers["content-type"].startswith("text/event-stream")
+        event, data = response.text.strip().split("\n", 1)
+        assert event == "event: error" and "请求" in json.loads(data.removeprefix("data: "))["message"]
+    nested_json = client.post("/api/ask", content=nested, headers={"content-type": "application/json"})
+    assert nested_json.status_code == 400
