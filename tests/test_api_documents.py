@@ -91,3 +91,15 @@ def test_upload_faults_are_reported_and_lose_nothing(app_settings):
     too_many = client.post("/api/documents", data={"title": "x"},
                            files=[("files", ("a.txt", b"a", "text/plain")), ("files", ("b.txt", b"b", "text/plain"))])
     assert too_many.status_code == 400 and "单个文件" in too_many.json()["message"]
+
+
+def test_upload_form_fields_are_validated_before_anything_is_stored(app_settings):
+    """Issue 19 F6: a 200,000-character title or a date that is not a date gets a Chinese message; nothing is added."""
+    client = client_for(app_settings)
+    files = {"files": ("某市办法.txt", "某市办法\n第一条 本办法自发布之日起施行。\n".encode(), "text/plain")}
+    for fields, words in (({"title": "长" * 200_000}, "标题过长"), ({"date": "not-a-date"}, "无法识别")):
+        response = client.post("/api/documents", files=files, data=fields)
+        assert response.status_code == 422, response.text
+        assert words in response.json()["message"]
+    assert not (app_settings.data_dir / "某市办法.txt").exists()
+    assert "某市办法" not in (app_settings.data_dir / "manifest.json").read_text(encoding="utf-8")
