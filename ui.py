@@ -84,8 +84,16 @@ def _gradio():
 def filter_choices(engine: Engine) -> list[str]:
     """'全部文档', then each region, then each document (by title)."""
     regions = sorted({d.get("region", "") for d in engine.index.documents if d.get("region")})
-    titles = [f"《{d['title']}》" for d in engine.index.documents]
-    return [ALL] + [f"地区：{r}" for r in regions] + titles
+    return [ALL] + [f"地区：{r}" for r in regions] + list(_document_labels(engine))
+
+
+def _document_labels(engine: Engine) -> dict[str, str]:
+    """Scope label → doc_id: 《title》, with the id when two documents share a title (each reachable by itself)."""
+    from collections import Counter
+
+    counts = Counter(d["title"] for d in engine.index.documents)
+    return {(f"《{d['title']}》（{d['doc_id']}）" if counts[d["title"]] > 1 else f"《{d['title']}》"): d["doc_id"]
+            for d in engine.index.documents}
 
 
 def filters_from_choice(choice: str | None, engine: Engine, in_force: bool = False) -> dict | None:
@@ -98,10 +106,8 @@ def filters_from_choice(choice: str | None, engine: Engine, in_force: bool = Fal
 def _choice_filter(choice: str, engine: Engine) -> dict | None:
     if choice.startswith("地区："):
         return {"region": choice.removeprefix("地区：")}
-    for doc in engine.index.documents:
-        if choice == f"《{doc['title']}》":
-            return {"doc_id": [doc["doc_id"]]}
-    return {"doc_id": [choice]}
+    labels = _document_labels(engine)
+    return {"doc_id": [labels.get(choice, choice)]}
 
 
 def _highlight(text: str, quote: str) -> str:

@@ -116,3 +116,18 @@ def test_an_administrator_corrects_a_documents_facts_and_only_it_is_re_indexed(r
     with pytest.raises(UnknownDocumentError) as unknown:
         update_facts(settings, embedder, "no-such-doc", {"title": "x"})
     assert "没有编号" in unknown.value.user_message
+
+
+def test_two_documents_with_one_title_are_each_reachable_by_the_scope_filter(real_corpus, tmp_path):
+    """Issue 19 F13: the scope list names both, and each choice filters to its own document."""
+    import ui
+    from rag.engine import Engine
+
+    for name in ("a.txt", "b.txt"):
+        (real_corpus / name).write_text(f"同名办法\n第一条 {name} 的规定。\n", encoding="utf-8")
+    settings = make_settings(real_corpus, tmp_path / "index")
+    index, _ = ensure_index(settings, FakeEmbedder())
+    engine = Engine(settings, embedder=FakeEmbedder(), index=index)
+    twins = [c for c in ui.filter_choices(engine) if c.startswith("《同名办法》")]
+    assert len(twins) == 2
+    assert {ui.filters_from_choice(c, engine)["doc_id"][0] for c in twins} == {"a", "b"}
