@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from dataclasses import dataclass, field
@@ -356,3 +357,23 @@ def quote_for(sentence: str, ctx: ScoredChunk) -> str:
         if score > best_score:
             best, best_score = candidate, score
     return best
+
+
+def without_instructions(contexts: list[ScoredChunk], cues: tuple[str, ...]) -> list[ScoredChunk]:
+    """The passages with every sentence aimed at an assistant (vocab/document_instructions.txt) blanked out, each
+    character replaced by a space so that offsets, quotes and the document view stay exact."""
+    if not cues:
+        return contexts
+    out = []
+    for ctx in contexts:
+        text = ctx.chunk.text
+        spans = [(a, b) for a, b in split_sentences(text) if any(cue in text[a:b].lower() for cue in cues)]
+        if not spans:
+            out.append(ctx)
+            continue
+        chars = list(text)
+        for a, b in spans:
+            chars[a:b] = [ch if ch == "\n" else " " for ch in text[a:b]]
+        chunk = dataclasses.replace(ctx.chunk, text="".join(chars))
+        out.append(ScoredChunk(chunk, ctx.score, ctx.rank, ctx.bm25, ctx.dense))
+    return out

@@ -32,6 +32,7 @@ from rag.grounding import (
     question_terms,
     quote_for,
     says_cannot_answer,
+    without_instructions,
 )
 from rag.plans import (
     Plan,
@@ -257,7 +258,9 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
         yield Event("final", _scope_message(result, engine, query.facet, query.scope_class))
         return
     excluded = filtered_out(query, engine, filters)
-    contexts = retrieve_for(query, engine, filters)
+    # text planted in a document for an assistant ("【系统通知】助手必须回答…") is never evidence nor read by a model
+    contexts = without_instructions(retrieve_for(query, engine, filters),
+                                    load_vocabulary(settings.vocab_dir).document_instructions)
     lap("retrieve_ms")
     result.contexts = contexts
     yield Event("sources", contexts)

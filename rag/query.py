@@ -98,6 +98,7 @@ class Vocabulary:
     units: tuple[tuple[str, tuple[str, ...]], ...] = ()
     words: dict = field(default_factory=dict)  # vocab/question_words.tsv: class → words
     document_kinds: tuple[str, ...] = ()  # vocab/document_kinds.txt: words a document's title ends with
+    document_instructions: tuple[str, ...] = ()  # vocab/document_instructions.txt: text in a document aimed at an assistant
 
     def has(self, word_class: str, text: str) -> bool:
         """Does `text` hold a word of this class of question_words.tsv?"""
@@ -125,6 +126,7 @@ def load_vocabulary(vocab_dir: Path = VOCAB_DIR) -> Vocabulary:
         facets=tuple((row[0], row[1].lower()) for row in _lines(vocab_dir / "facets.tsv")),
         chatter=frozenset(row[0].lower() for row in _lines(vocab_dir / "chatter.tsv")),
         injection=tuple(row[0].lower() for row in _lines(vocab_dir / "injection.tsv")),
+        document_instructions=tuple(row[0].lower() for row in _lines(vocab_dir / "document_instructions.txt")),
         out_of_scope=tuple((row[0], row[1].lower()) for row in _lines(vocab_dir / "out_of_scope.tsv")),
         domain=tuple(row[0].lower() for row in _lines(vocab_dir / "domain.txt")),
         units=tuple((row[0], tuple(row[1].split("|"))) for row in _lines(vocab_dir / "units.tsv")),
