@@ -304,7 +304,12 @@ def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str,
         if not accepted:
             return report
         before = set((config or {}).get("fingerprints", {}))
-        backups = _write_files(settings.data_dir, [(name, raw) for name, raw, _ in accepted])
+        manifest_path = settings.data_dir / MANIFEST_NAME
+        manifest_before = manifest_path.read_bytes() if manifest_path.exists() else None
+        try:
+            backups = _write_files(settings.data_dir, [(name, raw) for name, raw, _ in accepted])
+        except OSError as exc:
+            raise _write_error(exc) from exc
         try:
             if overrides:
                 _update_manifest(settings.data_dir, {name: entries[name] for name, _, _ in accepted})
@@ -312,8 +317,15 @@ def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str,
             segment = make_segment(documents, settings, embedder, progress)
             base = config | {"files": config.get("files", {}) | {d.doc_id: d.path.name for d in documents}}
             store.apply_changes(base, segment, set(), {d.doc_id: d.fingerprint for d in documents})
-        except BaseException:
+        except BaseException as exc:
+            # one transaction: data/, the manifest and the index all stay as they were
             _restore(settings.data_dir, backups)
+            if manifest_before is not None:
+                manifest_path.write_bytes(manifest_before)
+            elif overrides:
+                manifest_path.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise _write_error(exc) from exc
             raise
         _discard(backups)
     report.action = "added"
@@ -329,21 +341,34 @@ def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str,
     return report
 
 
+def _write_error(exc: OSError) -> CorpusError:
+    return CorpusError(f"cannot write the library: {exc}",
+                       "无法写入文档库（磁盘已满或目录只读？）；本次上传没有改变任何文档，请处理后重试。")
+
+
 def _write_files(data_dir: Path, files: list[tuple[str, bytes]]) -> list[tuple[Path, Path | None]]:
     """Write each file through a temporary name and one rename; keep the version it replaces until the index is
     swapped. Returns (target, backup or None)."""
-    out = []
+    out: list[tuple[Path, Path | None]] = []
     for name, raw in files:
         target = data_dir / name
         backup = None
-        if target.exists():
-            backup = data_dir / f".backup-{os.getpid()}-{name}"
-            os.replace(target, backup)
         tmp = data_dir / f".partial-{os.getpid()}-{name}"
-        tmp.write_bytes(raw)
-        with tmp.open("rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        try:
+            if target.exists():
+                backup = data_dir / f".backup-{os.getpid()}-{name}"
+                os.replace(target, backup)
+            tmp.write_bytes(raw)
+            with tmp.open("rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            # all or nothing: the files written so far go back to what they were, nothing half-written stays
+            tmp.unlink(missing_ok=True)
+            if backup is not None and backup.exists():
+                os.replace(backup, target)
+            _restore(data_dir, out)
+            raise
         out.append((target, backup))
     return out
 

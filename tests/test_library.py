@@ -364,3 +364,35 @@ def test_a_long_chinese_file_name_is_shortened_in_bytes_and_keeps_its_type(real_
     stored = [p for p in real_settings.data_dir.iterdir() if p.name.startswith("关于进一步")]
     assert len(stored) == 1 and stored[0].suffix == ".txt"
     assert len(stored[0].name.encode("utf-8")) <= MAX_NAME_BYTES
+
+
+def test_a_batch_that_fails_half_way_changes_nothing(real_settings, monkeypatch):
+    """Issue 19 F3/F9: a replacement, then a file that cannot be written (disk full): the replaced file is back, nothing
+    half-written stays in data/, the index is as it was, and the message is Chinese."""
+    from pathlib import Path
+
+    from rag.embedders import FakeEmbedder
+    from rag.errors import CorpusError
+    from rag.library import add_documents, ensure_index
+
+    embedder = FakeEmbedder()
+    ensure_index(real_settings, embedder)
+    original = (real_settings.data_dir / "hunan-2022-ip-strong-province-plan.txt").read_bytes()
+    before = sorted(p.name for p in real_settings.data_dir.iterdir())
+    real_write = Path.write_bytes
+
+    def full_disk(self, data):
+        if "新文件" in self.name:
+            raise OSError(28, "No space left on device")
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    replacement = "湖南省替换版\n第一条 替换。\n".encode()
+    with pytest.raises(CorpusError) as failed:
+        add_documents(real_settings, embedder, [("hunan-2022-ip-strong-province-plan.txt", replacement),
+                                                ("新文件.txt", "新办法\n第一条 新。\n".encode())])
+    assert "没有改变任何文档" in failed.value.user_message
+    monkeypatch.undo()
+    assert (real_settings.data_dir / "hunan-2022-ip-strong-province-plan.txt").read_bytes() == original
+    assert sorted(p.name for p in real_settings.data_dir.iterdir()) == before
+    assert ensure_index(real_settings, embedder)[1] == "current"
