@@ -38,7 +38,7 @@ _CLAUSE_END = "，,、：:"
 _CLOSERS = "”’」』）)]】"
 MAX_TITLE_CHARS = 60
 # Bump when the chunking algorithm changes: it is part of the index signature, so old indexes go stale.
-CHUNKER_VERSION = 4  # 3: styled headings from the outline; 正文 for documents without headings; 4: items stay in articles
+CHUNKER_VERSION = 5  # 3: styled headings from the outline; 正文 for documents without headings; 4: items stay in articles; 5: long unpunctuated text cut at line ends, linearly
 PREAMBLE_LABEL = "（正文前言）"
 BODY_LABEL = "正文"  # the one section of a document without headings (news-like text)
 
@@ -378,11 +378,15 @@ def _split_long_sentence(text: str, start: int, end: int, max_tokens: int) -> li
             piece_start = prev
         prev = point
     out.append((piece_start, end))
-    # A clause still over the bound is cut by characters; never lose text.
+    # A clause still over the bound is cut at a line end (else by characters); never lose text. Linear: the remainder
+    # is counted only once it is short enough to fit (a character is at most a few tokens, never less than a sixth).
     final = []
+    step = max(1, max_tokens * 2 // 3)
     for s, e in out:
-        while count_tokens(text[s:e]) > max_tokens and e - s > max_tokens // 2:
-            cut = s + max(1, max_tokens * 2 // 3)
+        while e - s > max_tokens // 2 and (e - s > 6 * max_tokens or count_tokens(text[s:e]) > max_tokens):
+            cut = s + step
+            line_end = text.rfind("\n", s + step // 2, cut)
+            cut = line_end + 1 if line_end > s else cut
             final.append((s, cut))
             s = cut
         final.append((s, e))
