@@ -242,6 +242,8 @@ def create_app(settings: Settings, engine: Engine | None = None):
         uploads = []
         for f in files:
             path = Path(f if isinstance(f, str) else f.name)
+            if not uploaded_here(path):  # a server path sent to the function by hand (Gradio skips its own check here)
+                return ("⚠️ 只能导入通过本页面上传的文件。", *unchanged)
             uploads.append((_original_name(path), path.read_bytes()))
         progress(0.02, desc=f"正在读取和转换 {len(uploads)} 个文件…")
 
@@ -621,6 +623,16 @@ def create_app(settings: Settings, engine: Engine | None = None):
         down.click(lambda lst, c: vote("down", lst, c), [last, comment], [thanks, comment])
     demo.queue(default_concurrency_limit=settings.max_concurrency)
     return demo
+
+
+def uploaded_here(path: Path) -> bool:
+    """Is this a file Gradio received from a browser (inside its upload folder), not any path on the server?"""
+    from gradio.utils import get_upload_folder
+
+    try:
+        return path.resolve().is_relative_to(Path(get_upload_folder()).resolve()) and path.is_file()
+    except OSError:
+        return False
 
 
 def _original_name(path: Path) -> str:

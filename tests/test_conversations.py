@@ -131,3 +131,26 @@ def test_two_documents_with_one_title_are_each_reachable_by_the_scope_filter(rea
     twins = [c for c in ui.filter_choices(engine) if c.startswith("《同名办法》")]
     assert len(twins) == 2
     assert {ui.filters_from_choice(c, engine)["doc_id"][0] for c in twins} == {"a", "b"}
+
+
+def test_the_upload_function_takes_only_files_uploaded_through_the_page(real_corpus, tmp_path):
+    """Issue 19 F8: the Gradio upload function called by hand with a server path imports nothing."""
+    import ui
+    from rag.engine import Engine
+
+    settings = make_settings(real_corpus, tmp_path / "index")
+    index, _ = ensure_index(settings, FakeEmbedder())
+    engine = Engine(settings, embedder=FakeEmbedder(), index=index)
+    demo = ui.create_app(settings, engine)
+    upload = next(fn.fn for fn in demo.fns.values() if getattr(fn.fn, "__name__", "") == "upload")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("服务器上的私密文件\n第一条 不应被导入。\n", encoding="utf-8")
+
+    class Local:  # the person at this machine, no login configured: an administrator
+        username = None
+        request = type("R", (), {"client": type("C", (), {"host": "127.0.0.1"})(), "headers": {}})()
+
+    message = upload([str(secret)], Local(), progress=lambda *a, **k: None)[0]
+    assert "只能导入通过本页面上传的文件" in message
+    assert not (real_corpus / "secret.txt").exists()
+    assert ui.uploaded_here(secret) is False
