@@ -254,6 +254,9 @@ def create_app(settings: Settings, engine: Engine | None = None):
             result = add_documents(settings, engine.embedder, uploads, progress=report)
         except RagError as exc:
             return (f"⚠️ {exc.user_message}", *unchanged)
+        if result.added or result.replaced:  # imported into data/: Gradio's copy must not outlive a later delete
+            for f in files:
+                Path(f if isinstance(f, str) else f.name).unlink(missing_ok=True)
         engine.refresh()
         return _library_updates(html.escape(result.message))
 

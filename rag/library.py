@@ -135,6 +135,7 @@ def sync_index(settings: Settings, embedder: Embedder, rebuild: bool = False,
 def _sync_locked(settings: Settings, embedder: Embedder, rebuild: bool = False,
                  progress: Progress | None = None) -> tuple[Index, Report]:
     started = time.perf_counter()
+    _drop_leftovers(settings.data_dir)
     store = backend_for(settings)
     config = store.read_config()
     full = rebuild or bool(_signature_changes(config, settings, embedder))
@@ -175,6 +176,18 @@ def _sync_locked(settings: Settings, embedder: Embedder, rebuild: bool = False,
                      replaced=[d.doc_id for d in documents if d.doc_id in before], removed=sorted(gone),
                      failed=failed, passages_embedded=len(segment.chunks) if segment else 0,
                      seconds=time.perf_counter() - started)
+
+
+def _drop_leftovers(data_dir: Path) -> None:
+    """What an add killed mid-way leaves in data/ (a `.partial-*` being written, a `.backup-*` of a replaced file): under
+    the writer lock no add is running, and the file in data/ is the one this sync indexes, so they are garbage."""
+    if not data_dir.is_dir():
+        return
+    for leftover in [*data_dir.glob(".partial-*"), *data_dir.glob(".backup-*")]:
+        try:
+            leftover.unlink()
+        except OSError:
+            pass
 
 
 def ensure_index(settings: Settings, embedder: Embedder, rebuild: bool = False,

@@ -154,3 +154,31 @@ def test_the_upload_function_takes_only_files_uploaded_through_the_page(real_cor
     assert "只能导入通过本页面上传的文件" in message
     assert not (real_corpus / "secret.txt").exists()
     assert ui.uploaded_here(secret) is False
+
+
+def test_an_imported_upload_leaves_no_copy_in_gradios_folder(real_corpus, tmp_path):
+    """Issue 19 F14: after the import the document lives in data/ only, so deleting it leaves nothing fetchable."""
+    from pathlib import Path
+
+    from gradio.utils import get_upload_folder
+
+    import ui
+    from rag.engine import Engine
+
+    settings = make_settings(real_corpus, tmp_path / "index")
+    index, _ = ensure_index(settings, FakeEmbedder())
+    engine = Engine(settings, embedder=FakeEmbedder(), index=index)
+    upload = next(fn.fn for fn in ui.create_app(settings, engine).fns.values()
+                  if getattr(fn.fn, "__name__", "") == "upload")
+    folder = Path(get_upload_folder()) / "test-upload-cleanup"
+    folder.mkdir(parents=True, exist_ok=True)
+    sent = folder / "丙市办法.txt"
+    sent.write_text("丙市专利资助办法\n第一条 丙市对发明专利资助两千元。\n", encoding="utf-8")
+
+    class Local:
+        username = None
+        request = type("R", (), {"client": type("C", (), {"host": "127.0.0.1"})(), "headers": {}})()
+
+    message = upload([str(sent)], Local(), progress=lambda *a, **k: None)[0]
+    assert "已添加 1 篇" in message, message
+    assert (real_corpus / "丙市办法.txt").exists() and not sent.exists()

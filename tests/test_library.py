@@ -396,3 +396,15 @@ def test_a_batch_that_fails_half_way_changes_nothing(real_settings, monkeypatch)
     assert (real_settings.data_dir / "hunan-2022-ip-strong-province-plan.txt").read_bytes() == original
     assert sorted(p.name for p in real_settings.data_dir.iterdir()) == before
     assert ensure_index(real_settings, embedder)[1] == "current"
+
+
+def test_what_a_killed_add_leaves_behind_is_cleared_by_the_next_index(real_settings):
+    """Issue 19 F14: `.partial-*` and `.backup-*` files in data/ do not stay for ever."""
+    from rag.embedders import FakeEmbedder
+    from rag.library import ensure_index
+
+    ensure_index(real_settings, FakeEmbedder())
+    (real_settings.data_dir / ".partial-123-a.txt").write_text("half", encoding="utf-8")
+    (real_settings.data_dir / ".backup-123-hunan.txt").write_text("old", encoding="utf-8")
+    ensure_index(real_settings, FakeEmbedder())
+    assert not list(real_settings.data_dir.glob(".partial-*")) and not list(real_settings.data_dir.glob(".backup-*"))
