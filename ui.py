@@ -419,7 +419,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
                     answer = event.data.to_dict()
                     history[-1]["content"] = answer_message(answer)
                     history[-1]["metadata"] = {"id": answer["answer_id"]}
-                    follow = suggest_followups(answer, engine.index, settings.vocab_dir)
+                    follow = suggest_followups(answer, engine.document_view, settings.vocab_dir)
                     if follow:
                         history[-1]["options"] = [{"value": q, "label": q} for q in follow]
                     log_question(settings.questions_file, answer)

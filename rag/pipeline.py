@@ -113,7 +113,12 @@ def _refusal(result: Answer, reason: str, settings: Settings, nearest: list[Scor
         if key not in seen:
             seen.add(key)
             sections.append({"title": ctx.chunk.title, "section": ctx.chunk.section})
-    result.answer = render(settings.prompts_dir, "refusal", reason=reason, nearest=sections[:3])
+    return _refused(result, render(settings.prompts_dir, "refusal", reason=reason, nearest=sections[:3]), reason)
+
+
+def _refused(result: Answer, text: str, reason: str) -> Answer:
+    """The answer becomes a refusal: this text, this reason, nothing cited."""
+    result.answer = text
     result.refused = True
     result.refusal_reason = reason
     result.citations = []
@@ -149,7 +154,8 @@ def stream_answer(question: str, history: list | None = None, settings: Settings
                 # a weather or market question the library has nothing on: say what the library holds
                 _scope_message(event.data, engine, "out_of_scope", event.data.understood["scope_class"])
             locate_citations(event.data, engine)
-            note_places(event.data, engine) or note_mixed_places(event.data, engine)
+            if not note_places(event.data, engine):  # a place nobody covers is said first; else whose is which
+                note_mixed_places(event.data, engine)
             note_expired(event.data, engine)
         yield event
 
@@ -365,12 +371,8 @@ def _excluded_message(result: Answer, excluded: list[str], engine: Engine) -> An
         why = (f"期限为{period_text(doc['period'])}，已到期" if doc.get("period")
                and validity(doc["period"], today) == "已到期" else "不在所选检索范围内")
         parts.append(f"《{doc.get('title', doc_id)}》（{why}）")
-    result.answer = (f"所问的{'、'.join(parts)}已被当前的检索范围排除，因此没有检索它。"
-                     "如需查看，请取消勾选“不含已到期文件”或把检索范围改为“全部文档”后再问。")
-    result.refused = True
-    result.refusal_reason = "所问文件被筛选条件排除"
-    result.citations = []
-    return result
+    return _refused(result, f"所问的{'、'.join(parts)}已被当前的检索范围排除，因此没有检索它。"
+                    "如需查看，请取消勾选“不含已到期文件”或把检索范围改为“全部文档”后再问。", "所问文件被筛选条件排除")
 
 
 MAX_NAMED_DOCS = 8  # documents a question names that get a search of their own (a person names few)
@@ -481,12 +483,8 @@ def _render_plan(result: Answer, plan: Plan, retrieved: list[ScoredChunk]) -> No
 
 
 def _over_budget(result: Answer, settings: Settings) -> Answer:
-    result.answer = (f"这个问题的检索用时超过了单个问题的上限（{settings.answer_budget_s:g} 秒），没有得到可靠的回答。"
-                     "请缩小检索范围（选择某个文档或地区）或把问题问得具体一些后再试。")
-    result.refused = True
-    result.refusal_reason = "超出单个问题的时间上限"
-    result.citations = []
-    return result
+    return _refused(result, f"这个问题的检索用时超过了单个问题的上限（{settings.answer_budget_s:g} 秒），没有得到可靠的回答。"
+                    "请缩小检索范围（选择某个文档或地区）或把问题问得具体一些后再试。", "超出单个问题的时间上限")
 
 
 def _fall_back(result: Answer, plan: Plan, settings: Settings, retrieved: list[ScoredChunk]) -> Answer:

@@ -99,6 +99,7 @@ class Vocabulary:
     words: dict = field(default_factory=dict)  # vocab/question_words.tsv: class → words
     document_kinds: tuple[str, ...] = ()  # vocab/document_kinds.txt: words a document's title ends with
     document_instructions: tuple[str, ...] = ()  # vocab/document_instructions.txt: text in a document aimed at an assistant
+    suggestions: tuple[str, ...] = ()  # vocab/suggestions.txt: templates of suggested follow-up questions
 
     def has(self, word_class: str, text: str) -> bool:
         """Does `text` hold a word of this class of question_words.tsv?"""
@@ -127,6 +128,7 @@ def load_vocabulary(vocab_dir: Path = VOCAB_DIR) -> Vocabulary:
         chatter=frozenset(row[0].lower() for row in _lines(vocab_dir / "chatter.tsv")),
         injection=tuple(row[0].lower() for row in _lines(vocab_dir / "injection.tsv")),
         document_instructions=tuple(row[0].lower() for row in _lines(vocab_dir / "document_instructions.txt")),
+        suggestions=tuple(row[0] for row in _lines(vocab_dir / "suggestions.txt")),
         out_of_scope=tuple((row[0], row[1].lower()) for row in _lines(vocab_dir / "out_of_scope.tsv")),
         domain=tuple(row[0].lower() for row in _lines(vocab_dir / "domain.txt")),
         units=tuple((row[0], tuple(row[1].split("|"))) for row in _lines(vocab_dir / "units.tsv")),

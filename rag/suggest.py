@@ -4,20 +4,9 @@ heading that exists, so the question it asks can be answered from that section."
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 MAX_SUGGESTIONS = 3
-
-
-@lru_cache(maxsize=4)
-def templates(vocab_dir: str) -> tuple[str, ...]:
-    path = Path(vocab_dir) / "suggestions.txt"
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return ()
-    return tuple(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
 
 
 def heading_of(chunk) -> str:
@@ -31,18 +20,18 @@ def heading_of(chunk) -> str:
     return ""
 
 
-def suggest_followups(answer: dict, index, vocab_dir: Path, limit: int = MAX_SUGGESTIONS) -> list[str]:
-    """Up to `limit` questions: the cited sections' headings first, then the sections that follow them."""
-    forms = templates(str(vocab_dir))
+def suggest_followups(answer: dict, view, vocab_dir: Path, limit: int = MAX_SUGGESTIONS) -> list[str]:
+    """Up to `limit` questions: the cited sections' headings first, then the sections that follow them. `view` is the
+    engine's DocumentView (each document's passages read once and kept)."""
+    from rag.query import load_vocabulary
+
+    forms = load_vocabulary(Path(vocab_dir)).suggestions
     if not forms or answer.get("refused") or not answer.get("citations"):
         return []
     question = answer.get("question", "")
     cited, neighbours = [], []
     for citation in answer["citations"]:
-        try:
-            chunks = index.chunks_of(citation["doc_id"])
-        except (KeyError, AttributeError):
-            continue
+        chunks = view.chunks.get(citation["doc_id"], [])
         position = next((i for i, c in enumerate(chunks) if c.chunk_id == citation.get("chunk_id")), None)
         if position is None:
             continue

@@ -1,7 +1,10 @@
 """Shared fixtures: a small corpus copied to a temp dir, settings on the fake embedder, engines with fakes."""
 
+import contextlib
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -63,3 +66,37 @@ def engine_with_llm(engine: Engine, llm: FakeLLM, **changes) -> Engine:
     settings = engine.settings.replace(llm_backend=changes.pop("llm_backend", "fake"), **changes)
     other = Engine(settings, embedder=engine.embedder, llm=llm, index=engine.index)
     return other
+
+
+def count_searches(engine: Engine, monkeypatch) -> list:
+    """The filters of every retriever search the engine makes from now on (a list that grows as it searches)."""
+    calls: list = []
+    search = engine.retriever.search
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("filters"))
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(engine.retriever, "search", counted)
+    return calls
+
+
+@contextlib.contextmanager
+def running(app, port: int, **options):
+    """The app under uvicorn in a thread, until the block ends; `options` as uvicorn.Config takes them (e.g. exactly
+    what `rag serve` passes: ui.server_options)."""
+    import uvicorn
+
+    options = {"host": "127.0.0.1", "log_level": "warning"} | options | {"port": port}
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -3,12 +3,9 @@
 Screenshots go to artifacts/ (chat.png, embed.png).
 """
 
-import contextlib
 import json
 import re
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ from rag.engine import Engine
 from rag.llms import FakeLLM
 from rag.loadcheck import free_port
 from rag.settings import PROJECT_ROOT, Settings
+from tests.conftest import running
 from ui import EXAMPLES
 
 pytestmark = pytest.mark.browser
@@ -39,25 +37,6 @@ def server(real_engine, tmp_path_factory):
     engine = Engine(settings, embedder=real_engine.embedder, index=real_engine.index, llm=FakeLLM(delay_s=0.005))
     with running(create_server(settings, engine), port) as base:
         yield base, feedback
-
-
-@contextlib.contextmanager
-def running(app, port: int):
-    """The app under uvicorn in a thread, until the block ends."""
-    import uvicorn
-
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if srv.started:
-            break
-        time.sleep(0.1)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

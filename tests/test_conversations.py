@@ -81,13 +81,13 @@ def test_an_unwritable_store_says_so_in_chinese(tmp_path):
 def test_follow_ups_name_headings_that_exist_next_to_the_cited_ones(real_engine):
     result = answer("乌海要打造哪些特色品牌？", engine=real_engine).to_dict()
     assert result["citations"]
-    suggestions = suggest_followups(result, real_engine.index, real_engine.settings.vocab_dir)
+    suggestions = suggest_followups(result, real_engine.document_view, real_engine.settings.vocab_dir)
     assert 1 <= len(suggestions) <= 3
     headings = {heading_of(c) for d in real_engine.index.documents for c in real_engine.index.chunks_of(d["doc_id"])}
     for text in suggestions:
         assert any(f"“{h}”" in text for h in headings if h), text
         assert text != result["question"]
-    assert suggest_followups(result | {"refused": True}, real_engine.index, real_engine.settings.vocab_dir) == []
+    assert suggest_followups(result | {"refused": True}, real_engine.document_view, real_engine.settings.vocab_dir) == []
 
 
 def test_an_administrator_corrects_a_documents_facts_and_only_it_is_re_indexed(real_corpus, tmp_path):

@@ -4,7 +4,7 @@ handling of every event the default backend's stream yields."""
 from rag.llms import FakeLLM, token_pieces
 from rag.pipeline import answer, stream_answer
 from rag.settings import Settings
-from tests.conftest import engine_with_llm
+from tests.conftest import count_searches, engine_with_llm
 
 HISTORY = [{"role": "user", "content": "杭州的知识产权质押融资目标是多少？"},
            {"role": "assistant", "content": "知识产权质押融资金额累计达5亿元[1]。"}]
@@ -154,14 +154,7 @@ def test_feedback_is_kept_beside_the_data_not_in_the_install_directory(tmp_path)
 def test_every_document_questions_search_once_whatever_the_library_size(real_engine, monkeypatch):
     """哪些文件/各地 questions group one wide search by document: the cost grows with the candidates, never with the
     number of documents (one search per document took 435 s at 6,500 documents)."""
-    calls = []
-    search = real_engine.retriever.search
-
-    def counted(*args, **kwargs):
-        calls.append(kwargs.get("filters"))
-        return search(*args, **kwargs)
-
-    monkeypatch.setattr(real_engine.retriever, "search", counted)
+    calls = count_searches(real_engine, monkeypatch)
     result = answer("哪些文件提到了知识产权质押融资", engine=real_engine)
     assert len(calls) == 1 and not result.refused
     assert len({c.doc_id for c in result.citations}) >= 2

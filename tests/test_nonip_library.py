@@ -13,7 +13,7 @@ from rag.evaluation import load_dataset, run_questions, summarise
 from rag.library import ensure_index
 from rag.pipeline import answer
 from rag.settings import PROJECT_ROOT
-from tests.conftest import make_settings
+from tests.conftest import count_searches, make_settings
 
 NONIP = Path(__file__).parent / "nonip"
 CORPUS_DEV = PROJECT_ROOT.parent / "shared" / "corpus-dev"
@@ -78,14 +78,7 @@ def test_the_time_of_an_event_is_not_the_documents_date(nonip):
 
 
 def test_which_cities_is_one_bounded_search_whatever_the_library_holds(nonip, monkeypatch):
-    calls = []
-    search = nonip.retriever.search
-
-    def counted(*args, **kwargs):
-        calls.append(kwargs.get("filters"))
-        return search(*args, **kwargs)
-
-    monkeypatch.setattr(nonip.retriever, "search", counted)
+    calls = count_searches(nonip, monkeypatch)
     result = answer("春运期间铁路在哪些城市开行夜间高铁？", engine=nonip)
     assert len(calls) <= 2, calls  # never one search per document
     assert not result.refused, result.answer

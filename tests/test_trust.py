@@ -3,8 +3,6 @@ client address is the socket's peer, and forwarding headers count only from a co
 
 import contextlib
 import shutil
-import threading
-import time
 
 import httpx
 import pytest
@@ -14,14 +12,12 @@ from rag.embedders import FakeEmbedder
 from rag.engine import Engine
 from rag.library import ensure_index
 from rag.loadcheck import free_port
-from tests.conftest import DATA, make_settings
+from tests.conftest import DATA, make_settings, running
 from ui import server_options
 
 
 @contextlib.contextmanager
 def serving(tmp_path, **changes):
-    import uvicorn
-
     data = tmp_path / "data"
     if not data.exists():
         shutil.copytree(DATA, data)
@@ -30,18 +26,8 @@ def serving(tmp_path, **changes):
     embedder = FakeEmbedder()
     ensure_index(settings, embedder)
     app = create_api(settings, Engine(settings, embedder=embedder))
-    server = uvicorn.Server(uvicorn.Config(app, **server_options(settings)))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(100):
-        if server.started:
-            break
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with running(app, **server_options(settings)) as base:
+        yield base
 
 
 def test_a_forged_forwarded_for_does_not_make_a_local_client_the_trusted_proxy(tmp_path):
