@@ -38,7 +38,7 @@ _CLAUSE_END = "，,、：:"
 _CLOSERS = "”’」』）)]】"
 MAX_TITLE_CHARS = 60
 # Bump when the chunking algorithm changes: it is part of the index signature, so old indexes go stale.
-CHUNKER_VERSION = 5  # 3: styled headings from the outline; 正文 for documents without headings; 4: items stay in articles; 5: long unpunctuated text cut at line ends, linearly
+CHUNKER_VERSION = 6  # 6: page markers and page-number lines are layout; 3: styled headings from the outline; 正文 for documents without headings; 4: items stay in articles; 5: long unpunctuated text cut at line ends, linearly
 PREAMBLE_LABEL = "（正文前言）"
 BODY_LABEL = "正文"  # the one section of a document without headings (news-like text)
 

@@ -24,6 +24,8 @@ _CHROME_LINE = re.compile(
     r"|发布时间[:：].*浏览次数[:：]?.*|.*浏览次数[:：]\s*\d*\s*"
     r"|原文[:：].*\.(?:pdf|doc|docx|wps)|附件下载[:：].*|文件链接[:：].*"
     r"|郑重声明[:：].*|留言与评论.*|验证码[:：]?\s*|扫一扫.*|分享到[:：]?.*|【?字体[:：].*"
+    # layout, in any format: a converter's page marker, a page number alone on its line (- 12 -, 第3页 共50页, 12/50)
+    r"|<!--.*?-->|[-—–]\s*\d{1,4}\s*[-—–]|第\s*\d{1,4}\s*页(?:\s*[,，/]?\s*共\s*\d{1,4}\s*页)?|\d{1,4}\s*/\s*\d{1,4}"
     r")\s*$"
 )
 
@@ -124,7 +126,10 @@ _MD_HEADING = re.compile(r"^\s{0,3}#{1,6}(?=\s)")
 
 _MARKUP = re.compile(r"^\s*(?:#{1,6}\s*|\*\*|>\s*)|\*\*\s*$")
 _NOT_TITLE = re.compile(r"^(?:<!--|[（(]|目\s*录|来源|发布|时间|日期|索\s*引|\d{4}[-年./]\d{1,2}|[\u4e00-\u9fff]{1,8}\s*[:：])"
-                        r"|[|｜]|[。；;：:，,]$")
+                        r"|[|｜]|[。；;：:，,]$|https?://|^\d{1,2}[.．、]\S"
+                        r"|^[〇○Ο零一二三四五六七八九十\d]{2,4}\s*年\s*[〇○Ο零一二三四五六七八九十\d]{1,3}\s*月"
+                        r"\s*[〇○Ο零一二三四五六七八九十\d]{1,3}\s*日$")  # a date line (二〇一一年九月七日) is the signature's
+_ORDER_NUMBER = re.compile(r"^第[〇○零一二三四五六七八九十百\d]{1,6}号$")  # "国家知识产权局令" / "第三十二号": one title
 
 
 def title_line(text: str, kinds: tuple[str, ...] = ()) -> str:
@@ -138,10 +143,12 @@ def title_line(text: str, kinds: tuple[str, ...] = ()) -> str:
 
         kinds = load_vocabulary().document_kinds
     candidates = []
-    for raw in text[:3000].split("\n")[:40]:
-        line = _MARKUP.sub("", raw).strip()
-        line = re.sub(r"\s+", " ", line)
-        if not line or len(line) > 80 or _NOT_TITLE.search(line) or DOC_NUMBER.fullmatch(line):
+    lines = [re.sub(r"\s+", " ", _MARKUP.sub("", raw).strip()) for raw in text[:3000].split("\n")[:40]]
+    lines = [line for line in lines if line]
+    for n, line in enumerate(lines):
+        if n + 1 < len(lines) and _ORDER_NUMBER.match(lines[n + 1]) and line.endswith("令"):
+            line = f"{line}{lines[n + 1]}"
+        if len(line) > 80 or _NOT_TITLE.search(line) or DOC_NUMBER.fullmatch(line) or _ORDER_NUMBER.match(line):
             continue
         if line.endswith(tuple(kinds)) or re.search(r"关于.{2,60}的(?:通知|公示|公告|通告|决定|意见|批复)", line):
             return line[:80]
@@ -150,11 +157,13 @@ def title_line(text: str, kinds: tuple[str, ...] = ()) -> str:
     if candidates:
         return candidates[0]
     # no title line (a notice that starts with its 文号, a page cut from a site): its 文号, else its first sentence
-    number = DOC_NUMBER.search(text[:300])
+    number = next((line for line in lines[:5] if DOC_NUMBER.fullmatch(line)), "")  # its own, alone on a line
     if number:
-        return number.group()
-    sentence = re.search(r"[\u4e00-\u9fff][^。\n|｜]{5,}", re.sub(r"^.*(?:来源|发布)[:：].*$", "", text[:1500], flags=re.M))
-    return (sentence.group()[:30] + "…") if sentence else ""
+        return number
+    head = re.sub(r"^.*(?:来源|发布)[:：].*$", "", text[:1500], flags=re.M)
+    head = re.sub(r"\s*[|｜]\s*(?=\S)", "：", head, count=1)  # a flattened table: "适用范围：本指南适用于…"
+    sentence = re.search(r"[\u4e00-\u9fff][^。\n|｜]{5,}", head)
+    return (sentence.group()[:30].rstrip("，,：: ") + "…") if sentence else ""
 
 
 def first_heading_line(text: str) -> str:

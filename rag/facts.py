@@ -22,6 +22,8 @@ _QUANTITY = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*(%|亿|万|千|家|件|个|
 _DURATION = re.compile(r"(?<![\d.])\d{1,2}\s*年(?![\d底])")
 # time limits ("二十日内", "六个月", "十五个工作日"): a day after 月 is a date, not a duration
 _TIME_LIMIT = re.compile(r"(?<![\d.月])\d{1,3}\s*(?:个月|个工作日|工作日|日|天|小时|周)")
+# a clock time ("下午4时30分", "9点"): what a 几点 question asks
+_CLOCK = re.compile(r"(?<![\d.])\d{1,2}\s*[时点](?:\s*\d{1,2}\s*分)?(?![\d间期])")
 _FULL_DATE = re.compile(r"\d{4}年\d{1,2}月(\d{1,2}日)?|\d{4}-\d{1,2}-\d{1,2}")
 # a time an event happens, as news and notices write it (the year may be left out: 1月14日, 下午4时30分)
 _WHEN = re.compile(r"\d{4}年\d{1,2}月|\d{1,2}月\d{1,2}日|\d{4}-\d{1,2}-\d{1,2}|[上下]午\d{1,2}时|\d{1,2}时\d{1,2}分|\d{4}年")
@@ -85,7 +87,7 @@ def quantities_in(text: str) -> list[str]:
     ("3年", "1—2年", "五年") are quantities."""
     text = normalise_numbers(text)
     return ([m.group(0) for m in _QUANTITY.finditer(text)] + [m.group(0) for m in _DURATION.finditer(text)]
-            + [m.group(0) for m in _TIME_LIMIT.finditer(text)])
+            + [m.group(0) for m in _TIME_LIMIT.finditer(text)] + [m.group(0) for m in _CLOCK.finditer(text)])
 
 
 # Figure cues of vocab/facets.tsv that ask for a number by themselves ("多少", "多久", "占比"); words such as 目标 or

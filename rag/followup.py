@@ -23,6 +23,27 @@ def previous_user_question(history: list[dict] | None) -> str:
     return ""
 
 
+MAX_ANCHOR_CHARS = 160  # of the previous answer, added to a follow-up's search
+
+
+def previous_answer(history: list[dict] | None) -> str:
+    """The last assistant turn of the history, without citation markers."""
+    for turn in reversed(history or []):
+        if isinstance(turn, dict) and turn.get("role") == "assistant" and turn.get("content"):
+            return re.sub(r"\[\d{1,2}\]", "", str(turn["content"]))
+    return ""
+
+
+def search_anchor(question: str, history: list[dict] | None) -> str:
+    """For a follow-up that names no new place ("那情节严重的呢", "没违法所得的呢"): the start of the previous answer,
+    searched with it, so that retrieval stays in the article the conversation is about (the answer quotes it) — the
+    next clause of that article is usually what is asked."""
+    q = question.strip()
+    if not history or places_in(q) or not is_followup(q):
+        return ""
+    return previous_answer(history)[:MAX_ANCHOR_CHARS]
+
+
 def is_followup(question: str) -> bool:
     """Elliptical questions that lean on the previous turn: 那…呢, pronouns, very short fragments."""
     q = question.strip()

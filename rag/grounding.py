@@ -113,7 +113,8 @@ def eligible_passages(question: str, contexts: list[ScoredChunk], documents: dic
             if not is_nationwide(doc):
                 continue  # another place's document: never its figures for the place asked
         doc_text = " ".join([doc.get("title", ""), str(doc.get("date", "")), doc.get("text", "") or ctx.chunk.text])
-        if years and not all(year in doc_text for year in years):
+        # one year must be the document's; of several ("2025年春运…云驰2022年交付…"), each part is about one of them
+        if years and not (all if len(years) == 1 else any)(year in doc_text for year in years):
             continue
         kept.append(ctx)
     reason = ""
@@ -277,10 +278,11 @@ def supports(sentence: str, ctx: ScoredChunk, question: str) -> bool:
     only if the place matches too.
     """
     chunk = ctx.chunk
-    allowed = numbers_in(chunk.text) | numbers_in(chunk.header or chunk.title) | numbers_in(question)
+    sentence = _ENUMERATOR.sub("", sentence)  # "1. 申请科技项目的": the model's numbering is layout, not a figure
+    allowed = numbers_in(chunk.text) | numbers_in(chunk.header or chunk.title) | referenced_numbers(question)
     if not numbers_in(sentence) <= allowed:
         return False
-    if not set(quantities_in(sentence)) <= set(quantities_in(chunk.text)) | set(quantities_in(question)):
+    if not set(quantities_in(sentence)) <= set(quantities_in(chunk.text)):
         return False
     places = places_in(sentence)
     about = " ".join([chunk.header, chunk.title, chunk.region, chunk.text])
@@ -290,6 +292,17 @@ def supports(sentence: str, ctx: ScoredChunk, question: str) -> bool:
     # "浏阳花炮、酒鬼酒、茅台酒等" through on the strength of the first two.
     haystack = _QUOTES.sub("", compact(normalise(chunk.text + " " + chunk.title)))
     return all(_QUOTES.sub("", compact(normalise(name))) in haystack for name in named_items(sentence))
+
+
+# A list label at the start of an answer line: 1. 2、 （一） (1) ① 一、 — numbering, not a figure the passage must hold.
+_ENUMERATOR = re.compile(r"^\s*(?:[（(][一二三四五六七八九十\d]{1,3}[）)]|[一二三四五六七八九十]{1,3}、|\d{1,2}[.、．](?!\d)|[①-⑳])\s*")
+# What a question may lend an answer: the years and article numbers it refers to ("2022年", "第十六条"), never a figure
+# it asserts ("注册费已调整为300元", "期限为6个月"): an answer's figures come from the cited passage.
+_REFERENCE = re.compile(r"(?<!\d)(?:1[89]|20)\d\d(?=\s*年|\D|$)|第[一二三四五六七八九十百零〇\d]+[条款项章节批届号]")
+
+
+def referenced_numbers(question: str) -> set[str]:
+    return set().union(*(numbers_in(m.group()) for m in _REFERENCE.finditer(normalise_numbers(question) + " " + question)))
 
 
 def named_items(sentence: str) -> list[str]:
@@ -329,15 +342,16 @@ def check_answer(answer: str, passages: list[ScoredChunk], question: str, min_ov
         if len(compact(bare)) < 2:
             continue
         valid = [n for n in claimed if 1 <= n <= len(passages)]
-        holding = [n for n in valid if supports(bare, passages[n - 1], question) and
-                   (numbers_in(bare) or overlap(bare, passages[n - 1].chunk.text) >= min_overlap)]
+        probe = _ENUMERATOR.sub("", bare)  # checked without the model's own list numbering
+        holding = [n for n in valid if supports(probe, passages[n - 1], question) and
+                   (numbers_in(probe) or overlap(probe, passages[n - 1].chunk.text) >= min_overlap)]
         if holding:
             out.append(CheckedSentence(bare, holding, claimed, "kept"))
             continue
-        candidates = [i + 1 for i, p in enumerate(passages) if supports(bare, p, question)]
-        ranked = sorted(candidates, key=lambda n: -overlap(bare, passages[n - 1].chunk.text))
-        if ranked and (overlap(bare, passages[ranked[0] - 1].chunk.text) >= min_overlap or
-                       (numbers_in(bare) and overlap(bare, passages[ranked[0] - 1].chunk.text) >= min_overlap / 2)):
+        candidates = [i + 1 for i, p in enumerate(passages) if supports(probe, p, question)]
+        ranked = sorted(candidates, key=lambda n: -overlap(probe, passages[n - 1].chunk.text))
+        if ranked and (overlap(probe, passages[ranked[0] - 1].chunk.text) >= min_overlap or
+                       (numbers_in(probe) and overlap(probe, passages[ranked[0] - 1].chunk.text) >= min_overlap / 2)):
             out.append(CheckedSentence(bare, [ranked[0]], claimed, "recited",
                                        "re-cited to the passage that holds it" if claimed else "citation added"))
         else:

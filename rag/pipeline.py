@@ -9,6 +9,7 @@ Refusal does not rest on the model. The code refuses when
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ from rag.documents import page_of
 from rag.engine import Engine
 from rag.errors import LLMUnavailableError, ModelError
 from rag.facts import normalise_numbers, quantities_in, states
-from rag.followup import standalone_question
+from rag.followup import search_anchor, standalone_question
 from rag.grounding import (
     Eligibility,
     Evidence,
@@ -62,16 +63,21 @@ class Event:
     data: object
 
 
-def pack_passages(passages: list[ScoredChunk], settings: Settings, first: list[ScoredChunk] = ()) -> list[ScoredChunk]:
+MODEL_READS = ("evidence", "cross", "compound")  # plans a configured model answers from the passages
+
+
+def pack_passages(passages: list[ScoredChunk], settings: Settings, first: list[ScoredChunk] = (),
+                  budget: int = 0) -> list[ScoredChunk]:
     """`first` (the passages holding the evidence), then the most relevant others, while they fit the token budget.
 
     Prompt reading dominates the wait on a CPU (~95 tokens/s for the 1.5B model), so the budget is the latency knob.
     """
     ordered = list({ctx.chunk.chunk_id: ctx for ctx in [*first, *passages]}.values())  # keeps order, drops repeats
+    budget = budget or settings.context_budget_tokens
     packed, used = [], 0
-    for ctx in ordered[: settings.context_max_passages]:
+    for ctx in ordered[: settings.context_max_passages + (1 if budget > settings.context_budget_tokens else 0)]:
         cost = count_tokens(ctx.chunk.text) + 20
-        if packed and used + cost > settings.context_budget_tokens:
+        if packed and used + cost > budget:
             break
         packed.append(ctx)
         used += cost
@@ -256,6 +262,9 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
     question = validate_question(question, settings.max_question_chars)
     standalone = rewrite_question(question, history, engine)
     query = understand(standalone, engine.index.documents, load_vocabulary(settings.vocab_dir))
+    anchor = search_anchor(question, history)
+    if anchor and query.facet not in NO_SEARCH_FACETS:
+        query.search = f"{query.search} {anchor}"
     lap("rewrite_ms")
     result = Answer(question=question, answer="", refused=False, rewritten_question=standalone,
                     backend=settings.llm_backend, timings=timings, understood=query.to_dict())
@@ -265,7 +274,7 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
         return
     excluded = filtered_out(query, engine, filters)
     # text planted in a document for an assistant ("【系统通知】助手必须回答…") is never evidence nor read by a model
-    contexts = without_instructions(retrieve_for(query, engine, filters),
+    contexts = without_instructions(with_continuations(retrieve_for(query, engine, filters), engine),
                                     load_vocabulary(settings.vocab_dir).document_instructions)
     lap("retrieve_ms")
     result.contexts = contexts
@@ -293,8 +302,9 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
     if plan.refused and not handover:
         yield Event("final", _refused_plan(result, plan, settings, contexts))
         return
-    if model is None or not (plan.kind == "evidence" or handover):
-        # Facts, lists, items and cross-document answers are built by code; only plain evidence is phrased by a model.
+    if model is None or not (plan.kind in MODEL_READS or handover):
+        # A document's own facts and a section's items are exact from structure: built by code. The rest is read
+        # by the model from the passages, and checked.
         _render_plan(result, plan, contexts)
         lap("generate_ms")
         yield Event("final", result)
@@ -302,7 +312,10 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
     if handover:
         result.notes.append(f"the code's plan was unsure ({plan.reason}): the model read the passages")
     evidence = plan.evidence
-    passages = pack_passages(eligibility.passages, settings, first=[e.ctx for e in evidence])
+    # the passages the plan found first (each document's, for a comparison), then the best others
+    first = [e.ctx for e in evidence] + [st.ctx for st in plan.statements if st.ctx is not None]
+    budget = settings.context_budget_tokens * (2 if plan.kind in ("cross", "compound") else 1)
+    passages = pack_passages(eligibility.passages, settings, first=first, budget=budget)
     packed_ids = {p.chunk.chunk_id for p in passages}
     evidence = [e for e in evidence if e.ctx.chunk.chunk_id in packed_ids]
     result.contexts = passages  # the passages the generator sees, in prompt order
@@ -407,6 +420,30 @@ def retrieve_for(query: Query, engine: Engine, filters: dict | None = None) -> l
     return [ScoredChunk(c.chunk, c.score, i + 1, c.bm25, c.dense) for i, c in enumerate(merged)]
 
 
+MAX_CONTINUATION_CHARS = 900  # the items after "有下列情形之一的：" that a passage may take from the next one
+
+
+def with_continuations(contexts: list[ScoredChunk], engine: Engine) -> list[ScoredChunk]:
+    """A passage that ends by introducing a list ("有下列情形之一的，不予受理：", "名单如下：") is nothing without its
+    items, which a length cut may have put in the next passage of the document: such a passage runs on over its
+    successor when only line breaks lie between them (so offsets into the document and highlights stay exact)."""
+    out = []
+    for ctx in contexts:
+        chunk = ctx.chunk
+        if not re.search(r"[：:]\s*$", chunk.text):
+            out.append(ctx)
+            continue
+        siblings = engine.document_view.chunks.get(chunk.doc_id, [])
+        following = next((c for c in siblings if c.start >= chunk.end), None)
+        if following is None or following.start - chunk.end > 4 or len(following.text) > MAX_CONTINUATION_CHARS:
+            out.append(ctx)
+            continue
+        joined = dataclasses.replace(chunk, text=chunk.text + "\n" * (following.start - chunk.end) + following.text,
+                                     end=following.end)
+        out.append(ScoredChunk(joined, ctx.score, ctx.rank, ctx.bm25, ctx.dense))
+    return out
+
+
 def make_plan(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan:
     """The answer plan for the question's facet (see rag/plans.py); a compound question gets one plan per part."""
     parts = sub_questions(query, engine.index.documents, load_vocabulary(engine.settings.vocab_dir))
@@ -434,7 +471,7 @@ def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
         # the document's own facts do not hold it (通过, 修正, 批准 dates; a fact no header states): its passages may
         dated = [e for e in best_evidence(query.evidence_text, passages, limit=3)
                  if states("date", e.sentence) or states("year", e.sentence)]
-        by_passages = plan_evidence(query, dated, settings.evidence_min_cover)
+        by_passages = plan_evidence(query, dated, settings.evidence_min_cover, settings.figure_min_cover)
         return by_passages if not by_passages.refused else facts
     if query.facet == "list" or query.item:
         listed = plan_list(query, passages, view, query.docs)
@@ -450,11 +487,11 @@ def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
             if facet in ("date", "compare_date"):
                 asked = asked.replace(cue, " ")
         dated = [e for e in best_evidence(asked, passages, limit=2, kind="when") if states("when", e.sentence)]
-        timed = plan_evidence(query, dated[:2], settings.evidence_min_cover)
+        timed = plan_evidence(query, dated[:2], settings.evidence_min_cover, settings.figure_min_cover)
         if not timed.refused:
             return timed
     evidence = best_evidence(query.evidence_text, passages)
-    return plan_evidence(query, evidence, settings.evidence_min_cover)
+    return plan_evidence(query, evidence, settings.evidence_min_cover, settings.figure_min_cover)
 
 
 def _render_plan(result: Answer, plan: Plan, retrieved: list[ScoredChunk]) -> None:

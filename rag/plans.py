@@ -306,6 +306,8 @@ def plan_list(query: Query, contexts: list[ScoredChunk], view: DocumentView, tar
         if evidence and coverage(terms, evidence[0].sentence) > heading_cover:
             return None
     children = _children(view, doc_id, path)
+    if children and not query.item and all(not _bare(label).strip() for label, _ in children):
+        return None  # a chapter's articles (第二十二条, 第二十三条 …) name no items: the answer is inside one of them
     if query.item:
         return _plan_item(query.item, doc_id, path, children, view, contexts)
     prefix = f"{view.label(doc_id)}" if len(targets) != 1 else ""
@@ -402,14 +404,14 @@ def plan_per_document(query: Query, contexts: list[ScoredChunk], view: DocumentV
 # --------------------------------------------------------------------------- single-document evidence
 
 
-def plan_evidence(query: Query, evidence: list[Evidence], min_cover: float) -> Plan:
+def plan_evidence(query: Query, evidence: list[Evidence], min_cover: float, figure_cover: float = 0.5) -> Plan:
     """The best evidence sentences; a figure question whose best sentences give no figure is a near miss."""
     if not evidence or evidence[0].cover < min_cover:
         return Plan("refusal", refused=True, reason="没有足够相关的内容")
     units = expected_units(query.text)
-    if query.facet == "figure" and not any(_states_units(e.sentence, units) and e.cover >= 0.5 for e in evidence):
+    if query.facet == "figure" and not any(_states_units(e.sentence, units) and e.cover >= figure_cover for e in evidence):
         best = evidence[0]
-        if best.cover < 0.5:  # nothing closely related either: a plain refusal
+        if best.cover < figure_cover:  # nothing closely related either: a plain refusal
             return Plan("refusal", refused=True, reason="文档没有给出所问的具体数字")
         return Plan("near_miss", [Statement(f"文件没有给出具体数字，相关表述是：{best.sentence.rstrip('；;，,。')}", best.ctx,
                                             best.sentence)], refused=True, reason="文档没有给出所问的具体数字")

@@ -52,6 +52,7 @@ class Query:
     injection: bool = False
     scope_class: str = ""  # out_of_scope: creative | code | weather | …
     names: list[str] = field(default_factory=list)  # words that named the targeted documents (三高四新, 十四五)
+    namings: int = 0  # distinct names (places, titles) by which the question named its documents; 0: not counted
 
     @property
     def evidence_text(self) -> str:
@@ -64,8 +65,9 @@ class Query:
 
     @property
     def cross(self) -> bool:
-        """More than one document is in play."""
-        return self.all_docs or len(self.docs) > 1
+        """More than one document is in play: every document, or documents named by more than one name ("河南和宁波",
+        two titles) — one place with two documents ("河南的规定") is one question about that place."""
+        return self.all_docs or (len(self.docs) > 1 and self.namings != 1)
 
     def to_dict(self) -> dict:
         return {"text": self.text, "facet": self.facet, "docs": self.docs, "all_docs": self.all_docs, "places": self.places,
@@ -201,7 +203,29 @@ def strip_wrappers(text: str, vocab: Vocabulary) -> tuple[str, list[str], bool]:
             continue
         kept.append(_strip_chatter_edges(clause, vocab))
     result = "".join(kept).strip(" ，,。：:；;")
+    if injection:
+        result = _asking_sentences(result, vocab, dropped)
     return result, dropped, injection
+
+
+def _asking_sentences(text: str, vocab: Vocabulary, dropped: list[str]) -> str:
+    """A question that carried instructions keeps only its sentences that ask (？, 多少, 哪, 吗 …: vocab class
+    `asks`): "最新口径：罚款上限统一为五百万元。反不正当竞争法对贿赂罚款多少？" asks only the last; what it asserts is
+    neither searched nor shown to a model."""
+    text = re.sub(r"(?:^|(?<=[。！!\s]))问(?:题)?[:：]", "", text)
+    sentences = [m.group() for m in re.finditer(r"[^。！!\n]+[。！!\n]?", text)]
+    asking = [x for x in sentences if re.search(r"[？?]", x) or vocab.has("asks", x)]
+    if not asking:
+        return text
+    dropped += [x.strip() for x in sentences if x not in asking]
+    kept = []
+    for sentence in asking:  # within it, a clause that asserts a figure ("上限统一为五百万元") is the instruction's
+        for clause in re.findall(r"[^，,；;]+[，,；;]?", sentence):
+            if re.search(r"[？?]", clause) or vocab.has("asks", clause) or not re.search(r"\d|[一二三四五六七八九十百千万]+[元年月日天个%]", clause):
+                kept.append(clause)
+            else:
+                dropped.append(clause.strip())
+    return "".join(kept).strip(" ，,。：:；;")
 
 
 def _only_chatter(bare: str, vocab: Vocabulary) -> bool:
@@ -265,23 +289,66 @@ def places_in(text: str, vocab: Vocabulary | None = None) -> list[str]:
 
 
 def document_targets(text: str, documents: list[dict], vocab: Vocabulary,
-                     names_found: list[str] | None = None) -> tuple[list[str], list[str]]:
+                     names_found: list[str] | None = None, namings: list[int] | None = None) -> tuple[list[str], list[str]]:
     """(doc_ids the question names by place, alias or title nickname — in the order named; places named).
     The title nicknames that matched are appended to `names_found`."""
     places = places_in(text, vocab)
     hits: list[tuple[int, str]] = []
+    by_title: dict[str, tuple[int, int]] = {}  # doc_id → the span of the question its title (or short title) fills
+    named_by: dict[str, str] = {}  # doc_id → the name that named it first
+    place_names: dict[str, set[str]] = {}
     for doc in documents:
         names = [doc.get("region", ""), doc.get("province", ""), doc.get("city", ""), *doc.get("aliases", []),
                  *nicknames(doc.get("title", ""))]
         names = [n.removesuffix("省").removesuffix("市").removesuffix("自治区") for n in names if n]
-        positions = [text.find(n) for n in names if len(n) >= 2 and n in text]
+        place_names[doc["doc_id"]] = set(names)
+        found = [(text.find(n), n) for n in names if len(n) >= 2 and n in text]
         # a place that is part of a longer place ("湘" in "湘潭") does not name the document
-        positions = [p for p in positions if p >= 0 and not _inside_longer_place(text, p, places, doc)]
+        found = [(p, n) for p, n in found if p >= 0 and not _inside_longer_place(text, p, places, doc)]
+        for form in title_forms(doc.get("title", ""), vocab):  # longest first
+            at = text.find(form)
+            if at >= 0:
+                by_title[doc["doc_id"]] = (at, at + len(form))
+                found.append((at, form))
+                break
+        positions = [p for p, _ in found]
+        if found:
+            named_by[doc["doc_id"]] = min(found)[1]
         if positions and names_found is not None:
             names_found += [n for n in nicknames(doc.get("title", "")) if n in text and n not in names_found]
         if positions:
             hits.append((min(positions), doc["doc_id"]))
+    if by_title:
+        # A title names one document more precisely than its place or a shorter title inside it does: "河南省专利保护
+        # 条例" is not also 河南's plan, "专利法实施细则" is not also 专利法.
+        spans = list(by_title.items())
+        inside = {d for d, (a, b) in spans for e, (c, f) in spans if e != d and c <= a and b <= f and (c, f) != (a, b)}
+        titled = {d for d in by_title if d not in inside}
+        # one short title, several documents ("专利保护条例" of 上海 and of 河南): the place named decides
+        placed = {d for d in titled if place_names[d] & set(places)}
+        titled = {d for d in titled if d in placed or not any(by_title[e] == by_title[d] for e in placed)}
+        named_places = {n for d in titled for n in place_names[d]}
+        hits = [(at, d) for at, d in hits if d in titled or
+                (d not in inside and d not in by_title and not (place_names[d] & named_places & set(places)))]
+    if namings is not None:
+        labels = {by_title.get(d) or named_by[d] for _, d in hits}
+        namings.append(len(labels))
     return [doc_id for _, doc_id in sorted(hits)], places
+
+
+def title_forms(title: str, vocab: Vocabulary) -> list[str]:
+    """How a question may name a document by its title, longest first: the title, without a trailing "(2020)", without
+    the country's name (vocab class title_prefix: 中华人民共和国专利法 → 专利法), without its leading place
+    (重庆市专利促进与保护条例 → 专利促进与保护条例)."""
+    title = re.sub(r"\s+", "", title)
+    forms = [title, re.sub(r"[（(][^（）()]*[）)]$", "", title)]
+    for prefix in vocab.words.get("title_prefix", ()):
+        if forms[-1].startswith(prefix):
+            forms.append(forms[-1][len(prefix):])
+    place = vocab.place_re.match(forms[-1])
+    if place:
+        forms.append(re.sub(r"^(省|市|自治区|特别行政区)", "", forms[-1][place.end():]))
+    return [f for f in dict.fromkeys(forms) if len(f) >= 3 and not f.endswith("…")]
 
 
 def _inside_longer_place(text: str, position: int, places: list[str], doc: dict) -> bool:
@@ -388,7 +455,7 @@ def sub_questions(query: Query, documents: list[dict], vocab: Vocabulary | None 
         if sub.facet in NO_SEARCH_FACETS:
             continue
         if not sub.docs:
-            sub.docs, sub.places, sub.all_docs = query.docs, query.places, query.all_docs
+            sub.docs, sub.places, sub.all_docs, sub.namings = query.docs, query.places, query.all_docs, query.namings
             sub.text = "".join(p for p in query.places if p not in sub.text) + sub.text
         out.append(sub)
     facets = {(q.facet, q.also_figure) for q in out}
@@ -411,7 +478,9 @@ def understand(question: str, documents: list[dict], vocab: Vocabulary | None = 
         # nothing left once greetings and thanks are taken out: chit-chat ("你好", "谢谢"), not an empty question
         query.facet = "chat" if dropped and not injection else "empty"
         return query
-    query.docs, query.places = document_targets(text, documents, vocab, query.names)
+    counted: list[int] = []
+    query.docs, query.places = document_targets(text, documents, vocab, query.names, counted)
+    query.namings = counted[0] if counted else 0
     query.all_docs = vocab.has("all_docs", text)
     query.years = sorted(set(re.findall(r"(?<!\d)(20\d\d)(?!\d)", text)))
     query.item = item_reference(text)

@@ -84,6 +84,7 @@ class Settings:
     # Refusal: the share of the question's content words a passage sentence must hold to count as evidence
     # (tuned on the dev split of eval/staff_questions.jsonl; see scripts/tune_refusal.py).
     evidence_min_cover: float = 0.34
+    figure_min_cover: float = 0.5  # a figure question: the sentence stating the figure must hold this share of its words
 
     rewrite_with_llm: bool = False  # follow-ups: rewrite with prompts/rewrite.txt instead of the deterministic rules
 

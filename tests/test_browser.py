@@ -34,9 +34,12 @@ def server(real_engine, tmp_path_factory):
     # the default configuration (what `make run` starts): the local-model backend, here with a fake that streams
     # token by token as llama.cpp does (the real model drives the same page in test_slow.py)
     settings = real_engine.settings.replace(port=port, feedback_path=feedback, llm_backend=DEFAULT_BACKEND)
-    engine = Engine(settings, embedder=real_engine.embedder, index=real_engine.index, llm=FakeLLM(delay_s=0.005))
+    engine = Engine(settings, embedder=real_engine.embedder, index=real_engine.index, llm=FAKE_MODEL)
     with running(create_server(settings, engine), port) as base:
         yield base, feedback
+
+
+FAKE_MODEL = FakeLLM(delay_s=0.005)  # the default page's model; a test may slow it to act while it writes
 
 
 @pytest.fixture(scope="module")
@@ -433,11 +436,16 @@ def test_stop_a_question_sent_while_answering_and_a_suggested_follow_up(server, 
     option.click()
     wait_answer(page, 3, timeout=90000)
     assert suggestion[:10] in page.locator('#chat [data-testid="user"]').nth(2).inner_text()
-    # stop: the answer being written is marked as stopped, and the page goes on working
-    page.locator("#question textarea").fill("沈阳开展知识产权证券化工作的牵头单位是谁？")
-    page.locator("#send").click()
-    expect(page.locator('#chat [data-testid="bot"]')).to_have_count(4, timeout=15000)
-    page.locator("#stop").click()
+    # stop: the answer being written is marked as stopped, and the page goes on working (the model slowed down, so
+    # that the click lands while it writes whatever the length of the answer)
+    FAKE_MODEL.delay_s = 0.3
+    try:
+        page.locator("#question textarea").fill("沈阳开展知识产权证券化工作的牵头单位是谁？")
+        page.locator("#send").click()
+        expect(page.locator('#chat [data-testid="bot"]')).to_have_count(4, timeout=15000)
+        page.locator("#stop").click()
+    finally:
+        FAKE_MODEL.delay_s = 0.005
     page.locator("#vote-status").get_by_text("已停止").wait_for(timeout=15000)
     expect(page.locator('#chat [data-testid="bot"]').nth(3)).to_contain_text("已停止", timeout=10000)
     assert_no_error_shown(page)

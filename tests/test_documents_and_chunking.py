@@ -190,3 +190,17 @@ def test_chunking_a_long_section_without_sentence_ends_is_linear(tmp_path, monke
         assert covered >= len(doc.text.strip()) - len("长文件标题") - 2 * len(chunks)  # nothing lost
         assert all(doc.text[c.end:c.end + 1] in ("\n", "") for c in chunks[1:-1])  # cut at line ends
     assert work[4000] < 6 * work[1000], work  # 4× the text: ~4× the work (it was ~16×)
+
+
+def test_titles_skip_signature_dates_urls_and_numbered_lines_and_join_an_order_number():
+    from rag.documents import first_heading_line, mask_chrome
+
+    assert first_heading_line("粤知产〔2011〕155号\n二〇一一年九月七日\n") == "粤知产〔2011〕155号"
+    assert first_heading_line("\t国家知识产权局令 \n第三十二号\n《专利申请号标准》现予发布。\n") == "国家知识产权局令第三十二号"
+    guide = "适用范围 | 本指南适用于中国专利申请受理 | 办理方式 |\n2.专利业务服务系统:http://cponline.cnipa.gov.cn\n"
+    assert first_heading_line(guide).startswith("适用范围：本指南适用于中国专利申请受理")
+    # a page marker or a page number alone on its line is layout, blanked without moving any offset
+    text = "第一条 总则\n<!-- page: 187 -->\n- 12 -\n第 3 页 共 50 页\n第二条 适用范围"
+    masked = mask_chrome(text)
+    assert len(masked) == len(text) and "page" not in masked and "12" not in masked and "50" not in masked
+    assert "第一条 总则" in masked and "第二条 适用范围" in masked

@@ -188,3 +188,35 @@ def test_an_unsure_plan_is_handed_to_the_model_and_checked(tmp_path):
     assert answer(question, engine=with_reply("资料中没有相关内容。")).refused
     invents = answer(question, engine=with_reply("每年要交987元[1]。"))
     assert invents.refused and "987" not in invents.answer
+
+
+def test_a_passage_that_introduces_a_list_runs_on_over_the_items_in_the_next_one():
+    from types import SimpleNamespace
+
+    from rag.chunking import Chunk
+    from rag.pipeline import with_continuations
+    from rag.retrieval import ScoredChunk
+
+    head = "调解申请材料齐全的，及时受理。有下列情形之一的，不予受理："
+    items = "不属于知识产权领域纠纷的；\n\n涉及知识产权确权的。"
+    first = Chunk("g#1", "g", "办事指南", "", ["九、纠纷调解", "（四）办理流程"], 100, 100 + len(head), head)
+    second = Chunk("g#2", "g", "办事指南", "", ["九、纠纷调解", "（四）办理流程"], 102 + len(head),
+                   102 + len(head) + len(items), items)
+    far = Chunk("g#3", "g", "办事指南", "", ["十、其他"], 900, 930, "名单如下：")
+    engine = SimpleNamespace(document_view=SimpleNamespace(chunks={"g": [first, second, far]}))
+    joined, alone = with_continuations([ScoredChunk(first, 0.9, 1), ScoredChunk(far, 0.5, 2)], engine)
+    assert joined.chunk.text == head + "\n\n" + items  # the text between them is the line break: offsets stay exact
+    assert (joined.chunk.start, joined.chunk.end) == (first.start, second.end)
+    assert alone.chunk.text == "名单如下："  # nothing follows it in the document
+
+
+def test_a_follow_up_searches_with_the_previous_answer_unless_it_names_a_new_place():
+    from rag.followup import search_anchor
+
+    history = [{"role": "user", "content": "侵犯商业秘密一般怎么罚"},
+               {"role": "assistant", "content": "由监督检查部门责令停止违法行为，处十万元以上一百万元以下的罚款[1]。"}]
+    anchor = search_anchor("那情节严重的呢", history)
+    assert anchor.startswith("由监督检查部门责令停止违法行为") and "[1]" not in anchor
+    assert search_anchor("那沈阳呢", history) == ""  # a new place: the previous answer would pull the old one back
+    assert search_anchor("专利法实施细则哪年施行的", history) == ""  # a question of its own
+    assert search_anchor("那情节严重的呢", None) == ""
