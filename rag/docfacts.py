@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 from dataclasses import asdict, dataclass
 
 from rag.facts import DOC_NUMBER, _cn_to_int
@@ -16,12 +17,15 @@ from rag.facts import DOC_NUMBER, _cn_to_int
 _ORG_END = r"(?:人民政府|政府|知识产权局|监督管理局|管理局|委员会|办公厅|办公室|厅|局|委|院|部|中心)"
 _ORG = rf"[\u4e00-\u9fff]{{2,24}}?{_ORG_END}"
 _SIGNATURE = re.compile(rf"(?:^|(?<=[\s。]))({_ORG}(?:[ \t\u3000]+{_ORG})?)\s+(20\d\d\s*年\s*\d{{1,2}}\s*月\s*\d{{1,2}}\s*日)", re.MULTILINE)
-_CN_DATE = re.compile(r"(20\d\d)\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日")
-_ISO_DATE = re.compile(r"(20\d\d)-(\d{1,2})-(\d{1,2})")
+_CN_DATE = re.compile(r"((?:19|20)\d\d)\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日")
+_ISO_DATE = re.compile(r"((?:19|20)\d\d)-(\d{1,2})-(\d{1,2})")
 _PUBLISHED = re.compile(r"(?:发布时间|发文时间|发布日期|成文日期)\s*[:：]\s*(20\d\d[-年]\d{1,2}[-月]\d{1,2}日?)")
 _ISSUER_FIELD = re.compile(r"(?:发文机构|发文机关|发文单位)\s*[:：]\s*([\u4e00-\u9fff]{2,30})")
 _NOTICE_TITLE = re.compile(r"^([\u4e00-\u9fff]{2,30}?)?关于印发[《]?(.{4,80}?)[》]?的通知")
-_EFFECTIVE = re.compile(r"自\s*(20\d\d\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日)\s*起(?:施行|实施|执行)")
+# "自2002年7月1日起施行", and as laws write it: "本法自1985年4月1日起施行", "自１９８５年４月１日", "自二〇〇二年四月一日"
+_DIGIT = r"[0-9０-９〇○Ο零一二三四五六七八九十]"
+_EFFECTIVE = re.compile(rf"自\s*((?:19|20|１９|２０|一九|二〇|二○|二Ο|二零){_DIGIT}{{2}}\s*年\s*{_DIGIT}{{1,3}}\s*月\s*{_DIGIT}{{1,3}}\s*日)"
+                        r"\s*起(?:施行|实施|执行)")
 _ATTACHMENT = re.compile(r"^\s*附件\s*\d*\s*[:：]\s*(.{2,60})$", re.MULTILINE)
 _YEAR_RANGE = re.compile(r"(20\d\d)\s*[-—–－~至]{1,2}\s*(20\d\d)\s*年")
 _SINGLE_YEAR = re.compile(r"[（(](20\d\d)[）)]")
@@ -67,7 +71,10 @@ def _line_spans(text: str, limit: int) -> list[tuple[int, int, str]]:
 
 
 def iso_date(text: str) -> str:
-    """'2022年8月8日' / '2020-09-30' → '2022-08-08'; '' when not a date."""
+    """'2022年8月8日' / '2020-09-30' / '二〇〇二年四月一日' → 'YYYY-MM-DD'; '' when not a date."""
+    from rag.facts import normalise_numbers
+
+    text = normalise_numbers(unicodedata.normalize("NFKC", text))
     match = _CN_DATE.search(text) or _ISO_DATE.search(text)
     if not match:
         return ""

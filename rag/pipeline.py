@@ -43,6 +43,9 @@ from rag.plans import (
     plan_documents_of_year,
     plan_evidence,
     plan_list,
+    names_a_section,
+    one_version,
+    plan_outline,
     plan_per_document,
     targets_for,
 )
@@ -293,6 +296,10 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
         return
     if eligibility.uncovered:
         result.understood["uncovered"] = eligibility.uncovered
+    kept = one_version(query.docs, query.years, engine.document_view) if query.docs else []
+    if len(kept) < len(query.docs):  # an older version of the text named is left out, its passages too
+        eligibility.passages = [p for p in eligibility.passages if p.chunk.doc_id in kept
+                                or p.chunk.doc_id not in query.docs] or eligibility.passages
     plan = make_plan(query, eligibility.passages, engine)
     lap("plan_ms")
     model = engine.llm if settings.llm_backend != "extractive" else None
@@ -302,7 +309,8 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
     if plan.refused and not handover:
         yield Event("final", _refused_plan(result, plan, settings, contexts))
         return
-    if model is None or not (plan.kind in MODEL_READS or handover):
+    reads = plan.kind in MODEL_READS and all(kind in MODEL_READS + ("refusal", "near_miss") for kind in plan.parts)
+    if model is None or not (reads or handover):
         # A document's own facts and a section's items are exact from structure: built by code. The rest is read
         # by the model from the passages, and checked.
         _render_plan(result, plan, contexts)
@@ -452,7 +460,8 @@ def make_plan(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
         if all(p.refused for p in plans):
             return plans[0]
         statements = [s for p in plans for s in (p.statements if not p.refused else [Statement(p.reason)])]
-        return Plan("compound", statements)
+        statements = list({s.text: s for s in reversed(statements)}.values())[::-1]  # two parts, one fact: said once
+        return Plan("compound", statements, parts=[p.kind for p in plans])
     return _plan_one(query, passages, engine)
 
 
@@ -473,7 +482,12 @@ def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
                  if states("date", e.sentence) or states("year", e.sentence)]
         by_passages = plan_evidence(query, dated, settings.evidence_min_cover, settings.figure_min_cover)
         return by_passages if not by_passages.refused else facts
-    if query.facet == "list" or query.item:
+    if query.facet == "outline" and len(targets) == 1 and not names_a_section(query, passages, view, targets):
+        # the document's own build ("一共几章 最后一条"); "保障措施一共几条" counts a section's items: a list
+        outline = plan_outline(targets[0], view, passages)  # versions of one title are one target (targets_for)
+        if outline is not None:
+            return outline
+    if query.facet in ("list", "outline") or query.item:
         listed = plan_list(query, passages, view, query.docs)
         if listed is not None:
             return listed

@@ -44,6 +44,7 @@ class Plan:
     refused: bool = False
     reason: str = ""
     evidence: list[Evidence] = field(default_factory=list)  # for the evidence kind: what an LLM may phrase
+    parts: list[str] = field(default_factory=list)  # for the compound kind: the kind of each part's plan
 
     @property
     def contexts(self) -> list[ScoredChunk]:
@@ -274,6 +275,12 @@ def _list_section(query: Query, contexts: list[ScoredChunk], view: DocumentView,
     return best
 
 
+def names_a_section(query: Query, contexts: list[ScoredChunk], view: DocumentView, targets: list[str]) -> bool:
+    """Does the question name a section of the document (a heading with items), not only the document?"""
+    found = _list_section(query, contexts, view, targets)
+    return found is not None and bool(found[1])
+
+
 def _without_list_words(text: str) -> str:
     for word in load_vocabulary().words.get("list_filler", ()):
         text = text.replace(word, " ")
@@ -354,6 +361,31 @@ def _heading_line(label: str) -> str:
 # --------------------------------------------------------------------------- cross-document and which-documents
 
 
+_ARTICLE_START = re.compile(r"(?m)^\s*(第[一二三四五六七八九十百千零〇\d]+条)")
+_CHAPTER_START = re.compile(r"(?m)^\s*(第[一二三四五六七八九十百零〇\d]+章)\s*(\S[^\n]{0,20})?")
+
+
+def plan_outline(doc_id: str, view: DocumentView, contexts: list[ScoredChunk]) -> Plan | None:
+    """How many chapters and articles a document has, and its last article, counted from its own text (articles
+    and chapters that open a line); None for a document without articles."""
+    articles: dict[str, Chunk] = {}
+    chapters: dict[str, str] = {}
+    for chunk in view.chunks.get(doc_id, []):
+        for match in _ARTICLE_START.finditer(chunk.text):
+            articles.setdefault(match.group(1), chunk)
+        for match in _CHAPTER_START.finditer(chunk.text):
+            chapters.setdefault(match.group(1), (match.group(2) or "").strip())
+    if len(articles) < 2:
+        return None
+    last, chunk = list(articles.items())[-1]
+    parts = f"共{len(chapters)}章、{len(articles)}条" if chapters else f"共{len(articles)}条"
+    statements = [Statement(f"《{view.title(doc_id)}》{parts}，最后一条是{last}", _scored(chunk, contexts), last)]
+    if chapters:
+        names = "；".join(f"{label} {name}".strip() for label, name in chapters.items())
+        statements.append(Statement(f"各章为：{names}"))
+    return Plan("facts", statements)
+
+
 def plan_documents_of_year(query: Query, view: DocumentView, contexts: list[ScoredChunk]) -> Plan:
     """"哪些文件是2020年出的": the documents whose date (or first year of period) is the year asked."""
     statements = []
@@ -430,8 +462,29 @@ def targets_for(query: Query, view: DocumentView, contexts: list[ScoredChunk]) -
     if query.all_docs:  # every document in play: those the candidates come from (never a scan of the library)
         return list(dict.fromkeys(c.chunk.doc_id for c in contexts))
     if query.docs:
-        return query.docs
+        return one_version(query.docs, query.years, view)
     return [contexts[0].chunk.doc_id] if contexts else []
+
+
+def one_version(doc_ids: list[str], years: list[str], view: DocumentView) -> list[str]:
+    """Documents of the same title are versions of one text (专利法 as amended in 2008 and in 2020): one of them is
+    meant — the version of the year asked ("2008年修正的那版"), else the latest (its opening lines name the latest year)."""
+    by_title: dict[str, list[str]] = {}
+    for doc_id in doc_ids:
+        by_title.setdefault(view.title(doc_id), []).append(doc_id)
+    if all(len(group) == 1 for group in by_title.values()):
+        return doc_ids
+
+    def latest(doc_id: str) -> int:
+        head = " ".join(c.text for c in view.chunks.get(doc_id, [])[:2])[:600]
+        return max((int(y) for y in re.findall(r"(?<!\d)(?:19|20)\d\d(?=\s*年)", head)), default=0)
+
+    chosen = {}
+    for title, group in by_title.items():
+        asked = [int(y) for y in years]
+        fits = [d for d in group if latest(d) in asked]
+        chosen[title] = fits[0] if fits else max(group, key=latest)
+    return [d for d in doc_ids if chosen[view.title(d)] == d]
 
 
 def is_document_facet(query: Query) -> bool:

@@ -448,6 +448,8 @@ def sub_questions(query: Query, documents: list[dict], vocab: Vocabulary | None 
     documents the whole names; [query] when it asks one thing."""
     parts = [p.strip() for p in re.split(r"[?？]", query.text) if len(p.strip()) >= 4]
     if len(parts) < 2:
+        parts = _spaced_parts(query.text, vocab or load_vocabulary())
+    if len(parts) < 2:
         return [query]
     out = []
     for part in parts:
@@ -465,6 +467,23 @@ def sub_questions(query: Query, documents: list[dict], vocab: Vocabulary | None 
             any(q.facet == "figure" for q in out) and any(q.facet in ("list", "which_docs") for q in out)):
         return [query]
     return out
+
+
+def _spaced_parts(text: str, vocab: Vocabulary) -> list[str]:
+    """Questions typed one after another with spaces ("浦东那个规定 哪天通过 哪天施行 一共几条"): the pieces that ask
+    (vocab class `asks`), each with the words before it that ask nothing (the document's name goes with the first)."""
+    pieces = [p for p in re.split(r"(?<=[\u4e00-\u9fff])\s+(?=[\u4e00-\u9fff])", text) if p.strip()]
+    parts: list[str] = []
+    pending = ""
+    for piece in pieces:
+        if vocab.has("asks", piece):
+            parts.append(pending + piece)
+            pending = ""
+        else:
+            pending += piece
+    if pending and parts:
+        parts[-1] += pending
+    return parts if len(parts) >= 2 else []
 
 
 def understand(question: str, documents: list[dict], vocab: Vocabulary | None = None) -> Query:
@@ -502,6 +521,8 @@ def understand(question: str, documents: list[dict], vocab: Vocabulary | None = 
             query.facet = "when"  # the time of something the text tells (春运开始, 宣誓仪式), not the document's date
         if query.facet == "general" and vocab.has("list_filler", text):
             query.facet = "list"
+    if query.facet == "compare_date" and query.docs and query.namings == 1 and not query.all_docs:
+        query.facet = "date"  # "浙江省技术市场条例最早是哪天通过的": one document's own history, not which came first
     if query.facet in ("which_docs", "compare_date"):
         query.all_docs = query.all_docs or len(query.docs) < 2
     return query

@@ -193,3 +193,67 @@ def test_five_hundred_characters_of_pasted_policy_text(real_engine):
     pasted = text[2000:2490]
     result = answer(pasted, engine=real_engine)
     assert result.refused or result.citations  # a grounded reply, never an uncited claim, never a traceback
+
+
+LAW = """# 青川市专利促进条例
+
+2008年5月1日 青川市人民代表大会常务委员会第九次会议通过
+
+2020年6月1日 青川市人民代表大会常务委员会第三十次会议第一次修正
+
+## 第一章 总则
+
+第一条 为了促进专利运用，制定本条例。
+
+第二条 本条例适用于本市。
+
+## 第二章 附则
+
+第三条 本条例自2008年7月1日起施行。
+"""
+
+OLD_LAW = LAW.replace("2020年6月1日 青川市人民代表大会常务委员会第三十次会议第一次修正\n\n", "")
+
+
+def _law_library(tmp_path, texts: dict[str, str]):
+    from rag.embedders import FakeEmbedder
+    from rag.engine import Engine
+    from rag.library import ensure_index
+    from tests.conftest import make_settings
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, text in texts.items():
+        (data / name).write_text(text, encoding="utf-8")
+    settings = make_settings(data, tmp_path / "index")
+    embedder = FakeEmbedder()
+    index, _ = ensure_index(settings, embedder)
+    return Engine(settings, embedder=embedder, index=index)
+
+
+def test_how_a_law_is_built_is_counted_from_its_articles_and_its_effective_date_read_as_laws_write_it(tmp_path):
+    engine = _law_library(tmp_path, {"qingchuan-2020.txt": LAW})
+    result = answer("青川市专利促进条例一共几章 最后一条是第几条 哪天开始施行", engine=engine)
+    assert "共2章、3条" in result.answer and "第三条" in result.answer, result.answer
+    assert "2008年7月1日" in result.answer and result.citations
+    assert extract_facts("第七十六条 本法自１９８５年４月１日起施行。")["effective"].value == "１９８５年４月１日"
+
+
+def test_versions_of_one_title_are_one_document_the_latest_unless_a_year_is_asked(tmp_path):
+    engine = _law_library(tmp_path, {"qingchuan-2008.txt": OLD_LAW, "qingchuan-2020.txt": LAW})
+    latest = answer("青川市专利促进条例最近一次是哪天修正的", engine=engine)
+    assert {c.doc_id for c in latest.citations} == {"qingchuan-2020"}, latest.answer
+    assert not latest.understood.get("docs") or len(set(latest.understood["docs"])) == 2  # both named, one answers
+
+
+def test_spaced_questions_are_parts_and_one_named_document_has_no_earliest_of_several():
+    from rag.query import load_vocabulary, sub_questions, understand
+
+    documents = [{"doc_id": "zj", "title": "浙江省技术市场条例", "region": "浙江省", "province": "浙江省"},
+                 {"doc_id": "bj", "title": "北京市技术市场条例", "region": "北京市", "province": "北京市"}]
+    vocab = load_vocabulary()
+    query = understand("浙江省技术市场条例最早是哪天通过的", documents, vocab)
+    assert query.facet == "date" and query.docs == ["zj"]
+    assert understand("这两个条例哪个最早", documents, vocab).facet == "compare_date"
+    parts = sub_questions(understand("浙江省技术市场条例 哪天通过 哪天施行 一共几条", documents, vocab), documents, vocab)
+    assert [p.facet for p in parts] == ["date", "date", "outline"] and all(p.docs == ["zj"] for p in parts)
