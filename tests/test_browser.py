@@ -410,11 +410,13 @@ def test_a_conversation_survives_a_reload_and_is_renamed_and_deleted(admin_serve
     context.close()
 
 
-def test_stop_a_question_sent_while_answering_and_a_suggested_follow_up(server, browser):
+def test_stop_a_question_sent_while_answering_and_a_suggested_follow_up(server, browser, monkeypatch):
     base, _ = server
     page = open_chat(browser, base, viewport={"width": 1280, "height": 900})
     # while an answer is written the box says to wait, the send button is off, and a question typed meanwhile
-    # stays in the box (Enter does not drop it), to be sent when the answer is done
+    # stays in the box (Enter does not drop it), to be sent when the answer is done (the model slowed down, so that
+    # the answer is still being written when Enter is pressed, however short it is)
+    monkeypatch.setattr(FAKE_MODEL, "delay_s", 0.1)  # restored when the test ends, whatever happens
     page.locator("#question textarea").fill("乌海要打造哪些特色品牌？")
     page.locator("#send").click()
     expect(page.locator("#question textarea")).to_have_attribute("placeholder", re.compile("回答完成后"), timeout=10000)
@@ -422,6 +424,7 @@ def test_stop_a_question_sent_while_answering_and_a_suggested_follow_up(server, 
     page.locator("#question textarea").fill("湖南要做强哪些地理标志品牌？")
     page.locator("#question textarea").press("Enter")
     wait_answer(page, 1)
+    monkeypatch.setattr(FAKE_MODEL, "delay_s", 0.005)
     expect(page.locator("#send")).to_be_enabled(timeout=10000)
     assert page.locator('#chat [data-testid="user"]').count() == 1  # never a second answer over the first
     expect(page.locator("#question textarea")).to_have_value("湖南要做强哪些地理标志品牌？")
@@ -438,14 +441,12 @@ def test_stop_a_question_sent_while_answering_and_a_suggested_follow_up(server, 
     assert suggestion[:10] in page.locator('#chat [data-testid="user"]').nth(2).inner_text()
     # stop: the answer being written is marked as stopped, and the page goes on working (the model slowed down, so
     # that the click lands while it writes whatever the length of the answer)
-    FAKE_MODEL.delay_s = 0.3
-    try:
-        page.locator("#question textarea").fill("沈阳开展知识产权证券化工作的牵头单位是谁？")
-        page.locator("#send").click()
-        expect(page.locator('#chat [data-testid="bot"]')).to_have_count(4, timeout=15000)
-        page.locator("#stop").click()
-    finally:
-        FAKE_MODEL.delay_s = 0.005
+    monkeypatch.setattr(FAKE_MODEL, "delay_s", 0.3)
+    page.locator("#question textarea").fill("沈阳开展知识产权证券化工作的牵头单位是谁？")
+    page.locator("#send").click()
+    expect(page.locator('#chat [data-testid="bot"]')).to_have_count(4, timeout=15000)
+    page.locator("#stop").click()
+    monkeypatch.setattr(FAKE_MODEL, "delay_s", 0.005)
     page.locator("#vote-status").get_by_text("已停止").wait_for(timeout=15000)
     expect(page.locator('#chat [data-testid="bot"]').nth(3)).to_contain_text("已停止", timeout=10000)
     assert_no_error_shown(page)
