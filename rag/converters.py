@@ -64,6 +64,8 @@ def convert(name: str, raw: bytes) -> Extracted:
                           f"文件 {name} 已损坏或格式不对，无法读取。") from exc
     if not extracted.text.strip():
         raise CorpusError(f"{name}: no text", f"文件 {name} 中没有可读取的文字。")
+    if len(extracted.text) > MAX_TEXT_CHARS:
+        raise _too_big(name, f"{len(extracted.text)} characters", f"的文字有 {len(extracted.text)} 字（上限 {MAX_TEXT_CHARS} 字）")
     return extracted
 
 
@@ -110,10 +112,28 @@ def _heading_level(style_name: str) -> int:
     return int(match.group(1)) + 1 if match else 0
 
 
+# Bounds on what one file may expand to while it is read (issue 19 F5): far above any real policy document (the
+# longest law in ../shared has 1,200 KB of text; a code of laws of 2,000 articles about 1.5 MB), far below what a
+# crafted file can make a converter spend minutes on.
+MAX_EXPANDED_MB = 60  # a Word file's XML parts, uncompressed
+MAX_PDF_PAGES = 3000
+MAX_TEXT_CHARS = 6_000_000
+
+
+def _too_big(name: str, what: str, advice: str) -> CorpusError:
+    return CorpusError(f"{name}: too large ({what})", f"文件 {name} {advice}，超出单个文件的处理上限，没有导入；请拆分后再上传。")
+
+
 def _docx(name: str, raw: bytes) -> Extracted:
     if raw.startswith(_OLE_MAGIC):
         raise CorpusError(f"{name}: OLE container (encrypted or legacy Word)",
                           f"文件 {name} 设有密码或是旧版 Word 格式，无法读取；请取消密码并另存为 .docx 后再上传。")
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:  # the sizes the zip declares: checked before anything expands
+        expanded = sum(info.file_size for info in archive.infolist())
+    if expanded > MAX_EXPANDED_MB * 1024 * 1024:
+        raise _too_big(name, f"{expanded} bytes expanded", f"解压后有 {expanded / 1024 / 1024:.0f} MB（上限 {MAX_EXPANDED_MB} MB）")
     import docx
     from docx.oxml.ns import qn
 
@@ -175,6 +195,8 @@ def _pdf(name: str, raw: bytes) -> Extracted:
             raise CorpusError(f"{name}: password protected", f"文件 {name} 设有打开密码，无法读取；请提供未加密的版本。") from exc
         raise CorpusError(f"{name}: not a readable PDF ({exc})", f"文件 {name} 不是有效的 PDF 或已损坏，无法读取。") from exc
     try:
+        if len(pdf) > MAX_PDF_PAGES:
+            raise _too_big(name, f"{len(pdf)} pages", f"有 {len(pdf)} 页（上限 {MAX_PDF_PAGES} 页）")
         pages, starts, length = [], [], 0
         for page in pdf:
             text = page.get_textpage().get_text_bounded().replace("\r\n", "\n").replace("\r", "\n")

@@ -204,3 +204,36 @@ def test_titles_skip_signature_dates_urls_and_numbered_lines_and_join_an_order_n
     masked = mask_chrome(text)
     assert len(masked) == len(text) and "page" not in masked and "12" not in masked and "50" not in masked
     assert "第一条 总则" in masked and "第二条 适用范围" in masked
+
+
+def test_files_that_expand_beyond_the_limits_are_refused_in_chinese_before_they_are_read(monkeypatch):
+    import io
+    import zipfile
+
+    import pypdfium2 as pdfium
+
+    from rag import converters
+    from rag.errors import CorpusError
+
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:  # 70 MB of XML in a zip of about 70 KB
+        archive.writestr("word/document.xml", b"<w:t>" + b" " * (70 * 1024 * 1024) + b"</w:t>")
+    assert len(bomb.getvalue()) < 1024 * 1024
+    with pytest.raises(CorpusError) as refused:
+        converters.convert("炸弹.docx", bomb.getvalue())
+    assert "超出单个文件的处理上限" in refused.value.user_message and "解压后" in refused.value.user_message
+
+    monkeypatch.setattr(converters, "MAX_PDF_PAGES", 5)
+    pdf = pdfium.PdfDocument.new()
+    for _ in range(6):
+        pdf.new_page(200, 200)
+    out = io.BytesIO()
+    pdf.save(out)
+    with pytest.raises(CorpusError) as pages:
+        converters.convert("长文件.pdf", out.getvalue())
+    assert "6 页" in pages.value.user_message
+
+    monkeypatch.setattr(converters, "MAX_TEXT_CHARS", 100)
+    with pytest.raises(CorpusError) as long_text:
+        converters.convert("长文本.txt", ("第一条 内容。\n" * 50).encode("utf-8"))
+    assert "上限 100 字" in long_text.value.user_message
