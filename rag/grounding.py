@@ -284,6 +284,10 @@ def supports(sentence: str, ctx: ScoredChunk, question: str) -> bool:
         return False
     if not set(quantities_in(sentence)) <= set(quantities_in(chunk.text)):
         return False
+    # a document number (法释〔2021〕7号, 国知发保字〔2018〕39号) is one name: its numbers found apart are not support
+    passage_numbers = {_doc_number_key(m) for m in _ANY_DOC_NUMBER.findall(chunk.text + " " + chunk.title)}
+    if any(_doc_number_key(m) not in passage_numbers for m in _ANY_DOC_NUMBER.findall(sentence)):
+        return False
     places = places_in(sentence)
     about = " ".join([chunk.header, chunk.title, chunk.region, chunk.text])
     if places and not any(place in about for place in places):
@@ -299,6 +303,14 @@ _ENUMERATOR = re.compile(r"^\s*(?:[（(][一二三四五六七八九十\d]{1,3}[
 # What a question may lend an answer: the years and article numbers it refers to ("2022年", "第十六条"), never a figure
 # it asserts ("注册费已调整为300元", "期限为6个月"): an answer's figures come from the cited passage.
 _REFERENCE = re.compile(r"(?<!\d)(?:1[89]|20)\d\d(?=\s*年|\D|$)|第[一二三四五六七八九十百零〇\d]+[条款项章节批届号]")
+
+
+_ANY_DOC_NUMBER = re.compile(r"[〔\[［(（【]\s*\d{4}\s*[〕\]］)）】]\s*第?\s*\d{1,4}\s*号")
+
+
+def _doc_number_key(text: str) -> str:
+    """〔2021〕7号, [2021]7号 and （2021）第7号 are one number."""
+    return "-".join(re.findall(r"\d+", normalise_numbers(text)))
 
 
 def referenced_numbers(question: str) -> set[str]:

@@ -416,8 +416,12 @@ TOOL_TASKS = ("creative", "translate", "code", "recommend", "identity", "chat")
 
 
 def out_of_scope_class(text: str, vocab: Vocabulary, has_target: bool) -> str:
-    """The class of a request that is not for this library whatever it holds (a poem, code, chit-chat), or ''."""
+    """The class of a request that is not for this library whatever it holds (a poem, code, chit-chat), or ''.
+    A question that asks when, by whom or under which number something was issued is about a document, whatever
+    word it holds ("20号局长令 表格代码规则 啥时候开始施行": 代码 is the standard's subject, not a task)."""
     lowered = text.lower()
+    if detect_facet(lowered, vocab)[0] in DOCUMENT_FACETS:
+        return ""
     for klass, cue in vocab.out_of_scope:
         if cue in lowered and klass in TOOL_TASKS:
             return klass

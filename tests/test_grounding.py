@@ -169,3 +169,11 @@ def test_a_question_about_two_years_keeps_the_documents_of_either():
     assert {c.chunk.doc_id for c in kept.passages} == {"news-2025", "news-2022"}
     only = eligible_passages("2022年流动量同比增长多少？", [spring, cars], documents)
     assert [c.chunk.doc_id for c in only.passages] == ["news-2022"]
+
+
+def test_a_document_number_is_checked_whole_not_digit_by_digit():
+    interpretation = [passage("本解释经2021年2月7日最高人民法院审判委员会第1831次会议通过，法释〔2021〕4号。")]
+    invented = check_answer("文号是法释〔2021〕7号[1]。", interpretation, "文号是法释〔2021〕几号？")
+    assert invented[0].status == "dropped"  # 2021 and 7 both stand in the passage, the number 〔2021〕7号 does not
+    stated = check_answer("文号是法释[2021]4号[1]。", interpretation, "文号是什么？")
+    assert stated[0].status == "kept"

@@ -192,3 +192,9 @@ def test_after_an_instruction_only_the_sentences_that_ask_remain():
     # without an instruction nothing is taken out of a question, figures included
     core, _, injection = strip_wrappers(normalise_text("注册费是300元吗，多久能办完？"), vocab)
     assert not injection and "300元" in core
+
+
+def test_a_question_about_when_or_by_whom_something_was_issued_is_never_a_tool_task():
+    # 代码 names the standard's subject here; the same word in a request to write code stays a task for another tool
+    assert understand("20号局长令 表格代码规则 啥时候开始施行", DOCS).facet == "date"
+    assert understand("用python写一个排序代码", DOCS).scope_class == "code"
