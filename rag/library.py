@@ -135,7 +135,7 @@ def sync_index(settings: Settings, embedder: Embedder, rebuild: bool = False,
 def _sync_locked(settings: Settings, embedder: Embedder, rebuild: bool = False,
                  progress: Progress | None = None) -> tuple[Index, Report]:
     started = time.perf_counter()
-    _drop_leftovers(settings.data_dir)
+    _drop_leftovers(settings.data_dir, settings.removed_keep_days)
     store = backend_for(settings)
     config = store.read_config()
     full = rebuild or bool(_signature_changes(config, settings, embedder))
@@ -178,12 +178,17 @@ def _sync_locked(settings: Settings, embedder: Embedder, rebuild: bool = False,
                      seconds=time.perf_counter() - started)
 
 
-def _drop_leftovers(data_dir: Path) -> None:
+def _drop_leftovers(data_dir: Path, removed_keep_days: float = 0) -> None:
     """What an add killed mid-way leaves in data/ (a `.partial-*` being written, a `.backup-*` of a replaced file): under
-    the writer lock no add is running, and the file in data/ is the one this sync indexes, so they are garbage."""
+    the writer lock no add is running, and the file in data/ is the one this sync indexes, so they are garbage. The
+    originals of removed documents (data/.removed/) are kept `removed_keep_days` (RAG_REMOVED_KEEP_DAYS; 0 keeps them)."""
     if not data_dir.is_dir():
         return
-    for leftover in [*data_dir.glob(".partial-*"), *data_dir.glob(".backup-*")]:
+    leftovers = [*data_dir.glob(".partial-*"), *data_dir.glob(".backup-*")]
+    if removed_keep_days > 0 and (data_dir / REMOVED_DIR).is_dir():
+        cutoff = time.time() - removed_keep_days * 86400
+        leftovers += [f for f in (data_dir / REMOVED_DIR).iterdir() if f.is_file() and f.stat().st_mtime < cutoff]
+    for leftover in leftovers:
         try:
             leftover.unlink()
         except OSError:
@@ -423,7 +428,9 @@ def remove_document(settings: Settings, embedder: Embedder, doc_id: str) -> Repo
         if source.exists():
             trash = settings.data_dir / REMOVED_DIR
             trash.mkdir(exist_ok=True)
-            os.replace(source, trash / f"{time.strftime('%Y%m%d-%H%M%S')}-{source.name}")
+            kept = trash / f"{time.strftime('%Y%m%d-%H%M%S')}-{source.name}"
+            os.replace(source, kept)
+            os.utime(kept)  # its age in .removed/ counts from the removal (RAG_REMOVED_KEEP_DAYS), not from the upload
         _drop_manifest_entry(settings.data_dir, files[doc_id])
         base = config | {"files": {k: v for k, v in files.items() if k != doc_id}}
         store.apply_changes(base, None, {doc_id}, {})

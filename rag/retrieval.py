@@ -95,9 +95,11 @@ class Retriever:
             unknown = wanted - allowed
             if unknown:
                 known = sorted(allowed)
+                named = sorted(str(u)[:80] for u in unknown)  # echoed back bounded: ten names of at most 80 characters
+                more = f"等共 {len(named)} 个" if len(named) > 10 else ""
                 raise UnknownFilterError(
-                    f"unknown documents: {sorted(unknown)}",
-                    f"没有这些文档：{'、'.join(sorted(unknown))}。可选：{'、'.join(known[:50])}{'等' if len(known) > 50 else ''}")
+                    f"unknown documents: {named[:10]}{' …' if more else ''}",
+                    f"没有这些文档：{'、'.join(named[:10])}{more}。可选：{'、'.join(known[:50])}{'等' if len(known) > 50 else ''}")
             allowed &= wanted
         if filters.get("in_force"):
             allowed &= self._in_force()

@@ -41,6 +41,7 @@ class Settings:
     chunk_min_chars: int = 60
     contextual_headers: bool = True
     max_upload_mb: int = 30  # largest document file accepted by `rag add` and uploads
+    removed_keep_days: float = 90  # originals of removed documents (data/.removed/) are deleted after this; 0 keeps them
     today: str = ""  # YYYY-MM-DD: the date validity (在效 / 已到期) is computed for; empty = the real date
 
     # Retrieval

@@ -113,6 +113,11 @@ def test_filters(real_engine):
     assert "没有这些文档" in info.value.user_message
     with pytest.raises(UnknownFilterError):
         r.search("知识产权", filters={"region": "广东"})
+    # 2,000 unknown ids (issue 19 F14): the message names ten and says how many, it does not echo them all
+    with pytest.raises(UnknownFilterError) as many:
+        r.search("知识产权", filters={"doc_id": [f"guess-{i:04d}-" + "x" * 200 for i in range(2000)]})
+    message = many.value.user_message
+    assert "等共 2000 个" in message and message.count("guess-") == 10 and len(message) < 2000
 
 
 def test_bad_queries(real_engine):

@@ -408,3 +408,26 @@ def test_what_a_killed_add_leaves_behind_is_cleared_by_the_next_index(real_setti
     (real_settings.data_dir / ".backup-123-hunan.txt").write_text("old", encoding="utf-8")
     ensure_index(real_settings, FakeEmbedder())
     assert not list(real_settings.data_dir.glob(".partial-*")) and not list(real_settings.data_dir.glob(".backup-*"))
+
+
+def test_removed_originals_are_kept_for_the_configured_days_counted_from_the_removal(real_settings):
+    """Issue 19 F14: data/.removed/ does not grow for ever, and a document removed today is not dropped because its
+    file is old."""
+    import os
+    import time
+
+    from rag.embedders import FakeEmbedder
+    from rag.library import ensure_index, remove_document
+
+    embedder = FakeEmbedder()
+    ensure_index(real_settings, embedder)
+    source = real_settings.data_dir / "hangzhou-2016-ip-strong-city-opinions.txt"
+    os.utime(source, (time.time() - 400 * 86400,) * 2)  # uploaded long ago
+    remove_document(real_settings, embedder, "hangzhou-2016")
+    trash = real_settings.data_dir / ".removed"
+    (kept,) = list(trash.iterdir())
+    stale = trash / "20200101-000000-old.txt"
+    stale.write_text("removed long ago", encoding="utf-8")
+    os.utime(stale, (time.time() - 100 * 86400,) * 2)
+    ensure_index(real_settings.replace(removed_keep_days=90), embedder)
+    assert kept.exists() and not stale.exists()
