@@ -10,6 +10,7 @@ from rag.text import places_in
 MAX_TURNS = 20  # earlier turns a follow-up may lean on
 _LEAD = re.compile(r"^(那么|那|还有|另外|同样|再问一下|请问)[，,\s]*")
 _TAIL = re.compile(r"[呢吗啊？?。！!\s]+$")
+_QUALIFIER = re.compile(r"的$|的(话|情况|情形)|^(要是|如果|假如|若是|若)")  # a 的-phrase or an if-clause: a condition
 _PRONOUN = re.compile(r"^(它们的|它的|它们|它|其|该|这个|这份|这些|这项|此)(规划|方案|文件|意见|计划)?")
 
 
@@ -67,6 +68,10 @@ def standalone_question(question: str, history: list[dict] | None) -> str:
     new_places, old_places = places_in(core), places_in(previous)
     if item_reference(core):
         # "第三条呢": the item of the list the previous question asked for
+        return f"{_TAIL.sub('', previous)}，{core}？"
+    if not new_places and _QUALIFIER.search(core) and not load_vocabulary().has("asks", core):
+        # a condition or a kind of the case just asked about ("那情节严重的呢", "没违法所得的呢", "要是学校自己实施的
+        # 话"): the same question under that condition, not a new topic
         return f"{_TAIL.sub('', previous)}，{core}？"
     if not new_places:
         # A topic switch ("那专利导航呢"), a pronoun ("这个规划到哪年") or a new facet ("文号呢"): keep the place

@@ -121,6 +121,8 @@ def test_compound_questions_split_into_parts_that_keep_the_document():
     ("乌海规划是哪个部门印发的", "这份文件哪天发的", "乌海哪天发的"),  # pronoun
     ("杭州的保障措施有哪些", "第二项呢", "杭州的保障措施有哪些，第二项"),  # item reference
     ("湖南的质押融资风险补偿怎么安排", "那沈阳呢", "沈阳的质押融资风险补偿怎么安排"),  # place switch
+    ("浙江认定登记机构擅自提高收费怎么处理", "情节严重的呢", "浙江认定登记机构擅自提高收费怎么处理，情节严重的"),  # a condition
+    ("浙江高校转让成果奖励最少提多少", "那要是学校自己实施转化的呢", "浙江高校转让成果奖励最少提多少，要是学校自己实施转化的"),
 ])
 def test_follow_up_rewriting_kinds(previous, question, expected):
     rewritten = standalone_question(question, [{"role": "user", "content": previous}, {"role": "assistant", "content": "…"}])
