@@ -200,3 +200,10 @@ def test_a_question_about_when_or_by_whom_something_was_issued_is_never_a_tool_t
     # 代码 names the standard's subject here; the same word in a request to write code stays a task for another tool
     assert understand("20号局长令 表格代码规则 啥时候开始施行", DOCS).facet == "date"
     assert understand("用python写一个排序代码", DOCS).scope_class == "code"
+
+
+def test_english_words_mixed_into_a_chinese_question_become_the_documents_terms():
+    assert understand("实用新型的patent权评价报告 CNIPA收到request后多久出具？", DOCS).text == \
+        "实用新型的专利权评价报告 国家知识产权局收到请求后多久出具?"
+    assert "投诉 电话" in understand("浙江代办处的complaint hotline是多少", DOCS).text
+    assert "finefinal" in understand("finefinal 是什么", DOCS).text  # whole words only
