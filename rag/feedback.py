@@ -8,6 +8,7 @@ one that counts (a double click, or a changed mind, never counts twice).
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -25,12 +26,26 @@ class JsonLog:
             self._lock = JsonLog._locks.setdefault(self.path.resolve(), threading.Lock())
 
     def append(self, record: dict) -> None:
+        """One whole line or nothing (issue 19 F9): a line a full disk tore is cut back off, and a torn line left by an
+        earlier crash is closed first, so that it never swallows the record written after it."""
         line = json.dumps(record | {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, ensure_ascii=False) + "\n"
+        data = line.encode("utf-8")
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as fh:
-                fh.write(line)
-                fh.flush()
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    data = b"\n" + data
+                written = 0
+                try:
+                    while written < len(data):
+                        written += os.write(fd, data[written:])
+                except OSError:
+                    os.ftruncate(fd, size)  # what the disk took of this line goes again: no torn record stays
+                    raise
+            finally:
+                os.close(fd)
 
     def read(self) -> list[dict]:
         """Every record; a torn or foreign line is skipped, never fatal."""

@@ -431,3 +431,34 @@ def test_removed_originals_are_kept_for_the_configured_days_counted_from_the_rem
     os.utime(stale, (time.time() - 100 * 86400,) * 2)
     ensure_index(real_settings.replace(removed_keep_days=90), embedder)
     assert kept.exists() and not stale.exists()
+
+
+def test_a_feedback_line_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """Issue 19 F9: a line torn by a crash does not swallow the next record, and one a full disk tears is cut back."""
+    import errno
+    import os
+
+    import pytest
+
+    from rag.feedback import JsonLog
+
+    path = tmp_path / "feedback.jsonl"
+    path.write_text('{"answer_id": "a1", "vote": "up"}\n{"answer_id": "a2", "vo', encoding="utf-8")  # torn by a crash
+    log = JsonLog(path)
+    log.append({"answer_id": "a3", "vote": "down"})
+    assert [r["answer_id"] for r in log.read()] == ["a1", "a3"]
+    before = path.read_bytes()
+
+    real_write = os.write
+
+    def disk_full(fd, data):
+        real_write(fd, data[: len(data) // 2])  # the disk takes half the line, then is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", disk_full)
+    with pytest.raises(OSError):
+        log.append({"answer_id": "a4", "vote": "up"})
+    monkeypatch.setattr(os, "write", real_write)
+    assert path.read_bytes() == before  # nothing of the torn line stays
+    log.append({"answer_id": "a5", "vote": "up"})
+    assert [r["answer_id"] for r in log.read()] == ["a1", "a3", "a5"]
