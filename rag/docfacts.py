@@ -12,7 +12,7 @@ import re
 import unicodedata
 from dataclasses import asdict, dataclass
 
-from rag.facts import DOC_NUMBER, _cn_to_int
+from rag.facts import DOC_NUMBER, _cn_to_int, normalise_numbers
 
 _ORG_END = r"(?:人民政府|政府|知识产权局|监督管理局|管理局|委员会|办公厅|办公室|厅|局|委|院|部|中心)"
 _ORG = rf"[\u4e00-\u9fff]{{2,24}}?{_ORG_END}"
@@ -72,8 +72,6 @@ def _line_spans(text: str, limit: int) -> list[tuple[int, int, str]]:
 
 def iso_date(text: str) -> str:
     """'2022年8月8日' / '2020-09-30' / '二〇〇二年四月一日' → 'YYYY-MM-DD'; '' when not a date."""
-    from rag.facts import normalise_numbers
-
     text = normalise_numbers(unicodedata.normalize("NFKC", text))
     match = _CN_DATE.search(text) or _ISO_DATE.search(text)
     if not match:

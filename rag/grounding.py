@@ -278,7 +278,7 @@ def supports(sentence: str, ctx: ScoredChunk, question: str) -> bool:
     only if the place matches too.
     """
     chunk = ctx.chunk
-    sentence = _ENUMERATOR.sub("", sentence)  # "1. 申请科技项目的": the model's numbering is layout, not a figure
+    sentence = _ITEM.sub("", sentence).lstrip()  # "1. 申请科技项目的": the model's numbering is layout, not a figure
     allowed = numbers_in(chunk.text) | numbers_in(chunk.header or chunk.title) | referenced_numbers(question)
     if not numbers_in(sentence) <= allowed:
         return False
@@ -298,8 +298,6 @@ def supports(sentence: str, ctx: ScoredChunk, question: str) -> bool:
     return all(_QUOTES.sub("", compact(normalise(name))) in haystack for name in named_items(sentence))
 
 
-# A list label at the start of an answer line: 1. 2、 （一） (1) ① 一、 — numbering, not a figure the passage must hold.
-_ENUMERATOR = re.compile(r"^\s*(?:[（(][一二三四五六七八九十\d]{1,3}[）)]|[一二三四五六七八九十]{1,3}、|\d{1,2}[.、．](?!\d)|[①-⑳])\s*")
 # What a question may lend an answer: the years and article numbers it refers to ("2022年", "第十六条"), never a figure
 # it asserts ("注册费已调整为300元", "期限为6个月"): an answer's figures come from the cited passage.
 _REFERENCE = re.compile(r"(?<!\d)(?:1[89]|20)\d\d(?=\s*年|\D|$)|第[一二三四五六七八九十百零〇\d]+[条款项章节批届号]")
@@ -354,7 +352,7 @@ def check_answer(answer: str, passages: list[ScoredChunk], question: str, min_ov
         if len(compact(bare)) < 2:
             continue
         valid = [n for n in claimed if 1 <= n <= len(passages)]
-        probe = _ENUMERATOR.sub("", bare)  # checked without the model's own list numbering
+        probe = _ITEM.sub("", bare).lstrip()  # checked without the model's own list numbering (1. 2、 （一）)
         holding = [n for n in valid if supports(probe, passages[n - 1], question) and
                    (numbers_in(probe) or overlap(probe, passages[n - 1].chunk.text) >= min_overlap)]
         if holding:

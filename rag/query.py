@@ -339,7 +339,17 @@ def document_targets(text: str, documents: list[dict], vocab: Vocabulary,
 def title_forms(title: str, vocab: Vocabulary) -> list[str]:
     """How a question may name a document by its title, longest first: the title, without a trailing "(2020)", without
     the country's name (vocab class title_prefix: 中华人民共和国专利法 → 专利法), without its leading place
-    (重庆市专利促进与保护条例 → 专利促进与保护条例)."""
+    (重庆市专利促进与保护条例 → 专利促进与保护条例). Kept per vocabulary: every question scans every title."""
+    cache = vocab.__dict__.setdefault("_title_forms", {})
+    found = cache.get(title)
+    if found is None:
+        if len(cache) > 100_000:
+            cache.clear()
+        found = cache[title] = _title_forms(title, vocab)
+    return found
+
+
+def _title_forms(title: str, vocab: Vocabulary) -> list[str]:
     title = re.sub(r"\s+", "", title)
     forms = [title, re.sub(r"[（(][^（）()]*[）)]$", "", title)]
     for prefix in vocab.words.get("title_prefix", ()):
