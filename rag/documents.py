@@ -5,11 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rag.docfacts import FACTS_VERSION, extract_facts, facts_to_json, merge_with_manifest
 from rag.errors import CorpusError
+
+if TYPE_CHECKING:
+    from rag.converters import Extracted
 
 MANIFEST_NAME = "manifest.json"
 # Bump when conversion changes: a document's fingerprint includes it, so `rag index` re-reads changed formats.
@@ -234,10 +239,12 @@ def assign_doc_ids(paths: list[Path], manifest: dict[str, dict], taken: dict[str
     return out
 
 
-def load_document(path: Path, entry: dict | None = None, raw: bytes | None = None, doc_id: str = "") -> Document:
-    """Read and convert one file; CorpusError naming it when it cannot be read."""
-    from rag.converters import convert
-
+def load_document(path: Path, entry: dict | None = None, raw: bytes | None = None, doc_id: str = "",
+                  convert: Callable[[str, bytes], Extracted] | None = None) -> Document:
+    """Read and convert one file; CorpusError naming it when it cannot be read. `convert`: how bytes become text
+    (default `rag.converters.convert` in this process; the library passes a ConvertWorker's, which has limits)."""
+    if convert is None:
+        from rag.converters import convert
     if raw is None:
         try:
             raw = path.read_bytes()

@@ -514,11 +514,42 @@ def new_config(settings: Settings, embedder: Embedder) -> dict:
                                                      "versions": _versions(), "hnsw_min": settings.hnsw_min}
 
 
+@contextlib.contextmanager
+def _all_or_nothing(index_dir: Path) -> Iterator[None]:
+    """What a failed write (a full disk, a read-only directory) leaves is removed: the segments and generation files
+    it made that the current generation does not use. Readers never saw them; a partial segment would otherwise keep
+    the disk full and every later upload failing."""
+    root = index_dir / SEGMENTS
+    segments_before = {p.name for p in root.iterdir()} if root.is_dir() else set()
+    files_before = {p.name for p in index_dir.iterdir()} if index_dir.is_dir() else set()
+    try:
+        yield
+    except BaseException:
+        current = read_config(index_dir) or {}
+        used = _segment_names(current)
+        if root.is_dir():
+            for path in root.iterdir():
+                if path.name not in segments_before and path.name not in used:
+                    shutil.rmtree(path, ignore_errors=True)
+        if index_dir.is_dir():
+            for path in index_dir.iterdir():
+                if path.name not in files_before and path.name != current.get("_file") and path.is_file():
+                    path.unlink(missing_ok=True)
+        raise
+
+
 def apply_changes(index_dir: Path, config: dict, segment: Segment | None, remove: set[str],
                   fingerprints: dict[str, str], skipped: list | None = None) -> dict:
     """A new generation: `remove` hidden wherever they are, `segment` added, small segments merged. Returns it.
 
-    The caller holds `writer_lock`. Documents in `segment` replace earlier versions of themselves."""
+    The caller holds `writer_lock`. Documents in `segment` replace earlier versions of themselves. A write that
+    fails leaves the index directory as it was."""
+    with _all_or_nothing(index_dir):
+        return _apply_changes(index_dir, config, segment, remove, fingerprints, skipped)
+
+
+def _apply_changes(index_dir: Path, config: dict, segment: Segment | None, remove: set[str],
+                   fingerprints: dict[str, str], skipped: list | None = None) -> dict:
     config = json.loads(json.dumps({k: v for k, v in config.items() if k not in ("_file", "_replace_all")}))
     hnsw_min = int(config.get("hnsw_min", 0))
     replaced = set(remove) | ({d["doc_id"] for d in segment.documents} if segment else set())
@@ -545,6 +576,12 @@ def bulk_build(index_dir: Path, config: dict, documents: Iterable[Document], set
     """A new index from many documents with bounded memory: segments of about `batch` passages are written as the
     documents stream in, then merged once into one segment (with its HNSW graph when large). `limit`: stop after
     that many passages (0: all). The caller holds `writer_lock`. Returns the committed generation."""
+    with _all_or_nothing(index_dir):
+        return _bulk_build(index_dir, config, documents, settings, embedder, limit, batch, progress)
+
+
+def _bulk_build(index_dir: Path, config: dict, documents: Iterable[Document], settings: Settings,
+                embedder: Embedder, limit: int, batch: int, progress: Progress | None) -> dict:
     config = json.loads(json.dumps({k: v for k, v in config.items() if k != "_file"}))
     entries, docs, chunks, total = [], [], [], 0
     fingerprints = {}

@@ -13,12 +13,17 @@ index as it was (the next `rag index` picks the file up); a removed file leaves 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rag.chunking import Chunk, chunk_corpus
+from rag.convert_worker import ConvertWorker
 from rag.docfacts import facts_from_json, iso_date, validity
 from rag.documents import (
     MANIFEST_NAME,
@@ -31,7 +36,7 @@ from rag.documents import (
 )
 from rag.embedders import Embedder
 from rag.errors import CorpusError, UnknownDocumentError
-from rag.index import Index, Progress, backend_for, expected_signature, make_segment, new_config
+from rag.index import Index, Progress, backend_for, chunker_config, expected_signature, make_segment, new_config
 from rag.settings import Settings
 
 REMOVED_DIR = ".removed"
@@ -128,8 +133,11 @@ def sync_index(settings: Settings, embedder: Embedder, rebuild: bool = False,
     """Bring the index in step with `data/`: only new, changed and vanished documents are touched.
 
     A build that fails (no readable document, model error) raises before anything on disk changes."""
-    with backend_for(settings).writer_lock():
-        return _sync_locked(settings, embedder, rebuild, progress)
+    with _locked(backend_for(settings)):
+        try:
+            return _sync_locked(settings, embedder, rebuild, progress)
+        except OSError as exc:
+            raise _index_error(exc) from exc
 
 
 def _sync_locked(settings: Settings, embedder: Embedder, rebuild: bool = False,
@@ -149,20 +157,26 @@ def _sync_locked(settings: Settings, embedder: Embedder, rebuild: bool = False,
     documents, skipped = [], {k: v for k, v in skipped_before.items() if k in {f.path.name for f in files}}
     messages = dict((config or {}).get("skipped_messages", {})) if not full else {}
     failed = []
-    for f in todo:
-        try:
-            doc = load_document(f.path, f.entry or None, doc_id=f.doc_id)
-        except CorpusError as exc:
-            skipped[f.path.name], messages[f.path.name] = f.fingerprint, exc.user_message
-            failed.append({"file": f.path.name, "message": exc.user_message})
-            continue
-        skipped.pop(f.path.name, None)
-        messages.pop(f.path.name, None)
-        documents.append(doc)
+    prints = {f.doc_id: f.fingerprint for f in todo}
+    with _worker(settings) as worker:
+        for f in todo:
+            try:
+                doc = load_document(f.path, f.entry or None, doc_id=f.doc_id, convert=worker.convert)
+            except CorpusError as exc:
+                skipped[f.path.name], messages[f.path.name] = f.fingerprint, exc.user_message
+                failed.append({"file": f.path.name, "message": exc.user_message})
+                continue
+            skipped.pop(f.path.name, None)
+            messages.pop(f.path.name, None)
+            documents.append(doc)
+    documents, chunks, too_long = _chunked(documents, settings)
+    for doc, message in too_long:
+        skipped[doc.path.name], messages[doc.path.name] = prints[doc.doc_id], message
+        failed.append({"file": doc.path.name, "message": message})
     if full and not documents:
         raise CorpusError(f"{settings.data_dir}: no readable documents",
                           f"文档目录 {settings.data_dir} 中没有可读取的文档（.txt .md .docx .pdf .html）。")
-    segment = make_segment(documents, settings, embedder, progress) if documents else None
+    segment = make_segment(documents, settings, embedder, progress, chunks=chunks) if documents else None
     base = new_config(settings, embedder) | {"_replace_all": True} if full else config
     base = base | {"skipped": skipped, "skipped_messages": messages,
                    "files": {k: v for k, v in (base.get("files", {})).items() if k not in gone}
@@ -176,6 +190,26 @@ def _sync_locked(settings: Settings, embedder: Embedder, rebuild: bool = False,
                      replaced=[d.doc_id for d in documents if d.doc_id in before], removed=sorted(gone),
                      failed=failed, passages_embedded=len(segment.chunks) if segment else 0,
                      seconds=time.perf_counter() - started)
+
+
+def _worker(settings: Settings) -> ConvertWorker:
+    return ConvertWorker(settings.convert_timeout_s, settings.convert_memory_mb)
+
+
+def _chunked(documents: list[Document], settings: Settings) -> tuple[list[Document], list[Chunk], list]:
+    """Passages of each document; a document cut into more than `max_passages_per_document` is left out, with the
+    Chinese message saying why: (documents kept, their passages, [(document, message)])."""
+    config = chunker_config(settings)
+    kept, chunks, refused = [], [], []
+    for doc in documents:
+        found = chunk_corpus([doc], config)
+        if settings.max_passages_per_document and len(found) > settings.max_passages_per_document:
+            refused.append((doc, f"文件 {doc.path.name} 切分后有 {len(found)} 段（上限 "
+                                 f"{settings.max_passages_per_document} 段），没有导入；请拆分成几个文件后重试。"))
+            continue
+        kept.append(doc)
+        chunks += found
+    return kept, chunks, refused
 
 
 def _drop_leftovers(data_dir: Path, removed_keep_days: float = 0) -> None:
@@ -218,8 +252,13 @@ def safe_file_name(name: str) -> str:
     if not dot or len(suffix) > 8:
         stem, suffix = base, ""
     ending = f".{suffix}" if suffix else ""
-    while stem and len((stem + ending).encode("utf-8")) > MAX_NAME_BYTES:
-        stem = stem[:-1]
+    if len((stem + ending).encode("utf-8")) > MAX_NAME_BYTES:
+        # two long names that share their beginning must not become one file (the second would replace the first):
+        # the shortened stem ends with a digest of the whole name, so the same long name still maps to the same file
+        digest = "-" + hashlib.sha1(base.encode("utf-8")).hexdigest()[:8]
+        while stem and len((stem + digest + ending).encode("utf-8")) > MAX_NAME_BYTES:
+            stem = stem[:-1]
+        stem += digest
     return (stem + ending) if stem else ("document" + ending if ending else "document.txt")
 
 
@@ -268,7 +307,7 @@ def update_facts(settings: Settings, embedder: Embedder, doc_id: str, facts: dic
     value read from the document itself."""
     changes = checked_facts(facts)
     store = backend_for(settings)
-    with store.writer_lock():
+    with _locked(store):
         config = store.read_config()
         files = (config or {}).get("files", {})
         if config is None or doc_id not in files:
@@ -276,8 +315,15 @@ def update_facts(settings: Settings, embedder: Embedder, doc_id: str, facts: dic
         name = files[doc_id]
         manifest = read_manifest(settings.data_dir)
         entry = {k: v for k, v in (manifest.get(name) or {}).items() if k not in FACT_FIELDS}
-        _update_manifest(settings.data_dir, {name: entry | {"file": name, "doc_id": doc_id} | changes})
-        _index, report = _sync_locked(settings, embedder)
+        manifest_path = settings.data_dir / MANIFEST_NAME
+        manifest_before = manifest_path.read_bytes() if manifest_path.exists() else None
+        try:
+            _update_manifest(settings.data_dir, {name: entry | {"file": name, "doc_id": doc_id} | changes})
+            _index, report = _sync_locked(settings, embedder)
+        except OSError as exc:
+            if manifest_before is not None:
+                manifest_path.write_bytes(manifest_before)
+            raise _index_error(exc) from exc
     report.action = "updated"
     return report
 
@@ -293,9 +339,28 @@ def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str,
     limit = settings.max_upload_mb * 1024 * 1024
     report = Report("nothing")
     accepted: list[tuple[str, bytes, Document]] = []
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _write_error(exc) from exc
+    # conversion first, outside the writer lock and in a child process with limits: a slow file blocks nobody
+    names = unique_names([safe_file_name(original) for original, _ in files])
+    converted: dict[str, object] = {}
+    originals = dict(zip(names, (original for original, _ in files), strict=True))
+    with _worker(settings) as worker:
+        for (original_name, raw), name in zip(files, names, strict=True):
+            if len(raw) > limit:
+                report.failed.append({"file": original_name, "message": f"文件 {original_name} 过大"
+                                      f"（{len(raw) / 1024 / 1024:.1f} MB），上限 {settings.max_upload_mb} MB。"})
+                continue
+            try:
+                converted[name] = worker.convert(name, raw)
+            except CorpusError as exc:
+                report.failed.append({"file": original_name, "message": exc.user_message})
+    if not converted:
+        return report
     store = backend_for(settings)
-    with store.writer_lock():
+    with _locked(store):
         config = store.read_config()
         if _signature_changes(config, settings, embedder):
             _sync_locked(settings, embedder)
@@ -303,22 +368,25 @@ def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str,
         manifest = read_manifest(settings.data_dir)
         taken = dict(config.get("files", {})) if config else {}
         entries: dict[str, dict] = {}
-        names = unique_names([safe_file_name(original) for original, _ in files])
         for (original_name, raw), name in zip(files, names, strict=True):
-            if len(raw) > limit:
-                report.failed.append({"file": original_name, "message": f"文件 {original_name} 过大"
-                                      f"（{len(raw) / 1024 / 1024:.1f} MB），上限 {settings.max_upload_mb} MB。"})
+            if name not in converted:
                 continue
             doc_id = assign_doc_ids([settings.data_dir / name], manifest, taken)[name]
             entry = (manifest.get(name) or {}) | ({"file": name, "doc_id": doc_id} | overrides if overrides else {})
             try:
-                doc = load_document(settings.data_dir / name, entry or None, raw, doc_id=doc_id)
+                doc = load_document(settings.data_dir / name, entry or None, raw, doc_id=doc_id,
+                                    convert=lambda n, _raw: converted[n])
             except CorpusError as exc:
                 report.failed.append({"file": original_name, "message": exc.user_message})
                 continue
             taken[doc.doc_id] = name
             entries[name] = entry
             accepted.append((name, raw, doc))
+        kept, chunks, too_long = _chunked([doc for _, _, doc in accepted], settings)
+        for doc, message in too_long:
+            report.failed.append({"file": originals[doc.path.name], "message": message})
+        kept_ids = {id(doc) for doc in kept}
+        accepted = [a for a in accepted if id(a[2]) in kept_ids]
         if not accepted:
             return report
         before = set((config or {}).get("fingerprints", {}))
@@ -332,7 +400,7 @@ def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str,
             if overrides:
                 _update_manifest(settings.data_dir, {name: entries[name] for name, _, _ in accepted})
             documents = [doc for _, _, doc in accepted]
-            segment = make_segment(documents, settings, embedder, progress)
+            segment = make_segment(documents, settings, embedder, progress, chunks=chunks)
             base = config | {"files": config.get("files", {}) | {d.doc_id: d.path.name for d in documents}}
             store.apply_changes(base, segment, set(), {d.doc_id: d.fingerprint for d in documents})
         except BaseException as exc:
@@ -357,6 +425,23 @@ def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str,
         counts[chunk.doc_id] += 1
     report.documents = [document_row(d.metadata(), counts[d.doc_id], today) for d in documents]
     return report
+
+
+@contextmanager
+def _locked(store) -> Iterator[None]:
+    """The writer lock, with a Chinese message when the index directory cannot even hold its lock file."""
+    stack = ExitStack()
+    try:
+        stack.enter_context(store.writer_lock())
+    except OSError as exc:
+        raise _index_error(exc) from exc
+    with stack:
+        yield
+
+
+def _index_error(exc: OSError) -> CorpusError:
+    return CorpusError(f"cannot write the index: {exc}",
+                       "无法写入索引目录（磁盘已满或目录只读？）；文档库和索引都没有改变，请处理后重试。")
 
 
 def _write_error(exc: OSError) -> CorpusError:
@@ -418,22 +503,34 @@ def remove_document(settings: Settings, embedder: Embedder, doc_id: str) -> Repo
     """Take a document out: its file moves to data/.removed/ (nothing is deleted), then its passages are hidden."""
     started = time.perf_counter()
     store = backend_for(settings)
-    with store.writer_lock():
+    with _locked(store):
         config = store.read_config()
         files = (config or {}).get("files", {})
         if config is None or doc_id not in files:
             known = "、".join(sorted(files)) or "（无）"
             raise UnknownDocumentError(f"unknown document {doc_id!r}", f"没有编号为“{doc_id}”的文档。现有文档：{known}")
         source = settings.data_dir / files[doc_id]
-        if source.exists():
-            trash = settings.data_dir / REMOVED_DIR
-            trash.mkdir(exist_ok=True)
-            kept = trash / f"{time.strftime('%Y%m%d-%H%M%S')}-{source.name}"
-            os.replace(source, kept)
-            os.utime(kept)  # its age in .removed/ counts from the removal (RAG_REMOVED_KEEP_DAYS), not from the upload
-        _drop_manifest_entry(settings.data_dir, files[doc_id])
-        base = config | {"files": {k: v for k, v in files.items() if k != doc_id}}
-        store.apply_changes(base, None, {doc_id}, {})
+        manifest_path = settings.data_dir / MANIFEST_NAME
+        manifest_before = manifest_path.read_bytes() if manifest_path.exists() else None
+        kept = None
+        try:
+            if source.exists():
+                trash = settings.data_dir / REMOVED_DIR
+                trash.mkdir(exist_ok=True)
+                kept = trash / f"{time.strftime('%Y%m%d-%H%M%S')}-{source.name}"
+                os.replace(source, kept)
+                os.utime(kept)  # its age in .removed/ counts from the removal (RAG_REMOVED_KEEP_DAYS), not the upload
+            _drop_manifest_entry(settings.data_dir, files[doc_id])
+            base = config | {"files": {k: v for k, v in files.items() if k != doc_id}}
+            store.apply_changes(base, None, {doc_id}, {})
+        except OSError as exc:
+            # one transaction: the file and its manifest entry go back, the index was not changed
+            if kept is not None and kept.exists():
+                os.replace(kept, source)
+            if manifest_before is not None:
+                manifest_path.write_bytes(manifest_before)
+            raise CorpusError(f"cannot remove {doc_id}: {exc}",
+                              "无法删除：文档库或索引目录无法写入（磁盘已满或目录只读？）；文档没有被删除，请处理后重试。") from exc
     return Report("removed", removed=[doc_id], seconds=time.perf_counter() - started)
 
 

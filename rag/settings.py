@@ -41,6 +41,11 @@ class Settings:
     chunk_min_chars: int = 60
     contextual_headers: bool = True
     max_upload_mb: int = 30  # largest document file accepted by `rag add` and uploads
+    # a file's conversion runs in a child process: killed after this many seconds (0: in this process) or when its
+    # address space passes convert_memory_mb; the file is then reported and skipped
+    convert_timeout_s: float = 120.0
+    convert_memory_mb: int = 4096
+    max_passages_per_document: int = 20_000  # a document cut into more passages is refused (embedding would take hours)
     removed_keep_days: float = 90  # originals of removed documents (data/.removed/) are deleted after this; 0 keeps them
     today: str = ""  # YYYY-MM-DD: the date validity (在效 / 已到期) is computed for; empty = the real date
 
