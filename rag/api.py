@@ -579,7 +579,7 @@ def _document_parts(engine: Engine, doc_id: str, settings: Settings):
 
     meta = engine.documents_by_id.get(doc_id)
     if meta is None:
-        raise UnknownDocumentError(f"unknown document {doc_id!r}", f"没有编号为“{doc_id}”的文档。")
+        raise UnknownDocumentError(f"unknown document {doc_id[:80]!r}", f"没有编号为“{doc_id[:80]}”的文档。")
     chunks = engine.index.chunks_of(doc_id)
     return document_row(meta, len(chunks), today_of(settings)), engine.index.text_of(doc_id), chunks, list(meta.get("pages", []))
 

@@ -192,6 +192,11 @@ def _sync_locked(settings: Settings, embedder: Embedder, rebuild: bool = False,
                      seconds=time.perf_counter() - started)
 
 
+def _shown(text: str, limit: int = 80) -> str:
+    """What a message echoes of a name the client sent: at most `limit` characters."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def _worker(settings: Settings) -> ConvertWorker:
     return ConvertWorker(settings.convert_timeout_s, settings.convert_memory_mb)
 
@@ -346,9 +351,10 @@ def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str,
     # conversion first, outside the writer lock and in a child process with limits: a slow file blocks nobody
     names = unique_names([safe_file_name(original) for original, _ in files])
     converted: dict[str, object] = {}
-    originals = dict(zip(names, (original for original, _ in files), strict=True))
+    originals = dict(zip(names, (_shown(original) for original, _ in files), strict=True))
     with _worker(settings) as worker:
         for (original_name, raw), name in zip(files, names, strict=True):
+            original_name = _shown(original_name)
             if len(raw) > limit:
                 report.failed.append({"file": original_name, "message": f"文件 {original_name} 过大"
                                       f"（{len(raw) / 1024 / 1024:.1f} MB），上限 {settings.max_upload_mb} MB。"})
@@ -371,6 +377,7 @@ def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str,
         for (original_name, raw), name in zip(files, names, strict=True):
             if name not in converted:
                 continue
+            original_name = _shown(original_name)
             doc_id = assign_doc_ids([settings.data_dir / name], manifest, taken)[name]
             entry = (manifest.get(name) or {}) | ({"file": name, "doc_id": doc_id} | overrides if overrides else {})
             try:
@@ -507,8 +514,9 @@ def remove_document(settings: Settings, embedder: Embedder, doc_id: str) -> Repo
         config = store.read_config()
         files = (config or {}).get("files", {})
         if config is None or doc_id not in files:
-            known = "、".join(sorted(files)) or "（无）"
-            raise UnknownDocumentError(f"unknown document {doc_id!r}", f"没有编号为“{doc_id}”的文档。现有文档：{known}")
+            known = "、".join(sorted(files)[:10]) + (f" 等 {len(files)} 个" if len(files) > 10 else "") if files else "（无）"
+            raise UnknownDocumentError(f"unknown document {doc_id[:80]!r}",
+                                       f"没有编号为“{_shown(doc_id)}”的文档。现有文档：{known}")
         source = settings.data_dir / files[doc_id]
         manifest_path = settings.data_dir / MANIFEST_NAME
         manifest_before = manifest_path.read_bytes() if manifest_path.exists() else None

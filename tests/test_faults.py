@@ -166,3 +166,15 @@ def test_a_remove_the_index_cannot_record_puts_the_file_back(real_settings, monk
     index, status = ensure_index(real_settings, embedder)
     assert status == "current"
     assert "hunan-2022" in {row["doc_id"] for row in list_documents(index, dt.date.today())}
+
+
+def test_messages_echo_at_most_a_bounded_part_of_what_the_client_sent(real_settings):
+    """Issue 19 F14: a huge file name or document id is not echoed whole, nor is every document of the library."""
+    embedder = FakeEmbedder()
+    ensure_index(real_settings, embedder)
+    settings = replace(real_settings, max_upload_mb=0)
+    report = add_documents(settings, embedder, [("长" * 5000 + ".txt", b"x" * 10)])
+    assert len(report.failed[0]["file"]) <= 81 and len(report.failed[0]["message"]) < 200
+    with pytest.raises(CorpusError) as unknown:
+        remove_document(real_settings, embedder, "x" * 2000)
+    assert len(unknown.value.user_message) < 400 and "hunan-2022" in unknown.value.user_message
