@@ -22,15 +22,8 @@ from rag.errors import RagError, StoreUnavailableError  # noqa: E402
 from rag.feedback import log_question  # noqa: E402
 from rag.pipeline import stream_answer  # noqa: E402
 from rag.settings import Settings  # noqa: E402
-from rag.suggest import suggest_followups  # noqa: E402
+from rag.suggest import example_questions, suggest_followups  # noqa: E402
 
-EXAMPLES = [
-    "河南省2020年全年知识产权质押融资额的目标是多少？",
-    "乌海要打造哪些特色品牌？",
-    "沈阳开展知识产权证券化工作的牵头单位是谁？",
-    "湖南要做强哪些地理标志品牌？",
-    "广东省知识产权质押融资的目标是多少？",
-]
 ALL = "全部文档"
 CSS = """
 .source-card{border:1px solid #d9dee7;border-radius:6px;padding:6px 10px;margin:6px 0;background:#fafbfc}
@@ -222,8 +215,9 @@ def create_app(settings: Settings, engine: Engine | None = None):
     conversations = ConversationStore(settings.conversations_dir)
     try:
         choices = filter_choices(engine)
+        examples = example_questions(engine.index.documents, settings.vocab_dir)
     except RagError:
-        choices = [ALL]
+        choices, examples = [ALL], []
 
     def _library_updates(message: str):
         """The status line, the table, the scope list and both document lists after a change."""
@@ -544,7 +538,8 @@ def create_app(settings: Settings, engine: Engine | None = None):
                 with gr.Row():
                     send = gr.Button("提问", variant="primary", elem_id="send", interactive=False)
                     stop = gr.Button("停止", variant="stop", elem_id="stop")
-                gr.Examples(EXAMPLES, inputs=question, label="示例问题")
+                if examples:  # about documents the library holds (vocab/examples.tsv, else built from its titles)
+                    gr.Examples(examples, inputs=question, label="示例问题")
             with gr.Column(scale=2):
                 gr.Markdown("### 出处")
                 sources = gr.HTML(elem_id="sources")

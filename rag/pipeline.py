@@ -53,6 +53,7 @@ from rag.prompts import render
 from rag.query import NO_SEARCH_FACETS, TOOL_TASKS, Query, load_vocabulary, sub_questions, understand
 from rag.retrieval import ScoredChunk, validate_question
 from rag.settings import Settings
+from rag.suggest import example_questions
 from rag.tokens import count_tokens
 
 __all__ = ["answer", "stream_answer", "standalone_question", "retrieve_for", "build_prompt", "pack_passages"]
@@ -565,7 +566,7 @@ def _scope_message(result: Answer, engine: Engine, facet: str, scope_class: str)
     documents = engine.index.documents
     result.answer = render(engine.settings.prompts_dir, "scope", kind=facet, what=what, tool=scope_class in TOOL_TASKS,
                            holds=library_summary(documents, load_vocabulary(engine.settings.vocab_dir).document_kinds),
-                           examples=_examples(documents))
+                           examples=example_questions(documents, engine.settings.vocab_dir, 3))
     result.refused = True
     result.refusal_reason = {"empty": "问题没有内容", "foreign": "请用中文提问", "chat": "寒暄"}.get(facet, "问题不在已收录文件范围内")
     return result
@@ -580,16 +581,6 @@ def library_summary(documents: list[dict], kinds: tuple[str, ...]) -> str:
         counts[kind] = counts.get(kind, 0) + 1
     parts = "、".join(f"{kind} {n} 份" for kind, n in sorted(counts.items(), key=lambda kv: -kv[1])[:6])
     return f"已收录 {len(documents)} 份文件（{parts}）"
-
-
-def _examples(documents: list[dict]) -> list[str]:
-    """Example questions built from the indexed documents' own titles (not a fixed list): a question about each
-    document's facts is answerable whatever the document is."""
-    out = []
-    for doc, asks in zip(documents[:3], ("是哪天印发的？", "是哪个部门发布的？", "的主要内容有哪些？"), strict=False):
-        if doc.get("title"):
-            out.append(f"《{doc['title']}》{asks}")
-    return out
 
 
 def _checked(result: Answer, evidence: list[Evidence], passages: list[ScoredChunk], settings: Settings,

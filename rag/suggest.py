@@ -7,6 +7,37 @@ from __future__ import annotations
 from pathlib import Path
 
 MAX_SUGGESTIONS = 3
+MAX_EXAMPLES = 5
+_ASKS = ("是哪天印发的？", "是哪个部门发布的？", "的主要内容有哪些？")
+
+
+def example_questions(documents: list[dict], vocab_dir: Path, limit: int = MAX_EXAMPLES) -> list[str]:
+    """Example questions for the chat page and the out-of-scope message: the curated ones (`vocab/examples.tsv`)
+    whose document is in the library, then questions built from the library's own titles (a question about a
+    document's facts is answerable whatever the document is). Never an example about a document not held."""
+    held = {doc.get("doc_id") for doc in documents}
+    out = []
+    path = vocab_dir / "examples.tsv"
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            doc_id, _tab, question = line.partition("\t")
+            if not line.startswith("#") and question.strip() and doc_id.strip() in held:
+                out.append(question.strip())
+    asks = iter(_ASKS * limit)
+    for doc in documents:
+        if len(out) >= limit:
+            break
+        title = doc.get("title", "")
+        if title and not any(title in q for q in out) and doc.get("doc_id") not in _curated_docs(path):
+            out.append(f"《{title}》{next(asks)}")
+    return out[:limit]
+
+
+def _curated_docs(path: Path) -> set[str]:
+    if not path.exists():
+        return set()
+    return {line.split("\t", 1)[0].strip() for line in path.read_text(encoding="utf-8").splitlines()
+            if "\t" in line and not line.startswith("#")}
 
 
 def heading_of(chunk) -> str:

@@ -15,8 +15,8 @@ from rag.engine import Engine
 from rag.llms import FakeLLM
 from rag.loadcheck import free_port
 from rag.settings import PROJECT_ROOT, Settings
+from rag.suggest import example_questions
 from tests.conftest import running
-from ui import EXAMPLES
 
 pytestmark = pytest.mark.browser
 CHROMIUM = "/usr/bin/chromium"
@@ -39,6 +39,9 @@ def server(real_engine, tmp_path_factory):
         yield base, feedback
 
 
+# the seed library's examples, as the chat page shows them (vocab/examples.tsv keyed by the documents held)
+EXAMPLES = example_questions(json.loads((PROJECT_ROOT / "data" / "manifest.json").read_text(encoding="utf-8"))["documents"],
+                             Settings.load(env={}).vocab_dir)
 FAKE_MODEL = FakeLLM(delay_s=0.005)  # the default page's model; a test may slow it to act while it writes
 
 

@@ -220,3 +220,18 @@ def test_a_follow_up_searches_with_the_previous_answer_unless_it_names_a_new_pla
     assert search_anchor("那沈阳呢", history) == ""  # a new place: the previous answer would pull the old one back
     assert search_anchor("专利法实施细则哪年施行的", history) == ""  # a question of its own
     assert search_anchor("那情节严重的呢", None) == ""
+
+
+def test_example_questions_are_about_documents_the_library_holds(tmp_path):
+    """The chat page's examples: the curated ones only while their document is held; another library gets
+    questions built from its own titles, never one about a document it does not hold."""
+    from rag.settings import Settings
+    from rag.suggest import example_questions
+
+    vocab = Settings.load(env={}).vocab_dir
+    seed = [{"doc_id": "henan-2020", "title": "河南省知识产权高质量发展实施方案"}, {"doc_id": "wuhai-2022", "title": "乌海市规划"}]
+    shown = example_questions(seed, vocab)
+    assert "乌海要打造哪些特色品牌？" in shown and not any("沈阳" in q or "湖南" in q for q in shown)
+    other = [{"doc_id": "tax-1", "title": "关于个人所得税专项附加扣除的公告"}, {"doc_id": "rent-2", "title": "公共租赁住房管理办法"}]
+    built = example_questions(other, vocab)
+    assert built == ["《关于个人所得税专项附加扣除的公告》是哪天印发的？", "《公共租赁住房管理办法》是哪个部门发布的？"]
