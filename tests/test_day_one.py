@@ -21,9 +21,19 @@ def test_greetings_and_thanks_mid_conversation_are_not_follow_ups(real_engine):
 
 def test_examples_in_the_greeting_are_whole_questions_about_indexed_documents(real_engine):
     result = answer("你好", engine=real_engine)
-    titles = [d["title"] for d in real_engine.index.documents]
     examples = [line.lstrip("· ") for line in result.answer.splitlines() if line.startswith("·")]
-    assert examples and all(any(f"《{t}》" in e for t in titles) for e in examples)
+    held = {d["doc_id"] for d in real_engine.index.documents}
+    curated = dict(reversed(line.split("\t", 1)) for line in
+                   (real_engine.settings.vocab_dir / "examples.tsv").read_text(encoding="utf-8").splitlines()
+                   if "\t" in line and not line.startswith("#"))
+    titles = [d["title"] for d in real_engine.index.documents]
+    assert examples and all(e.endswith("？") for e in examples)
+    # each one is either a curated question whose document is indexed or names an indexed document's title
+    assert all(curated.get(e) in held or any(f"《{t}》" in e for t in titles) for e in examples)
+    # and each answerable one is answered from the library, not refused
+    for example in examples:
+        if "广东" not in example:
+            assert not answer(example, engine=real_engine).refused, example
 
 
 def test_a_document_left_out_by_the_in_force_filter_is_named_not_called_silent(real_engine):
