@@ -203,6 +203,23 @@ _ARTICLE = re.compile(r"^\s*第[一二三四五六七八九十百零〇\d]+条")
 MAX_ENUMERATION_CHARS = 800
 
 
+MAX_SENTENCE_CHARS = 300
+
+
+def whole_sentence(ev: Evidence) -> Evidence:
+    """The whole sentence a clause belongs to: legal text joins the clauses of one provision with ； ("…的，由市知识产权局
+    责令改正；拒不改正的，处一千元以上一万元以下罚款。"), and what a clause is about is often said in the clause next to it.
+    Runs from the previous 。/line start to the next 。/line end, at most MAX_SENTENCE_CHARS; the clause itself when
+    it already is a whole sentence or the sentence is longer."""
+    text = ev.ctx.chunk.text
+    before = max(text.rfind(mark, 0, ev.start) for mark in "。！？\n") + 1
+    after = [i for i in (text.find(mark, ev.end - 1) for mark in "。！？\n") if i >= 0]
+    end = min(after) + (text[min(after)] != "\n") if after else len(text)
+    if (before, end) == (ev.start, ev.end) or end - before > MAX_SENTENCE_CHARS or end <= ev.start:
+        return ev
+    return Evidence(ev.ctx, before, max(end, ev.end), ev.score, ev.cover)
+
+
 def with_enumeration(ev: Evidence) -> Evidence:
     """A sentence that introduces a list ("有下列情形之一的，不予受理：", "名单如下：") is nothing without its items:
     the evidence runs on over the lines that follow it in the passage — its enumerated items, or a list of short

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from rag.chunking import Chunk
 from rag.docfacts import Fact, facts_from_json, iso_date, period_text, validity
 from rag.facts import quantities_in, split_sentences
-from rag.grounding import Evidence, best_evidence, coverage, question_terms
+from rag.grounding import Evidence, best_evidence, coverage, question_terms, whole_sentence
 from rag.query import DOCUMENT_FACETS, Query, expected_units, load_vocabulary
 from rag.retrieval import ScoredChunk
 from rag.text import compact
@@ -441,6 +441,9 @@ def plan_evidence(query: Query, evidence: list[Evidence], min_cover: float, figu
     if not evidence or evidence[0].cover < min_cover:
         return Plan("refusal", refused=True, reason="没有足够相关的内容")
     units = expected_units(query.text)
+    if query.facet == "figure":
+        # the figure is often in the next clause of the same provision (…责令改正；拒不改正的，处…罚款。)
+        evidence = [_with_its_figure(e, units) for e in evidence]
     if query.facet == "figure" and not any(_states_units(e.sentence, units) and e.cover >= figure_cover for e in evidence):
         best = evidence[0]
         if best.cover < figure_cover:  # nothing closely related either: a plain refusal
@@ -449,6 +452,14 @@ def plan_evidence(query: Query, evidence: list[Evidence], min_cover: float, figu
                                             best.sentence)], refused=True, reason="文档没有给出所问的具体数字")
     statements = [Statement(e.sentence.rstrip("；;，,"), e.ctx, e.sentence) for e in evidence]
     return Plan("evidence", statements, evidence=evidence)
+
+
+def _with_its_figure(ev: Evidence, units: tuple[str, ...]) -> Evidence:
+    """A clause without the figure asked for, when the whole sentence it belongs to states it: the whole sentence."""
+    if _states_units(ev.sentence, units):
+        return ev
+    whole = whole_sentence(ev)
+    return whole if _states_units(whole.sentence, units) else ev
 
 
 def _states_units(sentence: str, units: tuple[str, ...]) -> bool:
