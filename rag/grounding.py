@@ -151,13 +151,25 @@ class Evidence:
         return self.ctx.chunk.text[self.start : self.end].strip()
 
 
-def best_evidence(question: str, passages: list[ScoredChunk], limit: int = 2, kind: str | None = None) -> list[Evidence]:
+_DATED = re.compile(r"\d{4}年\d{1,2}月(?:\d{1,2}日)?|\d{4}-\d{1,2}-\d{1,2}|[\u4e00-\u9fff]{0,10}〔\d{4}〕\d+号")
+BARE_LINE_CHARS = 6  # what a date or 文号 line may hold besides it ("印发日期：", "落款") and still stand alone
+
+
+def stands_alone(sentence: str) -> bool:
+    """A date or 文号 on a line of its own ("2021年10月20日", "乌市监知字〔2022〕169号"): it says nothing itself, so it
+    is read with its passage; a line that says what happened on the date ("…第二十次会议修订") is read on its own."""
+    return len(_DATED.sub("", compact(normalise(sentence)))) <= BARE_LINE_CHARS
+
+
+def best_evidence(question: str, passages: list[ScoredChunk], limit: int = 2, kind: str | None = None,
+                  only_bare: bool = False) -> list[Evidence]:
     """The passage sentences that best answer the question, best first.
 
     A sentence scores by how many question words it (with its section heading) holds, by the
     passage's retrieval rank, and by stating the kind of fact asked (a quantity, a date, a document
     number). A date or document number often stands alone on a line ("2022年8月8日"), so such a
-    sentence borrows the word coverage of its whole passage.
+    sentence borrows the word coverage of its whole passage; with `only_bare`, only a line that stands alone does
+    (a document's history lines each say their own event: "…会议修订", "…公布").
     Cross-document questions get the best sentence of each document.
     """
     terms = question_terms(question)
@@ -176,7 +188,7 @@ def best_evidence(question: str, passages: list[ScoredChunk], limit: int = 2, ki
             cover = coverage(terms, sentence + " " + context)
             score = cover + 0.15 / ctx.rank
             if kind and states(kind, sentence):
-                if kind in ("date", "docno", "when"):
+                if kind in ("date", "docno", "when") and (not only_bare or stands_alone(sentence)):
                     cover = max(cover, passage_cover)
                 score = cover + 0.15 / ctx.rank + 0.35
             scored.append(Evidence(ctx, start, end, score, cover))

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from urllib.parse import quote as url_quote
 
 from rag.answer import Answer, Citation
-from rag.docfacts import period_text, validity
+from rag.docfacts import iso_date, period_text, validity
 from rag.documents import page_of
 from rag.engine import Engine
 from rag.errors import LLMUnavailableError, ModelError
-from rag.facts import normalise_numbers, quantities_in, states
+from rag.facts import normalise_numbers, quantities_in, requested_kind, states
 from rag.followup import search_anchor, standalone_question
 from rag.grounding import (
     Eligibility,
@@ -50,7 +50,7 @@ from rag.plans import (
     targets_for,
 )
 from rag.prompts import render
-from rag.query import NO_SEARCH_FACETS, TOOL_TASKS, Query, load_vocabulary, sub_questions, understand
+from rag.query import NO_SEARCH_FACETS, TOOL_TASKS, Query, load_vocabulary, sub_questions, title_forms, understand
 from rag.retrieval import ScoredChunk, validate_question
 from rag.settings import Settings
 from rag.suggest import example_questions
@@ -468,19 +468,37 @@ def make_plan(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
 
 def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan:
     settings = engine.settings
+    vocab = load_vocabulary(settings.vocab_dir)
     view = engine.document_view
     targets = targets_for(query, view, passages)
     if is_document_facet(query):
-        vocab = load_vocabulary(settings.vocab_dir)
         if not (query.facet == "date" and vocab.has("date_event", query.text)):
             facts = plan_document_facts(query, targets, view, passages)
             if not facts.refused or query.facet != "date":
                 return facts  # a 文号 or issuer in the passages is often another document's, cited
         else:
             facts = Plan("refusal", refused=True, reason="文档的登记信息没有所问的日期")
-        # the document's own facts do not hold it (通过, 修正, 批准 dates; a fact no header states): its passages may
-        dated = [e for e in best_evidence(query.evidence_text, passages, limit=3)
+        # the document's own facts do not hold it (通过, 修正, 批准 dates; a fact no header states): its passages may.
+        # A passage of the document named need not name it again: its title is what the passage is about.
+        named = targets if query.docs else []  # else targets is only the best retrieved document
+        asked = _without_time_cues(query.evidence_text, vocab, asking_only=True)
+        for doc_id in named:
+            for form in title_forms(view.title(doc_id), vocab):
+                asked = asked.replace(form, " ")
+        own = [c for c in passages if c.chunk.doc_id in named] or passages
+        # the last or first of the events a document's history lines date ("最近一次修订", "最早…公布"): the line
+        # with the latest or earliest date, among all that say the event
+        selector = next((c for c in ("latest_event", "earliest_event") if vocab.has(c, query.text)), "")
+        for word in vocab.words.get(selector, ()):
+            asked = asked.replace(word, " ")
+        kind = requested_kind(query.evidence_text)  # asked for by the time words taken out of `asked`
+        dated = [e for e in best_evidence(asked, own, limit=8 if selector else 3, kind=kind,
+                                               only_bare=len(named) == 1)
                  if states("date", e.sentence) or states("year", e.sentence)]
+        if selector and len(dated) > 1:
+            latest = selector == "latest_event"
+            dated = sorted(dated, key=lambda e: iso_date(e.sentence) or ("0000" if latest else "9999"),
+                           reverse=latest)[:1]
         by_passages = plan_evidence(query, dated, settings.evidence_min_cover, settings.figure_min_cover)
         return by_passages if not by_passages.refused else facts
     if query.facet == "outline" and len(targets) == 1 and not names_a_section(query, passages, view, targets):
@@ -497,16 +515,22 @@ def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
     if query.cross or query.facet == "which_docs":
         return plan_per_document(query, passages, view, targets, settings.evidence_min_cover)
     if query.facet == "when":  # the sentences that state a time come first; none: the plain evidence below
-        asked = query.evidence_text  # the words that ask for the time (什么时候, 时间) are not what the sentence must hold
-        for facet, cue in load_vocabulary(settings.vocab_dir).facets:
-            if facet in ("date", "compare_date"):
-                asked = asked.replace(cue, " ")
+        asked = _without_time_cues(query.evidence_text, vocab)
         dated = [e for e in best_evidence(asked, passages, limit=2, kind="when") if states("when", e.sentence)]
         timed = plan_evidence(query, dated[:2], settings.evidence_min_cover, settings.figure_min_cover)
         if not timed.refused:
             return timed
     evidence = best_evidence(query.evidence_text, passages)
     return plan_evidence(query, evidence, settings.evidence_min_cover, settings.figure_min_cover)
+
+
+def _without_time_cues(text: str, vocab, asking_only: bool = False) -> str:
+    """The words that ask for the time (什么时候, 啥时候, 时间) are not what an answering sentence must hold; with
+    `asking_only` the question words only (哪天, 啥时候), not the nouns a dated line writes ("公示时间：…")."""
+    for facet, cue in vocab.facets:
+        if facet in ("date", "compare_date") and (not asking_only or re.search("[哪啥何]|什么", cue)):
+            text = text.replace(cue, " ")
+    return text
 
 
 def _render_plan(result: Answer, plan: Plan, retrieved: list[ScoredChunk]) -> None:

@@ -477,7 +477,9 @@ def sub_questions(query: Query, documents: list[dict], vocab: Vocabulary | None 
     facets = {(q.facet, q.also_figure) for q in out}
     documents_named = {tuple(q.docs) for q in out}
     # "…有哪些？分别是多少？" is one question in two sentences: the same list asked for its figures
-    if len(out) < 2 or (len(facets) < 2 and len(documents_named) < 2) or (
+    # two dates of one document ("哪年修订的 修订后啥时候施行") are two events, each its own sentence
+    two_dates = facets == {("date", False)} and len({q.evidence_text for q in out}) == len(out)
+    if len(out) < 2 or (len(facets) < 2 and len(documents_named) < 2 and not two_dates) or (
             any(q.facet == "figure" for q in out) and any(q.facet in ("list", "which_docs") for q in out)):
         return [query]
     return out

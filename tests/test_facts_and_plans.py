@@ -257,3 +257,33 @@ def test_spaced_questions_are_parts_and_one_named_document_has_no_earliest_of_se
     assert understand("这两个条例哪个最早", documents, vocab).facet == "compare_date"
     parts = sub_questions(understand("浙江省技术市场条例 哪天通过 哪天施行 一共几条", documents, vocab), documents, vocab)
     assert [p.facet for p in parts] == ["date", "date", "outline"] and all(p.docs == ["zj"] for p in parts)
+
+
+HISTORY_LAW = """青川市专利保护规定
+
+2004年10月25日 青川市人民代表大会常务委员会第十五次会议通过
+
+2004年11月25日 青川市人民代表大会常务委员会公告公布
+
+2011年11月15日 青川市人民代表大会常务委员会第三十三次会议第一次修正
+
+2019年6月3日 青川市人民代表大会常务委员会第二十次会议第二次修正
+
+第一条 为了保护专利权，制定本规定。
+
+第二条 本规定自2005年1月1日起施行。
+"""
+
+
+def test_a_laws_history_lines_answer_which_event_was_when(tmp_path):
+    """Issue 18 (metadata): the dates a law's opening lines give (通过, 公布, 修正) answer "哪天公布", "最近一次修正",
+    "最早…通过" — the line of that event, not the effective date and not every history line; two dates asked of one
+    law are two answers."""
+    engine = _law_library(tmp_path, {"qingchuan-provisions.txt": HISTORY_LAW})
+    both = answer("青川市专利保护规定啥时候公布的 啥时候开始施行", engine=engine)
+    assert "2004年11月25日" in both.answer and "2005年1月1日" in both.answer and not both.refused, both.answer
+    assert "2004年10月25日" not in both.answer  # 通过 is another event
+    latest = answer("青川市专利保护规定最近一次修正是哪天", engine=engine)
+    assert "2019年6月3日" in latest.answer and "2011年11月15日" not in latest.answer, latest.answer
+    first = answer("青川市专利保护规定最早是哪天通过的", engine=engine)
+    assert "2004年10月25日" in first.answer and "2019年6月3日" not in first.answer, first.answer
