@@ -108,8 +108,47 @@ DOC_NUMBER_CUES = ("文号", "字号", "发文号")
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
-    """(start, end) offsets of sentences (ending at 。！？； or a line end)."""
-    return [(m.start(), m.end()) for m in _SENTENCE.finditer(text) if m.group().strip()]
+    """(start, end) offsets of sentences (ending at 。！？； or a line end; a line that a page's width wrapped in the
+    middle of a sentence runs on over the next line — see `wrapped_breaks`)."""
+    spans = [(m.start(), m.end()) for m in _SENTENCE.finditer(text) if m.group().strip()]
+    breaks = wrapped_breaks(text)
+    if not breaks:
+        return spans
+    out: list[tuple[int, int]] = []
+    for start, end in spans:
+        if out and out[-1][1] in breaks and start == out[-1][1] + 1:
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
+
+
+_WRAP_END = re.compile(r"[\u4e00-\u9fff0-9A-Za-z“”《》〈〉、，,（(]$")  # a line stopped inside a sentence
+_STRUCTURE_START = re.compile(r"^\s*(?:第[一二三四五六七八九十百零〇\d]+[章节条款]|[（(][一二三四五六七八九十\d]{1,3}[）)]|"
+                              r"[一二三四五六七八九十]{1,3}、|\d{1,2}[.、．]|[①-⑳])")
+MIN_WRAP_WIDTH = 20  # lines shorter than this are headings and title lines, never a page's full width
+
+
+@functools.lru_cache(maxsize=4096)
+def wrapped_breaks(text: str) -> frozenset[int]:
+    """Offsets of line breaks a fixed page width put inside a sentence (text extracted from a PDF: "认定驰名商标应当\n
+    考虑下列因素："): the line runs to nearly the widest line of the text, does not end a sentence, and the next line
+    starts with a character, not with a new article or item."""
+    lines = text.split("\n")
+    if len(lines) < 3:
+        return frozenset()
+    width = max(len(line.rstrip()) for line in lines)
+    if width < MIN_WRAP_WIDTH:
+        return frozenset()
+    out, at = set(), 0
+    for line, following in zip(lines, lines[1:], strict=False):
+        at += len(line)
+        body = line.rstrip()
+        if (len(body) >= max(MIN_WRAP_WIDTH, 0.85 * width) and _WRAP_END.search(body) and following[:1].strip()
+                and re.match(r"[\u4e00-\u9fff“《]", following) and not _STRUCTURE_START.match(following)):
+            out.add(at)
+        at += 1
+    return frozenset(out)
 
 
 def asks_quantity(question: str) -> bool:

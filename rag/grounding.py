@@ -24,6 +24,7 @@ from rag.facts import (
     requested_kind,
     split_sentences,
     states,
+    wrapped_breaks,
 )
 from rag.retrieval import ScoredChunk
 from rag.text import compact, normalise, places_in, tokenize, years_in
@@ -148,7 +149,17 @@ class Evidence:
 
     @property
     def sentence(self) -> str:
-        return self.ctx.chunk.text[self.start : self.end].strip()
+        """The sentence as it reads: a line break the page width put inside it is taken out ("应当考虑下列因素")."""
+        text = self.ctx.chunk.text
+        breaks = [b for b in sorted(wrapped_breaks(text)) if self.start <= b < self.end]
+        if not breaks:
+            return text[self.start : self.end].strip()
+        pieces, at = [], self.start
+        for b in breaks:
+            pieces.append(text[at:b])
+            at = b + 1
+        pieces.append(text[at : self.end])
+        return "".join(pieces).strip()
 
 
 _DATED = re.compile(r"\d{4}年\d{1,2}月(?:\d{1,2}日)?|\d{4}-\d{1,2}-\d{1,2}|[\u4e00-\u9fff]{0,10}〔\d{4}〕\d+号")

@@ -200,3 +200,25 @@ def test_a_document_number_is_checked_whole_not_digit_by_digit():
     assert invented[0].status == "dropped"  # 2021 and 7 both stand in the passage, the number 〔2021〕7号 does not
     stated = check_answer("文号是法释[2021]4号[1]。", interpretation, "文号是什么？")
     assert stated[0].status == "kept"
+
+
+def test_a_line_the_page_width_wrapped_is_one_sentence_and_reads_without_the_break():
+    """Issue 18 (fragments): text extracted from a PDF breaks lines at the page width, in the middle of a sentence
+    ("认定驰名商标应当\\n考虑下列因素："); such a sentence is one, and its items follow it. Short lines (headings,
+    titles), a line ending a sentence and a line before a new article or item are real breaks."""
+    from rag.facts import split_sentences
+    from rag.grounding import Evidence, best_evidence
+
+    text = ("第十四条 驰名商标应当根据当事人的请求，作为处理涉及商标案件需要认定的事实进行认定。认定驰名商标应当\n"
+            "考虑下列因素：\n（一）相关公众对该商标的知晓程度；\n（二）该商标使用的持续时间；\n"
+            "第十五条 未经授权，代理人或者代表人以自己的名义将被代理人或者被代表人的商标进行注册，被代理\n"
+            "人或者被代表人提出异议的，不予注册并禁止使用。\n第三章 附则")
+    sentences = [text[a:b] for a, b in split_sentences(text)]
+    assert "认定驰名商标应当\n考虑下列因素：" in sentences
+    assert any(s.startswith("第十五条") and s.endswith("不予注册并禁止使用。") for s in sentences)
+    assert "第三章 附则" in sentences and "（一）相关公众对该商标的知晓程度；" in sentences
+    ctx = ScoredChunk(Chunk("c", "d", "t", "", ["s"], 0, len(text), text), 1.0, 1)
+    start = text.index("认定驰名商标应当")
+    assert Evidence(ctx, start, text.index("：") + 1, 1.0, 1.0).sentence == "认定驰名商标应当考虑下列因素："
+    found = best_evidence("认定驰名商标要考虑哪些因素", [ctx], limit=4)
+    assert found[0].sentence.startswith("认定驰名商标应当考虑下列因素：") and "（二）" in found[0].sentence
