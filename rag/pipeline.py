@@ -21,7 +21,7 @@ from rag.docfacts import iso_date, period_text, validity
 from rag.documents import page_of
 from rag.engine import Engine
 from rag.errors import LLMUnavailableError, ModelError
-from rag.facts import normalise_numbers, quantities_in, requested_kind, states
+from rag.facts import normalise_numbers, quantities_in, requested_kind, split_sentences, states
 from rag.followup import search_anchor, standalone_question
 from rag.grounding import (
     Eligibility,
@@ -47,10 +47,11 @@ from rag.plans import (
     plan_list,
     plan_outline,
     plan_per_document,
+    states_units,
     targets_for,
 )
 from rag.prompts import render
-from rag.query import NO_SEARCH_FACETS, TOOL_TASKS, Query, load_vocabulary, sub_questions, title_forms, understand
+from rag.query import NO_SEARCH_FACETS, TOOL_TASKS, Query, expected_units, load_vocabulary, sub_questions, title_forms, understand
 from rag.retrieval import ScoredChunk, validate_question
 from rag.settings import Settings
 from rag.suggest import example_questions
@@ -306,7 +307,7 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
     model = engine.llm if settings.llm_backend != "extractive" else None
     # Model reads, code checks: a plan the code is not sure of (its evidence gates said no) is handed to the model
     # with the passages, instead of refused; the model's "not stated" and the citation check then decide.
-    handover = plan.refused and model is not None and settings.model_reads_unsure
+    handover = plan.refused and not plan.settled and model is not None and settings.model_reads_unsure
     if plan.refused and not handover:
         yield Event("final", _refused_plan(result, plan, settings, contexts))
         return
@@ -500,7 +501,14 @@ def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
             dated = sorted(dated, key=lambda e: iso_date(e.sentence) or ("0000" if latest else "9999"),
                            reverse=latest)[:1]
         by_passages = plan_evidence(query, dated, settings.evidence_min_cover, settings.figure_min_cover)
-        return by_passages if not by_passages.refused else facts
+        if not by_passages.refused:
+            return by_passages
+        events = [w for w in vocab.words.get("date_event", ()) if w in query.text]
+        if events and not any(_dates_an_event(c.chunk.text, events) for c in own):
+            # "哪年修订的" of a text with no dated sentence saying 修订 ("推进《…条例》修订研究"): no reading of its
+            # passages can answer it — a model would take the year from the title
+            facts = dataclasses.replace(facts, settled=True)
+        return facts
     if query.facet == "outline" and len(targets) == 1 and not names_a_section(query, passages, view, targets):
         # the document's own build ("一共几章 最后一条"); "保障措施一共几条" counts a section's items: a list
         outline = plan_outline(targets[0], view, passages)  # versions of one title are one target (targets_for)
@@ -520,8 +528,24 @@ def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
         timed = plan_evidence(query, dated[:2], settings.evidence_min_cover, settings.figure_min_cover)
         if not timed.refused:
             return timed
+    if query.facet == "figure" and expected_units(query.text, vocab):
+        # a question naming its kind of figure (多少钱, 多长时间): the sentences stating that kind come first; a
+        # sentence about the same thing without it (…不得同时享受) is no answer to it
+        evidence = best_evidence(query.evidence_text, passages, limit=4)
+        stating = [e for e in evidence if states_units(e.sentence, expected_units(query.text, vocab))]
+        if stating and stating[0].cover >= settings.figure_min_cover:
+            return plan_evidence(query, stating[:2], settings.evidence_min_cover, settings.figure_min_cover)
     evidence = best_evidence(query.evidence_text, passages)
     return plan_evidence(query, evidence, settings.evidence_min_cover, settings.figure_min_cover)
+
+
+def _dates_an_event(text: str, events: list[str]) -> bool:
+    """Does a sentence of `text` say one of the events (修订, 通过) and give a date or a year?"""
+    for start, end in split_sentences(text):
+        sentence = text[start:end]
+        if any(w in sentence for w in events) and (states("date", sentence) or states("year", sentence)):
+            return True
+    return False
 
 
 def _without_time_cues(text: str, vocab, asking_only: bool = False) -> str:

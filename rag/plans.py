@@ -45,6 +45,7 @@ class Plan:
     reason: str = ""
     evidence: list[Evidence] = field(default_factory=list)  # for the evidence kind: what an LLM may phrase
     parts: list[str] = field(default_factory=list)  # for the compound kind: the kind of each part's plan
+    settled: bool = False  # a refusal the passages themselves settle: not handed to a model to read again
 
     @property
     def contexts(self) -> list[ScoredChunk]:
@@ -446,7 +447,7 @@ def plan_evidence(query: Query, evidence: list[Evidence], min_cover: float, figu
         evidence = [_with_its_figure(e, units) for e in evidence]
     # (Tried: a question naming its kind of figure answered at the plain evidence bar. Dev +1 question; on the
     # held-out documents it answered a near miss — a fine for another violation — so the figure bar stays.)
-    if query.facet == "figure" and not any(_states_units(e.sentence, units) and e.cover >= figure_cover for e in evidence):
+    if query.facet == "figure" and not any(states_units(e.sentence, units) and e.cover >= figure_cover for e in evidence):
         best = evidence[0]
         if best.cover < figure_cover:  # nothing closely related either: a plain refusal
             return Plan("refusal", refused=True, reason="文档没有给出所问的具体数字")
@@ -458,13 +459,13 @@ def plan_evidence(query: Query, evidence: list[Evidence], min_cover: float, figu
 
 def _with_its_figure(ev: Evidence, units: tuple[str, ...]) -> Evidence:
     """A clause without the figure asked for, when the whole sentence it belongs to states it: the whole sentence."""
-    if _states_units(ev.sentence, units):
+    if states_units(ev.sentence, units):
         return ev
     whole = whole_sentence(ev)
-    return whole if _states_units(whole.sentence, units) else ev
+    return whole if states_units(whole.sentence, units) else ev
 
 
-def _states_units(sentence: str, units: tuple[str, ...]) -> bool:
+def states_units(sentence: str, units: tuple[str, ...]) -> bool:
     """The sentence states a figure, in one of `units` when the question names them (奖励多少钱 is not 200家)."""
     found = quantities_in(sentence)
     return bool(found) and (not units or any(q.endswith(units) for q in found))

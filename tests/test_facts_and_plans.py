@@ -287,3 +287,16 @@ def test_a_laws_history_lines_answer_which_event_was_when(tmp_path):
     assert "2019年6月3日" in latest.answer and "2011年11月15日" not in latest.answer, latest.answer
     first = answer("青川市专利保护规定最早是哪天通过的", engine=engine)
     assert "2004年10月25日" in first.answer and "2019年6月3日" not in first.answer, first.answer
+
+
+def test_when_a_text_was_revised_is_not_read_from_a_plan_that_only_means_to_revise_it(real_engine):
+    """Issue 18 / the default backend in a browser: the seed library has no 河南省专利保护条例, only a 2020 plan that
+    says 推进《河南省专利保护条例》修订研究. No sentence dates a 修订, so the refusal is settled by the passages and not
+    handed to the model (which wrote "于2020年修订", the year taken from the plan's title)."""
+    from rag.llms import FakeLLM
+    from tests.conftest import engine_with_llm
+
+    model = FakeLLM(replies=["河南省专利保护条例于2020年修订[1]。"])
+    engine = engine_with_llm(real_engine, model, llm_backend="fake")
+    result = answer("河南省专利保护条例哪年修订的", engine=engine)
+    assert result.refused and "2020年修订" not in result.answer and not model.history, result.answer
