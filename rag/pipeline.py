@@ -33,6 +33,7 @@ from rag.grounding import (
     question_terms,
     quote_for,
     says_cannot_answer,
+    whole_sentence,
     without_instructions,
 )
 from rag.plans import (
@@ -55,6 +56,7 @@ from rag.query import NO_SEARCH_FACETS, TOOL_TASKS, Query, expected_units, load_
 from rag.retrieval import ScoredChunk, validate_question
 from rag.settings import Settings
 from rag.suggest import example_questions
+from rag.text import normalise
 from rag.tokens import count_tokens
 
 __all__ = ["answer", "stream_answer", "standalone_question", "retrieve_for", "build_prompt", "pack_passages"]
@@ -267,6 +269,8 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
     question = validate_question(question, settings.max_question_chars)
     standalone = rewrite_question(question, history, engine)
     query = understand(standalone, engine.index.documents, load_vocabulary(settings.vocab_dir))
+    if standalone != question:
+        query.followup = question
     anchor = search_anchor(question, history)
     if anchor and query.facet not in NO_SEARCH_FACETS:
         query.search = f"{query.search} {anchor}"
@@ -535,6 +539,17 @@ def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
         stating = [e for e in evidence if states_units(e.sentence, expected_units(query.text, vocab))]
         if stating and stating[0].cover >= settings.figure_min_cover:
             return plan_evidence(query, stating[:2], settings.evidence_min_cover, settings.figure_min_cover)
+    if query.followup:
+        # "那情节严重的呢" after a question about a penalty: what the follow-up adds must be in the answer. Legal
+        # text puts the variant in the next clause of the same provision (…罚款；情节严重的，处…), so each candidate
+        # is read as its whole sentence, and one that holds the follow-up's own words answers
+        added = [t for t in question_terms(query.followup) if len(t) >= 2]
+        if added:
+            candidates = [whole_sentence(e) for e in best_evidence(query.evidence_text, passages, limit=4)]
+            holding = list({(e.ctx.chunk.chunk_id, e.start, e.end): e for e in candidates
+                            if all(t in normalise(e.sentence) for t in added)}.values())
+            if holding:
+                return plan_evidence(query, holding[:2], settings.evidence_min_cover, settings.figure_min_cover)
     evidence = best_evidence(query.evidence_text, passages)
     return plan_evidence(query, evidence, settings.evidence_min_cover, settings.figure_min_cover)
 

@@ -53,6 +53,7 @@ class Query:
     scope_class: str = ""  # out_of_scope: creative | code | weather | …
     names: list[str] = field(default_factory=list)  # words that named the targeted documents (三高四新, 十四五)
     namings: int = 0  # distinct names (places, titles) by which the question named its documents; 0: not counted
+    followup: str = ""  # the follow-up as typed ("那情节严重的呢") when `text` is its rewriting with the history
 
     @property
     def evidence_text(self) -> str:

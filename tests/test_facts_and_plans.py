@@ -300,3 +300,24 @@ def test_when_a_text_was_revised_is_not_read_from_a_plan_that_only_means_to_revi
     engine = engine_with_llm(real_engine, model, llm_backend="fake")
     result = answer("河南省专利保护条例哪年修订的", engine=engine)
     assert result.refused and "2020年修订" not in result.answer and not model.history, result.answer
+
+
+PENALTY_LAW = """青川市商业秘密保护条例
+
+第一条 为了保护商业秘密，制定本条例。
+
+第二十一条 经营者违反本条例规定侵犯商业秘密的，由监督检查部门责令停止违法行为，没收违法所得，处十万元以上一百万元以下的罚款；情节严重的，处五十万元以上五百万元以下的罚款。
+
+第二十二条 本条例自2020年1月1日起施行。
+"""
+
+
+def test_a_follow_up_that_adds_a_condition_is_answered_by_the_clause_with_that_condition(tmp_path):
+    """Issue 18 (follow-ups): "那情节严重的呢" after "侵犯商业秘密怎么罚" is the penalty for the serious case, in the
+    next clause of the same provision — not the base penalty again."""
+    engine = _law_library(tmp_path, {"qingchuan-secrets.txt": PENALTY_LAW})
+    history = [{"role": "user", "content": "青川侵犯商业秘密一般怎么罚"},
+               {"role": "assistant", "content": "由监督检查部门责令停止违法行为，没收违法所得，处十万元以上一百万元以下的罚款[1]。"}]
+    result = answer("那情节严重的呢", history=history, engine=engine)
+    assert not result.refused and "五十万元以上五百万元以下" in result.answer, result.answer
+    assert result.answer.count("第二十一条") == 1
