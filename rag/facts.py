@@ -123,9 +123,10 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
     return out
 
 
+# An enumerated item at the start of a line: （一） (1) 一、 1. ① — structure, not vocabulary.
+ITEM = re.compile(r"^\s*(?:[（(][一二三四五六七八九十\d]{1,3}[）)]|[一二三四五六七八九十]{1,3}、|\d{1,2}[.、．](?!\d)|[①-⑳])")
+_HEADING_START = re.compile(r"^\s*第[一二三四五六七八九十百零〇\d]+[章节条款]")
 _WRAP_END = re.compile(r"[\u4e00-\u9fff0-9A-Za-z“”《》〈〉、，,（(]$")  # a line stopped inside a sentence
-_STRUCTURE_START = re.compile(r"^\s*(?:第[一二三四五六七八九十百零〇\d]+[章节条款]|[（(][一二三四五六七八九十\d]{1,3}[）)]|"
-                              r"[一二三四五六七八九十]{1,3}、|\d{1,2}[.、．]|[①-⑳])")
 MIN_WRAP_WIDTH = 20  # lines shorter than this are headings and title lines, never a page's full width
 
 
@@ -145,10 +146,20 @@ def wrapped_breaks(text: str) -> frozenset[int]:
         at += len(line)
         body = line.rstrip()
         if (len(body) >= max(MIN_WRAP_WIDTH, 0.85 * width) and _WRAP_END.search(body) and following[:1].strip()
-                and re.match(r"[\u4e00-\u9fff“《]", following) and not _STRUCTURE_START.match(following)):
+                and re.match(r"[\u4e00-\u9fff“《]", following) and not _HEADING_START.match(following)
+                and not ITEM.match(following)):
             out.add(at)
         at += 1
     return frozenset(out)
+
+
+BARE_LINE_CHARS = 6  # what a date or 文号 line may hold besides it ("印发日期：", "落款") and still stand alone
+
+
+def stands_alone(sentence: str) -> bool:
+    """A date or 文号 on a line of its own ("2021年10月20日", "乌市监知字〔2022〕169号"): it says nothing itself, so it
+    is read with its passage; a line that says what happened on the date ("…第二十次会议修订") is read on its own."""
+    return len(DOC_NUMBER.sub("", _FULL_DATE.sub("", compact(normalise(sentence))))) <= BARE_LINE_CHARS
 
 
 def asks_quantity(question: str) -> bool:

@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field
 
 from rag.facts import (
+    ITEM,
     LIST_CUES,
     is_cross_document,
     normalise_numbers,
@@ -23,6 +24,7 @@ from rag.facts import (
     quantities_in,
     requested_kind,
     split_sentences,
+    stands_alone,
     states,
     wrapped_breaks,
 )
@@ -162,16 +164,6 @@ class Evidence:
         return "".join(pieces).strip()
 
 
-_DATED = re.compile(r"\d{4}年\d{1,2}月(?:\d{1,2}日)?|\d{4}-\d{1,2}-\d{1,2}|[\u4e00-\u9fff]{0,10}〔\d{4}〕\d+号")
-BARE_LINE_CHARS = 6  # what a date or 文号 line may hold besides it ("印发日期：", "落款") and still stand alone
-
-
-def stands_alone(sentence: str) -> bool:
-    """A date or 文号 on a line of its own ("2021年10月20日", "乌市监知字〔2022〕169号"): it says nothing itself, so it
-    is read with its passage; a line that says what happened on the date ("…第二十次会议修订") is read on its own."""
-    return len(_DATED.sub("", compact(normalise(sentence)))) <= BARE_LINE_CHARS
-
-
 def best_evidence(question: str, passages: list[ScoredChunk], limit: int = 2, kind: str | None = None,
                   only_bare: bool = False) -> list[Evidence]:
     """The passage sentences that best answer the question, best first.
@@ -220,8 +212,6 @@ def best_evidence(question: str, passages: list[ScoredChunk], limit: int = 2, ki
     return [with_enumeration(ev) for ev in chosen]
 
 
-# An enumerated item at the start of a line: （一） (1) 一、 1. ① — structure, not vocabulary.
-_ITEM = re.compile(r"^\s*(?:[（(][一二三四五六七八九十\d]{1,3}[）)]|[一二三四五六七八九十]{1,3}、|\d{1,2}[.、．](?!\d)|[①-⑳])")
 _ARTICLE = re.compile(r"^\s*第[一二三四五六七八九十百零〇\d]+条")
 MAX_ENUMERATION_CHARS = 800
 
@@ -254,14 +244,14 @@ def with_enumeration(ev: Evidence) -> Evidence:
     lines = list(re.finditer(r"[^\n]+", text[end:]))
     if not lines:
         return ev
-    enumerated = bool(_ITEM.match(lines[0].group()))
+    enumerated = bool(ITEM.match(lines[0].group()))
     for line in lines:
         body = line.group().strip()
         if not body:
             continue
         if _ARTICLE.match(body) or (not enumerated and len(body) > 40) or line.end() > MAX_ENUMERATION_CHARS:
             break
-        if enumerated and not _ITEM.match(body):
+        if enumerated and not ITEM.match(body):
             break  # the paragraph after the last item
         end = ev.end + line.end()
     if end == ev.end:
@@ -318,7 +308,7 @@ def supports(sentence: str, ctx: ScoredChunk, question: str) -> bool:
     only if the place matches too.
     """
     chunk = ctx.chunk
-    sentence = _ITEM.sub("", sentence).lstrip()  # "1. 申请科技项目的": the model's numbering is layout, not a figure
+    sentence = ITEM.sub("", sentence).lstrip()  # "1. 申请科技项目的": the model's numbering is layout, not a figure
     allowed = numbers_in(chunk.text) | numbers_in(chunk.header or chunk.title) | referenced_numbers(question)
     if not numbers_in(sentence) <= allowed:
         return False
@@ -392,7 +382,7 @@ def check_answer(answer: str, passages: list[ScoredChunk], question: str, min_ov
         if len(compact(bare)) < 2:
             continue
         valid = [n for n in claimed if 1 <= n <= len(passages)]
-        probe = _ITEM.sub("", bare).lstrip()  # checked without the model's own list numbering (1. 2、 （一）)
+        probe = ITEM.sub("", bare).lstrip()  # checked without the model's own list numbering (1. 2、 （一）)
         holding = [n for n in valid if supports(probe, passages[n - 1], question) and
                    (numbers_in(probe) or overlap(probe, passages[n - 1].chunk.text) >= min_overlap)]
         if holding:

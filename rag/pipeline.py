@@ -483,37 +483,8 @@ def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
                 return facts  # a 文号 or issuer in the passages is often another document's, cited
         else:
             facts = Plan("refusal", refused=True, reason="文档的登记信息没有所问的日期")
-        # the document's own facts do not hold it (通过, 修正, 批准 dates; a fact no header states): its passages may.
-        # A passage of the document named need not name it again: its title is what the passage is about.
-        named = targets if query.docs else []  # else targets is only the best retrieved document
-        asked = _without_time_cues(query.evidence_text, vocab, asking_only=True)
-        for doc_id in named:
-            for form in title_forms(view.title(doc_id), vocab):
-                asked = asked.replace(form, " ")
-        own = [c for c in passages if c.chunk.doc_id in named] or passages
-        # the last or first of the events a document's history lines date ("最近一次修订", "最早…公布"): the line
-        # with the latest or earliest date, among all that say the event
-        selector = next((c for c in ("latest_event", "earliest_event") if vocab.has(c, query.text)), "")
-        for word in vocab.words.get(selector, ()):
-            asked = asked.replace(word, " ")
-        kind = requested_kind(query.evidence_text)  # asked for by the time words taken out of `asked`
-        dated = [e for e in best_evidence(asked, own, limit=8 if selector else 3, kind=kind,
-                                               only_bare=len(named) == 1)
-                 if states("date", e.sentence) or states("year", e.sentence)]
-        if selector and len(dated) > 1:
-            latest = selector == "latest_event"
-            dated = sorted(dated, key=lambda e: iso_date(e.sentence) or ("0000" if latest else "9999"),
-                           reverse=latest)[:1]
-        by_passages = plan_evidence(query, dated, settings.evidence_min_cover, settings.figure_min_cover)
-        if not by_passages.refused:
-            return by_passages
-        events = [w for w in vocab.words.get("date_event", ()) if w in query.text]
-        # (a question asking a number of days, "公示时间不得少于多少日", is not asking for a date: left to the model)
-        if events and not expected_units(query.text, vocab) and not any(_dates_an_event(c.chunk.text, events) for c in own):
-            # "哪年修订的" of a text with no dated sentence saying 修订 ("推进《…条例》修订研究"): no reading of its
-            # passages can answer it — a model would take the year from the title
-            facts = dataclasses.replace(facts, settled=True)
-        return facts
+        # the document's own facts do not hold it (通过, 修正, 批准 dates; a fact no header states): its passages may
+        return _plan_from_dated_lines(query, targets, passages, facts, engine)
     if query.facet == "outline" and len(targets) == 1 and not names_a_section(query, passages, view, targets):
         # the document's own build ("一共几章 最后一条"); "保障措施一共几条" counts a section's items: a list
         outline = plan_outline(targets[0], view, passages)  # versions of one title are one target (targets_for)
@@ -533,11 +504,12 @@ def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
         timed = plan_evidence(query, dated[:2], settings.evidence_min_cover, settings.figure_min_cover)
         if not timed.refused:
             return timed
-    if query.facet == "figure" and expected_units(query.text, vocab):
+    units = expected_units(query.text, vocab) if query.facet == "figure" else ()
+    if units:
         # a question naming its kind of figure (多少钱, 多长时间): the sentences stating that kind come first; a
         # sentence about the same thing without it (…不得同时享受) is no answer to it
         evidence = best_evidence(query.evidence_text, passages, limit=4)
-        stating = [e for e in evidence if states_units(e.sentence, expected_units(query.text, vocab))]
+        stating = [e for e in evidence if states_units(e.sentence, units)]
         if stating and stating[0].cover >= settings.figure_min_cover:
             return plan_evidence(query, stating[:2], settings.evidence_min_cover, settings.figure_min_cover)
     if query.followup:
@@ -553,6 +525,42 @@ def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
                 return plan_evidence(query, holding[:2], settings.evidence_min_cover, settings.figure_min_cover)
     evidence = best_evidence(query.evidence_text, passages)
     return plan_evidence(query, evidence, settings.evidence_min_cover, settings.figure_min_cover)
+
+
+def _plan_from_dated_lines(query: Query, targets: list[str], passages: list[ScoredChunk], facts: Plan,
+                           engine: Engine) -> Plan:
+    """A date the document's facts do not hold (通过, 公布, 修订 — its history lines): the passages' sentences that
+    date the event asked; `facts` (the facts' refusal) when none does, settled when no passage could."""
+    settings, vocab, view = engine.settings, load_vocabulary(engine.settings.vocab_dir), engine.document_view
+    # A passage of the document named need not name it again: its title is what the passage is about.
+    named = targets if query.docs else []  # else targets is only the best retrieved document
+    asked = _without_time_cues(query.evidence_text, vocab, asking_only=True)
+    for doc_id in named:
+        for form in title_forms(view.title(doc_id), vocab):
+            asked = asked.replace(form, " ")
+    own = [c for c in passages if c.chunk.doc_id in named] or passages
+    # the last or first of the events a document's history lines date ("最近一次修订", "最早…公布"): the line
+    # with the latest or earliest date, among all that say the event
+    selector = next((c for c in ("latest_event", "earliest_event") if vocab.has(c, query.text)), "")
+    for word in vocab.words.get(selector, ()):
+        asked = asked.replace(word, " ")
+    kind = requested_kind(query.evidence_text)  # asked for by the time words taken out of `asked`
+    dated = [e for e in best_evidence(asked, own, limit=8 if selector else 3, kind=kind, only_bare=len(named) == 1)
+             if states("date", e.sentence) or states("year", e.sentence)]
+    if selector and len(dated) > 1:
+        latest = selector == "latest_event"
+        dated = sorted(dated, key=lambda e: iso_date(e.sentence) or ("0000" if latest else "9999"),
+                       reverse=latest)[:1]
+    by_passages = plan_evidence(query, dated, settings.evidence_min_cover, settings.figure_min_cover)
+    if not by_passages.refused:
+        return by_passages
+    events = [w for w in vocab.words.get("date_event", ()) if w in query.text]
+    # (a question asking a number of days, "公示时间不得少于多少日", is not asking for a date: left to the model)
+    if events and not expected_units(query.text, vocab) and not any(_dates_an_event(c.chunk.text, events) for c in own):
+        # "哪年修订的" of a text with no dated sentence saying 修订 ("推进《…条例》修订研究"): no reading of its
+        # passages can answer it — a model would take the year from the title
+        facts = dataclasses.replace(facts, settled=True)
+    return facts
 
 
 def _dates_an_event(text: str, events: list[str]) -> bool:
