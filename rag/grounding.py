@@ -148,19 +148,35 @@ class Evidence:
     end: int
     score: float
     cover: float
+    # an enumerated item's lead ("第三十九条 …有下列情形之一，三年内不得申请…：") when the item is the evidence: the item
+    # says only the condition, the lead what follows from it
+    lead: tuple[int, int] | None = None
 
     @property
     def sentence(self) -> str:
-        """The sentence as it reads: a line break the page width put inside it is taken out ("应当考虑下列因素")."""
+        """The sentence as it reads, after its item's lead when it is an enumerated item ("…：……（四）…的")."""
+        own = self._reads(self.start, self.end)
+        if self.lead is None:
+            return own
+        between = self.ctx.chunk.text[self.lead[1] : self.start]
+        return self._reads(*self.lead) + ("" if not between.strip() else "……") + own
+
+    @property
+    def quote(self) -> str:
+        """The evidence's own span of the passage, as written (what a citation highlights)."""
+        return self.ctx.chunk.text[self.start : self.end].strip()
+
+    def _reads(self, start: int, end: int) -> str:
+        """A span as it reads: a line break the page width put inside it is taken out ("应当考虑下列因素")."""
         text = self.ctx.chunk.text
-        breaks = [b for b in sorted(wrapped_breaks(text)) if self.start <= b < self.end]
+        breaks = [b for b in sorted(wrapped_breaks(text)) if start <= b < end]
         if not breaks:
-            return text[self.start : self.end].strip()
-        pieces, at = [], self.start
+            return text[start:end].strip()
+        pieces, at = [], start
         for b in breaks:
             pieces.append(text[at:b])
             at = b + 1
-        pieces.append(text[at : self.end])
+        pieces.append(text[at:end])
         return "".join(pieces).strip()
 
 
@@ -201,7 +217,7 @@ def best_evidence(question: str, passages: list[ScoredChunk], limit: int = 2, ki
         for ev in scored:
             if ev.cover >= 0.34 and ev.ctx.chunk.doc_id not in per_doc:
                 per_doc[ev.ctx.chunk.doc_id] = ev
-        return list(per_doc.values())[:4]
+        return said_once([with_lead(ev) for ev in list(per_doc.values())[:4]])
     chosen: list[Evidence] = []
     for ev in scored:
         if len(chosen) >= limit:
@@ -209,7 +225,21 @@ def best_evidence(question: str, passages: list[ScoredChunk], limit: int = 2, ki
         if chosen and (ev.score < chosen[0].score * (0.6 if limit > 2 else 0.8) or ev.cover < 0.34):
             break
         chosen.append(ev)
-    return [with_enumeration(ev) for ev in chosen]
+    return said_once([with_lead(with_enumeration(ev)) for ev in chosen])
+
+
+def said_once(evidence: list[Evidence]) -> list[Evidence]:
+    """Evidence another one already says is left out (an item of a list already given whole); a lead already said
+    (by an earlier item of the same list, or inside an earlier span) is not said again."""
+    out: list[Evidence] = []
+    for ev in evidence:
+        same = [o for o in out if o.ctx.chunk.chunk_id == ev.ctx.chunk.chunk_id]
+        if any(o.start <= ev.start and ev.end <= o.end for o in same):
+            continue
+        if ev.lead is not None and any(o.lead == ev.lead or (o.start <= ev.lead[0] and ev.lead[1] <= o.end) for o in same):
+            ev = dataclasses.replace(ev, lead=None)
+        out.append(ev)
+    return out
 
 
 _ARTICLE = re.compile(r"^\s*第[一二三四五六七八九十百零〇\d]+条")
@@ -230,7 +260,7 @@ def whole_sentence(ev: Evidence) -> Evidence:
     end = min(after) + (text[min(after)] != "\n") if after else len(text)
     if (before, end) == (ev.start, ev.end) or end - before > MAX_SENTENCE_CHARS or end <= ev.start:
         return ev
-    return Evidence(ev.ctx, before, max(end, ev.end), ev.score, ev.cover)
+    return dataclasses.replace(ev, start=before, end=max(end, ev.end))
 
 
 def with_enumeration(ev: Evidence) -> Evidence:
@@ -256,7 +286,28 @@ def with_enumeration(ev: Evidence) -> Evidence:
         end = ev.end + line.end()
     if end == ev.end:
         return ev
-    return Evidence(ev.ctx, ev.start, end, ev.score, ev.cover)
+    return dataclasses.replace(ev, end=end)
+
+
+_LEAD_END = re.compile(r"[：:]\s*$")
+
+
+def with_lead(ev: Evidence) -> Evidence:
+    """An enumerated item ("（二）同一侵权人再次侵犯同一专利权的；") read with the sentence that introduces its list
+    ("第二十条 有下列行为之一的，由市专利管理部门依法进行查处:"): the lead line ending in a colon above it in the
+    passage, with no other article or non-item paragraph between them."""
+    text = ev.ctx.chunk.text
+    if ev.lead is not None or not ITEM.match(text[ev.start : ev.end]):
+        return ev
+    line_start = text.rfind("\n", 0, ev.start) + 1
+    for line in reversed(list(re.finditer(r"[^\n]+", text[:line_start]))):
+        body = line.group().strip()
+        if not body or ITEM.match(body):
+            continue
+        if not _LEAD_END.search(body) or len(body) > MAX_SENTENCE_CHARS:
+            return ev  # a paragraph that is not a list's lead: the item stands on its own
+        return dataclasses.replace(ev, lead=(line.start() + (len(line.group()) - len(line.group().lstrip())), line.end()))
+    return ev
 
 
 def is_heading(sentence: str, ctx: ScoredChunk) -> bool:

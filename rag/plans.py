@@ -421,7 +421,7 @@ def plan_per_document(query: Query, contexts: list[ScoredChunk], view: DocumentV
             silent.append(label[doc_id])
             continue
         sentence = evidence[0].sentence.rstrip("；;，,。")
-        statements.append(Statement(f"{label[doc_id]}：{sentence}", evidence[0].ctx, evidence[0].sentence))
+        statements.append(Statement(f"{label[doc_id]}：{sentence}", evidence[0].ctx, evidence[0].quote))
     if not statements:
         return Plan("refusal", refused=True, reason="各文件都没有给出相关内容")
     if silent and query.facet != "which_docs":
@@ -453,7 +453,7 @@ def plan_evidence(query: Query, evidence: list[Evidence], min_cover: float, figu
             return Plan("refusal", refused=True, reason="文档没有给出所问的具体数字")
         return Plan("near_miss", [Statement(f"文件没有给出具体数字，相关表述是：{best.sentence.rstrip('；;，,。')}", best.ctx,
                                             best.sentence)], refused=True, reason="文档没有给出所问的具体数字")
-    statements = [Statement(e.sentence.rstrip("；;，,"), e.ctx, e.sentence) for e in evidence]
+    statements = [Statement(e.sentence.rstrip("；;，,"), e.ctx, e.quote) for e in evidence]
     return Plan("evidence", statements, evidence=evidence)
 
 

@@ -222,3 +222,29 @@ def test_a_line_the_page_width_wrapped_is_one_sentence_and_reads_without_the_bre
     assert Evidence(ctx, start, text.index("：") + 1, 1.0, 1.0).sentence == "认定驰名商标应当考虑下列因素："
     found = best_evidence("认定驰名商标要考虑哪些因素", [ctx], limit=4)
     assert found[0].sentence.startswith("认定驰名商标应当考虑下列因素：") and "（二）" in found[0].sentence
+
+
+def test_an_enumerated_item_is_read_with_the_lead_of_its_list():
+    """"严重失信的会有啥后果" matches item （四）, which states only the condition; what follows from it is in the lead
+    ("…有下列情形之一，三年内不得申请…："). The item is read after its lead, the citation still highlights the item, and a
+    second item of the same list does not repeat the lead."""
+    from rag.grounding import Evidence, best_evidence, said_once, with_lead
+
+    text = ("第三十八条 其他规定。\n第三十九条 自然人、法人和非法人组织有下列情形之一，三年内不得申请政府财政性资金项目：\n"
+            "（一）故意侵犯版权严重破坏市场公平竞争秩序的；\n（二）侵犯版权构成犯罪的；\n（三）有其他侵犯版权严重失信行为的。")
+    ctx = passage(text)
+    item = text.index("（三）")
+    ev = with_lead(Evidence(ctx, item, len(text), 1.0, 1.0))
+    assert ev.sentence.startswith("第三十九条 自然人") and ev.sentence.endswith("（三）有其他侵犯版权严重失信行为的。")
+    assert "……" in ev.sentence and "（一）" not in ev.sentence  # the items between are left out, and it says so
+    assert ev.quote == "（三）有其他侵犯版权严重失信行为的。"
+    first = with_lead(Evidence(ctx, text.index("（一）"), text.index("（二）") - 1, 1.0, 1.0))
+    assert "……" not in first.sentence and first.sentence.startswith("第三十九条")  # right after its lead
+    assert [e.lead for e in said_once([first, ev])] == [first.lead, None]
+    # a line that is no list's lead (a paragraph ending in 。) leaves the item alone
+    plain = "本条例所称违法行为包括以下情况。\n（一）甲；\n（二）乙。"
+    alone = with_lead(Evidence(passage(plain), plain.index("（二）"), len(plain), 1.0, 1.0))
+    assert alone.lead is None and alone.sentence == "（二）乙。"
+    # end to end: the best evidence for the consequence question carries the consequence
+    found = best_evidence("侵犯版权严重失信行为的 会有啥后果", [ctx])
+    assert "三年内不得申请政府财政性资金项目" in found[0].sentence
