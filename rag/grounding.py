@@ -243,6 +243,7 @@ def said_once(evidence: list[Evidence]) -> list[Evidence]:
 
 
 _ARTICLE = re.compile(r"^\s*第[一二三四五六七八九十百零〇\d]+条")
+_LEAD_END = re.compile(r"[：:]\s*$")  # a sentence that introduces a list
 MAX_ENUMERATION_CHARS = 800
 
 
@@ -268,7 +269,7 @@ def with_enumeration(ev: Evidence) -> Evidence:
     the evidence runs on over the lines that follow it in the passage — its enumerated items, or a list of short
     lines, one name per line — up to the next article or MAX_ENUMERATION_CHARS."""
     text = ev.ctx.chunk.text
-    if not re.search(r"[：:]\s*$", text[ev.start : ev.end]):
+    if not _LEAD_END.search(text[ev.start : ev.end]):
         return ev
     end = ev.end
     lines = list(re.finditer(r"[^\n]+", text[end:]))
@@ -289,9 +290,6 @@ def with_enumeration(ev: Evidence) -> Evidence:
     return dataclasses.replace(ev, end=end)
 
 
-_LEAD_END = re.compile(r"[：:]\s*$")
-
-
 def with_lead(ev: Evidence) -> Evidence:
     """An enumerated item ("（二）同一侵权人再次侵犯同一专利权的；") read with the sentence that introduces its list
     ("第二十条 有下列行为之一的，由市专利管理部门依法进行查处:"): the lead line ending in a colon above it in the
@@ -300,13 +298,13 @@ def with_lead(ev: Evidence) -> Evidence:
     if ev.lead is not None or not ITEM.match(text[ev.start : ev.end]):
         return ev
     line_start = text.rfind("\n", 0, ev.start) + 1
-    for line in reversed(list(re.finditer(r"[^\n]+", text[:line_start]))):
-        body = line.group().strip()
-        if not body or ITEM.match(body):
+    for line in reversed(list(re.finditer(r"\S[^\n]*", text[:line_start]))):  # lines, from their first character
+        body = line.group().rstrip()
+        if ITEM.match(body):
             continue
         if not _LEAD_END.search(body) or len(body) > MAX_SENTENCE_CHARS:
             return ev  # a paragraph that is not a list's lead: the item stands on its own
-        return dataclasses.replace(ev, lead=(line.start() + (len(line.group()) - len(line.group().lstrip())), line.end()))
+        return dataclasses.replace(ev, lead=(line.start(), line.end()))
     return ev
 
 

@@ -452,7 +452,7 @@ def plan_evidence(query: Query, evidence: list[Evidence], min_cover: float, figu
         if best.cover < figure_cover:  # nothing closely related either: a plain refusal
             return Plan("refusal", refused=True, reason="文档没有给出所问的具体数字")
         return Plan("near_miss", [Statement(f"文件没有给出具体数字，相关表述是：{best.sentence.rstrip('；;，,。')}", best.ctx,
-                                            best.sentence)], refused=True, reason="文档没有给出所问的具体数字")
+                                            best.quote)], refused=True, reason="文档没有给出所问的具体数字")
     statements = [Statement(e.sentence.rstrip("；;，,"), e.ctx, e.quote) for e in evidence]
     return Plan("evidence", statements, evidence=evidence)
 
