@@ -140,7 +140,8 @@ def _facet_times(settings: Settings, index, embedder) -> dict:
     number of documents in the library."""
     from rag.engine import Engine
     from rag.pipeline import retrieve_for
-    from rag.query import load_vocabulary, understand
+    from rag.query import understand
+    from rag.vocab import load_vocabulary
 
     if not FACET_QUESTIONS.exists():
         return {}

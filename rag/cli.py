@@ -11,6 +11,7 @@ from typing import Any
 
 from rag.errors import RagError
 from rag.settings import Settings
+from rag.vocab import use_vocabulary
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -24,7 +25,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         overrides["top_k"] = args.k
     if getattr(args, "backend", None) is not None:
         overrides["llm_backend"] = args.backend
-    return Settings.load(overrides)
+    settings = Settings.load(overrides)
+    use_vocabulary(settings.vocab_dir)
+    return settings
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:

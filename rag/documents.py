@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from rag.docfacts import FACTS_VERSION, extract_facts, facts_to_json, merge_with_manifest
 from rag.errors import CorpusError
+from rag.vocab import load_vocabulary
 
 if TYPE_CHECKING:
     from rag.converters import Extracted
@@ -20,19 +22,18 @@ MANIFEST_NAME = "manifest.json"
 # Bump when conversion changes: a document's fingerprint includes it, so `rag index` re-reads changed formats.
 CONVERTER_VERSION = 1
 
-# Whole lines that are page furniture, not policy text. Masking them with spaces (instead of
-# deleting them) keeps every character offset identical to the file on disk.
-_CHROME_LINE = re.compile(
-    r"^\s*(?:"
-    r"无障碍|打印\s*关闭|关闭窗口|上一条[:：].*|下一条[:：].*|上一篇[:：].*|下一篇[:：].*"
-    r"|当前位置[:：].*|您当前的位置[:：].*"
-    r"|发布时间[:：].*浏览次数[:：]?.*|.*浏览次数[:：]\s*\d*\s*"
-    r"|原文[:：].*\.(?:pdf|doc|docx|wps)|附件下载[:：].*|文件链接[:：].*"
-    r"|郑重声明[:：].*|留言与评论.*|验证码[:：]?\s*|扫一扫.*|分享到[:：]?.*|【?字体[:：].*"
-    # layout, in any format: a converter's page marker, a page number alone on its line (- 12 -, 第3页 共50页, 12/50)
-    r"|<!--.*?-->|[-—–]\s*\d{1,4}\s*[-—–]|第\s*\d{1,4}\s*页(?:\s*[,，/]?\s*共\s*\d{1,4}\s*页)?|\d{1,4}\s*/\s*\d{1,4}"
-    r")\s*$"
-)
+# Whole lines that are layout, in any format: a converter's page marker, a page number alone on its line (- 12 -,
+# 第3页 共50页, 12/50). A web page's furniture lines (打印 关闭, 上一篇：…) are vocabulary: vocab/page_chrome.txt.
+_LAYOUT_LINE = (r"<!--.*?-->|[-—–]\s*\d{1,4}\s*[-—–]|第\s*\d{1,4}\s*页(?:\s*[,，/]?\s*共\s*\d{1,4}\s*页)?"
+                r"|\d{1,4}\s*/\s*\d{1,4}")
+
+
+@functools.lru_cache(maxsize=4)
+def _chrome_line(source: str) -> re.Pattern:
+    """Whole lines that are page furniture, not policy text. Masking them with spaces (instead of deleting them)
+    keeps every character offset identical to the file on disk."""
+    furniture = "|".join(load_vocabulary(source).page_chrome)
+    return re.compile(r"^\s*(?:" + (furniture + "|" if furniture else "") + _LAYOUT_LINE + r")\s*$")
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,10 @@ def _looks_chinese(text: str) -> bool:
 
 def mask_chrome(text: str) -> str:
     """Blank page-furniture lines with spaces, so offsets into the result equal offsets into the file."""
+    chrome = _chrome_line(load_vocabulary().source)
     out = []
     for line in text.split("\n"):
-        if _CHROME_LINE.match(line):
+        if chrome.match(line):
             line = " " * len(line)
         else:  # Markdown heading marks ("## 第三章") are layout, not text
             line = _MD_HEADING.sub(lambda m: " " * len(m.group()), line)
@@ -144,8 +146,6 @@ def title_line(text: str, kinds: tuple[str, ...] = ()) -> str:
     from rag.docfacts import DOC_NUMBER
 
     if not kinds:
-        from rag.query import load_vocabulary
-
         kinds = load_vocabulary().document_kinds
     candidates = []
     lines = [re.sub(r"\s+", " ", _MARKUP.sub("", raw).strip()) for raw in text[:3000].split("\n")[:40]]

@@ -18,6 +18,7 @@ from rag.errors import RagError
 from rag.index import Index, backend_for
 from rag.retrieval import Retriever
 from rag.settings import Settings
+from rag.vocab import use_vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class Engine:
 
     def __init__(self, settings: Settings, embedder: Embedder | None = None, llm=None, index: Index | None = None):
         self.settings = settings
+        use_vocabulary(settings.vocab_dir)  # every step reads the vocabulary of these settings (RAG_VOCAB_DIR)
         self._embedder = embedder
         self._models = {"llm": llm}  # shared by every pinned view
         self._lock = threading.Lock()

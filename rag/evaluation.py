@@ -129,7 +129,8 @@ def run_questions(questions: list[EvalQuestion], settings: Settings, engine, ret
     """One result row per question, in the contract shape of results.jsonl."""
     from rag.followup import standalone_question
     from rag.pipeline import answer, retrieve_for
-    from rag.query import NO_SEARCH_FACETS, load_vocabulary, understand
+    from rag.query import NO_SEARCH_FACETS, understand
+    from rag.vocab import load_vocabulary
 
     rows = []
     for n, item in enumerate(questions, 1):

@@ -6,6 +6,7 @@ import functools
 import re
 
 from rag.text import compact, normalise
+from rag.vocab import load_vocabulary
 
 _CN_DIGIT = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _CN_UNIT = {"十": 10, "百": 100, "千": 1000}
@@ -31,13 +32,10 @@ _SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]*")
 DOC_NUMBER = re.compile(r"[\u4e00-\u9fff]{1,10}〔\d{4}〕\d+号")  # 乌市监知字〔2022〕169号
 
 
-# Questions that ask across documents ("哪些规划…分别…") get the best passage of each document first.
-CROSS_DOC_CUES = ("哪些规划", "哪些地方", "哪些文件", "哪些城市的规划", "哪些省", "各地", "分别", "哪几份", "几份文件")
-
-
 def is_cross_document(question: str) -> bool:
-    """Questions that ask across documents: "哪些规划设定了…，分别是多少？"."""
-    return any(cue in question for cue in CROSS_DOC_CUES)
+    """Questions that ask across documents: "哪些规划设定了…，分别是多少？" (question_words.tsv cross_document);
+    their retrieval takes the best passage of each document first."""
+    return load_vocabulary().has("cross_document", question)
 
 
 def _cn_to_int(text: str) -> int | None:
@@ -90,21 +88,13 @@ def quantities_in(text: str) -> list[str]:
             + [m.group(0) for m in _TIME_LIMIT.finditer(text)] + [m.group(0) for m in _CLOCK.finditer(text)])
 
 
-# Figure cues of vocab/facets.tsv that ask for a number by themselves ("多少", "多久", "占比"); words such as 目标 or
-# 达到 are figure cues too but also head questions whose answer is not a number ("共建目标是什么").
-_NOT_BY_THEMSELVES = ("目标", "达到", "要到", "能到", "涨")
-
-
-@functools.lru_cache(maxsize=1)
 def _quantity_cues() -> tuple[str, ...]:
-    from rag.query import load_vocabulary
-
-    cues = [cue for facet, cue in load_vocabulary().facets if facet == "figure" and cue not in _NOT_BY_THEMSELVES]
-    return tuple(cues) + ("百分之",)
-DATE_CUES = ("哪天", "哪一天", "何时", "什么时候", "日期", "时间")
-YEAR_CUES = ("哪年", "哪一年", "哪个年份")
-LIST_CUES = ("哪些", "哪几", "有哪", "包括")
-DOC_NUMBER_CUES = ("文号", "字号", "发文号")
+    """Figure cues of facets.tsv that ask for a number by themselves ("多少", "多久", "占比"); words such as 目标 or
+    达到 are figure cues too but also head questions whose answer is not a number (question_words.tsv
+    figure_not_alone)."""
+    vocab = load_vocabulary()
+    alone = set(vocab.of("figure_not_alone"))
+    return tuple(cue for cue in vocab.facet_cues("figure") if cue not in alone) + vocab.of("figure_extra")
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
@@ -164,17 +154,17 @@ def stands_alone(sentence: str) -> bool:
 
 def asks_quantity(question: str) -> bool:
     """A question whose answer is a figure ("多少家", "几个"), not a list ("哪几条", "哪些")."""
-    if any(cue in question for cue in ("哪几", "哪些")) or is_cross_document(question):
+    if load_vocabulary().has("not_quantity", question) or is_cross_document(question):
         return False
     return any(cue in question for cue in _quantity_cues())
 
 
 def asks_date(question: str) -> bool:
-    return any(cue in question for cue in DATE_CUES)
+    return load_vocabulary().has("date_asked", question)
 
 
 def asks_doc_number(question: str) -> bool:
-    return any(cue in question for cue in DOC_NUMBER_CUES)
+    return load_vocabulary().has("docno_asked", question)
 
 
 def states(kind: str, text: str) -> bool:
@@ -196,7 +186,7 @@ def requested_kind(question: str) -> str:
         return "docno"
     if asks_date(question):
         return "date"
-    if any(cue in question for cue in YEAR_CUES):
+    if load_vocabulary().has("year_asked", question):
         return "year"
     if asks_quantity(question):
         return "quantity"

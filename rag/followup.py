@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
-from rag.query import detect_facet, item_reference, load_vocabulary, normalise_text, strip_wrappers
+from rag.query import detect_facet, item_reference, normalise_text, strip_wrappers
 from rag.text import places_in
+from rag.vocab import load_vocabulary
 
 MAX_TURNS = 20  # earlier turns a follow-up may lean on
-_LEAD = re.compile(r"^(那么|那|还有|另外|同样|再问一下|请问)[，,\s]*")
 _TAIL = re.compile(r"[呢吗啊？?。！!\s]+$")
-_QUALIFIER = re.compile(r"的$|的(话|情况|情形)|^(要是|如果|假如|若是|若)")  # a 的-phrase or an if-clause: a condition
-_PRONOUN = re.compile(r"^(它们的|它的|它们|它|其|该|这个|这份|这些|这项|此)(规划|方案|文件|意见|计划)?")
+
+
+def _lead() -> re.Pattern:
+    """A follow-up's opening word (那么, 还有, 另外: question_words.tsv followup_lead)."""
+    return _patterns(load_vocabulary().source)[0]
+
+
+def _qualifier() -> re.Pattern:
+    """A 的-phrase or an if-clause: a condition (的话, 的情形, 如果: condition_tail, condition_lead)."""
+    return _patterns(load_vocabulary().source)[1]
+
+
+def _pronoun() -> re.Pattern:
+    """A pronoun for the previous turn's document (它的, 该, 这份 + 规划/方案: followup_pronoun, followup_topic)."""
+    return _patterns(load_vocabulary().source)[2]
+
+
+@functools.lru_cache(maxsize=4)
+def _patterns(source: str) -> tuple[re.Pattern, re.Pattern, re.Pattern]:
+    vocab = load_vocabulary(source)
+    return (re.compile(rf"^({vocab.alternation('followup_lead')})[，,\s]*"),
+            re.compile(rf"的$|(?:{vocab.alternation('condition_tail')})|^(?:{vocab.alternation('condition_lead')})"),
+            re.compile(rf"^({vocab.alternation('followup_pronoun')})({vocab.alternation('followup_topic')})?"))
 
 
 def previous_user_question(history: list[dict] | None) -> str:
@@ -48,7 +70,7 @@ def search_anchor(question: str, history: list[dict] | None) -> str:
 def is_followup(question: str) -> bool:
     """Elliptical questions that lean on the previous turn: 那…呢, pronouns, very short fragments."""
     q = question.strip()
-    return bool(_LEAD.match(q) or _PRONOUN.match(q) or re.search(r"呢[？?]?$", q) or len(_TAIL.sub("", q)) <= 6)
+    return bool(_lead().match(q) or _pronoun().match(q) or re.search(r"呢[？?]?$", q) or len(_TAIL.sub("", q)) <= 6)
 
 
 def standalone_question(question: str, history: list[dict] | None) -> str:
@@ -64,19 +86,19 @@ def standalone_question(question: str, history: list[dict] | None) -> str:
     if not previous or not (is_followup(question) or short_without_place) or _only_chit_chat(question):
         return question
     previous = standalone_question(previous, _history_before_last_user(history))
-    core = _TAIL.sub("", _LEAD.sub("", question))
+    core = _TAIL.sub("", _lead().sub("", question))
     new_places, old_places = places_in(core), places_in(previous)
     if item_reference(core):
         # "第三条呢": the item of the list the previous question asked for
         return f"{_TAIL.sub('', previous)}，{core}？"
-    if not new_places and _QUALIFIER.search(core) and not load_vocabulary().has("asks", core):
+    if not new_places and _qualifier().search(core) and not load_vocabulary().has("asks", core):
         # a condition or a kind of the case just asked about ("那情节严重的呢", "没违法所得的呢", "要是学校自己实施的
         # 话"): the same question under that condition, not a new topic
         return f"{_TAIL.sub('', previous)}，{core}？"
     if not new_places:
         # A topic switch ("那专利导航呢"), a pronoun ("这个规划到哪年") or a new facet ("文号呢"): keep the place
         # the conversation is about, take the new topic, and keep the previous kind of question if none is asked.
-        topic = _PRONOUN.sub("", core).strip()
+        topic = _pronoun().sub("", core).strip()
         vocab = load_vocabulary()
         asks = detect_facet(normalise_text(topic), vocab)[0] != "general"
         cue = "" if asks else _facet_cue(previous, vocab)

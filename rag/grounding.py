@@ -11,13 +11,11 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 from dataclasses import dataclass, field
 
 from rag.facts import (
     ITEM,
-    LIST_CUES,
     is_cross_document,
     normalise_numbers,
     numbers_in,
@@ -30,6 +28,7 @@ from rag.facts import (
 )
 from rag.retrieval import ScoredChunk
 from rag.text import compact, normalise, places_in, tokenize, years_in
+from rag.vocab import load_vocabulary
 
 _BARE_HEADING = re.compile(r"^[一二三四五六七八九十]{1,3}、[^。；;]{0,16}$")
 _QUOTES = re.compile(r"[“”\"'‘’《》「」『』]")
@@ -42,7 +41,6 @@ _MARKER_PATTERNS = [
 ]
 # Bracketed source notes the model invents around markers: "[来源:资料[2]第4段]", "(见资料1)".
 _SOURCE_NOTE = re.compile(r"[\[【(（][^\[\]【】()（）]{0,12}(?:资料|文件|来源|段落|参考)[^\]】)）]{0,16}[\]】)）]?")
-_MODEL_REFUSAL = re.compile(r"(无法回答|不能回答|无法确定|没有提(到|及)|未提(到|及)|并未(提|说明|给出)|资料中没有|不包含|没有相关|未涉及|没有涉及|没有给出|未给出|cannot answer)")
 
 def question_terms(question: str) -> list[str]:
     """Content words of the question, without places (checked separately), years, and the words that only say
@@ -52,10 +50,11 @@ def question_terms(question: str) -> list[str]:
     for cue in _answer_kind_cues():
         question = question.replace(cue, " ")
     terms = []
+    not_content = set(load_vocabulary().of("not_content"))
     for token in tokenize(question):
         if token in places or any(p in token for p in places) or re.fullmatch(r"\d+|20\d\d年?", token):
             continue
-        if token in {"省", "市", "全年", "到", "要", "哪", "天", "印发", "是", "规划", "方案", "意见", "计划"}:
+        if token in not_content:
             continue
         if token not in terms:
             terms.append(token)
@@ -64,15 +63,8 @@ def question_terms(question: str) -> list[str]:
     return [t for t in terms if not any(t != other and t in other for other in terms)]
 
 
-@functools.lru_cache(maxsize=1)
 def _answer_kind_cues() -> tuple[str, ...]:
-    from rag.query import load_vocabulary
-
-    vocab = load_vocabulary()
-    # Only interrogative cues: 目标, 增幅, 结案率 are figure cues too, but they carry content (and section names).
-    cues = {cue for facet, cue in vocab.facets if facet in ("figure", "yesno") and re.search(r"多少|几|多高|多大|多久|多长|吗|否|没有", cue)}
-    cues |= {"分别", "各地", "都是", "都"} | set(vocab.words.get("filler", ()))
-    return tuple(sorted(cues, key=len, reverse=True))
+    return load_vocabulary().answer_kind_cues
 
 
 def coverage(terms: list[str], text: str) -> float:
@@ -101,7 +93,7 @@ class Eligibility:
 
 def is_nationwide(doc: dict) -> bool:
     """A document for the whole country (a national law, a CNIPA rule): it has no region of its own."""
-    return doc.get("region", "") in ("", "全国", "中国", "国家")
+    return doc.get("region", "") in ("",) + load_vocabulary().of("nationwide")
 
 
 def eligible_passages(question: str, contexts: list[ScoredChunk], documents: dict[str, dict]) -> Eligibility:
@@ -193,7 +185,7 @@ def best_evidence(question: str, passages: list[ScoredChunk], limit: int = 2, ki
     """
     terms = question_terms(question)
     kind = requested_kind(question) if kind is None else kind  # "when": the time of an event the text tells
-    if any(cue in question for cue in LIST_CUES):
+    if load_vocabulary().has("list_asked", question):
         limit = max(limit, 4)  # a list may run over several sentences: (一)…(二)…(三)…
     scored: list[Evidence] = []
     for ctx in passages:
@@ -346,7 +338,8 @@ def parse_markers(sentence: str) -> tuple[str, list[int]]:
 
 
 def says_cannot_answer(text: str) -> bool:
-    return bool(_MODEL_REFUSAL.search(text))
+    """The model says the passages do not answer (vocab/model_refusals.txt)."""
+    return bool(load_vocabulary().model_refusal_re.search(text))
 
 
 def supports(sentence: str, ctx: ScoredChunk, question: str) -> bool:

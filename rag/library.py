@@ -38,6 +38,7 @@ from rag.embedders import Embedder
 from rag.errors import CorpusError, UnknownDocumentError
 from rag.index import Index, Progress, backend_for, chunker_config, expected_signature, make_segment, new_config
 from rag.settings import Settings
+from rag.vocab import use_vocabulary
 
 REMOVED_DIR = ".removed"
 
@@ -143,6 +144,7 @@ def sync_index(settings: Settings, embedder: Embedder, rebuild: bool = False,
 def _sync_locked(settings: Settings, embedder: Embedder, rebuild: bool = False,
                  progress: Progress | None = None) -> tuple[Index, Report]:
     started = time.perf_counter()
+    use_vocabulary(settings.vocab_dir)  # titles and chrome lines are read with these settings' vocabulary
     _drop_leftovers(settings.data_dir, settings.removed_keep_days)
     store = backend_for(settings)
     config = store.read_config()

@@ -52,12 +52,13 @@ from rag.plans import (
     targets_for,
 )
 from rag.prompts import render
-from rag.query import NO_SEARCH_FACETS, TOOL_TASKS, Query, expected_units, load_vocabulary, sub_questions, title_forms, understand
+from rag.query import NO_SEARCH_FACETS, TOOL_TASKS, Query, expected_units, sub_questions, title_forms, understand
 from rag.retrieval import ScoredChunk, validate_question
 from rag.settings import Settings
 from rag.suggest import example_questions
 from rag.text import normalise
 from rag.tokens import count_tokens
+from rag.vocab import load_vocabulary
 
 __all__ = ["answer", "stream_answer", "standalone_question", "retrieve_for", "build_prompt", "pack_passages"]
 

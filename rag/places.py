@@ -15,16 +15,20 @@ import importlib.metadata
 import re
 from pathlib import Path
 
-_SUFFIXES = ("特别行政区", "维吾尔自治区", "壮族自治区", "回族自治区", "自治区", "自治州", "自治县", "地区", "盟", "省", "市", "县")
+from rag.vocab import load_vocabulary
+
 MAX_NAME = 12
 
 
-@functools.lru_cache(maxsize=4)
 def gazetteer(vocab_dir: str = "") -> dict[str, str]:
     """Every way a place may be written → its short name (the form documents' regions are compared in)."""
-    from rag.query import VOCAB_DIR
+    return _gazetteer(load_vocabulary(vocab_dir or None).source)
 
-    folder = Path(vocab_dir) if vocab_dir else VOCAB_DIR
+
+@functools.lru_cache(maxsize=4)
+def _gazetteer(source: str) -> dict[str, str]:
+    folder = Path(source)
+    suffixes = load_vocabulary(folder).place_suffixes
     names: dict[str, str] = {}
     try:
         table = Path(str(importlib.metadata.distribution("cpca").locate_file("cpca/resources/adcodes.csv")))
@@ -33,7 +37,7 @@ def gazetteer(vocab_dir: str = "") -> dict[str, str]:
         rows = []
     for row in rows:
         full = row["name"].strip()
-        short = _short(full)
+        short = _short(full, suffixes)
         names[full] = short
         if short != full and not full.endswith("区") and len(short) >= 2:
             names.setdefault(short, short)
@@ -56,8 +60,8 @@ def gazetteer(vocab_dir: str = "") -> dict[str, str]:
     return names
 
 
-def _short(full: str) -> str:
-    for suffix in _SUFFIXES:
+def _short(full: str, suffixes: tuple[str, ...]) -> str:
+    for suffix in suffixes:
         if full.endswith(suffix) and len(full) - len(suffix) >= 2:
             return full[: -len(suffix)]
     return full
@@ -65,8 +69,9 @@ def _short(full: str) -> str:
 
 def places_named(text: str, vocab_dir: str = "") -> list[str]:
     """The places `text` names, in order, as short names (浙江省义乌市 → 浙江, 义乌); the longest name wins."""
-    names = gazetteer(vocab_dir)
-    starts, ends = _word_bounds(text)
+    source = load_vocabulary(vocab_dir or None).source
+    names = _gazetteer(source)
+    starts, ends = _word_bounds(text, source)
     found: list[str] = []
     i = 0
     while i < len(text):
@@ -83,12 +88,12 @@ def places_named(text: str, vocab_dir: str = "") -> list[str]:
     return found
 
 
-def _word_bounds(text: str) -> tuple[set[int], set[int]]:
+def _word_bounds(text: str, source: str) -> tuple[set[int], set[int]]:
     """Where jieba's words start and end in `text` (a place name must start and end on word boundaries)."""
     from rag.text import _tokenizer
 
     starts, ends, at = set(), set(), 0
-    for word in _tokenizer().cut(text):
+    for word in _tokenizer(source).cut(text):
         starts.add(at)
         # one word may hold a place and its suffix (义乌市), or several places (上海市浦东新区): a division suffix
         # inside a word is a boundary on both sides

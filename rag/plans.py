@@ -22,9 +22,10 @@ from rag.chunking import Chunk
 from rag.docfacts import Fact, facts_from_json, iso_date, period_text, validity
 from rag.facts import quantities_in, split_sentences
 from rag.grounding import Evidence, best_evidence, coverage, question_terms, whole_sentence
-from rag.query import DOCUMENT_FACETS, Query, expected_units, load_vocabulary
+from rag.query import DOCUMENT_FACETS, Query, expected_units
 from rag.retrieval import ScoredChunk
 from rag.text import compact
+from rag.vocab import load_vocabulary
 
 _ITEM_LINE = re.compile(r"(?:^|(?<=[\s。；;]))(——|[一二三四五六七八九十]+、|\d{1,2}[.．、]|[（(][一二三四五六七八九十\d]{1,3}[）)])\s*([^。；;\n]{2,60})")
 

@@ -8,7 +8,7 @@ One step, before retrieval, with its own tests:
   4. find the documents the question targets (places, nicknames from titles such as 三高四新, "五份文件");
   5. find the facet asked (figure, date, period, issuer, 文号, attachment, units, list, yes/no, which documents,
      which came first) or that the request is out of scope, empty, or not in Chinese.
-Every word list lives in `vocab/` (see vocab/README.md), not here.
+Every word list lives in `rag/resources/vocab/` (read by rag/vocab.py; see its README), not here.
 """
 
 from __future__ import annotations
@@ -18,11 +18,8 @@ import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from rag.settings import PROJECT_ROOT
-
-VOCAB_DIR = PROJECT_ROOT / "vocab"
+from rag.vocab import Vocabulary, load_vocabulary
 
 # Facets that are facts about a document as a whole, answered from its facts, not from passage sentences.
 # What is answered without searching: nothing asked, chit-chat, a request for another tool, another language.
@@ -74,77 +71,6 @@ class Query:
         return {"text": self.text, "facet": self.facet, "docs": self.docs, "all_docs": self.all_docs, "places": self.places,
                 "years": self.years, "item": self.item, "dropped": self.dropped, "injection": self.injection,
                 "scope_class": self.scope_class}
-
-
-# --------------------------------------------------------------------------- vocabulary files
-
-
-def _lines(path: Path) -> list[list[str]]:
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.lstrip().startswith("#"):
-            rows.append([cell.strip() for cell in line.split("\t")])
-    return rows
-
-
-@dataclass(frozen=True)
-class Vocabulary:
-    synonyms: tuple[tuple[str, tuple[str, ...]], ...]
-    provinces: tuple[str, ...]
-    cities: tuple[str, ...]
-    place_aliases: dict  # english / short name (lower case) → Chinese
-    facets: tuple[tuple[str, str], ...]
-    chatter: frozenset
-    injection: tuple[str, ...]
-    out_of_scope: tuple[tuple[str, str], ...]
-    domain: tuple[str, ...]
-    units: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    words: dict = field(default_factory=dict)  # vocab/question_words.tsv: class → words
-    document_kinds: tuple[str, ...] = ()  # vocab/document_kinds.txt: words a document's title ends with
-    document_instructions: tuple[str, ...] = ()  # vocab/document_instructions.txt: text in a document aimed at an assistant
-    suggestions: tuple[str, ...] = ()  # vocab/suggestions.txt: templates of suggested follow-up questions
-
-    def has(self, word_class: str, text: str) -> bool:
-        """Does `text` hold a word of this class of question_words.tsv?"""
-        return any(word in text for word in self.words.get(word_class, ()))
-
-    @functools.cached_property
-    def place_re(self) -> re.Pattern:
-        return re.compile("|".join(sorted(self.provinces + self.cities, key=len, reverse=True)))
-
-
-@functools.lru_cache(maxsize=4)
-def load_vocabulary(vocab_dir: Path = VOCAB_DIR) -> Vocabulary:
-    """Read every vocabulary file once."""
-    synonyms = tuple((row[0].lower(), tuple(row[1].split("|"))) for row in _lines(vocab_dir / "synonyms.tsv"))
-    provinces, cities, aliases = [], [], {}
-    for row in _lines(vocab_dir / "places.tsv"):
-        (provinces if row[0] == "province" else cities).append(row[1])
-        for alias in (row[2].split("|") if len(row) > 2 else []):
-            aliases[alias.lower()] = row[1]
-    return Vocabulary(
-        synonyms=tuple(sorted(synonyms, key=lambda s: -len(s[0]))),
-        provinces=tuple(provinces),
-        cities=tuple(cities),
-        place_aliases=aliases,
-        facets=tuple((row[0], row[1].lower()) for row in _lines(vocab_dir / "facets.tsv")),
-        chatter=frozenset(row[0].lower() for row in _lines(vocab_dir / "chatter.tsv")),
-        injection=tuple(row[0].lower() for row in _lines(vocab_dir / "injection.tsv")),
-        document_instructions=tuple(row[0].lower() for row in _lines(vocab_dir / "document_instructions.txt")),
-        suggestions=tuple(row[0] for row in _lines(vocab_dir / "suggestions.txt")),
-        out_of_scope=tuple((row[0], row[1].lower()) for row in _lines(vocab_dir / "out_of_scope.tsv")),
-        domain=tuple(row[0].lower() for row in _lines(vocab_dir / "domain.txt")),
-        units=tuple((row[0], tuple(row[1].split("|"))) for row in _lines(vocab_dir / "units.tsv")),
-        words=_classes(vocab_dir / "question_words.tsv"),
-        document_kinds=tuple(w for row in _lines(vocab_dir / "document_kinds.txt") for w in row[0].split()),
-    )
-
-
-def _classes(path: Path) -> dict[str, tuple[str, ...]]:
-    out: dict[str, list[str]] = {}
-    for row in _lines(path):
-        out.setdefault(row[0], []).append(row[1])
-    return {k: tuple(sorted(v, key=len, reverse=True)) for k, v in out.items()}
 
 
 # --------------------------------------------------------------------------- steps
@@ -404,7 +330,7 @@ def detect_facet(text: str, vocab: Vocabulary) -> tuple[str, bool]:
         for f, cue in vocab.facets:
             if f == facet and cue in rest:
                 rest = rest.replace(cue, " ")
-        also_figure = any(cue in rest for f, cue in vocab.facets if f == "figure" and cue in ("多少", "几", "多高", "多大"))
+        also_figure = any(cue in rest for f, cue in vocab.facets if f == "figure" and cue in vocab.of("figure_in_list"))
     return facet, also_figure
 
 

@@ -15,7 +15,16 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _project_path(name: str) -> Path:
-    return PROJECT_ROOT / name
+    """`data/` and `index/` of the source tree; installed outside it (a wheel in site-packages), of the current
+    directory."""
+    root = PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").exists() else Path.cwd()
+    return root / name
+
+
+def _package_path(name: str) -> Path:
+    from rag.vocab import package_dir
+
+    return package_dir(name)
 
 
 @dataclass(frozen=True)
@@ -85,8 +94,9 @@ class Settings:
     model_cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "policy-rag")
     context_budget_tokens: int = 320  # passages packed into the prompt, evidence first (prompt reading is the wait)
     context_max_passages: int = 3
-    prompts_dir: Path = field(default_factory=lambda: _project_path("prompts"))
-    vocab_dir: Path = field(default_factory=lambda: _project_path("vocab"))
+    # shipped inside the package (rag/resources/): found wherever it is installed
+    prompts_dir: Path = field(default_factory=lambda: _package_path("prompts"))
+    vocab_dir: Path = field(default_factory=lambda: _package_path("vocab"))
     # Refusal: the share of the question's content words a passage sentence must hold to count as evidence
     # (tuned on the dev split of eval/staff_questions.jsonl; see scripts/tune_refusal.py).
     evidence_min_cover: float = 0.34

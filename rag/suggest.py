@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rag.vocab import load_vocabulary
+
 MAX_SUGGESTIONS = 3
 MAX_EXAMPLES = 5
-_ASKS = ("是哪天印发的？", "是哪个部门发布的？", "的主要内容有哪些？")
 
 
 def example_questions(documents: list[dict], vocab_dir: Path, limit: int = MAX_EXAMPLES) -> list[str]:
@@ -23,7 +24,7 @@ def example_questions(documents: list[dict], vocab_dir: Path, limit: int = MAX_E
             doc_id, _tab, question = line.partition("\t")
             if not line.startswith("#") and question.strip() and doc_id.strip() in held:
                 out.append(question.strip())
-    asks = iter(_ASKS * limit)
+    asks = iter(load_vocabulary(vocab_dir).example_asks * limit)
     for doc in documents:
         if len(out) >= limit:
             break
@@ -54,8 +55,6 @@ def heading_of(chunk) -> str:
 def suggest_followups(answer: dict, view, vocab_dir: Path, limit: int = MAX_SUGGESTIONS) -> list[str]:
     """Up to `limit` questions: the cited sections' headings first, then the sections that follow them. `view` is the
     engine's DocumentView (each document's passages read once and kept)."""
-    from rag.query import load_vocabulary
-
     forms = load_vocabulary(Path(vocab_dir)).suggestions
     if not forms or answer.get("refused") or not answer.get("citations"):
         return []

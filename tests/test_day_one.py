@@ -114,7 +114,8 @@ def test_a_place_answered_from_a_nationwide_document_says_whose_text_it_is(real_
 
 
 def test_document_fact_words_about_content_do_not_make_a_document_question():
-    from rag.query import load_vocabulary, understand
+    from rag.query import understand
+    from rag.vocab import load_vocabulary
 
     vocab = load_vocabulary()
     assert understand("技术合同要在签订后多长时间内登记", [], vocab).facet == "figure"

@@ -247,7 +247,8 @@ def test_versions_of_one_title_are_one_document_the_latest_unless_a_year_is_aske
 
 
 def test_spaced_questions_are_parts_and_one_named_document_has_no_earliest_of_several():
-    from rag.query import load_vocabulary, sub_questions, understand
+    from rag.query import sub_questions, understand
+    from rag.vocab import load_vocabulary
 
     documents = [{"doc_id": "zj", "title": "浙江省技术市场条例", "region": "浙江省", "province": "浙江省"},
                  {"doc_id": "bj", "title": "北京市技术市场条例", "region": "北京市", "province": "北京市"}]

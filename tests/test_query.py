@@ -6,7 +6,8 @@ The inputs are written for these tests (not copied from the evaluation sets).
 import pytest
 
 from rag.followup import standalone_question
-from rag.query import item_reference, load_vocabulary, normalise_text, strip_wrappers, sub_questions, understand
+from rag.query import item_reference, normalise_text, strip_wrappers, sub_questions, understand
+from rag.vocab import load_vocabulary
 
 DOCS = [
     {"doc_id": "hn", "title": "湖南省人民政府 国家知识产权局共建“三高四新”知识产权强省实施方案", "region": "湖南省",
