@@ -88,15 +88,6 @@ def quantities_in(text: str) -> list[str]:
             + [m.group(0) for m in _TIME_LIMIT.finditer(text)] + [m.group(0) for m in _CLOCK.finditer(text)])
 
 
-def _quantity_cues() -> tuple[str, ...]:
-    """Figure cues of facets.tsv that ask for a number by themselves ("多少", "多久", "占比"); words such as 目标 or
-    达到 are figure cues too but also head questions whose answer is not a number (question_words.tsv
-    figure_not_alone)."""
-    vocab = load_vocabulary()
-    alone = set(vocab.of("figure_not_alone"))
-    return tuple(cue for cue in vocab.facet_cues("figure") if cue not in alone) + vocab.of("figure_extra")
-
-
 def split_sentences(text: str) -> list[tuple[int, int]]:
     """(start, end) offsets of sentences (ending at 。！？； or a line end; a line that a page's width wrapped in the
     middle of a sentence runs on over the next line — see `wrapped_breaks`)."""
@@ -156,7 +147,7 @@ def asks_quantity(question: str) -> bool:
     """A question whose answer is a figure ("多少家", "几个"), not a list ("哪几条", "哪些")."""
     if load_vocabulary().has("not_quantity", question) or is_cross_document(question):
         return False
-    return any(cue in question for cue in _quantity_cues())
+    return any(cue in question for cue in load_vocabulary().quantity_cues)
 
 
 def asks_date(question: str) -> bool:

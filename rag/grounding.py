@@ -47,10 +47,10 @@ def question_terms(question: str) -> list[str]:
     what kind of answer is wanted (多少, 目标, 分别, 吗: vocab/facets.tsv figure and yes/no cues)."""
     places = set(places_in(question))
     question = re.sub(r"20\d\d\s*年?", " ", question)
-    for cue in _answer_kind_cues():
+    for cue in load_vocabulary().answer_kind_cues:
         question = question.replace(cue, " ")
     terms = []
-    not_content = set(load_vocabulary().of("not_content"))
+    not_content = load_vocabulary().of("not_content")
     for token in tokenize(question):
         if token in places or any(p in token for p in places) or re.fullmatch(r"\d+|20\d\d年?", token):
             continue
@@ -61,10 +61,6 @@ def question_terms(question: str) -> list[str]:
     # cut_for_search also yields the parts of long words (知识产权 → 知识, 产权): counting them again would let one
     # long word outweigh the rest of the question, so only the longest words count.
     return [t for t in terms if not any(t != other and t in other for other in terms)]
-
-
-def _answer_kind_cues() -> tuple[str, ...]:
-    return load_vocabulary().answer_kind_cues
 
 
 def coverage(terms: list[str], text: str) -> float:
@@ -93,7 +89,8 @@ class Eligibility:
 
 def is_nationwide(doc: dict) -> bool:
     """A document for the whole country (a national law, a CNIPA rule): it has no region of its own."""
-    return doc.get("region", "") in ("",) + load_vocabulary().of("nationwide")
+    region = doc.get("region", "")
+    return region == "" or region in load_vocabulary().of("nationwide")
 
 
 def eligible_passages(question: str, contexts: list[ScoredChunk], documents: dict[str, dict]) -> Eligibility:

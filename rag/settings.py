@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import SettingsError
+from rag.vocab import package_dir
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,12 +20,6 @@ def _project_path(name: str) -> Path:
     directory."""
     root = PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").exists() else Path.cwd()
     return root / name
-
-
-def _package_path(name: str) -> Path:
-    from rag.vocab import package_dir
-
-    return package_dir(name)
 
 
 @dataclass(frozen=True)
@@ -95,8 +90,8 @@ class Settings:
     context_budget_tokens: int = 320  # passages packed into the prompt, evidence first (prompt reading is the wait)
     context_max_passages: int = 3
     # shipped inside the package (rag/resources/): found wherever it is installed
-    prompts_dir: Path = field(default_factory=lambda: _package_path("prompts"))
-    vocab_dir: Path = field(default_factory=lambda: _package_path("vocab"))
+    prompts_dir: Path = field(default_factory=lambda: package_dir("prompts"))
+    vocab_dir: Path = field(default_factory=lambda: package_dir("vocab"))
     # Refusal: the share of the question's content words a passage sentence must hold to count as evidence
     # (tuned on the dev split of eval/staff_questions.jsonl; see scripts/tune_refusal.py).
     evidence_min_cover: float = 0.34

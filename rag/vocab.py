@@ -28,7 +28,12 @@ _configured: Path | None = None
 def use_vocabulary(vocab_dir: Path | str | None) -> None:
     """Make `vocab_dir` the folder read by every `load_vocabulary()` without an argument (the engine's settings)."""
     global _configured
-    _configured = Path(vocab_dir) if vocab_dir and str(vocab_dir) not in ("", ".") else None
+    _configured = _folder(vocab_dir)
+
+
+def _folder(value: Path | str | None) -> Path | None:
+    """A folder setting, or None when unset ("" reads back from a Path as ".")."""
+    return Path(value) if value and str(value) not in ("", ".") else None
 
 
 def vocab_dir() -> Path:
@@ -115,13 +120,20 @@ class Vocabulary:
         cues |= set(self.of("answer_shape")) | set(self.of("filler"))
         return tuple(sorted(cues, key=len, reverse=True))
 
+    @functools.cached_property
+    def quantity_cues(self) -> tuple[str, ...]:
+        """Figure cues of facets.tsv that ask for a number by themselves ("多少", "多久", "占比"); words such as 目标
+        or 达到 are figure cues too but also head questions whose answer is not a number (figure_not_alone)."""
+        alone = self.of("figure_not_alone")
+        return tuple(cue for cue in self.facet_cues("figure") if cue not in alone) + self.of("figure_extra")
+
     def facet_cues(self, *facets: str) -> tuple[str, ...]:
         return tuple(cue for facet, cue in self.facets if facet in facets)
 
 
 def load_vocabulary(folder: Path | str | None = None) -> Vocabulary:
     """The vocabulary of `folder` (default: `vocab_dir()`), read once per folder."""
-    return _read(Path(folder) if folder and str(folder) not in ("", ".") else vocab_dir())
+    return _read(_folder(folder) or vocab_dir())
 
 
 @functools.lru_cache(maxsize=8)
