@@ -136,8 +136,20 @@ def load_vocabulary(folder: Path | str | None = None) -> Vocabulary:
     return _read(_folder(folder) or vocab_dir())
 
 
+# Files every vocabulary folder holds; the others (segmentation.txt, page_chrome.txt …) may be left out.
+REQUIRED = ("synonyms.tsv", "places.tsv", "facets.tsv", "chatter.tsv", "injection.tsv", "document_instructions.txt",
+            "suggestions.txt", "out_of_scope.tsv", "domain.txt", "units.tsv", "question_words.tsv", "document_kinds.txt")
+
+
 @functools.lru_cache(maxsize=8)
 def _read(folder: Path) -> Vocabulary:
+    missing = [name for name in REQUIRED if not (folder / name).is_file()]
+    if missing:
+        from rag.errors import SettingsError
+
+        raise SettingsError(f"RAG_VOCAB_DIR {folder}: missing {', '.join(missing)}",
+                            f"词表目录 {folder} 不存在或不完整（缺少 {'、'.join(missing[:3])}{' 等' if len(missing) > 3 else ''}），"
+                            "请检查 RAG_VOCAB_DIR 设置。")
     synonyms = tuple((row[0].lower(), tuple(row[1].split("|"))) for row in _lines(folder / "synonyms.tsv"))
     provinces, cities, aliases = [], [], {}
     for row in _lines(folder / "places.tsv"):

@@ -73,6 +73,18 @@ def test_the_settings_vocabulary_reaches_every_step(own_vocab, monkeypatch):
     assert example_questions(docs, own_vocab, 5) == ["《某某条例》的适用范围是什么？"]
 
 
+def test_a_vocabulary_folder_that_is_missing_or_incomplete_is_named_in_chinese(own_vocab, tmp_path):
+    from rag.errors import SettingsError
+
+    with pytest.raises(SettingsError) as missing:
+        load_vocabulary(tmp_path / "nowhere")
+    assert "词表目录" in missing.value.user_message and "RAG_VOCAB_DIR" in missing.value.user_message
+    (own_vocab / "facets.tsv").unlink()
+    with pytest.raises(SettingsError) as incomplete:
+        load_vocabulary(own_vocab)
+    assert "facets.tsv" in incomplete.value.user_message
+
+
 # Chinese word collections and regular expressions still written in rag/**/*.py, each with why it stays: structural
 # patterns defined once (headings, enumerators, 文号, dates, units of figures, page numbers) and administrative-level
 # characters. Anything else found is vocabulary and belongs in rag/resources/vocab/.
