@@ -39,6 +39,7 @@ browser:
 
 lint: setup
 	$(BIN)/ruff check rag tests eval scripts $(wildcard ui.py)
+	$(BIN)/lint-imports
 
 test: setup browser lint
 	$(BIN)/rag index

@@ -16,13 +16,13 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-from rag.conversations import ConversationError, ConversationStore, browser_secret, new_owner_id, shown  # noqa: E402
+from rag.answer.pipeline import stream_answer  # noqa: E402
 from rag.engine import Engine  # noqa: E402
 from rag.errors import RagError, StoreUnavailableError  # noqa: E402
-from rag.feedback import log_question  # noqa: E402
-from rag.pipeline import stream_answer  # noqa: E402
 from rag.settings import Settings  # noqa: E402
-from rag.suggest import example_questions, suggest_followups  # noqa: E402
+from rag.understand.suggest import example_questions, suggest_followups  # noqa: E402
+from rag.web.conversations import ConversationError, ConversationStore, browser_secret, new_owner_id, shown  # noqa: E402
+from rag.web.feedback import log_question  # noqa: E402
 
 ALL = "全部文档"
 CSS = """
@@ -164,7 +164,7 @@ def render_citations(answer: dict, root_path: str = "") -> str:
 
 
 def document_table(engine: Engine, settings: Settings) -> list[list]:
-    from rag.library import list_documents, today_of
+    from rag.store.library import list_documents, today_of
 
     rows = list_documents(engine.pinned().index, today_of(settings))
     return [[row[key] for key, _ in DOC_COLUMNS] for row in rows]
@@ -180,7 +180,7 @@ def request_user(request, settings: Settings) -> str:
     user = getattr(request, "username", None) or ""
     raw = getattr(request, "request", None)
     if not user and settings.trusted_user_header and raw is not None and hasattr(raw, "headers"):
-        from rag.api import check_user
+        from rag.web.api import check_user
 
         user = check_user(raw, settings) or ""
     return user
@@ -196,7 +196,7 @@ def conversation_owner(request, settings: Settings, browser_id: str | None) -> t
 
 def request_is_admin(request, settings: Settings) -> bool:
     """The Gradio request's user (Gradio's login) or, without login, the person at this machine."""
-    from rag.api import is_admin
+    from rag.web.api import is_admin
 
     if request is None:
         return False
@@ -226,7 +226,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
                 gr.update(choices=docs, value=None), gr.update(choices=docs, value=None))
 
     def upload(files, request: gr.Request, progress=gr.Progress()):
-        from rag.library import add_documents
+        from rag.store.library import add_documents
 
         unchanged = (gr.update(),) * 4
         if not request_is_admin(request, settings):
@@ -255,7 +255,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
         return _library_updates(html.escape(result.message))
 
     def delete(doc_id: str, confirmed: bool, request: gr.Request):
-        from rag.library import remove_document
+        from rag.store.library import remove_document
 
         unchanged = (gr.update(),) * 4
         if not request_is_admin(request, settings):
@@ -273,7 +273,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
 
     def facts_of(doc_id: str):
         """The edit form filled with the document's current facts."""
-        from rag.library import document_row, today_of
+        from rag.store.library import document_row, today_of
 
         meta = engine.documents_by_id.get(doc_id or "")
         if meta is None:
@@ -283,7 +283,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
 
     def save_facts(doc_id: str, title: str, issuer: str, region: str, date: str, doc_number: str, request: gr.Request,
                    progress=gr.Progress()):
-        from rag.library import update_facts
+        from rag.store.library import update_facts
 
         unchanged = (gr.update(),) * 4
         if not request_is_admin(request, settings):
@@ -457,7 +457,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
         return _record_vote(kind, last, comment), gr.update(value="")
 
     def _record_vote(kind: str, answer: dict, comment: str) -> str:
-        from rag.api import FeedbackLog
+        from rag.web.api import FeedbackLog
 
         try:
             FeedbackLog(settings.feedback_file).append({
@@ -483,7 +483,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
         return _record_vote(kind, record, comment), gr.update(value="")
 
     def _review_rows(only: str, since: str) -> list[dict]:
-        from rag.feedback import JsonLog, review_rows
+        from rag.web.feedback import JsonLog, review_rows
 
         return review_rows(JsonLog(settings.questions_file).read(), JsonLog(settings.feedback_file).read(),
                            since=(since or "").strip(), only={"未答（拒答）": "refused", "没帮助": "down"}.get(only, ""))
@@ -499,7 +499,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
     def export(only: str, since: str, request: gr.Request):
         import tempfile
 
-        from rag.feedback import as_dataset
+        from rag.web.feedback import as_dataset
 
         if not request_is_admin(request, settings):
             return None, "只有管理员可以导出。"
@@ -651,7 +651,7 @@ def create_server(settings: Settings, engine: Engine | None = None):
     gr = _gradio()
     from fastapi.staticfiles import StaticFiles
 
-    from rag.api import _parse_users, create_api
+    from rag.web.api import _parse_users, create_api
 
     engine = engine or Engine(settings)
     app = create_api(settings, engine)

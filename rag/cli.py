@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import RagError
+from rag.language.vocab import use_vocabulary
 from rag.settings import Settings
-from rag.vocab import use_vocabulary
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -58,9 +58,9 @@ class _ProgressBar:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from rag.embedders import make_embedder
-    from rag.library import sync_index
-    from rag.pgstore import where as pg_where
+    from rag.models.embedders import make_embedder
+    from rag.store.library import sync_index
+    from rag.store.postgres import where as pg_where
 
     settings = _settings(args)
     bar = _ProgressBar()
@@ -81,8 +81,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from rag.embedders import make_embedder
-    from rag.library import add_documents, supported_files_in
+    from rag.models.embedders import make_embedder
+    from rag.store.library import add_documents, supported_files_in
 
     settings = _settings(args)
     files, problems = [], []
@@ -126,8 +126,8 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    from rag.embedders import make_embedder
-    from rag.library import remove_document
+    from rag.models.embedders import make_embedder
+    from rag.store.library import remove_document
 
     settings = _settings(args)
     for doc_id in args.doc_ids:
@@ -137,9 +137,9 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_documents(args: argparse.Namespace) -> int:
-    from rag.embedders import make_embedder
-    from rag.index import backend_for
-    from rag.library import list_documents, today_of
+    from rag.models.embedders import make_embedder
+    from rag.store.backends import backend_for
+    from rag.store.library import list_documents, today_of
 
     settings = _settings(args)
     rows = list_documents(backend_for(settings).load(make_embedder(settings.embedder, settings)), today_of(settings))
@@ -194,8 +194,8 @@ def _warn_if_stale(engine) -> None:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
+    from rag.answer.pipeline import answer
     from rag.engine import Engine
-    from rag.pipeline import answer
 
     settings = _settings(args)
     engine = Engine(settings)
@@ -218,7 +218,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from rag.evaluation import run_cli
+    from rag.evaluation.runner import run_cli
 
     return run_cli(args, _settings(args))
 
@@ -231,14 +231,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from rag.bench import run_bench
+    from rag.evaluation.bench import run_bench
 
     return run_bench(_settings(args), args)
 
 
 def cmd_loadcheck(args: argparse.Namespace) -> int:
-    from rag.evaluation import load_dataset
-    from rag.loadcheck import run_load_check
+    from rag.evaluation.loadcheck import run_load_check
+    from rag.evaluation.runner import load_dataset
 
     settings = _settings(args)
     questions = [q.question for q in load_dataset(Path(args.dataset))]
@@ -248,7 +248,7 @@ def cmd_loadcheck(args: argparse.Namespace) -> int:
 
 
 def cmd_model(args: argparse.Namespace) -> int:
-    from rag.llms import ensure_local_model
+    from rag.models.llms import ensure_local_model
 
     path = ensure_local_model(_settings(args))
     print(path)

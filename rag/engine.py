@@ -13,12 +13,14 @@ import threading
 from collections.abc import Mapping
 from functools import cached_property
 
-from rag.embedders import Embedder, make_embedder
 from rag.errors import RagError
-from rag.index import Index, backend_for
-from rag.retrieval import Retriever
+from rag.language.vocab import use_vocabulary
+from rag.models.embedders import Embedder, make_embedder
+from rag.search.retrieval import Retriever
 from rag.settings import Settings
-from rag.vocab import use_vocabulary
+from rag.store.backends import backend_for
+from rag.store.base import Index
+from rag.store.view import DocumentView
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +45,6 @@ class _State:
     @cached_property
     def document_view(self):
         """Documents, facts and passages in reading order, for answer plans."""
-        from rag.plans import DocumentView
-
         return DocumentView(self.index.documents, self.index.chunks_of)
 
 
@@ -152,13 +152,13 @@ class Engine:
         """The configured LLM backend, loaded on first use (thread-safe)."""
         with self._lock:
             if self._models["llm"] is None:
-                from rag.llms import make_llm
+                from rag.models.llms import make_llm
 
                 self._models["llm"] = make_llm(self.settings)
             return self._models["llm"]
 
     def index_freshness(self) -> tuple[str, str]:
         """('current' | 'stale' | 'missing', why) without loading the index."""
-        from rag.library import index_status
+        from rag.store.library import index_status
 
         return index_status(self.settings, self.embedder)

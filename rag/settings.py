@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import SettingsError
-from rag.vocab import package_dir
+from rag.language.vocab import package_dir
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

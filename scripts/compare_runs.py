@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from rag.evaluation import by_kind, key_point_recall, load_dataset
+from rag.evaluation.runner import by_kind, key_point_recall, load_dataset
 
 
 def rescore(results: Path, dataset: dict) -> list[dict]:

@@ -21,9 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rag.embedders import make_embedder  # noqa: E402
-from rag.library import add_documents, sync_index  # noqa: E402
+from rag.models.embedders import make_embedder  # noqa: E402
 from rag.settings import Settings  # noqa: E402
+from rag.store.library import add_documents, sync_index  # noqa: E402
 
 CORPUS_DEV = ROOT.parent / "shared" / "corpus-dev" / "docs"
 

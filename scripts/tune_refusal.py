@@ -13,7 +13,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from rag.engine import Engine  # noqa: E402
-from rag.evaluation import load_dataset, run_questions, summarise  # noqa: E402
+from rag.evaluation.runner import load_dataset, run_questions, summarise  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 

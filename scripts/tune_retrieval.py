@@ -6,11 +6,11 @@ Usage: python scripts/tune_retrieval.py [max_tokens ...]   — prints one line p
 import sys
 from pathlib import Path
 
-from rag.embedders import make_embedder
 from rag.engine import Engine
-from rag.evaluation import load_dataset, run_questions, summarise
-from rag.library import ensure_index
+from rag.evaluation.runner import load_dataset, run_questions, summarise
+from rag.models.embedders import make_embedder
 from rag.settings import Settings
+from rag.store.library import ensure_index
 
 
 def main() -> None:

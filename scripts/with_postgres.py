@@ -1,4 +1,4 @@
-"""Run a command against a throwaway local PostgreSQL + pgvector (rag/pglocal.py), with RAG_STORE pointing at it.
+"""Run a command against a throwaway local PostgreSQL + pgvector (rag/store/pglocal.py), with RAG_STORE pointing at it.
 
     .venv/bin/python scripts/with_postgres.py -- sh -c 'rag index && rag eval --backend extractive'
 
@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 
-from rag.pglocal import running_server
+from rag.store.pglocal import running_server
 
 
 def main() -> int:

@@ -12,11 +12,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from rag.embedders import FakeEmbedder  # noqa: E402
 from rag.engine import Engine  # noqa: E402
-from rag.library import ensure_index  # noqa: E402
-from rag.llms import FakeLLM  # noqa: E402
+from rag.models.embedders import FakeEmbedder  # noqa: E402
+from rag.models.llms import FakeLLM  # noqa: E402
 from rag.settings import PROJECT_ROOT, Settings  # noqa: E402
+from rag.store.library import ensure_index  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DATA = PROJECT_ROOT / "data"

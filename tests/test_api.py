@@ -5,9 +5,9 @@ import threading
 import pytest
 from fastapi.testclient import TestClient
 
-from rag.api import create_api
 from rag.engine import Engine
-from rag.llms import FakeLLM
+from rag.models.llms import FakeLLM
+from rag.web.api import create_api
 
 from .conftest import engine_with_llm
 

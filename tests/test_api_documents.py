@@ -5,10 +5,10 @@ import base64
 import pytest
 from fastapi.testclient import TestClient
 
-from rag.api import create_api
-from rag.embedders import FakeEmbedder
 from rag.engine import Engine
-from rag.library import ensure_index
+from rag.models.embedders import FakeEmbedder
+from rag.store.library import ensure_index
+from rag.web.api import create_api
 
 from .makedocs import docx_bytes, pdf_bytes
 

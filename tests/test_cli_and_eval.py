@@ -3,7 +3,7 @@ import json
 import pytest
 
 from rag.cli import main
-from rag.evaluation import (
+from rag.evaluation.runner import (
     CONFIGS,
     check_floors,
     evidence_rank,
@@ -11,8 +11,8 @@ from rag.evaluation import (
     load_dataset,
     summarise,
 )
+from rag.language.text import compact
 from rag.settings import PROJECT_ROOT
-from rag.text import compact
 
 from .conftest import DATA
 
@@ -136,7 +136,7 @@ def test_eval_compare_runs_configurations_side_by_side(cli_env, capsys):
 
 
 def test_key_points_match_the_same_figure_written_another_way():
-    from rag.evaluation import key_point_recall
+    from rag.evaluation.runner import key_point_recall
 
     assert key_point_recall("沈阳三年内建成[1]。", ["3年"]) == 1.0
     assert key_point_recall("每1-2年制定一次[1]。", ["1—2年"]) == 1.0
@@ -169,7 +169,7 @@ def test_ask_works_from_an_index_without_its_documents(cli_env, capsys, monkeypa
 
 
 def test_eval_finds_the_projects_datasets_from_any_directory(tmp_path, monkeypatch):
-    from rag.evaluation import resolve_dataset
+    from rag.evaluation.runner import resolve_dataset
     from rag.settings import PROJECT_ROOT
 
     monkeypatch.chdir(tmp_path)

@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from rag.conversations import MAX_TITLE, SHOWN_MESSAGES, ConversationError, ConversationStore, clean_title, shown
-from rag.embedders import FakeEmbedder
+from rag.answer.pipeline import answer
 from rag.errors import CorpusError, UnknownDocumentError
-from rag.library import ensure_index, update_facts
-from rag.pipeline import answer
-from rag.suggest import heading_of, suggest_followups
+from rag.models.embedders import FakeEmbedder
+from rag.store.library import ensure_index, update_facts
+from rag.understand.suggest import heading_of, suggest_followups
+from rag.web.conversations import MAX_TITLE, SHOWN_MESSAGES, ConversationError, ConversationStore, clean_title, shown
 from tests.conftest import make_settings
 
 TURN = [{"role": "user", "content": "乌海要打造哪些特色品牌？"},
@@ -102,7 +102,7 @@ def test_an_administrator_corrects_a_documents_facts_and_only_it_is_re_indexed(r
     assert status == "current"  # the change is in the manifest: a later `rag index` does nothing more
     changed = next(d for d in index.documents if d["doc_id"] == doc["doc_id"])
     assert changed["title"] == "更正后的标题"
-    from rag.library import list_documents, today_of
+    from rag.store.library import list_documents, today_of
 
     row = next(r for r in list_documents(index, today_of(settings)) if r["doc_id"] == doc["doc_id"])
     assert (row["title"], row["date"], row["doc_number"]) == ("更正后的标题", "2024-03-01", "某发〔2024〕1号")

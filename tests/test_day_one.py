@@ -1,8 +1,8 @@
 """What a person meets in the first minutes: greetings mid-conversation, the in-force filter's notice, the UI's
 handling of every event the default backend's stream yields."""
 
-from rag.llms import FakeLLM, token_pieces
-from rag.pipeline import answer, stream_answer
+from rag.answer.pipeline import answer, stream_answer
+from rag.models.llms import FakeLLM, token_pieces
 from rag.settings import Settings
 from tests.conftest import count_searches, engine_with_llm
 
@@ -71,7 +71,7 @@ def test_ui_respond_handles_every_event_of_the_default_backend(real_engine):
     assert final is not None and final["answer"]
     assert "⚠️" not in history[-1]["content"] and "生成中" not in history[-1]["content"]
     # the turn is kept in the asker's conversation, with the answer's id for votes after a reload
-    from rag.conversations import ConversationStore
+    from rag.web.conversations import ConversationStore
 
     stored = ConversationStore(engine.settings.conversations_dir).get("user:tester", conversation_id)
     assert stored.title == "乌海要打造哪些特色品牌？" and note == ""
@@ -96,9 +96,9 @@ def test_a_place_no_document_covers_never_gets_another_places_figure(real_engine
 
 
 def test_a_place_answered_from_a_nationwide_document_says_whose_text_it_is(real_corpus, tmp_path):
-    from rag.embedders import FakeEmbedder
     from rag.engine import Engine
-    from rag.library import ensure_index
+    from rag.models.embedders import FakeEmbedder
+    from rag.store.library import ensure_index
     from tests.conftest import make_settings
 
     (real_corpus / "national-rule.txt").write_text(
@@ -114,8 +114,8 @@ def test_a_place_answered_from_a_nationwide_document_says_whose_text_it_is(real_
 
 
 def test_document_fact_words_about_content_do_not_make_a_document_question():
-    from rag.query import understand
-    from rag.vocab import load_vocabulary
+    from rag.language.vocab import load_vocabulary
+    from rag.understand.query import understand
 
     vocab = load_vocabulary()
     assert understand("技术合同要在签订后多长时间内登记", [], vocab).facet == "figure"
@@ -127,7 +127,7 @@ def test_document_fact_words_about_content_do_not_make_a_document_question():
 
 
 def test_chinese_numerals_through_cn2an():
-    from rag.facts import normalise_numbers
+    from rag.language.facts import normalise_numbers
 
     assert normalise_numbers("二〇二二年八月八日") == "2022年8月8日"
     assert normalise_numbers("二ΟΟ二年四月一日") == "2002年4月1日"  # Greek Omicron typed for 〇
@@ -138,7 +138,7 @@ def test_chinese_numerals_through_cn2an():
 def test_votes_count_once_per_answer_and_export_as_a_dataset(tmp_path):
     import json
 
-    from rag.feedback import JsonLog, as_dataset, latest_votes, review_rows
+    from rag.web.feedback import JsonLog, as_dataset, latest_votes, review_rows
 
     questions, votes = JsonLog(tmp_path / "q.jsonl"), JsonLog(tmp_path / "v.jsonl")
     questions.append({"answer_id": "a1", "question": "广东的目标", "refused": True, "refusal_reason": "没有广东的文件"})

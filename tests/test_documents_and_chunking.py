@@ -2,10 +2,11 @@ import re
 
 import pytest
 
-from rag.chunking import ChunkerConfig, chunk_document, find_headings, split_span
-from rag.documents import decode_bytes, load_corpus, mask_chrome
 from rag.errors import CorpusError
-from rag.tokens import count_tokens
+from rag.ingest.chunking import ChunkerConfig, chunk_document, find_headings, split_span
+from rag.ingest.converters import decode_bytes
+from rag.ingest.documents import load_corpus, mask_chrome
+from rag.language.tokens import count_tokens
 
 from .conftest import DATA
 
@@ -124,7 +125,7 @@ def test_mask_chrome_keeps_lengths():
 
 def test_a_word_file_whose_body_is_an_embedded_html_chunk_is_read():
     """altChunk: python-docx sees no paragraph; the text is the MHT part (quoted-printable HTML)."""
-    from rag.converters import convert
+    from rag.ingest.converters import convert
     from rag.settings import PROJECT_ROOT
 
     path = PROJECT_ROOT.parent / "shared" / "corpus-dev" / "docs" / "national-patent-law-2008-superseded-text.docx"
@@ -135,7 +136,7 @@ def test_a_word_file_whose_body_is_an_embedded_html_chunk_is_read():
 
 
 def test_titles_come_from_the_real_title_line():
-    from rag.documents import first_heading_line
+    from rag.ingest.documents import first_heading_line
 
     assert first_heading_line("# 北京市技术市场条例\n\n## 第一章 总则\n") == "北京市技术市场条例"
     assert first_heading_line("<!-- page: 1 -->\n**深圳市知识产权公共服务事项办事指南**\n（第二版）\n") == "深圳市知识产权公共服务事项办事指南"
@@ -144,7 +145,7 @@ def test_titles_come_from_the_real_title_line():
 
 
 def test_regions_are_read_from_the_division_table_not_any_word_ending_in_shi():
-    from rag.docfacts import extract_facts
+    from rag.ingest.docfacts import extract_facts
 
     assert extract_facts("浙江省技术市场条例\n第一条 为了……")["region"].value == "浙江省"
     assert extract_facts("上海市浦东新区建立高水平知识产权保护制度若干规定\n")["region"].value == "上海市浦东新区"
@@ -152,8 +153,8 @@ def test_regions_are_read_from_the_division_table_not_any_word_ending_in_shi():
 
 
 def test_an_article_keeps_its_enumerated_items_and_markdown_marks_are_not_text(tmp_path):
-    from rag.chunking import chunk_document
-    from rag.documents import load_document
+    from rag.ingest.chunking import chunk_document
+    from rag.ingest.documents import load_document
 
     path = tmp_path / "条例.md"
     path.write_text("# 某某省专利条例\n\n## 第一章 总则\n\n第一条 有下列情形之一的，不予受理：\n\n（一）申请文件未使用中文的；\n\n"
@@ -171,8 +172,8 @@ def test_chunking_a_long_section_without_sentence_ends_is_linear(tmp_path, monke
     """Issue 19 F5: a section of thousands of lines with no 。 was cut with a token count of the whole remainder at
     every step (6,000 lines ≈ 13 s). The characters tokenised now grow with the text, not with its square; pieces
     end at line ends and keep every character."""
-    import rag.chunking as chunking
-    from rag.documents import load_document
+    import rag.ingest.chunking as chunking
+    from rag.ingest.documents import load_document
 
     counted = []
     real = chunking.count_tokens
@@ -193,7 +194,7 @@ def test_chunking_a_long_section_without_sentence_ends_is_linear(tmp_path, monke
 
 
 def test_titles_skip_signature_dates_urls_and_numbered_lines_and_join_an_order_number():
-    from rag.documents import first_heading_line, mask_chrome
+    from rag.ingest.documents import first_heading_line, mask_chrome
 
     assert first_heading_line("粤知产〔2011〕155号\n二〇一一年九月七日\n") == "粤知产〔2011〕155号"
     assert first_heading_line("\t国家知识产权局令 \n第三十二号\n《专利申请号标准》现予发布。\n") == "国家知识产权局令第三十二号"
@@ -212,8 +213,8 @@ def test_files_that_expand_beyond_the_limits_are_refused_in_chinese_before_they_
 
     import pypdfium2 as pdfium
 
-    from rag import converters
     from rag.errors import CorpusError
+    from rag.ingest import converters
 
     bomb = io.BytesIO()
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:  # 70 MB of XML in a zip of about 70 KB

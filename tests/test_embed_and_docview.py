@@ -11,11 +11,11 @@ from html.parser import HTMLParser
 import pytest
 from fastapi.testclient import TestClient
 
-from rag.api import create_api, js_string, render_embed_demo
-from rag.docview import heading_spans, render_document
-from rag.embedders import FakeEmbedder
 from rag.engine import Engine
-from rag.library import ensure_index
+from rag.models.embedders import FakeEmbedder
+from rag.store.library import ensure_index
+from rag.web.api import create_api, js_string, render_embed_demo
+from rag.web.docview import heading_spans, render_document
 
 HOSTILE_HOST = 'evil.example"><script>alert(1)</script><x a="'
 
@@ -176,7 +176,7 @@ def test_real_documents_keep_their_text_and_the_highlight(make_client, real_engi
 
 
 def test_headings_are_escaped_and_found_from_section_paths():
-    from rag.chunking import Chunk
+    from rag.ingest.chunking import Chunk
 
     text = "前言。\n<总体> & 要求\n正文一段。\n第一章 总则\n第一条 内容。"
     chunk = Chunk("d#000", "d", "标题", "", ["<总体> & 要求"], 4, len(text), text[4:])

@@ -13,10 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from rag.embedders import FakeEmbedder, OpenAIEmbedder, make_embedder
 from rag.errors import IndexMismatchError, ModelError
-from rag.library import ensure_index
-from rag.retrieval import Retriever
+from rag.models.embedders import FakeEmbedder, OpenAIEmbedder, make_embedder
+from rag.search.retrieval import Retriever
+from rag.store.library import ensure_index
 
 
 class EmbeddingsServer:
@@ -105,7 +105,7 @@ def test_the_index_records_the_servers_model_and_refuses_another(server, real_se
     assert max(server.batches) <= 16
     hits = Retriever(index, embedder, settings).search("湖南专利转化目标")
     assert hits
-    from rag.index import load_index
+    from rag.store.embedded import load_index
 
     with pytest.raises(IndexMismatchError) as info:
         load_index(settings.index_dir, OpenAIEmbedder("text-embedding-3-small", server.url, dim=64))

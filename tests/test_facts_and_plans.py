@@ -4,8 +4,8 @@ import datetime as dt
 
 import pytest
 
-from rag.docfacts import extract_facts, merge_with_manifest, period_text, validity
-from rag.pipeline import answer
+from rag.answer.pipeline import answer
+from rag.ingest.docfacts import extract_facts, merge_with_manifest, period_text, validity
 
 NOTICE = """关于印发《青川市“十四五”专利转化运用规划》的通知
 
@@ -187,7 +187,7 @@ def test_the_parts_of_a_document(real_engine):
 
 
 def test_five_hundred_characters_of_pasted_policy_text(real_engine):
-    from rag.documents import load_corpus
+    from rag.ingest.documents import load_corpus
 
     text = next(d.text for d in load_corpus(real_engine.settings.data_dir).documents if d.doc_id == "shenyang-2020")
     pasted = text[2000:2490]
@@ -216,9 +216,9 @@ OLD_LAW = LAW.replace("2020年6月1日 青川市人民代表大会常务委员�
 
 
 def _law_library(tmp_path, texts: dict[str, str]):
-    from rag.embedders import FakeEmbedder
     from rag.engine import Engine
-    from rag.library import ensure_index
+    from rag.models.embedders import FakeEmbedder
+    from rag.store.library import ensure_index
     from tests.conftest import make_settings
 
     data = tmp_path / "data"
@@ -247,8 +247,8 @@ def test_versions_of_one_title_are_one_document_the_latest_unless_a_year_is_aske
 
 
 def test_spaced_questions_are_parts_and_one_named_document_has_no_earliest_of_several():
-    from rag.query import sub_questions, understand
-    from rag.vocab import load_vocabulary
+    from rag.language.vocab import load_vocabulary
+    from rag.understand.query import sub_questions, understand
 
     documents = [{"doc_id": "zj", "title": "浙江省技术市场条例", "region": "浙江省", "province": "浙江省"},
                  {"doc_id": "bj", "title": "北京市技术市场条例", "region": "北京市", "province": "北京市"}]
@@ -294,7 +294,7 @@ def test_when_a_text_was_revised_is_not_read_from_a_plan_that_only_means_to_revi
     """Issue 18 / the default backend in a browser: the seed library has no 河南省专利保护条例, only a 2020 plan that
     says 推进《河南省专利保护条例》修订研究. No sentence dates a 修订, so the refusal is settled by the passages and not
     handed to the model (which wrote "于2020年修订", the year taken from the plan's title)."""
-    from rag.llms import FakeLLM
+    from rag.models.llms import FakeLLM
     from tests.conftest import engine_with_llm
 
     model = FakeLLM(replies=["河南省专利保护条例于2020年修订[1]。"])
@@ -327,7 +327,7 @@ def test_a_follow_up_that_adds_a_condition_is_answered_by_the_clause_with_that_c
 def test_a_number_of_days_asked_with_a_time_word_is_still_read_by_the_model(tmp_path):
     """Held-out h010: "…通过协议方式确定价格并进行公示的，公示时间不得少于多少日？" holds 通过 and 时间 but asks a
     number of days: not a settled date refusal — the model reads the passages (and the checker keeps 十五日)."""
-    from rag.llms import FakeLLM
+    from rag.models.llms import FakeLLM
     from tests.conftest import engine_with_llm
 
     law = ("青川市促进科技成果转化条例\\n\\n第十七条 研究开发机构、高等院校通过协议方式确定科技成果价格的，"

@@ -11,12 +11,12 @@ from dataclasses import replace
 
 import pytest
 
-import rag.index as index_module
-from rag.convert_worker import ConvertWorker
-from rag.embedders import FakeEmbedder
+import rag.store.embedded as index_module
 from rag.errors import CorpusError
-from rag.index import SEGMENTS
-from rag.library import add_documents, ensure_index, list_documents, remove_document, sync_index
+from rag.ingest.convert_worker import ConvertWorker
+from rag.models.embedders import FakeEmbedder
+from rag.store.embedded import SEGMENTS
+from rag.store.library import add_documents, ensure_index, list_documents, remove_document, sync_index
 
 from .makedocs import docx_bytes
 

@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from rag.embedders import FakeEmbedder
 from rag.errors import CorpusError, IndexMismatchError, IndexMissingError, QueryError, UnknownFilterError
-from rag.index import SEGMENTS, load_index, read_config
-from rag.library import ensure_index, index_status
-from rag.retrieval import Retriever
+from rag.models.embedders import FakeEmbedder
+from rag.search.retrieval import Retriever
+from rag.store.embedded import SEGMENTS, load_index, read_config
+from rag.store.library import ensure_index, index_status
 
 from .conftest import make_settings
 
@@ -142,7 +142,7 @@ def test_vanilla_baseline_chunker(tmp_path):
 
 
 def test_langchain_retriever_edge(real_engine):
-    from rag.langchain_adapter import PolicyRetriever
+    from rag.models.langchain_adapter import PolicyRetriever
 
     docs = PolicyRetriever(engine=real_engine, k=2).invoke("湖南要做强哪些地理标志品牌？")
     assert len(docs) == 2 and "浏阳花炮" in docs[0].page_content
@@ -150,7 +150,7 @@ def test_langchain_retriever_edge(real_engine):
 
 
 def test_a_crash_between_writing_and_swapping_leaves_the_previous_index(real_settings, monkeypatch):
-    import rag.index as index_module
+    import rag.store.embedded as index_module
 
     embedder = FakeEmbedder()
     before, _ = ensure_index(real_settings, embedder)
@@ -182,8 +182,8 @@ def test_a_crash_between_writing_and_swapping_leaves_the_previous_index(real_set
 def test_valid_json_of_the_wrong_shape_is_refused_with_a_message(real_settings, name, content):
     from fastapi.testclient import TestClient
 
-    from rag.api import create_api
     from rag.engine import Engine
+    from rag.web.api import create_api
 
     embedder = FakeEmbedder()
     ensure_index(real_settings, embedder)

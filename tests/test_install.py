@@ -42,7 +42,7 @@ def test_a_wheel_installed_into_a_fresh_venv_indexes_and_answers_from_another_di
     shutil.copytree(PROJECT_ROOT / "data", work / "data")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env.update(RAG_EMBEDDER="fake", RAG_LLM_BACKEND="extractive", PYTHONPATH="")
-    where = subprocess.run([python, "-c", "import rag, rag.vocab as v; print(rag.__file__); print(v.package_dir('vocab'))"],
+    where = subprocess.run([python, "-c", "import rag, rag.language.vocab as v; print(rag.__file__); print(v.package_dir('vocab'))"],
                            cwd=work, env=env, check=True, capture_output=True, text=True).stdout.split()
     assert all(str(venv) in line for line in where), where  # the installed copy, not the source tree
     rag = str(venv / "bin" / "rag")

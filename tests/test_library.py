@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from rag.chunking import chunk_document
-from rag.converters import convert
-from rag.documents import load_document
-from rag.embedders import FakeEmbedder
 from rag.errors import CorpusError
-from rag.index import SEGMENTS, load_index, read_config
-from rag.library import add_documents, ensure_index, list_documents, remove_document, sync_index
-from rag.retrieval import Retriever
+from rag.ingest.chunking import chunk_document
+from rag.ingest.converters import convert
+from rag.ingest.documents import load_document
+from rag.models.embedders import FakeEmbedder
+from rag.search.retrieval import Retriever
+from rag.store.embedded import SEGMENTS, load_index, read_config
+from rag.store.library import add_documents, ensure_index, list_documents, remove_document, sync_index
 
 from .makedocs import HTML_PAGE, docx_bytes, pdf_bytes
 
@@ -235,8 +235,8 @@ def test_an_interrupted_or_failed_build_leaves_the_index_as_it_was(real_settings
 
 KILL_SCRIPT = """
 import sys, time
-import rag.index as index_module
-from rag.embedders import FakeEmbedder
+import rag.store.embedded as index_module
+from rag.models.embedders import FakeEmbedder
 phase = sys.argv[1]
 if phase == "embedding":
     original = FakeEmbedder.embed_documents
@@ -310,8 +310,8 @@ def test_cli_add_documents_remove(real_settings, tmp_path, capsys, monkeypatch):
 
 
 def test_expired_clause_follows_the_date_and_in_force_filters(real_settings):
+    from rag.answer.pipeline import answer
     from rag.engine import Engine
-    from rag.pipeline import answer
 
     embedder = FakeEmbedder()
     index, _ = ensure_index(real_settings, embedder)
@@ -330,7 +330,7 @@ def test_expired_clause_follows_the_date_and_in_force_filters(real_settings):
     ("苏州工业园区知识产权促进办法\n本办法有效期为五年，自2022年3月1日起施行。\n", "苏州工业园区", "2022-2027"),
 ])
 def test_regions_and_validity_clauses_in_phrasings_the_rules_were_not_written_for(text, region, period):
-    from rag.docfacts import extract_facts
+    from rag.ingest.docfacts import extract_facts
 
     facts = extract_facts(text)
     assert facts["region"].value == region
@@ -338,9 +338,9 @@ def test_regions_and_validity_clauses_in_phrasings_the_rules_were_not_written_fo
 
 
 def test_one_batch_with_two_files_of_the_same_name_keeps_both(real_settings):
-    from rag.embedders import FakeEmbedder
-    from rag.index import load_index
-    from rag.library import add_documents, list_documents, today_of
+    from rag.models.embedders import FakeEmbedder
+    from rag.store.embedded import load_index
+    from rag.store.library import add_documents, list_documents, today_of
 
     embedder = FakeEmbedder()
     first = "甲市专利奖励办法\n第一条 甲市对发明专利奖励五千元。\n".encode()
@@ -355,8 +355,8 @@ def test_one_batch_with_two_files_of_the_same_name_keeps_both(real_settings):
 
 
 def test_a_long_chinese_file_name_is_shortened_in_bytes_and_keeps_its_type(real_settings):
-    from rag.embedders import FakeEmbedder
-    from rag.library import MAX_NAME_BYTES, add_documents
+    from rag.models.embedders import FakeEmbedder
+    from rag.store.library import MAX_NAME_BYTES, add_documents
 
     name = "关于进一步加强和改进知识产权质押融资工作促进中小微企业创新发展若干措施的通知" * 3 + ".txt"
     report = add_documents(real_settings, FakeEmbedder(), [(name, "某市办法\n第一条 本办法自发布之日起施行。\n".encode())])
@@ -371,9 +371,9 @@ def test_a_batch_that_fails_half_way_changes_nothing(real_settings, monkeypatch)
     half-written stays in data/, the index is as it was, and the message is Chinese."""
     from pathlib import Path
 
-    from rag.embedders import FakeEmbedder
     from rag.errors import CorpusError
-    from rag.library import add_documents, ensure_index
+    from rag.models.embedders import FakeEmbedder
+    from rag.store.library import add_documents, ensure_index
 
     embedder = FakeEmbedder()
     ensure_index(real_settings, embedder)
@@ -400,8 +400,8 @@ def test_a_batch_that_fails_half_way_changes_nothing(real_settings, monkeypatch)
 
 def test_what_a_killed_add_leaves_behind_is_cleared_by_the_next_index(real_settings):
     """Issue 19 F14: `.partial-*` and `.backup-*` files in data/ do not stay for ever."""
-    from rag.embedders import FakeEmbedder
-    from rag.library import ensure_index
+    from rag.models.embedders import FakeEmbedder
+    from rag.store.library import ensure_index
 
     ensure_index(real_settings, FakeEmbedder())
     (real_settings.data_dir / ".partial-123-a.txt").write_text("half", encoding="utf-8")
@@ -416,8 +416,8 @@ def test_removed_originals_are_kept_for_the_configured_days_counted_from_the_rem
     import os
     import time
 
-    from rag.embedders import FakeEmbedder
-    from rag.library import ensure_index, remove_document
+    from rag.models.embedders import FakeEmbedder
+    from rag.store.library import ensure_index, remove_document
 
     embedder = FakeEmbedder()
     ensure_index(real_settings, embedder)
@@ -440,7 +440,7 @@ def test_a_feedback_line_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
 
     import pytest
 
-    from rag.feedback import JsonLog
+    from rag.web.feedback import JsonLog
 
     path = tmp_path / "feedback.jsonl"
     path.write_text('{"answer_id": "a1", "vote": "up"}\n{"answer_id": "a2", "vo', encoding="utf-8")  # torn by a crash

@@ -3,10 +3,10 @@ import types
 
 import pytest
 
+from rag.answer.pipeline import answer
 from rag.errors import LLMUnavailableError, ModelError
-from rag.llms import LOCAL_MODELS, LocalLlama, OpenAICompatible, ensure_local_model
-from rag.loadcheck import free_port
-from rag.pipeline import answer
+from rag.evaluation.loadcheck import free_port
+from rag.models.llms import LOCAL_MODELS, LocalLlama, OpenAICompatible, ensure_local_model
 
 from .conftest import engine_with_llm
 
@@ -76,9 +76,9 @@ def test_a_hanging_endpoint_costs_one_first_token_timeout_then_the_breaker_answe
 
     from fastapi.testclient import TestClient
 
-    from rag.api import create_api
+    from rag.answer.pipeline import answer
     from rag.engine import Engine
-    from rag.pipeline import answer
+    from rag.web.api import create_api
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

@@ -1,5 +1,5 @@
-from rag.evaluation import load_dataset
-from rag.loadcheck import run_load_check
+from rag.evaluation.loadcheck import run_load_check
+from rag.evaluation.runner import load_dataset
 from rag.settings import PROJECT_ROOT
 
 

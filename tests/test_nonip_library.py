@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from rag.embedders import FakeEmbedder
+from rag.answer.pipeline import answer
 from rag.engine import Engine
-from rag.evaluation import load_dataset, run_questions, summarise
-from rag.library import ensure_index
-from rag.pipeline import answer
+from rag.evaluation.runner import load_dataset, run_questions, summarise
+from rag.models.embedders import FakeEmbedder
 from rag.settings import PROJECT_ROOT
+from rag.store.library import ensure_index
 from tests.conftest import count_searches, make_settings
 
 NONIP = Path(__file__).parent / "nonip"

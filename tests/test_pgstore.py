@@ -1,20 +1,20 @@
 """PostgreSQL + pgvector behind the retriever: the same BM25 ranking and fused top-k as the embedded store, documents
 shared between processes, and the faults (unreachable database, vectors of another embedder, a failed add).
 
-A real, throwaway server (rag/pglocal.py) is started once for this module on a free port in a temporary directory."""
+A real, throwaway server (rag/store/pglocal.py) is started once for this module on a free port in a temporary directory."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from rag.embedders import FakeEmbedder
 from rag.engine import Engine
 from rag.errors import IndexMismatchError, StoreUnavailableError
-from rag.library import add_documents, ensure_index, remove_document
-from rag.pglocal import create_database, running_server, vector_unusable
-from rag.retrieval import Retriever
-from rag.text import tokenize
+from rag.language.text import tokenize
+from rag.models.embedders import FakeEmbedder
+from rag.search.retrieval import Retriever
+from rag.store.library import add_documents, ensure_index, remove_document
+from rag.store.pglocal import create_database, running_server, vector_unusable
 
 pytestmark = pytest.mark.postgres
 
@@ -112,7 +112,7 @@ def test_a_database_of_another_embedder_is_refused_naming_both(pg_settings):
 def test_a_failed_add_leaves_the_database_as_it_was(pg_settings, monkeypatch):
     embedder = FakeEmbedder()
     before, _ = ensure_index(pg_settings, embedder)
-    import rag.pgstore as pgstore
+    import rag.store.postgres as pgstore
 
     original = pgstore._insert
 
@@ -134,7 +134,7 @@ def test_a_failed_add_leaves_the_database_as_it_was(pg_settings, monkeypatch):
 def test_an_unreachable_database_gives_a_clear_message_and_503_then_recovers(real_settings, server):
     from fastapi.testclient import TestClient
 
-    from rag.api import create_api
+    from rag.web.api import create_api
 
     settings = real_settings.replace(store=create_database(server.url, "t_unreachable"), llm_backend="extractive")
     embedder = FakeEmbedder()
@@ -163,7 +163,7 @@ def test_rag_serve_starts_without_its_database_says_why_and_answers_503(real_set
 
     import httpx
 
-    from rag.pglocal import free_port
+    from rag.store.pglocal import free_port
 
     port = free_port()
     env = os.environ | {"RAG_STORE": f"postgresql://postgres@127.0.0.1:{free_port()}/gone", "RAG_EMBEDDER": "fake",
@@ -196,7 +196,7 @@ def test_a_document_added_here_is_answered_by_a_rag_serve_process_sharing_the_da
 
     import httpx
 
-    from rag.pglocal import free_port
+    from rag.store.pglocal import free_port
 
     embedder = FakeEmbedder()
     ensure_index(pg_settings, embedder)

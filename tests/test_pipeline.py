@@ -1,11 +1,11 @@
 import pytest
 
+from rag.answer.pipeline import answer, stream_answer
 from rag.errors import LLMUnavailableError, QueryError
-from rag.followup import standalone_question
-from rag.llms import FakeLLM
-from rag.pipeline import answer, stream_answer
-from rag.prompts import TEMPLATES, render
+from rag.models.llms import FakeLLM
+from rag.models.prompts import TEMPLATES, render
 from rag.settings import PROJECT_ROOT
+from rag.understand.followup import standalone_question
 
 from .conftest import engine_with_llm
 
@@ -164,9 +164,9 @@ def test_an_unsure_plan_is_handed_to_the_model_and_checked(tmp_path):
     """Model reads, code checks: where the code's evidence gate says no (colloquial words the text does not use),
     the model reads the passages; a supported sentence is the answer, an invented figure is dropped, and the model's
     "not stated" is a refusal."""
-    from rag.embedders import FakeEmbedder
     from rag.engine import Engine
-    from rag.library import ensure_index
+    from rag.models.embedders import FakeEmbedder
+    from rag.store.library import ensure_index
 
     from .conftest import make_settings
 
@@ -193,9 +193,9 @@ def test_an_unsure_plan_is_handed_to_the_model_and_checked(tmp_path):
 def test_a_passage_that_introduces_a_list_runs_on_over_the_items_in_the_next_one():
     from types import SimpleNamespace
 
-    from rag.chunking import Chunk
-    from rag.pipeline import with_continuations
-    from rag.retrieval import ScoredChunk
+    from rag.answer.pipeline import with_continuations
+    from rag.ingest.chunking import Chunk
+    from rag.search.retrieval import ScoredChunk
 
     head = "调解申请材料齐全的，及时受理。有下列情形之一的，不予受理："
     items = "不属于知识产权领域纠纷的；\n\n涉及知识产权确权的。"
@@ -211,7 +211,7 @@ def test_a_passage_that_introduces_a_list_runs_on_over_the_items_in_the_next_one
 
 
 def test_a_follow_up_searches_with_the_previous_answer_unless_it_names_a_new_place():
-    from rag.followup import search_anchor
+    from rag.understand.followup import search_anchor
 
     history = [{"role": "user", "content": "侵犯商业秘密一般怎么罚"},
                {"role": "assistant", "content": "由监督检查部门责令停止违法行为，处十万元以上一百万元以下的罚款[1]。"}]
@@ -226,7 +226,7 @@ def test_example_questions_are_about_documents_the_library_holds(tmp_path):
     """The chat page's examples: the curated ones only while their document is held; another library gets
     questions built from its own titles, never one about a document it does not hold."""
     from rag.settings import Settings
-    from rag.suggest import example_questions
+    from rag.understand.suggest import example_questions
 
     vocab = Settings.load(env={}).vocab_dir
     seed = [{"doc_id": "henan-2020", "title": "河南省知识产权高质量发展实施方案"}, {"doc_id": "wuhai-2022", "title": "乌海市规划"}]

@@ -5,9 +5,9 @@ The inputs are written for these tests (not copied from the evaluation sets).
 
 import pytest
 
-from rag.followup import standalone_question
-from rag.query import item_reference, normalise_text, strip_wrappers, sub_questions, understand
-from rag.vocab import load_vocabulary
+from rag.language.vocab import load_vocabulary
+from rag.understand.followup import standalone_question
+from rag.understand.query import item_reference, normalise_text, strip_wrappers, sub_questions, understand
 
 DOCS = [
     {"doc_id": "hn", "title": "湖南省人民政府 国家知识产权局共建“三高四新”知识产权强省实施方案", "region": "湖南省",
@@ -131,7 +131,7 @@ def test_follow_up_rewriting_kinds(previous, question, expected):
 
 
 def test_units_asked_gate_only_kinds_of_figure():
-    from rag.query import expected_units
+    from rag.understand.query import expected_units
 
     assert set(expected_units("给贯标企业奖励多少钱")) == {"元", "万", "亿"}
     assert "%" in expected_units("质押融资金额年均增幅是多少")  # either kind may answer
@@ -142,10 +142,10 @@ def test_units_asked_gate_only_kinds_of_figure():
 def test_a_duration_question_is_not_answered_by_a_sentence_without_a_time_span():
     """Issue 18: "多少日内结案" is not answered by a clause of the same article that states another kind of figure (a
     fine): a sentence that states a time span is needed, and a near miss says that the documents give none."""
-    from rag.chunking import Chunk
-    from rag.grounding import Evidence
-    from rag.plans import plan_evidence
-    from rag.retrieval import ScoredChunk
+    from rag.answer.grounding import Evidence
+    from rag.answer.plans import plan_evidence
+    from rag.ingest.chunking import Chunk
+    from rag.search.retrieval import ScoredChunk
 
     duty = "第二十六条 管理专利工作的部门处理专利侵权纠纷，对侵权人可以处一万元以下罚款。"  # a figure, not a span
     ctx = ScoredChunk(Chunk("c2", "d", "t", "", ["s"], 0, len(duty), duty), 1.0, 1)

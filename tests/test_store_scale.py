@@ -9,11 +9,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from rag.dense import Dense, DenseSegment, build_hnsw, top_ids
-from rag.embedders import FakeEmbedder
-from rag.library import ensure_index
-from rag.retrieval import Retriever
-from rag.sparse import BM25, Postings
+from rag.models.embedders import FakeEmbedder
+from rag.search.retrieval import Retriever
+from rag.store.dense import Dense, DenseSegment, build_hnsw, top_ids
+from rag.store.library import ensure_index
+from rag.store.sparse import BM25, Postings
 
 WORDS = "知识产权 专利 商标 转化 运用 保护 高校 企业 示范 培育 目标 资金 奖励 服务 平台 数据".split()
 
@@ -122,8 +122,9 @@ def test_an_index_with_hnsw_segments_answers_like_the_flat_one(real_settings, tm
 def test_the_synthetic_library_relabels_places_and_bulk_builds_into_one_searchable_segment(real_settings, tmp_path):
     import itertools
 
-    from rag.index import bulk_build, load_index, new_config, writer_lock
-    from rag.synthetic import synthetic_documents
+    from rag.evaluation.synthetic import synthetic_documents
+    from rag.store.embedded import bulk_build, load_index, writer_lock
+    from rag.store.segments import new_config
 
     docs = list(itertools.islice(synthetic_documents(real_settings.data_dir), 25))
     seeds, made = docs[:5], docs[5:]
@@ -144,7 +145,7 @@ def test_the_synthetic_library_relabels_places_and_bulk_builds_into_one_searchab
 
 
 def test_scale_sizes_are_read_with_a_clear_message():
-    from rag.bench_scale import parse_sizes
+    from rag.evaluation.bench_scale import parse_sizes
 
     assert parse_sizes("1e4, 1e5,1000000") == [10_000, 100_000, 1_000_000]
     with pytest.raises(SystemExit, match="逗号分隔"):
@@ -152,7 +153,7 @@ def test_scale_sizes_are_read_with_a_clear_message():
 
 
 def test_kept_weights_of_common_terms_score_exactly_as_computed_ones(monkeypatch):
-    import rag.sparse as sparse
+    import rag.store.sparse as sparse
 
     a, b = random_passages(80, 8), random_passages(50, 9)
     visible = np.ones(130, bool)

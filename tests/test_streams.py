@@ -12,10 +12,10 @@ import time
 import httpx
 import pytest
 
-from rag.api import create_api
 from rag.engine import Engine
-from rag.llms import FakeLLM
-from rag.loadcheck import free_port
+from rag.evaluation.loadcheck import free_port
+from rag.models.llms import FakeLLM
+from rag.web.api import create_api
 
 SLOW = "全市有效注册商标逐年递增，总数突破4500件[1]。" * 8  # ~50 pieces at 0.2 s: ten seconds of writing
 

@@ -7,11 +7,11 @@ import shutil
 import httpx
 import pytest
 
-from rag.api import create_api
-from rag.embedders import FakeEmbedder
 from rag.engine import Engine
-from rag.library import ensure_index
-from rag.loadcheck import free_port
+from rag.evaluation.loadcheck import free_port
+from rag.models.embedders import FakeEmbedder
+from rag.store.library import ensure_index
+from rag.web.api import create_api
 from tests.conftest import DATA, make_settings, running
 from ui import server_options
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from rag import vocab as vocab_module
-from rag.vocab import load_vocabulary, package_dir, use_vocabulary
+from rag.language import vocab as vocab_module
+from rag.language.vocab import load_vocabulary, package_dir, use_vocabulary
 
-RAG = Path(vocab_module.__file__).parent
+RAG = Path(vocab_module.__file__).parents[1]  # rag/
 
 
 @pytest.fixture
@@ -41,14 +41,14 @@ def test_every_vocabulary_file_parses_and_every_class_is_used_by_name():
 
 
 def test_the_settings_vocabulary_reaches_every_step(own_vocab, monkeypatch):
-    from rag.documents import mask_chrome
+    from rag.answer.grounding import says_cannot_answer
     from rag.engine import Engine
-    from rag.facts import is_cross_document, requested_kind
-    from rag.followup import is_followup
-    from rag.grounding import says_cannot_answer
+    from rag.ingest.documents import mask_chrome
+    from rag.language.facts import is_cross_document, requested_kind
+    from rag.language.text import tokenize, tokenizer_fingerprint
     from rag.settings import Settings
-    from rag.suggest import example_questions
-    from rag.text import tokenize, tokenizer_fingerprint
+    from rag.understand.followup import is_followup
+    from rag.understand.suggest import example_questions
 
     before = (is_cross_document("每个城市的目标"), says_cannot_answer("查无此项"), mask_chrome("返回顶部\n正文"),
               is_followup("顺带问问，补贴标准是多少"), "质押" in tokenize("知识产权质押融资"), tokenizer_fingerprint(),
@@ -89,14 +89,14 @@ def test_a_vocabulary_folder_that_is_missing_or_incomplete_is_named_in_chinese(o
 # patterns defined once (headings, enumerators, 文号, dates, units of figures, page numbers) and administrative-level
 # characters. Anything else found is vocabulary and belongs in rag/resources/vocab/.
 REMAINING = {
-    "converters.py": "page-number lines of PDF text (structural)",
-    "docfacts.py": "dates, 文号, 关于印发 titles, periods, validity, region heads: the structure of a notice",
-    "documents.py": "title-line structure, 第X号 orders, layout lines",
-    "facts.py": "numerals, units of figures, durations, dates, 文号, enumerators, headings (structural, once)",
-    "followup.py": "a question's trailing particles and punctuation",
-    "grounding.py": "citation markers, source notes, headings, enumerators, 文号 keys",
-    "plans.py": "list items, 第X条 and 第X章 lines",
-    "synthetic.py": "the synthetic benchmark library's own text",
+    "ingest/converters.py": "page-number lines of PDF text (structural)",
+    "ingest/docfacts.py": "dates, 文号, 关于印发 titles, periods, validity, region heads: the structure of a notice",
+    "ingest/documents.py": "title-line structure, 第X号 orders, layout lines",
+    "language/facts.py": "numerals, units of figures, durations, dates, 文号, enumerators, headings (structural, once)",
+    "understand/followup.py": "a question's trailing particles and punctuation",
+    "answer/grounding.py": "citation markers, source notes, headings, enumerators, 文号 keys",
+    "answer/plans.py": "list items, 第X条 and 第X章 lines",
+    "evaluation/synthetic.py": "the synthetic benchmark library's own text",
 }
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -125,4 +125,4 @@ def test_no_word_list_is_left_in_code_outside_the_listed_structural_patterns():
     assert not unexplained, f"vocabulary in code (move it to rag/resources/vocab/): {unexplained}"
     # what remains: no tuple of three or more Chinese words outside docfacts' division levels and the synthetic library
     lists = {name: [w for w in where if "words" in w] for name, where in found.items()}
-    assert {name for name, where in lists.items() if where} <= {"docfacts.py", "synthetic.py"}, lists
+    assert {name for name, where in lists.items() if where} <= {"ingest/docfacts.py", "evaluation/synthetic.py"}, lists

@@ -1,0 +1,1 @@
+"""From passages to one Answer: eligibility and evidence (grounding), answer plans, the pipeline of named steps, the vanilla recipe."""

@@ -1,0 +1,1 @@
+"""Evaluation sets, metrics and reports, benchmarks, synthetic libraries and the load check."""

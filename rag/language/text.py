@@ -1,0 +1,60 @@
+"""Chinese text helpers: jieba tokens for BM25 (segmentation words and stop words from the vocabulary) and
+normalisation."""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+
+from rag.language.vocab import load_vocabulary
+
+_TOKEN_CHARS = re.compile(r"[\w\u4e00-\u9fff%％]")
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(folder: str):
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    tokenizer = jieba.Tokenizer()
+    for word in load_vocabulary(folder).segmentation:
+        tokenizer.add_word(word, freq=20000)
+    return tokenizer
+
+
+def tokenizer_fingerprint() -> str:
+    """Changes when the segmentation words or stop words change (vocab/segmentation.txt, stop_words.txt): part of
+    the index signature (BM25 tokens)."""
+    import hashlib
+
+    vocab = load_vocabulary()
+    return hashlib.sha256(("|".join(vocab.segmentation) + "#" + "|".join(sorted(vocab.stop_words))).encode()).hexdigest()[:12]
+
+
+def normalise(text: str) -> str:
+    """NFKC (full-width → half-width), lower case."""
+    return unicodedata.normalize("NFKC", text).lower()
+
+
+def tokenize(text: str) -> list[str]:
+    """Search-grained jieba tokens (知识产权 also yields 知识, 产权) without stop words or punctuation."""
+    vocab = load_vocabulary()
+    tokens = []
+    for token in _tokenizer(vocab.source).cut_for_search(normalise(text)):
+        token = token.strip()
+        if token and token not in vocab.stop_words and _TOKEN_CHARS.search(token):
+            tokens.append(token)
+    return tokens
+
+
+def compact(text: str) -> str:
+    """NFKC and all whitespace removed: the form in which evidence strings are matched."""
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text))
+
+
+def years_in(text: str) -> list[str]:
+    """Four-digit years (2000–2099) mentioned in `text`."""
+    return sorted(set(re.findall(r"(?<!\d)(20\d\d)(?!\d)", normalise(text))))

@@ -1,0 +1,1 @@
+"""Retrieval: hybrid BM25 + dense search over the store, returning scored passages."""

@@ -1,0 +1,439 @@
+"""PostgreSQL + pgvector as the shared store (`RAG_STORE=postgresql://…`), behind the embedded store's interface.
+
+Tables (created on first use):
+  rag_meta       one row: the index record (embedder, dimension, chunker, tokenizer, fingerprints, files, generation)
+  rag_documents  doc_id, reading position, metadata (jsonb), full text
+  rag_passages   id (global reading order), doc_id, the passage record (jsonb), token count, vector (HNSW index)
+  rag_postings   (term, passage, tf): the same jieba tokens the embedded store indexes
+  rag_terms      term → document frequency;  rag_stats: passage count and total length
+
+BM25 is computed in SQL with the embedded store's formula and exact statistics, which every add and remove keeps up to
+date in the same transaction as the passages (an add that fails half-way leaves nothing). Writers serialise on an
+advisory lock; readers see a generation number that every change bumps, so every `rag serve` sharing the database
+reloads the document list when another one changed it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from rag.errors import IndexMismatchError, IndexMissingError, StoreUnavailableError
+from rag.ingest.chunking import Chunk, chunk_corpus
+from rag.models.embedders import Embedder
+from rag.settings import Settings
+from rag.store.segments import chunker_config, make_segment
+from rag.store.sparse import K1, B
+
+WRITER_LOCK = 7_240_511  # pg_advisory_lock key for writers
+CONNECT_TIMEOUT_S = 5
+
+
+def where(url: str) -> str:
+    """host:port/db of a URL (no user or password), for messages."""
+    parts = urlsplit(url)
+    return f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
+
+
+def unavailable(url: str, exc: Exception | None = None) -> StoreUnavailableError:
+    return StoreUnavailableError(f"PostgreSQL at {where(url)} unreachable: {exc}",
+                                 f"无法连接检索数据库（{where(url)}），请确认 PostgreSQL 已启动、地址和口令正确；连接恢复后会自动继续。")
+
+
+def _schema(dim: int) -> str:
+    return f"""
+CREATE EXTENSION IF NOT EXISTS vector;
+CREATE TABLE IF NOT EXISTS rag_meta (id int PRIMARY KEY CHECK (id = 1), config jsonb NOT NULL, generation bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS rag_documents (doc_id text PRIMARY KEY, position bigint NOT NULL, meta jsonb NOT NULL,
+                                          text text NOT NULL);
+CREATE TABLE IF NOT EXISTS rag_passages (id bigint PRIMARY KEY,
+                                         doc_id text NOT NULL REFERENCES rag_documents ON DELETE CASCADE,
+                                         record jsonb NOT NULL, length int NOT NULL, embedding vector({dim}) NOT NULL);
+CREATE INDEX IF NOT EXISTS rag_passages_doc ON rag_passages (doc_id, id);
+CREATE INDEX IF NOT EXISTS rag_passages_hnsw ON rag_passages USING hnsw (embedding vector_ip_ops)
+    WITH (m = 16, ef_construction = 64);
+CREATE TABLE IF NOT EXISTS rag_postings (term text NOT NULL, passage bigint NOT NULL REFERENCES rag_passages ON DELETE CASCADE,
+                                         tf int NOT NULL, length int NOT NULL, PRIMARY KEY (term, passage))
+    WITH (fillfactor = 100);
+CREATE INDEX IF NOT EXISTS rag_postings_passage ON rag_postings (passage);
+CREATE TABLE IF NOT EXISTS rag_terms (term text PRIMARY KEY, df int NOT NULL);
+CREATE TABLE IF NOT EXISTS rag_stats (id int PRIMARY KEY CHECK (id = 1), n bigint NOT NULL, total_len bigint NOT NULL);
+INSERT INTO rag_stats VALUES (1, 0, 0) ON CONFLICT DO NOTHING;
+"""
+
+
+class PgBackend:
+    """The index operations of rag/store/embedded.py (read_config, apply_changes, load, writer_lock, generation) on PostgreSQL."""
+
+    def __init__(self, url: str, ef_search: int = 128):
+        self.url = url
+        self.ef_search = ef_search
+        self._pool = None
+
+    # ------------------------------------------------------------ connections
+
+    @property
+    def pool(self):
+        if self._pool is None:
+            import logging
+
+            from psycopg_pool import ConnectionPool
+
+            # the pool logs every failed reconnection; our own message (unavailable()) says it once, in Chinese
+            logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+            self._pool = ConnectionPool(self.url, min_size=1, max_size=8, open=False,
+                                        check=ConnectionPool.check_connection,
+                                        kwargs={"connect_timeout": CONNECT_TIMEOUT_S, "autocommit": False})
+            self._pool.open(wait=False)
+        return self._pool
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator:
+        import psycopg
+        import psycopg_pool
+
+        try:
+            with self.pool.connection(timeout=CONNECT_TIMEOUT_S) as conn:
+                yield conn
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            # start afresh next time: a pool backing off from failed reconnections would keep answering 503 for a
+            # while after the database is back
+            self._reset()
+            raise unavailable(self.url, exc) from exc
+
+    def _reset(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                pool.close(timeout=0)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    # ------------------------------------------------------------ the index record
+
+    def read_config(self) -> dict | None:
+        with self.connection() as conn:
+            exists = conn.execute("SELECT to_regclass('rag_meta') IS NOT NULL").fetchone()[0]
+            row = conn.execute("SELECT config, generation FROM rag_meta WHERE id = 1").fetchone() if exists else None
+            conn.rollback()
+        if row is None:
+            return None
+        return row[0] | {"generation": row[1], "_file": f"pg-{row[1]}"}
+
+    def generation(self) -> str:
+        try:
+            with self.connection() as conn:
+                row = conn.execute("SELECT generation FROM rag_meta WHERE id = 1").fetchone()
+                conn.rollback()
+        except Exception:  # an unreachable database or no index yet: nothing newer to load
+            return ""
+        return f"pg-{row[0]}" if row else ""
+
+    @contextlib.contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """One writer at a time across every process and machine sharing the database."""
+        with self.connection() as conn:
+            conn.autocommit = True
+            conn.execute("SELECT pg_advisory_lock(%s)", (WRITER_LOCK,))
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (WRITER_LOCK,))
+                conn.autocommit = False
+
+    # ------------------------------------------------------------ changing the index
+
+    def apply_changes(self, config: dict, segment, remove: set[str], fingerprints: dict[str, str],
+                      skipped: list | None = None) -> dict:
+        """One transaction: `remove` and the documents `segment` replaces deleted (statistics decremented), the
+        segment's documents, passages, vectors and postings inserted (statistics incremented), the record updated."""
+        config = json.loads(json.dumps({k: v for k, v in config.items() if k not in ("_file", "segments")}))
+        replaced = set(remove) | ({d["doc_id"] for d in segment.documents} if segment else set())
+        config["fingerprints"] = {k: v for k, v in config.get("fingerprints", {}).items() if k not in replaced} | fingerprints
+        if skipped is not None:
+            config["skipped_files"] = skipped
+        with self.connection() as conn:
+            try:
+                if not conn.execute("SELECT to_regclass('rag_meta') IS NOT NULL").fetchone()[0]:
+                    conn.execute(_schema(int(config["dim"])))
+                current = conn.execute("SELECT config FROM rag_meta WHERE id = 1").fetchone()
+                if current and (current[0].get("embedder"), current[0].get("dim")) != (config["embedder"], config["dim"]):
+                    if not config.get("_replace_all"):
+                        raise _mismatch(current[0], config["embedder"], config["dim"], self.url)
+                if config.pop("_replace_all", False):
+                    conn.execute("TRUNCATE rag_postings, rag_passages, rag_documents, rag_terms")
+                    conn.execute("UPDATE rag_stats SET n = 0, total_len = 0")
+                    if current and current[0].get("dim") != config["dim"]:
+                        conn.execute("DROP INDEX IF EXISTS rag_passages_hnsw")
+                        conn.execute(f"ALTER TABLE rag_passages ALTER COLUMN embedding TYPE vector({int(config['dim'])})")
+                        conn.execute("CREATE INDEX rag_passages_hnsw ON rag_passages USING hnsw (embedding vector_ip_ops) "
+                                     "WITH (m = 16, ef_construction = 64)")
+                if replaced:
+                    _delete_documents(conn, sorted(replaced))
+                if segment is not None and segment.chunks:
+                    _insert(conn, segment)
+                counts = conn.execute("SELECT (SELECT count(*) FROM rag_passages), (SELECT count(*) FROM rag_documents)").fetchone()
+                config["chunks"], config["documents"] = int(counts[0]), int(counts[1])
+                config["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+                row = conn.execute(
+                    "INSERT INTO rag_meta VALUES (1, %s, 1) ON CONFLICT (id) DO UPDATE "
+                    "SET config = EXCLUDED.config, generation = rag_meta.generation + 1 RETURNING generation",
+                    (_json(config),)).fetchone()
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+        return config | {"generation": row[0], "_file": f"pg-{row[0]}"}
+
+    def load(self, embedder: Embedder) -> "PgIndex":
+        config = self.read_config()
+        if config is None:
+            raise IndexMissingError(f"{where(self.url)}: no index in this database",
+                                    f"数据库 {where(self.url)} 中还没有索引，请先运行 `rag index`。")
+        if config.get("embedder") != embedder.name or config.get("dim") != embedder.dim:
+            raise _mismatch(config, embedder.name, embedder.dim, self.url)
+        with self.connection() as conn:
+            documents = [row[0] for row in conn.execute("SELECT meta FROM rag_documents ORDER BY position")]
+            counts = dict(conn.execute("SELECT doc_id, count(*) FROM rag_passages GROUP BY doc_id").fetchall())
+            conn.rollback()
+        return PgIndex(self, config, documents, {k: int(v) for k, v in counts.items()})
+
+    def bulk_load(self, config: dict, documents: Iterable, settings: Settings, embedder: Embedder, limit: int = 0,
+                  batch: int = 5_000) -> dict:
+        """Many documents in transactions of about `batch` passages (the benchmark's build). Returns the record."""
+
+
+        docs, chunks, total = [], [], 0
+        for doc in documents:
+            found = chunk_corpus([doc], chunker_config(settings))
+            docs.append(doc)
+            chunks.extend(found)
+            total += len(found)
+            done = bool(limit and total >= limit)
+            if len(chunks) >= batch or done:
+                config = self.apply_changes(config, make_segment(docs, settings, embedder, chunks=chunks), set(),
+                                            {d.doc_id: d.fingerprint for d in docs})
+                docs, chunks = [], []
+            if done:
+                break
+        if chunks:
+            config = self.apply_changes(config, make_segment(docs, settings, embedder, chunks=chunks), set(),
+                                        {d.doc_id: d.fingerprint for d in docs})
+        return config
+
+    def disk_mb(self) -> float:
+        with self.connection() as conn:
+            size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+            conn.rollback()
+        return size / 2**20
+
+
+def _mismatch(config: dict, name: str, dim: int, url: str) -> IndexMismatchError:
+    return IndexMismatchError(
+        f"{where(url)} holds vectors of {config.get('embedder')} ({config.get('dim')} dims), not {name} ({dim} dims)",
+        f"数据库 {where(url)} 中的向量是用 {config.get('embedder')}（{config.get('dim')} 维）生成的，与当前向量模型 "
+        f"{name}（{dim} 维）不一致，拒绝使用。请运行 `rag index --rebuild` 重建。")
+
+
+def vector_text(vector) -> str:
+    """pgvector's text form; float32 values printed exactly (no adapter to register on every connection)."""
+    return "[" + ",".join(map(repr, np.asarray(vector, dtype=np.float32).astype(float).tolist())) + "]"
+
+
+def _json(value):
+    from psycopg.types.json import Jsonb
+
+    return Jsonb(value)
+
+
+def _delete_documents(conn, doc_ids: list[str]) -> None:
+    conn.execute("""
+        UPDATE rag_terms t SET df = t.df - c.n
+        FROM (SELECT p.term, count(*) AS n FROM rag_postings p JOIN rag_passages s ON s.id = p.passage
+              WHERE s.doc_id = ANY(%(d)s) GROUP BY p.term) c
+        WHERE t.term = c.term""", {"d": doc_ids})
+    conn.execute("""
+        UPDATE rag_stats s SET n = s.n - c.cnt, total_len = s.total_len - c.len
+        FROM (SELECT count(*) AS cnt, coalesce(sum(length), 0) AS len FROM rag_passages WHERE doc_id = ANY(%(d)s)) c
+        WHERE s.id = 1""", {"d": doc_ids})
+    conn.execute("DELETE FROM rag_postings WHERE passage IN (SELECT id FROM rag_passages WHERE doc_id = ANY(%(d)s))",
+                 {"d": doc_ids})
+    conn.execute("DELETE FROM rag_documents WHERE doc_id = ANY(%(d)s)", {"d": doc_ids})
+    conn.execute("DELETE FROM rag_terms WHERE df <= 0")
+
+
+def _insert(conn, segment) -> None:
+    first = int(conn.execute("SELECT coalesce(max(id), -1) + 1 FROM rag_passages").fetchone()[0])
+    position = int(conn.execute("SELECT coalesce(max(position), -1) + 1 FROM rag_documents").fetchone()[0])
+    with conn.cursor().copy("COPY rag_documents (doc_id, position, meta, text) FROM STDIN") as copy:
+        for i, doc in enumerate(segment.documents):
+            copy.write_row((doc["doc_id"], position + i, json.dumps(doc, ensure_ascii=False),
+                            segment.texts.get(doc["doc_id"], "")))
+    lengths = np.asarray(segment.postings.lengths)
+    with conn.cursor().copy("COPY rag_passages (id, doc_id, record, length, embedding) FROM STDIN") as copy:
+        for row, chunk in enumerate(segment.chunks):
+            copy.write_row((first + row, chunk.doc_id, json.dumps(chunk.to_record(), ensure_ascii=False),
+                            int(lengths[row]), vector_text(segment.vectors[row])))
+    postings = segment.postings
+    with conn.cursor().copy("COPY rag_postings (term, passage, tf, length) FROM STDIN") as copy:
+        for t, term in enumerate(postings.terms):
+            lo, hi = int(postings.indptr[t]), int(postings.indptr[t + 1])
+            for passage, tf in zip(postings.rows[lo:hi].tolist(), postings.tf[lo:hi].tolist(), strict=True):
+                copy.write_row((term, first + passage, tf, int(lengths[passage])))
+    df = np.diff(np.asarray(postings.indptr))
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO rag_terms VALUES (%s, %s) ON CONFLICT (term) DO UPDATE SET df = rag_terms.df + EXCLUDED.df",
+                        [(term, int(d)) for term, d in zip(postings.terms, df, strict=True)])
+    conn.execute("UPDATE rag_stats SET n = n + %s, total_len = total_len + %s WHERE id = 1",
+                 (len(segment.chunks), int(lengths.sum())))
+
+
+class PgIndex:
+    """One loaded generation of the PostgreSQL store: the document list in memory, everything else queried."""
+
+    def __init__(self, backend: PgBackend, config: dict, documents: list[dict], counts: dict[str, int]):
+        self.backend = backend
+        self.config = config
+        self.documents = documents
+        self._counts = counts
+        self.exact_dense = False
+
+    def __len__(self) -> int:
+        return int(self.config.get("chunks", 0))
+
+    def passage_counts(self) -> dict[str, int]:
+        return {d["doc_id"]: self._counts.get(d["doc_id"], 0) for d in self.documents}
+
+    def chunks_of(self, doc_id: str) -> list[Chunk]:
+        with self.backend.connection() as conn:
+            rows = conn.execute("SELECT record FROM rag_passages WHERE doc_id = %s ORDER BY id", (doc_id,)).fetchall()
+            conn.rollback()
+        return [Chunk.from_record(r[0]) for r in rows]
+
+    @property
+    def chunks(self) -> list[Chunk]:
+        with self.backend.connection() as conn:
+            rows = conn.execute("SELECT record FROM rag_passages ORDER BY id").fetchall()
+            conn.rollback()
+        return [Chunk.from_record(r[0]) for r in rows]
+
+    def text_of(self, doc_id: str) -> str:
+        with self.backend.connection() as conn:
+            row = conn.execute("SELECT text FROM rag_documents WHERE doc_id = %s", (doc_id,)).fetchone()
+            conn.rollback()
+        return row[0] if row else ""
+
+    def query(self, tokens: list[str], vector: np.ndarray | None) -> "PgQuery":
+        return PgQuery(self, tokens, vector)
+
+    def exact_dense_top(self, vector: np.ndarray, limit: int) -> np.ndarray:
+        with self.backend.connection() as conn:
+            conn.execute("SET LOCAL enable_indexscan = off")
+            rows = conn.execute("SELECT id FROM rag_passages ORDER BY embedding <#> %s::vector, id LIMIT %s",
+                                (vector_text(vector), limit)).fetchall()
+            conn.rollback()
+        return np.array([r[0] for r in rows], np.int64)
+
+
+# The passage length is stored in each posting, so an unfiltered query reads postings only.
+_BM25 = f"""
+WITH q AS (SELECT * FROM unnest(%(terms)s::text[], %(qtf)s::int[]) AS q(term, qtf)),
+     s AS (SELECT n::float8 AS n, total_len::float8 / greatest(n, 1) AS avg FROM rag_stats WHERE id = 1),
+     w AS (SELECT q.term, q.qtf * ln(1.0::float8 + (s.n - t.df + 0.5::float8) / (t.df + 0.5::float8)) * {K1 + 1}::float8
+                  AS weight, {K1}::float8 * (1.0::float8 - {B}::float8) AS base, {K1 * B}::float8 / s.avg AS slope
+           FROM q JOIN rag_terms t USING (term), s)
+SELECT p.passage, sum(w.weight * p.tf / (p.tf + w.base + w.slope * p.length)) AS score
+FROM w JOIN rag_postings p ON p.term = w.term {{join}}
+WHERE {{where}}
+GROUP BY p.passage
+"""
+
+
+class PgQuery:
+    """One question against PostgreSQL: the same five calls as the embedded store's query."""
+
+    def __init__(self, index: PgIndex, tokens: list[str], vector: np.ndarray | None):
+        self.index, self.vector = index, vector
+        counts = Counter(tokens)
+        self.params = {"terms": list(counts), "qtf": list(counts.values())}
+        self._rows: dict[int, tuple] = {}
+        self._vector_text = vector_text(vector) if vector is not None else ""
+
+    def _run(self, sql: str, params: dict, settings: tuple[str, ...] = ()) -> list[tuple]:
+        with self.index.backend.connection() as conn:
+            for statement in settings:
+                conn.execute(statement)
+            rows = conn.execute(sql, params).fetchall()
+            conn.rollback()
+        return rows
+
+    def _scope(self, doc_ids: set[str]) -> tuple[str, list[str]]:
+        """A document filter as SQL on `doc_id`: the documents kept, or (when they are most of the library, as for
+        documents in force) the ones left out."""
+        if 2 * len(doc_ids) <= len(self.index.documents):
+            return "doc_id = ANY(%(docs)s)", sorted(doc_ids)
+        return "doc_id <> ALL(%(docs)s)", sorted({d["doc_id"] for d in self.index.documents} - set(doc_ids))
+
+    def bm25_top(self, limit: int, doc_ids: set[str] | None = None) -> np.ndarray:
+        if not self.params["terms"]:
+            return np.zeros(0, np.int64)
+        where, docs = ("true", []) if doc_ids is None else self._scope(doc_ids)
+        if doc_ids is not None:
+            where = f"p.passage IN (SELECT id FROM rag_passages WHERE {where})"
+        rows = self._run(_BM25.format(join="", where=where) + " ORDER BY score DESC, p.passage LIMIT %(limit)s",
+                         self.params | {"limit": limit, "docs": docs})
+        return np.array([r[0] for r in rows], np.int64)
+
+    def bm25_of(self, ids: np.ndarray) -> np.ndarray:
+        if not self.params["terms"] or not len(ids):
+            return np.zeros(len(ids))
+        # probes the (term, passage) key for the candidates instead of aggregating every posting again
+        rows = dict(self._run(_BM25.format(join="AND p.passage = ANY(%(ids)s)", where="true"),
+                              self.params | {"ids": [int(i) for i in ids]}))
+        return np.array([float(rows.get(int(i), 0.0)) for i in ids])
+
+    def dense_top(self, limit: int, doc_ids: set[str] | None = None) -> np.ndarray:
+        if self.vector is None:
+            return np.zeros(0, np.int64)
+        ef = max(self.index.backend.ef_search, limit)
+        settings = (f"SET LOCAL hnsw.ef_search = {min(ef, 1000)}",)
+        where, docs = "", []
+        if doc_ids is not None:
+            condition, docs = self._scope(doc_ids)
+            where = f"WHERE {condition}"
+            settings += ("SET LOCAL hnsw.iterative_scan = relaxed_order",)
+        rows = self._run(f"SELECT id FROM rag_passages {where} ORDER BY embedding <#> %(v)s::vector LIMIT %(limit)s",
+                         {"v": self._vector_text, "limit": limit, "docs": docs}, settings)
+        return np.array([r[0] for r in rows], np.int64)
+
+    def _fetch(self, ids: np.ndarray) -> None:
+        """Document and exact similarity of candidates (their records are read only for the passages returned)."""
+        missing = [int(i) for i in ids if int(i) not in self._rows]
+        if not missing:
+            return
+        sql = ("SELECT id, doc_id, " + ("-(embedding <#> %(v)s::vector)" if self.vector is not None else "0.0")
+               + " FROM rag_passages WHERE id = ANY(%(ids)s)")
+        for row in self._run(sql, {"ids": missing, "v": self._vector_text}):
+            self._rows[int(row[0])] = row[1:]
+
+    def dense_of(self, ids: np.ndarray) -> np.ndarray:
+        self._fetch(ids)
+        return np.array([float(self._rows[int(i)][1]) for i in ids])
+
+    def doc_of(self, ids: np.ndarray) -> list[str]:
+        self._fetch(ids)
+        return [self._rows[int(i)][0] for i in ids]
+
+    def chunks(self, ids: np.ndarray) -> list[Chunk]:
+        wanted = [int(i) for i in ids]
+        records = dict(self._run("SELECT id, record FROM rag_passages WHERE id = ANY(%(ids)s)", {"ids": wanted}))
+        return [Chunk.from_record(records[i]) for i in wanted]

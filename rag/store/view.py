@@ -1,0 +1,53 @@
+"""A read view of the library for answer plans: documents' metadata and facts, and each document's passages in
+reading order, fetched from the store when first needed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rag.ingest.chunking import Chunk
+from rag.ingest.docfacts import facts_from_json
+
+
+class _PerDocument:
+    """A document's passages in reading order, read from the store when first needed."""
+
+    def __init__(self, chunks_of: Callable[[str], list[Chunk]]):
+        self._chunks_of = chunks_of
+        self._cache: dict[str, list[Chunk]] = {}
+
+    def get(self, doc_id: str, default=None) -> list[Chunk]:
+        if doc_id not in self._cache:
+            if len(self._cache) > 256:
+                self._cache.clear()
+            self._cache[doc_id] = self._chunks_of(doc_id)
+        return self._cache[doc_id] or (default if default is not None else [])
+
+
+class DocumentView:
+    """What planning needs to know about the indexed documents: metadata, facts, passages in reading order."""
+
+    def __init__(self, documents: list[dict], chunks_of: Callable[[str], list[Chunk]]):
+        self.documents = {d["doc_id"]: d for d in documents}
+        self.order = [d["doc_id"] for d in documents]
+        self.chunks = _PerDocument(chunks_of)
+
+    def facts(self, doc_id: str) -> dict:
+        return facts_from_json(self.documents.get(doc_id, {}).get("facts", {}))
+
+    def label(self, doc_id: str) -> str:
+        """A short name for lines of a cross-document answer: the place (杭州), else the title."""
+        doc = self.documents.get(doc_id, {})
+        for name in (*doc.get("aliases", []), doc.get("city", ""), doc.get("province", ""), doc.get("region", "")):
+            if name and len(name) >= 2:
+                return name.removesuffix("市").removesuffix("省")
+        return f"《{doc.get('title', doc_id)}》"
+
+    def title(self, doc_id: str) -> str:
+        return self.documents.get(doc_id, {}).get("title", doc_id)
+
+    def chunk_at(self, doc_id: str, offset: int) -> Chunk | None:
+        for chunk in self.chunks.get(doc_id, []):
+            if chunk.start <= offset < chunk.end:
+                return chunk
+        return None

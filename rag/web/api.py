@@ -1,0 +1,712 @@
+"""The HTTP API (FastAPI): ask (JSON and server-sent events), search, documents, feedback, health.
+
+No UI imports here: `ui.py` mounts the Gradio app on the application this module builds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import html
+import ipaddress
+import json
+import queue
+import re
+import secrets
+import threading
+import time
+import unicodedata
+from collections import defaultdict, deque
+from typing import Literal
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from rag.answer.pipeline import stream_answer
+from rag.engine import Engine
+from rag.errors import (
+    CorpusError,
+    IndexMismatchError,
+    IndexMissingError,
+    LLMUnavailableError,
+    ModelError,
+    QueryError,
+    RagError,
+    UnknownDocumentError,
+)
+from rag.ingest.documents import page_of
+from rag.settings import Settings
+from rag.web.feedback import JsonLog, log_question
+
+MAX_HISTORY_TURNS = 20
+MAX_TURN_CHARS = 2000
+
+
+def _clean(text: str, what: str) -> str:
+    """Reject lone surrogates and control characters (other than line breaks and tabs) with a clear message."""
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in text):
+        raise ValueError(f"{what}包含无法识别的字符（不成对的代理字符），请检查后重新输入")
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\n\r\t" for ch in text):
+        raise ValueError(f"{what}包含控制字符，请删除后重新输入")
+    return text
+
+
+class Turn(BaseModel):
+    """One earlier turn of the conversation."""
+
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["user", "assistant"] = "user"
+    content: str = Field(..., max_length=MAX_TURN_CHARS)
+
+    @field_validator("content")
+    @classmethod
+    def _content(cls, value: str) -> str:
+        return _clean(value, "对话历史")
+
+
+class Filters(BaseModel):
+    """Restrict retrieval to documents or a region."""
+
+    model_config = ConfigDict(extra="forbid")
+    doc_id: list[str] | str | None = Field(None, description='"hunan-2022" or ["hunan-2022", "wuhai-2022"]')
+    doc_ids: list[str] | None = None
+    region: str | None = Field(None, description="湖南")
+    in_force: bool | None = Field(None, description="true: leave out documents whose period has ended (已到期)")
+
+    def as_dict(self) -> dict | None:
+        out = {k: v for k, v in self.model_dump().items() if v}
+        return out or None
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    question: str = Field(..., description="the question, in Chinese", max_length=20000)
+    history: list[Turn] = Field(default_factory=list, max_length=MAX_HISTORY_TURNS,
+                                description='earlier turns: [{"role": "user", "content": "…"}]')
+    filters: Filters | None = Field(None, description='{"doc_id": ["hunan-2022"]} or {"region": "湖南"}')
+
+    @field_validator("question")
+    @classmethod
+    def _question(cls, value: str) -> str:
+        return _clean(value, "问题")
+
+    def turns(self) -> list[dict]:
+        return [t.model_dump() for t in self.history]
+
+
+class FeedbackRequest(BaseModel):
+    question: str = Field(..., max_length=20000)
+    answer: str = Field(..., max_length=20000)
+    vote: str = Field(..., pattern="^(up|down)$")
+    comment: str = Field("", max_length=2000)
+    answer_id: str = Field("", max_length=64, description="the Answer's answer_id: the latest vote on an answer counts")
+    citations: list[dict] = Field(default_factory=list, max_length=50)
+
+    @field_validator("question", "answer", "comment")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        return _clean(value, "反馈")
+
+
+_STATUS_MESSAGES = {
+    400: "请求格式有误。", 401: "需要登录。", 403: "没有权限执行此操作。", 404: "没有这个地址。", 405: "不支持这种请求方法。",
+    413: "请求体过大，请缩短后再试。", 415: "不支持的内容类型。", 422: "请求内容不符合要求。", 429: "请求过于频繁，请稍后再试。",
+    500: "服务内部错误，请稍后再试。", 503: "服务暂时不可用，请稍后再试。",
+}
+
+
+def validation_message(errors: list) -> str:
+    """A Chinese sentence for pydantic's errors: our own messages where we raised them, else the field and the rule."""
+    parts = []
+    for error in errors[:3]:
+        where = ".".join(str(x) for x in error.get("loc", ()) if x != "body")
+        message = str(error.get("msg", ""))
+        if message.startswith("Value error, "):
+            parts.append(message.removeprefix("Value error, "))
+        elif error.get("type") == "missing":
+            parts.append(f"缺少字段 {where}")
+        elif error.get("type") in ("too_long", "string_too_long"):
+            parts.append(f"{where} 过长")
+        elif "unicode" in str(error.get("type")):
+            parts.append(f"{where} 包含无法识别的字符（不成对的代理字符）")
+        elif error.get("type") == "extra_forbidden":
+            parts.append(f"不认识的字段 {where}")
+        else:
+            parts.append(f"{where} 的类型或取值不对")
+    return "请求内容不符合要求：" + "；".join(parts) + "。"
+
+
+def error_status(exc: RagError) -> int:
+    if isinstance(exc, QueryError):
+        return 400
+    if isinstance(exc, UnknownDocumentError):
+        return 404
+    if isinstance(exc, AdminOnly):
+        return 403
+    if isinstance(exc, CorpusError):
+        return 422
+    if isinstance(exc, IndexMissingError | IndexMismatchError | LLMUnavailableError | ModelError):
+        return 503
+    return 500
+
+
+def error_body(exc: RagError) -> dict:
+    return {"error": type(exc).__name__, "message": exc.user_message, "detail": str(exc)}
+
+
+class FeedbackLog(JsonLog):
+    """The votes log (see rag/web/feedback.py)."""
+
+
+class RateLimiter:
+    """Per-client sliding window of one minute."""
+
+    def __init__(self, per_minute: int):
+        self.per_minute = per_minute
+        self._hits: dict[str, deque] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def allow(self, client: str) -> bool:
+        if self.per_minute <= 0:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            hits = self._hits[client]
+            while hits and now - hits[0] > 60:
+                hits.popleft()
+            if len(hits) >= self.per_minute:
+                return False
+            hits.append(now)
+            return True
+
+
+def _parse_users(spec: str) -> dict[str, str]:
+    users = {}
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        name, _, password = item.partition(":")
+        users[name] = password
+    return users
+
+
+def _networks(spec: str) -> list:
+    nets = []
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        try:
+            nets.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            continue
+    return nets
+
+
+def from_trusted_proxy(request: Request, settings: Settings) -> bool:
+    """Did this request reach us through one of the configured proxies (by the socket's peer address)?"""
+    peer = request.client.host if request.client else ""
+    names = {x.strip() for x in settings.trusted_proxies.split(",") if x.strip()}
+    if peer in names:
+        return True
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in net for net in _networks(settings.trusted_proxies))
+
+
+# Every header a proxy may use to say whom it forwards for: treated alike, and believed only from a trusted proxy.
+FORWARDING_HEADERS = ("x-forwarded-for", "x-real-ip", "forwarded")
+
+
+def forwarded(request: Request) -> bool:
+    """Did anything in front of us say it forwards this request (whoever sent the header)?"""
+    return any(name in request.headers for name in FORWARDING_HEADERS)
+
+
+def forwarded_for(request: Request) -> str:
+    """The original client a proxy names: X-Forwarded-For's first address, X-Real-IP, or Forwarded's for=."""
+    first = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
+    if first:
+        return first
+    if request.headers.get("x-real-ip", "").strip():
+        return request.headers["x-real-ip"].strip()
+    match = re.search(r'for="?\[?([^;,"\]]+)', request.headers.get("forwarded", ""), re.IGNORECASE)
+    return match.group(1).strip() if match else ""
+
+
+def client_address(request: Request, settings: Settings) -> str:
+    """The rate-limit key's address: the socket's peer, or the client a trusted proxy forwarded for. (The server
+    runs without uvicorn's proxy_headers, so the peer is the socket's, never a header's.)"""
+    peer = request.client.host if request.client else "?"
+    if from_trusted_proxy(request, settings):
+        return forwarded_for(request) or peer
+    return peer
+
+
+def check_user(request: Request, settings: Settings) -> str | None:
+    """The authenticated user, '' when no authentication is configured, None when the request is refused.
+
+    The SSO header counts only on requests that come from a configured proxy; anyone else must use Basic auth
+    (when users are configured) or is refused (when only the SSO header is)."""
+    if settings.trusted_user_header and from_trusted_proxy(request, settings):
+        return request.headers.get(settings.trusted_user_header) or None
+    users = _parse_users(settings.auth_users)
+    if not users:
+        return None if settings.trusted_user_header else ""
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("basic "):
+        try:
+            name, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        if name in users and secrets.compare_digest(users[name], password):
+            return name
+    return None
+
+
+def is_admin(user: str | None, settings: Settings, request: Request | None = None) -> bool:
+    """A user named in RAG_ADMIN_USERS; or, when no login is configured at all, the person at this machine (a request
+    from a loopback address that no proxy forwarded): a local installation manages its own documents."""
+    admins = {x.strip() for x in settings.admin_users.split(",") if x.strip()}
+    if user:
+        return user in admins
+    if user == "" and request is not None and not settings.auth_users and not settings.trusted_user_header:
+        peer = request.client.host if request.client else ""
+        try:
+            loopback = ipaddress.ip_address(peer).is_loopback
+        except ValueError:
+            loopback = peer == "testclient"  # Starlette's test client
+        return loopback and not forwarded(request) and not from_trusted_proxy(request, settings)
+    return False
+
+
+PUBLIC_PATHS = frozenset({"/healthz", "/embed/bubble.js"})  # answered without login: health, and the embed script
+
+
+def _public(path: str, settings: Settings) -> bool:
+    """Paths served without login: the health check, and the embed script (it holds no data, only the chat's address;
+    the chat it opens asks for the login as usual). With or without the public prefix (root_path)."""
+    root = settings.root_path.rstrip("/")
+    return path in PUBLIC_PATHS or (bool(root) and path.startswith(root + "/") and path[len(root):] in PUBLIC_PATHS)
+
+
+def _limited(request: Request, settings: Settings) -> bool:
+    """Every route that answers or searches, Gradio's included (its calls are POSTs)."""
+    path = request.url.path
+    return request.method == "POST" or path.endswith("/api/search")
+
+
+def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
+    """The FastAPI application with every /api route; the Gradio UI is mounted on it by ui.py."""
+    engine = engine or Engine(settings)
+    # max_body_size: Starlette counts the bytes a body really brings (chunked bodies have no Content-Length)
+    # and answers 413 at the limit, on every route, Gradio's uploads included.
+    # Uploads (document files, admins only) may be large; every other route keeps the small limit of its own.
+    upload_limit = settings.max_upload_mb * 1024 * 1024 * 4 + 65536
+    small = settings.max_body_bytes
+    from fastapi_offline import FastAPIOffline  # /docs with Swagger UI's own files, not a CDN (offline intranets)
+
+    app = FastAPIOffline(title="政策问答 API", version="0.1.0", root_path=settings.root_path, max_body_size=upload_limit,
+                         description="Questions over Chinese IP policy documents; answers carry checked citations.")
+    app.state.engine = engine
+    app.state.settings = settings
+    app.state.feedback = FeedbackLog(settings.feedback_file)
+    limiter = RateLimiter(settings.rate_limit_per_minute)
+    # One answer at a time per core: more requests queue here instead of thrashing the CPU.
+    slots = threading.BoundedSemaphore(settings.max_concurrency)
+    app.state.slots = slots
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        path = request.url.path
+        length = request.headers.get("content-length")
+        uploading = path.endswith("/api/documents") or "/gradio_api/upload" in path
+        limit = upload_limit if uploading else small
+        if length and length.isdigit() and int(length) > limit:
+            return _refusal(path, 413, {"error": "TooLarge", "message": f"请求体过大（上限 {limit} 字节）。"})
+        user = "" if _public(path, settings) else check_user(request, settings)
+        if user is None:
+            headers = {"WWW-Authenticate": 'Basic realm="policy-qa"'} if settings.auth_users else {}
+            return _refusal(path, 401, {"error": "Unauthorized", "message": "需要登录。"}, headers)
+        if "/gradio_api/upload" in path and not is_admin(user, settings, request):
+            return JSONResponse({"error": "Forbidden", "message": "只有管理员可以上传文件。"}, 403)
+        if _limited(request, settings):
+            if not limiter.allow(user or client_address(request, settings)):
+                return _refusal(path, 429, {"error": "RateLimited", "message": "请求过于频繁，请稍后再试。"},
+                                {"Retry-After": "60"})
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = f"frame-ancestors {settings.frame_ancestors}"
+        if settings.frame_ancestors.strip() == "'self'":
+            response.headers["X-Frame-Options"] = "SAMEORIGIN"
+        elif settings.frame_ancestors.strip() == "'none'":
+            response.headers["X-Frame-Options"] = "DENY"
+        return response
+
+    # Added last, so it runs first: CORS preflights are answered before authentication.
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"], allow_headers=["*"])
+
+    @app.exception_handler(RagError)
+    async def rag_error(request: Request, exc: RagError):
+        return JSONResponse(error_body(exc), error_status(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        return JSONResponse({"error": "ValidationError", "message": validation_message(exc.errors()),
+                             "detail": _safe_errors(exc.errors())}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        message = _STATUS_MESSAGES.get(exc.status_code, "请求失败。")
+        return JSONResponse({"error": "HTTPError", "message": message}, exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception):
+        return JSONResponse({"error": "InternalError", "message": _STATUS_MESSAGES[500]}, 500)
+
+    def answer_events(body: AskRequest, cancel: threading.Event) -> queue.Queue:
+        """Run one answer in a worker thread that feeds a queue.
+
+        The worker holds the concurrency slot (and, inside the pipeline, the model) only while it runs; a reader that
+        goes away sets `cancel`, and the worker closes the pipeline's generator at the next event and frees both.
+        Nothing is held across a `yield` of the HTTP response."""
+        out: queue.Queue = queue.Queue()
+
+        def work() -> None:
+            acquired = False
+            try:
+                while not cancel.is_set() and not acquired:
+                    acquired = slots.acquire(timeout=0.2)
+                if not acquired:
+                    return
+                events = stream_answer(body.question, body.turns(), engine=engine,
+                                       filters=body.filters.as_dict() if body.filters else None)
+                try:
+                    for event in events:
+                        if cancel.is_set():
+                            break
+                        out.put(("event", event))
+                finally:
+                    events.close()
+            except RagError as exc:
+                out.put(("error", exc))
+            except Exception as exc:  # noqa: BLE001 - reported to the client as a Chinese message, never a traceback
+                out.put(("error", RagError(f"{type(exc).__name__}: {exc}", _STATUS_MESSAGES[500])))
+            finally:
+                if acquired:
+                    slots.release()
+                out.put(("done", None))
+
+        threading.Thread(target=work, daemon=True, name="answer").start()
+        return out
+
+    def public(answer: dict) -> dict:
+        if not settings.debug:
+            answer.pop("prompt", None)
+            answer.pop("raw_answer", None)
+        return answer
+
+    @app.post("/api/ask", summary="One answer with checked citations (or a refusal)", max_body_size=small)
+    async def ask(body: AskRequest) -> JSONResponse:
+        cancel = threading.Event()
+        events = answer_events(body, cancel)
+        final = None
+        try:
+            while True:
+                kind, data = await asyncio.to_thread(events.get)
+                if kind == "error":
+                    raise data
+                if kind == "done":
+                    break
+                if data.kind == "final":
+                    final = data.data
+        finally:
+            cancel.set()
+        data = final.to_dict()
+        log_question(settings.questions_file, data)  # for the administrator's 反馈与未答 view
+        return JSONResponse(public(data))
+
+    @app.post("/api/ask/stream", summary="The same answer as server-sent events: sources, sentence…, final (or error)",
+              max_body_size=small,
+              openapi_extra={"requestBody": {"content": {"application/json": {"schema": AskRequest.model_json_schema()}},
+                                             "required": True}})
+    async def ask_stream(request: Request) -> StreamingResponse:
+        try:
+            body = AskRequest.model_validate(json.loads(await request.body()))
+        except ValidationError as exc:
+            return _sse_error(422, {"error": "ValidationError", "message": validation_message(exc.errors())})
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: JSON nested thousands deep
+            return _sse_error(400, {"error": "BadRequest", "message": "请求体不是有效的 JSON。"})
+        cancel = threading.Event()
+        events = answer_events(body, cancel)
+
+        async def stream():
+            try:
+                while True:
+                    kind, data = await asyncio.to_thread(events.get)
+                    if kind == "done":
+                        return
+                    if kind == "error":
+                        yield _sse("error", error_body(data))
+                        continue
+                    if data.kind == "sources":
+                        yield _sse("sources", [c.to_context() for c in data.data])
+                    elif data.kind == "final":
+                        final = data.data.to_dict()
+                        log_question(settings.questions_file, final)
+                        yield _sse("final", public(final))
+                    elif data.kind == "sentence":
+                        yield _sse("sentence", {"text": data.data})
+            finally:
+                cancel.set()  # the client left (or we are done): the worker stops at its next event
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/search", summary="Ranked passages")
+    def search(q: str = Query(..., description="question"), k: int = Query(5, ge=1, le=50),
+               doc_id: list[str] | None = Query(None), region: str | None = None) -> list[dict]:
+        filters = {key: value for key, value in (("doc_id", doc_id), ("region", region)) if value}
+        return [r.to_context() for r in engine.retriever.search(q, k=k, filters=filters or None)]
+
+    def require_admin(request: Request) -> str:
+        user = check_user(request, settings)
+        if not is_admin(user, settings, request):
+            raise AdminOnly("not an administrator")
+        return user or "local"
+
+    def rows(in_force: bool = False) -> list[dict]:
+        from rag.store.library import list_documents, today_of
+
+        out = list_documents(engine.pinned().index, today_of(settings))
+        return [r for r in out if r["status"] != "已到期"] if in_force else out
+
+    @app.get("/api/documents", summary="The documents: facts, validity (在效 / 已到期 / 期限未说明), passages")
+    def documents(in_force: bool = Query(False, description="leave out documents whose period has ended")) -> list[dict]:
+        return rows(in_force)
+
+    @app.get("/api/documents/{doc_id}", summary="One document: facts, full text, passages with offsets (and PDF pages)")
+    def document(doc_id: str) -> dict:
+        view = engine.pinned()
+        row, text, chunks, pages = _document_parts(view, doc_id, settings)
+        return row | {"facts": view.documents_by_id[doc_id].get("facts", {}),
+                      "text": text, "passages": [{"chunk_id": c.chunk_id, "section": c.section, "start": c.start,
+                                                  "end": c.end, "page": page_of(pages, c.start)} for c in chunks]}
+
+    @app.post("/api/documents", summary="Add or replace documents (multipart; administrators only)")
+    async def upload_documents(request: Request, files: list[UploadFile] = File(..., description=".txt .md .docx .pdf .html"),
+                               title: str = Form(""), issuer: str = Form(""), region: str = Form(""),
+                               date: str = Form(""), doc_number: str = Form("")) -> JSONResponse:
+        from starlette.concurrency import run_in_threadpool
+
+        from rag.store.library import add_documents
+
+        require_admin(request)
+        overrides = {"title": title, "issuer": issuer, "region": region, "date": date, "doc_number": doc_number}
+        if any(overrides.values()) and len(files) > 1:
+            raise QueryError("overrides with several files", "标题、发文机关等只能在上传单个文件时填写。")
+        uploads = [(f.filename or "document", await f.read()) for f in files]
+        report = await run_in_threadpool(add_documents, settings, engine.embedder, uploads, overrides)
+        engine.refresh()
+        return JSONResponse(report.to_dict(), 200 if report.added or report.replaced else 422)
+
+    @app.delete("/api/documents/{doc_id}", summary="Remove a document and its passages (administrators only)")
+    async def delete_document(doc_id: str, request: Request) -> dict:
+        from starlette.concurrency import run_in_threadpool
+
+        from rag.store.library import remove_document
+
+        require_admin(request)
+        report = await run_in_threadpool(remove_document, settings, engine.embedder, doc_id)
+        engine.refresh()
+        return report.to_dict()
+
+    @app.get("/doc/{doc_id}", response_class=HTMLResponse, summary="The original with the cited span highlighted")
+    def document_page(doc_id: str, start: int | None = Query(None, ge=0), end: int | None = Query(None, ge=0)) -> str:
+        from rag.web.docview import render_document
+
+        view = engine.pinned()
+        row, text, chunks, pages = _document_parts(view, doc_id, settings)
+        return render_document(row, text, chunks, pages, start, end, back_url=chat_path(settings))
+
+    @app.post("/api/feedback", summary="Record a 👍/👎 vote with an optional comment", max_body_size=small)
+    def feedback(body: FeedbackRequest, request: Request) -> dict:
+        try:
+            app.state.feedback.append(body.model_dump() | {"user": check_user(request, settings) or ""})
+        except OSError as exc:
+            raise RagError(f"feedback not written: {exc}", "反馈暂时无法保存，请稍后再试。") from exc
+        return {"ok": True}
+
+    @app.get("/healthz", summary="Index loaded, model ready")
+    def healthz() -> JSONResponse:
+        status: dict = {"status": "ok", "backend": settings.llm_backend}
+        try:
+            status["index"] = {"chunks": len(engine.index), "documents": len(engine.index.documents),
+                               "embedder": engine.index.config.get("embedder")}
+        except RagError as exc:
+            status |= {"status": "error", "index": error_body(exc)}
+        llm = engine._models["llm"]
+        loaded = llm is not None and getattr(llm, "_llama", "n/a") is not None
+        status["model_ready"] = settings.llm_backend == "extractive" or loaded
+        if llm is not None and hasattr(llm, "state"):
+            status["llm"] = llm.state()  # "open": questions are answered extractively until it retries
+            if status["llm"]["state"] == "open":
+                status["status"] = "degraded"
+        return JSONResponse(status, 503 if status["status"] == "error" else 200)
+
+    @app.get("/embed-demo", response_class=HTMLResponse, summary="An intranet page with the chat embedded three ways")
+    def embed_demo(request: Request) -> str:
+        return render_embed_demo(str(request.base_url), settings)
+
+    @app.get("/embed/bubble.js", summary="A floating chat bubble for any intranet page: <script src=…/embed/bubble.js defer>")
+    def bubble_js() -> Response:
+        return Response(bubble_script(settings), media_type="application/javascript; charset=utf-8",
+                        headers={"Cache-Control": "public, max-age=600", "X-Content-Type-Options": "nosniff"})
+
+    return app
+
+
+class AdminOnly(RagError):
+    user_message = "只有管理员可以添加或删除文档。"
+
+
+def _document_parts(engine: Engine, doc_id: str, settings: Settings):
+    """(row, full text, passages, PDF page offsets) of one document; UnknownDocumentError when there is none."""
+    from rag.store.library import document_row, today_of
+
+    meta = engine.documents_by_id.get(doc_id)
+    if meta is None:
+        raise UnknownDocumentError(f"unknown document {doc_id[:80]!r}", f"没有编号为“{doc_id[:80]}”的文档。")
+    chunks = engine.index.chunks_of(doc_id)
+    return document_row(meta, len(chunks), today_of(settings)), engine.index.text_of(doc_id), chunks, list(meta.get("pages", []))
+
+
+def _sse(kind: str, data) -> str:
+    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _sse_error(status: int, body: dict, headers: dict | None = None) -> StreamingResponse:
+    return StreamingResponse(iter([_sse("error", body)]), status_code=status, media_type="text/event-stream",
+                             headers=headers)
+
+
+def _refusal(path: str, status: int, body: dict, headers: dict | None = None):
+    """A request turned away before its route: an SSE `error` event on the stream route (what its clients read),
+    JSON elsewhere."""
+    if path.endswith("/api/ask/stream"):
+        return _sse_error(status, body, headers)
+    return JSONResponse(body, status, headers=headers)
+
+
+def _safe_errors(errors: list) -> list[dict]:
+    """Pydantic's errors without the input values (they may be huge or unprintable)."""
+    return [{"loc": [str(x) for x in e.get("loc", ())], "type": e.get("type", "")} for e in errors[:10]]
+
+
+def chat_path(settings: Settings) -> str:
+    """The chat's path as the browser sees it (the public prefix, then the UI's mount point), ending in "/"."""
+    path = settings.root_path.rstrip("/") + settings.ui_path.rstrip("/") + "/"
+    return path if path.startswith("/") else "/" + path
+
+
+def js_string(value: str) -> str:
+    """A JavaScript string literal: JSON, ASCII only (so U+2028/U+2029 are escaped), with no "<", ">" or "&" left that
+    could close a <script> element or start markup."""
+    return (json.dumps(value, ensure_ascii=True).replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("&", "\\u0026"))
+
+
+BUBBLE_PLACEHOLDER = '"__POLICY_QA_UI_PATH__"'
+
+
+@functools.cache
+def _bubble_source() -> str:
+    """rag/assets/bubble.js, shipped in the wheel as package data."""
+    from importlib.resources import files
+
+    source = files("rag").joinpath("assets", "bubble.js").read_text(encoding="utf-8")
+    if source.count(BUBBLE_PLACEHOLDER) != 1:
+        raise RagError("rag/assets/bubble.js lacks its placeholder", _STATUS_MESSAGES[500])
+    return source
+
+
+def bubble_script(settings: Settings) -> str:
+    """The bubble script with the chat's path filled in. The server's origin is not written here: the script takes it
+    from its own address (document.currentScript.src), so nothing of the request (its Host header) is reflected."""
+    return _bubble_source().replace(BUBBLE_PLACEHOLDER, js_string(chat_path(settings)))
+
+
+_SANE_HOST = re.compile(r"[A-Za-z0-9.\-]+(:\d{1,5})?|\[[0-9A-Fa-f:.]+\](:\d{1,5})?")
+ORIGIN_PLACEHOLDER = "https://问答服务地址"
+
+
+def _origin(base_url: str) -> str:
+    """scheme://host[:port] of the request, or a placeholder when its Host header is anything but a host name or address."""
+    try:
+        parts = urlsplit(base_url)
+    except ValueError:
+        return ORIGIN_PLACEHOLDER
+    if parts.scheme in ("http", "https") and _SANE_HOST.fullmatch(parts.netloc):
+        return f"{parts.scheme}://{parts.netloc}"
+    return ORIGIN_PLACEHOLDER
+
+
+def render_embed_demo(base_url: str, settings: Settings) -> str:
+    """The demo page. The live iframe and bubble use paths on this server; the snippets to copy show the origin the
+    request came in on (its Host header) only when that is a plain host name or address, and always escaped."""
+    root = settings.root_path.rstrip("/")
+    origin = _origin(base_url)
+    ui = chat_path(settings)
+    values = {
+        "UI_PATH": html.escape(ui, quote=True),
+        "ROOT": html.escape(root, quote=True),
+        "UI": html.escape(origin + ui, quote=True),
+        "BASE": html.escape(origin + root, quote=True),
+        "FRAME_ANCESTORS": html.escape(settings.frame_ancestors),
+        "CORS": html.escape(settings.cors_origins) if settings.cors_origins.strip() else "（未设置）",
+    }
+    return re.sub(r"\{(" + "|".join(values) + r")\}", lambda m: values[m.group(1)], EMBED_DEMO)
+
+
+EMBED_DEMO = """<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>内网门户 · 政策问答嵌入示例</title>
+<meta name="viewport" content="width=device-width,initial-scale=1">
+<style>body{font-family:"WenQuanYi Zen Hei",sans-serif;margin:24px;background:#f4f6f9;color:#1d2939}
+header{background:#1f4e8c;color:#fff;padding:12px 20px;border-radius:6px}
+iframe{width:100%;height:780px;border:1px solid #ccd;border-radius:6px;background:#fff}
+pre{background:#fff;border:1px solid #d0d5dd;border-radius:6px;padding:10px 14px;overflow-x:auto}
+table{border-collapse:collapse;background:#fff;margin:8px 0 18px}
+th,td{border:1px solid #d0d5dd;padding:6px 10px;text-align:left;vertical-align:top}
+code{background:#eef2f7;padding:0 4px;border-radius:3px}</style></head>
+<body><header><h1>某单位内网门户</h1><p>下方是嵌入的“政策问答”助手（iframe）；右下角的“政策问答”按钮是悬浮气泡。</p></header>
+<main><h2>政策问答</h2>
+<iframe id="policy-qa" src="{UI_PATH}" title="政策问答" allow="clipboard-write"></iframe>
+
+<h2>三种嵌入方式与所需设置</h2>
+<table>
+<tr><th>方式</th><th>门户页面加入的代码</th><th>问答服务需要的设置</th></tr>
+<tr><td>一、iframe</td><td>见下方代码 1</td><td><code>RAG_FRAME_ANCESTORS</code> 须包含门户页面的来源，例如
+<code>'self' https://portal.example.cn</code>（默认 <code>'self'</code> 只允许本服务自己的页面嵌入）。</td></tr>
+<tr><td>二、悬浮气泡</td><td>见下方代码 2</td><td>气泡面板里是同一个 iframe，所以同样需要 <code>RAG_FRAME_ANCESTORS</code> 允许门户来源；
+脚本本身用普通 &lt;script&gt; 加载，不需要登录，也不需要 <code>RAG_CORS_ORIGINS</code>。</td></tr>
+<tr><td>三、Web Component</td><td>见下方代码 3</td><td>脚本和接口由门户页面跨源请求，需要 <code>RAG_CORS_ORIGINS</code> 列出门户来源，
+例如 <code>https://portal.example.cn</code>（不经过 iframe，与 <code>RAG_FRAME_ANCESTORS</code> 无关）。</td></tr>
+</table>
+<p>本服务当前设置：<code>RAG_FRAME_ANCESTORS</code> = <code>{FRAME_ANCESTORS}</code>；<code>RAG_CORS_ORIGINS</code> = <code>{CORS}</code>。
+若门户页面自己设置了内容安全策略（CSP），其 <code>script-src</code> / <code>frame-src</code> 也须允许本服务的地址。
+启用登录（<code>RAG_AUTH_USERS</code> 或单点登录）时，iframe 与气泡中的问答页面照常要求登录。</p>
+
+<h3>代码 1：iframe</h3>
+<pre>&lt;iframe src="{UI}" title="政策问答" allow="clipboard-write"
+        style="width:100%;height:780px;border:0"&gt;&lt;/iframe&gt;</pre>
+<h3>代码 2：悬浮气泡（右下角按钮，点击打开问答面板；脚本由本服务提供，不依赖公网 CDN）</h3>
+<pre>&lt;script src="{BASE}/embed/bubble.js" defer&gt;&lt;/script&gt;</pre>
+<h3>代码 3：Web Component（脚本由本服务提供，不依赖公网 CDN）</h3>
+<pre>&lt;script type="module" src="{BASE}/gradio-static/gradio.js"&gt;&lt;/script&gt;
+&lt;gradio-app src="{UI}"&gt;&lt;/gradio-app&gt;</pre>
+</main>
+<script src="{ROOT}/embed/bubble.js" defer></script>
+</body></html>"""
