@@ -40,6 +40,7 @@ browser:
 lint: setup
 	$(BIN)/ruff check rag tests eval scripts $(wildcard ui.py)
 	$(BIN)/lint-imports
+	$(BIN)/mypy rag
 
 test: setup browser lint
 	$(BIN)/rag index

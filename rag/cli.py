@@ -40,7 +40,7 @@ class _ProgressBar:
     """A tqdm bar on the terminal (passages embedded, rate, time left), opened on the first report."""
 
     def __init__(self, quiet: bool = False):
-        self.bar = None
+        self.bar: Any = None  # a tqdm bar, made when the first progress arrives
         self.quiet = quiet
 
     def __call__(self, done: int, total: int) -> None:
@@ -50,7 +50,7 @@ class _ProgressBar:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, unit="段", desc="嵌入段落", file=sys.stderr, dynamic_ncols=True)
-        self.bar.update(done - self.bar.n)
+        self.bar.update(done - self.bar.n)  # type: ignore[attr-defined]
 
     def close(self) -> None:
         if self.bar is not None:

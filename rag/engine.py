@@ -113,7 +113,7 @@ class Engine:
         return self._loaded().retriever
 
     @property
-    def documents_by_id(self) -> dict[str, dict]:
+    def documents_by_id(self) -> Mapping[str, dict]:
         return self._loaded().documents_by_id
 
     @property

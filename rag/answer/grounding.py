@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from rag.language.facts import (
@@ -94,7 +95,7 @@ def is_nationwide(doc: dict) -> bool:
     return region == "" or region in load_vocabulary().of("nationwide")
 
 
-def eligible_passages(question: str, contexts: list[ScoredChunk], documents: dict[str, dict]) -> Eligibility:
+def eligible_passages(question: str, contexts: list[ScoredChunk], documents: Mapping[str, dict]) -> Eligibility:
     """Keep passages whose document (or own text) covers every place and year the question names."""
     places = places_in(question)
     years = years_in(question)

@@ -12,8 +12,9 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote as url_quote
 
 from rag.answer.grounding import (
@@ -68,13 +69,13 @@ class Event:
     """What `stream_answer` yields: 'sources' (after retrieval), 'token' (model text), 'final' (the Answer)."""
 
     kind: str
-    data: object
+    data: Any  # the passages ('sources'), a piece of text ('token'), the Answer ('final')
 
 
 MODEL_READS = ("evidence", "cross", "compound")  # plans a configured model answers from the passages
 
 
-def pack_passages(passages: list[ScoredChunk], settings: Settings, first: list[ScoredChunk] = (),
+def pack_passages(passages: list[ScoredChunk], settings: Settings, first: Sequence[ScoredChunk] = (),
                   budget: int = 0) -> list[ScoredChunk]:
     """`first` (the passages holding the evidence), then the most relevant others, while they fit the token budget.
 
@@ -82,7 +83,8 @@ def pack_passages(passages: list[ScoredChunk], settings: Settings, first: list[S
     """
     ordered = list({ctx.chunk.chunk_id: ctx for ctx in [*first, *passages]}.values())  # keeps order, drops repeats
     budget = budget or settings.context_budget_tokens
-    packed, used = [], 0
+    packed: list[ScoredChunk] = []
+    used = 0
     for ctx in ordered[: settings.context_max_passages + (1 if budget > settings.context_budget_tokens else 0)]:
         cost = count_tokens(ctx.chunk.text) + 20
         if packed and used + cost > budget:
@@ -339,11 +341,11 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
     shown = 0  # characters of the draft already checked and shown
     tokens = model.stream(result.prompt, max_tokens=settings.llm_max_tokens)
     try:
-        first = True
+        awaiting = True
         for piece in tokens:
-            if first:
+            if awaiting:
                 lap("first_token_ms")
-                first = False
+                awaiting = False
             pieces.append(piece)
             yield Event("token", piece)  # for the library's own callers; the API and the UI show only sentences
             if over_budget():

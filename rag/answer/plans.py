@@ -105,12 +105,12 @@ def plan_document_facts(query: Query, targets: list[str], view: DocumentView, co
         facts = view.facts(doc_id)
         title = view.title(doc_id)
         if query.facet in _SIMPLE_FACTS:
-            key, absent, line = _SIMPLE_FACTS[query.facet]
+            key, absent, say = _SIMPLE_FACTS[query.facet]
             fact = facts.get(key)
             if fact is None:
                 missing.append(f"《{title}》{absent}")
                 continue
-            statements.append(_fact_statement(line(title, fact.value), fact, doc_id, view, contexts))
+            statements.append(_fact_statement(say(title, fact.value), fact, doc_id, view, contexts))
         elif query.facet == "date":
             label, fact = _date_fact(facts)
             if fact is not None and not fact.in_text and _asks_a_day(query.text) and not iso_date(fact.value):

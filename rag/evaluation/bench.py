@@ -51,7 +51,7 @@ def run_add_bench(settings: Settings, args) -> int:
             block.append(time.perf_counter() - started)
             if len(block) == 100 or i == args.adds - 1:
                 times.append(statistics.mean(block))
-                config = read_config(variant.index_dir)
+                config = read_config(variant.index_dir) or {}
                 print(f"  adds {i + 2 - len(block)}–{i + 1}: mean {statistics.mean(block) * 1000:.0f} ms per add, "
                       f"{config['chunks']} passages, {len(config['segments'])} segments")
                 block = []

@@ -18,11 +18,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from rag.evaluation.runner import _percentile, load_dataset
+from rag.models.embedders import Embedder
 from rag.settings import Settings
+from rag.store.base import Index
 
 BENCH_EMBEDDER = "fake:384"  # same dimension as multilingual-e5-small; real embedding runs ~15 passages/s here
 
@@ -43,7 +46,8 @@ def _rss_mb() -> tuple[float, float, float, float]:
     status = Path("/proc/self/status").read_text()
     keys = ("VmRSS", "VmHWM", "RssAnon", "RssFile")
     values = {line.split(":")[0]: int(line.split()[1]) for line in status.splitlines() if line.startswith(keys)}
-    return tuple(values.get(k, 0) / 1024 for k in keys)
+    rss, peak, anon, file = (values.get(k, 0) / 1024 for k in keys)
+    return rss, peak, anon, file
 
 
 def _du_mb(path: Path) -> float:
@@ -69,7 +73,9 @@ def build(settings: Settings, size: int, store: str) -> dict:
         from rag.store.backends import backend_for
 
         backend = backend_for(settings)
-        config = backend.bulk_load(new_config(settings, embedder) | {"_replace_all": True}, documents, settings, embedder,
+        # the PostgreSQL backend's bulk build
+        config = backend.bulk_load(new_config(settings, embedder) | {"_replace_all": True},  # type: ignore[attr-defined]
+                                   documents, settings, embedder,
                                    limit=size)
         passages, docs = config["chunks"], config["documents"]
     return {"build_s": time.perf_counter() - started, "build_peak_mb": _rss_mb()[1], "passages": passages,
@@ -78,13 +84,16 @@ def build(settings: Settings, size: int, store: str) -> dict:
 
 # ---------------------------------------------------------------- child: serve
 
-class _Cached:
+class _Cached(Embedder):
     """The embedder with the questions' vectors computed up front, so timings are the store's."""
 
-    def __init__(self, embedder, questions: list[str]):
+    def __init__(self, embedder: Embedder, questions: list[str]):
         self.name, self.dim = embedder.name, embedder.dim
         self._embedder = embedder
         self._vectors = {q: embedder.embed_query(q) for q in questions}
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        return self._embedder.embed_documents(texts)
 
     def embed_query(self, text: str) -> np.ndarray:
         if text not in self._vectors:  # a question as the answer path rewrote it: embedded once, then cached
@@ -99,6 +108,7 @@ def serve(settings: Settings, questions: list[str], store: str) -> dict:
     embedder = make_embedder(settings.embedder, settings)
     cached = _Cached(embedder, questions)
     started = time.perf_counter()
+    index: Index
     if store == "embedded":
         from rag.store.embedded import load_index
 
@@ -107,13 +117,13 @@ def serve(settings: Settings, questions: list[str], store: str) -> dict:
         from rag.store.backends import backend_for
 
         index = backend_for(settings).load(embedder)
-    out = {"load_s": time.perf_counter() - started}
+    out: dict[str, Any] = {"load_s": time.perf_counter() - started}
     if store != "embedded":
-        out["disk_mb"] = index.backend.disk_mb()
+        out["disk_mb"] = index.backend.disk_mb()  # type: ignore[attr-defined]  # the PostgreSQL index
     retriever = Retriever(index, cached, settings)
     regions = [d.get("province", "") for d in index.documents if d["doc_id"].startswith("syn-") and d.get("province")]
     region = regions[len(regions) // 2] if regions else ""
-    runs = {"hybrid": {}, "bm25": {"mode": "bm25"}, "dense": {"mode": "dense"},
+    runs: dict[str, dict[str, Any]] = {"hybrid": {}, "bm25": {"mode": "bm25"}, "dense": {"mode": "dense"},
             "filtered_region": {"filters": {"region": region}}, "filtered_in_force": {"filters": {"in_force": True}}}
     for q in questions[:3]:
         retriever.search(q)

@@ -141,7 +141,7 @@ def run_questions(questions: list[EvalQuestion], settings: Settings, engine, ret
             query = understand(rewritten, engine.index.documents, load_vocabulary(settings.vocab_dir))
             found = retrieve_for(query, engine) if query.facet not in NO_SEARCH_FACETS else []
             contexts = [c.to_context() for c in found]
-            row = {"answer": "", "refused": False, "citations": [], "contexts": contexts, "rewritten_question": rewritten}
+            row: dict[str, Any] = {"answer": "", "refused": False, "citations": [], "contexts": contexts, "rewritten_question": rewritten}
         else:
             if vanilla:
                 from rag.answer.vanilla import vanilla_answer
@@ -149,7 +149,7 @@ def run_questions(questions: list[EvalQuestion], settings: Settings, engine, ret
                 result = vanilla_answer(item.question, item.history, engine)
             else:
                 result = answer(item.question, history=item.history, settings=settings, engine=engine)
-            data = result.to_dict()
+            data: dict[str, Any] = result.to_dict()
             row = {key: data[key] for key in ("answer", "refused", "citations", "contexts", "rewritten_question",
                                               "refusal_reason", "timings")}
         latency = (time.perf_counter() - started) * 1000

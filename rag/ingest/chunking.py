@@ -130,7 +130,8 @@ def _is_heading_position(text: str, pos: int) -> bool:
     if len(stripped) == len(before):
         return False  # inline headings need real whitespace before the marker
     # After a sentence end anything may start; top-level markers (一、, 第X章) need only the whitespace.
-    return stripped[-1] in _INLINE_BEFORE or _HEADING_RE.match(text, pos).lastgroup in ("cn", "chapter", "part")
+    heading = _HEADING_RE.match(text, pos)
+    return stripped[-1] in _INLINE_BEFORE or (heading is not None and heading.lastgroup in ("cn", "chapter", "part"))
 
 
 def find_headings(text: str, outline: tuple | list = ()) -> list[Heading]:

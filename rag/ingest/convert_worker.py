@@ -102,6 +102,7 @@ class ConvertWorker:
             self._process.start()
             child.close()
             self._conn = parent
+        assert self._conn is not None
         return self._conn
 
     def _stop(self) -> None:

@@ -11,6 +11,7 @@ import datetime as dt
 import re
 import unicodedata
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from rag.language.facts import DOC_NUMBER, _cn_to_int, normalise_numbers
 
@@ -83,10 +84,10 @@ def iso_date(text: str) -> str:
         return ""
 
 
-def extract_facts(text: str, title: str = "") -> dict[str, object]:
+def extract_facts(text: str, title: str = "") -> dict[str, Any]:
     """Facts the document's own text states. Keys: title, issuer, doc_number, signed, published, effective,
     period (value 'YYYY-YYYY'), attachments (list). Missing facts are absent."""
-    facts: dict[str, object] = {}
+    facts: dict[str, Any] = {}  # a Fact each, a list of Facts for attachments
     head = text[:HEAD_CHARS]
 
     notice = None
@@ -138,7 +139,7 @@ def extract_facts(text: str, title: str = "") -> dict[str, object]:
     if region:
         facts["region"] = region
 
-    period = _period(text, title or (facts["title"].value if "title" in facts else ""))  # type: ignore[union-attr]
+    period = _period(text, title or (facts["title"].value if "title" in facts else ""))
     if period is None:
         plan = _ISSUED_PLAN.search(head)
         period = _period(text, plan.group(1)) if plan else None

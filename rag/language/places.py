@@ -91,7 +91,9 @@ def places_named(text: str, vocab_dir: str = "") -> list[str]:
 
 def _word_bounds(text: str, source: str) -> tuple[set[int], set[int]]:
     """Where jieba's words start and end in `text` (a place name must start and end on word boundaries)."""
-    starts, ends, at = set(), set(), 0
+    starts: set[int] = set()
+    ends: set[int] = set()
+    at = 0
     for word in _tokenizer(source).cut(text):
         starts.add(at)
         # one word may hold a place and its suffix (义乌市), or several places (上海市浦东新区): a division suffix

@@ -151,7 +151,9 @@ def _read(folder: Path) -> Vocabulary:
                             f"词表目录 {folder} 不存在或不完整（缺少 {'、'.join(missing[:3])}{' 等' if len(missing) > 3 else ''}），"
                             "请检查 RAG_VOCAB_DIR 设置。")
     synonyms = tuple((row[0].lower(), tuple(row[1].split("|"))) for row in _lines(folder / "synonyms.tsv"))
-    provinces, cities, aliases = [], [], {}
+    provinces: list[str] = []
+    cities: list[str] = []
+    aliases = {}
     for row in _lines(folder / "places.tsv"):
         (provinces if row[0] == "province" else cities).append(row[1])
         for alias in (row[2].split("|") if len(row) > 2 else []):

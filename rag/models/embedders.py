@@ -155,8 +155,8 @@ class OpenAIEmbedder(Embedder):
         self._client = None
         self._options = {"batch_size": batch_size, "timeout_s": timeout_s, "max_retries": max_retries, "api_key": api_key}
 
-    @property
-    def dim(self) -> int:
+    @property  # asked of the server when first needed
+    def dim(self) -> int:  # type: ignore[override]
         if not self._dim:
             self._dim = int(self.embed_query("维度").shape[0])
         return self._dim

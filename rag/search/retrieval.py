@@ -217,7 +217,8 @@ class Retriever:
     @staticmethod
     def _best_per_document_first(order: np.ndarray, doc_of: np.ndarray) -> np.ndarray:
         seen: set[str] = set()
-        firsts, rest = [], []
+        firsts: list[int] = []
+        rest: list[int] = []
         for i in order:
             (rest if doc_of[i] in seen else firsts).append(i)
             seen.add(doc_of[i])

@@ -25,7 +25,7 @@ def build_hnsw(vectors: np.ndarray, path: Path) -> None:
     import faiss
 
     dim = vectors.shape[1]
-    index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, HNSW_M, faiss.METRIC_INNER_PRODUCT)  # type: ignore[arg-type]
     index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     data = np.ascontiguousarray(vectors, dtype=np.float32)
     index.train(data)
@@ -59,7 +59,8 @@ def read_rows(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
     fd = os.open(filename, os.O_RDONLY)
     try:
         for i, row in enumerate(rows.tolist()):
-            out[i] = np.frombuffer(os.pread(fd, width, vectors.offset + row * width), dtype=vectors.dtype)
+            offset = vectors.offset  # type: ignore[attr-defined]  # a np.memmap (it has a filename)
+            out[i] = np.frombuffer(os.pread(fd, width, offset + row * width), dtype=vectors.dtype)
     finally:
         os.close(fd)
     return out.astype(np.float32, copy=False)
@@ -129,7 +130,7 @@ class Dense:
     def _hnsw(self, index, query: np.ndarray, limit: int, local: np.ndarray | None) -> np.ndarray:
         import faiss
 
-        params = faiss.SearchParametersHNSW()
+        params = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
         params.efSearch = max(self.ef_search, limit)
         if local is not None:
             bitmap = np.packbits(local, bitorder="little")

@@ -515,7 +515,10 @@ def bulk_build(index_dir: Path, config: dict, documents: Iterable[Document], set
 def _bulk_build(index_dir: Path, config: dict, documents: Iterable[Document], settings: Settings,
                 embedder: Embedder, limit: int, batch: int, progress: Progress | None) -> dict:
     config = json.loads(json.dumps({k: v for k, v in config.items() if k != "_file"}))
-    entries, docs, chunks, total = [], [], [], 0
+    entries: list[dict] = []
+    docs: list[Document] = []
+    chunks: list[Chunk] = []
+    total = 0
     fingerprints = {}
 
     def flush() -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from rag.errors import CorpusError, UnknownDocumentError
 from rag.ingest.chunking import Chunk, chunk_corpus
 from rag.ingest.convert_worker import ConvertWorker
+from rag.ingest.converters import SUPPORTED, Extracted
 from rag.ingest.docfacts import facts_from_json, iso_date, validity
 from rag.ingest.documents import (
     MANIFEST_NAME,
@@ -181,7 +182,7 @@ def _sync_locked(settings: Settings, embedder: Embedder, rebuild: bool = False,
         raise CorpusError(f"{settings.data_dir}: no readable documents",
                           f"文档目录 {settings.data_dir} 中没有可读取的文档（.txt .md .docx .pdf .html）。")
     segment = make_segment(documents, settings, embedder, progress, chunks=chunks) if documents else None
-    base = new_config(settings, embedder) | {"_replace_all": True} if full else config
+    base = new_config(settings, embedder) | {"_replace_all": True} if full or config is None else config
     base = base | {"skipped": skipped, "skipped_messages": messages,
                    "files": {k: v for k, v in (base.get("files", {})).items() if k not in gone}
                    | {d.doc_id: d.path.name for d in documents}}
@@ -354,7 +355,7 @@ def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str,
         raise _write_error(exc) from exc
     # conversion first, outside the writer lock and in a child process with limits: a slow file blocks nobody
     names = unique_names([safe_file_name(original) for original, _ in files])
-    converted: dict[str, object] = {}
+    converted: dict[str, Extracted] = {}
     originals = dict(zip(names, (_shown(original) for original, _ in files), strict=True))
     with _worker(settings) as worker:
         for (original_name, raw), name in zip(files, names, strict=True):
@@ -375,6 +376,7 @@ def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str,
         if _signature_changes(config, settings, embedder):
             _sync_locked(settings, embedder)
             config = store.read_config()
+        assert config is not None  # an index with no record has changed signature: the sync above wrote one
         manifest = read_manifest(settings.data_dir)
         taken = dict(config.get("files", {})) if config else {}
         entries: dict[str, dict] = {}
@@ -566,7 +568,6 @@ def _write_manifest(data_dir: Path, data: dict) -> None:
 
 def supported_files_in(folder: Path) -> list[Path]:
     """Document files under a folder (recursively), for `rag add DIR`."""
-    from rag.ingest.converters import SUPPORTED
 
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))

@@ -405,8 +405,8 @@ class PgQuery:
         if self.vector is None:
             return np.zeros(0, np.int64)
         ef = max(self.index.backend.ef_search, limit)
-        settings = (f"SET LOCAL hnsw.ef_search = {min(ef, 1000)}",)
-        where, docs = "", []
+        settings: tuple[str, ...] = (f"SET LOCAL hnsw.ef_search = {min(ef, 1000)}",)
+        where, docs = "", list[str]()
         if doc_ids is not None:
             condition, docs = self._scope(doc_ids)
             where = f"WHERE {condition}"

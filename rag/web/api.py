@@ -356,8 +356,8 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
-        return JSONResponse({"error": "ValidationError", "message": validation_message(exc.errors()),
-                             "detail": _safe_errors(exc.errors())}, 422)
+        return JSONResponse({"error": "ValidationError", "message": validation_message(list(exc.errors())),
+                             "detail": _safe_errors(list(exc.errors()))}, 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
@@ -391,7 +391,7 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
                             break
                         out.put(("event", event))
                 finally:
-                    events.close()
+                    events.close()  # type: ignore[attr-defined]  # a generator
             except RagError as exc:
                 out.put(("error", exc))
             except Exception as exc:  # noqa: BLE001 - reported to the client as a Chinese message, never a traceback
@@ -426,6 +426,7 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
                     final = data.data
         finally:
             cancel.set()
+        assert final is not None  # the events end with the Answer, or raise
         data = final.to_dict()
         log_question(settings.questions_file, data)  # for the administrator's 反馈与未答 view
         return JSONResponse(public(data))

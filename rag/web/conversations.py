@@ -9,6 +9,7 @@ torn or oversized file is read as far as it is sane, never fatal.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -87,7 +88,7 @@ class ConversationStore:
         self.directory = Path(directory)
 
     # -- reading ---------------------------------------------------------------------------------------------------
-    def list(self, owner: str) -> list[Conversation]:
+    def list(self, owner: str) -> "builtins.list[Conversation]":
         """The owner's conversations, the latest first."""
         return sorted(self._read(owner).values(), key=lambda c: -c.updated)
 
@@ -98,7 +99,7 @@ class ConversationStore:
         return found
 
     # -- writing ---------------------------------------------------------------------------------------------------
-    def add_turn(self, owner: str, conversation_id: str | None, messages: list[dict], title: str = "") -> Conversation:
+    def add_turn(self, owner: str, conversation_id: str | None, messages: builtins.list[dict], title: str = "") -> Conversation:
         """Append a turn's messages to the conversation (a new one, titled by its first question, when
         `conversation_id` is None); earlier messages stay as stored, shown or not. Returns the conversation."""
         with self._lock(owner):

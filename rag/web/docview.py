@@ -85,7 +85,7 @@ def render_text(text: str, chunks: list[Chunk], pages: list[int], start: int | N
     headings = heading_spans(text, chunks)
     bounds = {0, len(text), *points}
     bounds.update(x for h in headings for x in h[:2])
-    if cited:
+    if cited and start is not None and end is not None:
         bounds.update((start, end))
     order = sorted(bounds)
     level_at = {h_start: (h_end, level) for h_start, h_end, level in headings}
