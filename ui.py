@@ -686,9 +686,9 @@ def serve(settings: Settings) -> None:
 
 
 def server_options(settings: Settings) -> dict:
-    """How `rag serve` runs uvicorn. proxy_headers off: uvicorn would otherwise take X-Forwarded-For from any local
-    client as the client's address before the app decides whom to trust; the app reads forwarding headers itself,
-    only from RAG_TRUSTED_PROXIES."""
+    """How `rag serve` runs uvicorn. The server's own proxy_headers off: it would trust X-Forwarded-For from any
+    local client (FORWARDED_ALLOW_IPS defaults to 127.0.0.1); the app adds uvicorn's ProxyHeadersMiddleware itself,
+    for RAG_TRUSTED_PROXIES only, and keeps the socket's peer for deciding whom to trust (rag/web/api.py)."""
     return {"host": settings.host, "port": settings.port, "log_level": "warning", "timeout_graceful_shutdown": 3,
             "proxy_headers": False}
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from rag.errors import RagError
 from rag.language.vocab import use_vocabulary
-from rag.settings import Settings
+from rag.settings import LLM_BACKENDS, RETRIEVAL_MODES, Settings
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -294,13 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--doc", action="append", help="only this document id (repeatable)")
     p.add_argument("--region", help="only documents of this region, e.g. 湖南")
-    p.add_argument("--mode", dest="retrieval_mode", choices=["hybrid", "bm25", "dense"])
+    p.add_argument("--mode", dest="retrieval_mode", choices=RETRIEVAL_MODES)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("ask", help="one grounded answer with citations")
     _add_common(p)
     p.add_argument("question")
-    p.add_argument("--backend", choices=["local", "openai", "extractive", "fake"], help="RAG_LLM_BACKEND")
+    p.add_argument("--backend", choices=LLM_BACKENDS, help="RAG_LLM_BACKEND")
     p.add_argument("--llm-base-url", dest="llm_base_url")
     p.add_argument("--llm-model", dest="llm_model")
     p.add_argument("--k", type=int)
@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
     p.add_argument("--dataset", default="eval/questions.jsonl")
     p.add_argument("--out", default="runs/latest")
-    p.add_argument("--backend", choices=["local", "openai", "extractive", "fake"])
+    p.add_argument("--backend", choices=LLM_BACKENDS)
     p.add_argument("--retrieval-only", action="store_true", help="skip generation (seconds)")
     p.add_argument("--k", type=int)
     p.add_argument("--compare", nargs="*", metavar="CONFIG",
@@ -329,13 +329,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--root-path", dest="root_path")
-    p.add_argument("--backend", choices=["local", "openai", "extractive", "fake"])
+    p.add_argument("--backend", choices=LLM_BACKENDS)
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("bench", help="print index build, retrieval and answer timings and peak memory")
     _add_common(p)
     p.add_argument("--dataset", default="eval/questions.jsonl")
-    p.add_argument("--backend", dest="backends", action="append", choices=["local", "openai", "extractive", "fake"],
+    p.add_argument("--backend", dest="backends", action="append", choices=LLM_BACKENDS,
                    help="also time answers with this backend (repeatable)")
     p.add_argument("--limit", type=int, default=0, help="answer-timing questions (0 = all)")
     p.add_argument("--skip-build", action="store_true")
@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("loadcheck", help="N concurrent API questions on loopback; prints p50/p95 and errors")
     _add_common(p)
-    p.add_argument("--backend", choices=["local", "openai", "extractive", "fake"], default="extractive")
+    p.add_argument("--backend", choices=LLM_BACKENDS, default="extractive")
     p.add_argument("--concurrency", type=int, default=50)
     p.add_argument("--dataset", default="eval/questions.jsonl")
     p.set_defaults(func=cmd_loadcheck)

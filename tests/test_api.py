@@ -234,3 +234,20 @@ def test_api_docs_are_served_offline(client):
     assert page.status_code == 200
     assert "cdn" not in page.text.lower() and "/static-offline-docs/swagger-ui-bundle.js" in page.text
     assert client.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
+
+
+def test_behind_a_trusted_proxy_the_limit_keys_on_the_client_it_forwards_for(real_engine, tmp_path):
+    """uvicorn's ProxyHeadersMiddleware reads X-Forwarded-For from the configured proxy only: the client is the last
+    address no trusted proxy added, so a client cannot pick its own key by sending X-Forwarded-For to the proxy."""
+    settings = real_engine.settings.replace(trusted_proxies="testclient, 10.0.0.0/8", rate_limit_per_minute=1,
+                                            feedback_path=tmp_path / "f.jsonl")
+    client = TestClient(create_api(settings, Engine(settings, embedder=real_engine.embedder, index=real_engine.index)))
+
+    def search(forwarded_for: str) -> int:
+        return client.get("/api/search", params={"q": "质押"}, headers={"X-Forwarded-For": forwarded_for}).status_code
+
+    assert search("192.0.2.1") == 200
+    assert search("192.0.2.2") == 200  # another client behind the proxy has a limit of its own
+    # what the client itself wrote before the proxy appended its address does not make it someone else
+    assert search("203.0.113.9, 192.0.2.1") == 429
+    assert search("198.51.100.7, 192.0.2.1, 10.1.1.1") == 429  # 10.1.1.1: a second trusted proxy in the chain

@@ -148,7 +148,8 @@ def test_the_upload_function_takes_only_files_uploaded_through_the_page(real_cor
 
     class Local:  # the person at this machine, no login configured: an administrator
         username = None
-        request = type("R", (), {"client": type("C", (), {"host": "127.0.0.1"})(), "headers": {}})()
+        request = type("R", (), {"client": type("C", (), {"host": "127.0.0.1"})(), "headers": {},
+                                    "scope": {"client": ("127.0.0.1", 50000)}})()
 
     message = upload([str(secret)], Local(), progress=lambda *a, **k: None)[0]
     assert "只能导入通过本页面上传的文件" in message
@@ -177,7 +178,8 @@ def test_an_imported_upload_leaves_no_copy_in_gradios_folder(real_corpus, tmp_pa
 
     class Local:
         username = None
-        request = type("R", (), {"client": type("C", (), {"host": "127.0.0.1"})(), "headers": {}})()
+        request = type("R", (), {"client": type("C", (), {"host": "127.0.0.1"})(), "headers": {},
+                                    "scope": {"client": ("127.0.0.1", 50000)}})()
 
     message = upload([str(sent)], Local(), progress=lambda *a, **k: None)[0]
     assert "已添加 1 篇" in message, message

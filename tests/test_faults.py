@@ -7,7 +7,6 @@ import errno
 import fcntl
 import threading
 import time
-from dataclasses import replace
 
 import pytest
 
@@ -65,7 +64,7 @@ def _lock_is_free(index_dir) -> bool:
 def test_an_upload_converts_outside_the_writer_lock_and_a_slow_file_is_reported_the_rest_added(real_settings):
     embedder = FakeEmbedder()
     ensure_index(real_settings, embedder)
-    settings = replace(real_settings, convert_timeout_s=3.0)
+    settings = real_settings.replace(convert_timeout_s=3.0)
     result = {}
     adding = threading.Thread(target=lambda: result.setdefault(
         "report", add_documents(settings, embedder, [("很长的网页.html", slow_page()), GOOD])))
@@ -82,7 +81,7 @@ def test_an_upload_converts_outside_the_writer_lock_and_a_slow_file_is_reported_
 
 
 def test_rag_index_skips_a_file_over_the_limit_reports_it_and_does_not_retry_it(real_settings):
-    settings = replace(real_settings, convert_timeout_s=2.0)
+    settings = real_settings.replace(convert_timeout_s=2.0)
     (settings.data_dir / "很长的网页.html").write_bytes(slow_page())
     index, report = sync_index(settings, FakeEmbedder())
     assert [f["file"] for f in report.failed] == ["很长的网页.html"]
@@ -96,7 +95,7 @@ def test_rag_index_skips_a_file_over_the_limit_reports_it_and_does_not_retry_it(
 def test_a_document_cut_into_more_passages_than_the_limit_is_refused_with_the_count(real_settings):
     embedder = FakeEmbedder()
     ensure_index(real_settings, embedder)
-    settings = replace(real_settings, max_passages_per_document=5)
+    settings = real_settings.replace(max_passages_per_document=5)
     articles = "".join(f"第{i}条 本条规定第{i}项登记事项，由登记机构依申请办理，并在十个工作日内作出决定。\n" for i in range(1, 80))
     report = add_documents(settings, embedder, [("长条例.txt", f"某某条例\n{articles}".encode()), GOOD])
     assert [f["file"] for f in report.failed] == ["长条例.txt"]
@@ -172,7 +171,7 @@ def test_messages_echo_at_most_a_bounded_part_of_what_the_client_sent(real_setti
     """Issue 19 F14: a huge file name or document id is not echoed whole, nor is every document of the library."""
     embedder = FakeEmbedder()
     ensure_index(real_settings, embedder)
-    settings = replace(real_settings, max_upload_mb=0)
+    settings = real_settings.replace(max_upload_mb=0)
     report = add_documents(settings, embedder, [("长" * 5000 + ".txt", b"x" * 10)])
     assert len(report.failed[0]["file"]) <= 81 and len(report.failed[0]["message"]) < 200
     with pytest.raises(CorpusError) as unknown:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rag.answer.pipeline import stream_answer
 from rag.engine import Engine
-from rag.evaluation.runner import _percentile, load_dataset
+from rag.evaluation.runner import load_dataset, percentile
 from rag.ingest.documents import load_corpus
 from rag.models.embedders import make_embedder
 from rag.settings import Settings
@@ -88,8 +88,8 @@ def run_bench(settings: Settings, args) -> int:
         started = time.perf_counter()
         engine.retriever.search(item.question, k=settings.top_k)
         latencies.append((time.perf_counter() - started) * 1000)
-    print(f"retrieval over {len(latencies)} questions: p50 {_percentile(latencies, 0.5):.1f} ms, "
-          f"p95 {_percentile(latencies, 0.95):.1f} ms ({settings.embedder}, k={settings.top_k})")
+    print(f"retrieval over {len(latencies)} questions: p50 {percentile(latencies, 0.5):.1f} ms, "
+          f"p95 {percentile(latencies, 0.95):.1f} ms ({settings.embedder}, k={settings.top_k})")
     for backend in args.backends or []:
         variant = settings.replace(llm_backend=backend)
         eng = Engine(variant, embedder=embedder, index=index)
@@ -110,8 +110,8 @@ def run_bench(settings: Settings, args) -> int:
             total = time.perf_counter() - started
             totals.append(total)
             firsts.append(first if first is not None else total)
-        print(f"{backend}: {len(subset)} answers; first token p50 {_percentile(firsts, 0.5):.2f} s, "
-              f"p95 {_percentile(firsts, 0.95):.2f} s; total p50 {_percentile(totals, 0.5):.2f} s, "
-              f"p95 {_percentile(totals, 0.95):.2f} s")
+        print(f"{backend}: {len(subset)} answers; first token p50 {percentile(firsts, 0.5):.2f} s, "
+              f"p95 {percentile(firsts, 0.95):.2f} s; total p50 {percentile(totals, 0.5):.2f} s, "
+              f"p95 {percentile(totals, 0.95):.2f} s")
     print(f"peak memory (max RSS): {_peak_mb():.0f} MB")
     return 0

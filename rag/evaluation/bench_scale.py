@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from rag.evaluation.runner import _percentile, load_dataset
+from rag.evaluation.runner import load_dataset, percentile
 from rag.models.embedders import Embedder
 from rag.settings import Settings
 from rag.store.base import Index
@@ -133,7 +133,7 @@ def serve(settings: Settings, questions: list[str], store: str) -> dict:
             t = time.perf_counter()
             retriever.search(q, **kwargs)
             times.append((time.perf_counter() - t) * 1000)
-        out[name] = (_percentile(times, 0.5), _percentile(times, 0.95))
+        out[name] = (percentile(times, 0.5), percentile(times, 0.95))
     out["facets"] = _facet_times(settings, index, cached)
     # memory serving questions, before the exact scans below read every vector
     out["rss_mb"], out["peak_mb"], out["anon_mb"], out["file_mb"] = _rss_mb()
@@ -167,7 +167,7 @@ def _facet_times(settings: Settings, index, embedder) -> dict:
             retrieve_for(query, engine)
             if repeat:
                 times.setdefault(row["facet"], []).append((time.perf_counter() - started) * 1000)
-    return {facet: (_percentile(values, 0.5), max(values)) for facet, values in times.items()}
+    return {facet: (percentile(values, 0.5), max(values)) for facet, values in times.items()}
 
 
 def _dense_recall(index, embedder, questions: list[str], pool: int) -> float | None:

@@ -8,7 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from rag.engine import Engine
-from rag.evaluation.runner import _percentile
+from rag.evaluation.runner import percentile
 from rag.settings import Settings
 
 
@@ -58,7 +58,7 @@ def run_load_check(settings: Settings, questions: list[str], concurrency: int = 
         "ok": sum(1 for _, _, ok in results if ok),
         "errors": sum(1 for _, _, ok in results if not ok),
         "status_codes": sorted({code for code, _, _ in results}),
-        "p50_ms": round(_percentile(latencies, 0.5), 1),
-        "p95_ms": round(_percentile(latencies, 0.95), 1),
+        "p50_ms": round(percentile(latencies, 0.5), 1),
+        "p95_ms": round(percentile(latencies, 0.95), 1),
         "wall_s": round(wall, 2),
     }

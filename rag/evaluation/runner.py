@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rag.errors import RagError
 from rag.language.text import compact
 from rag.settings import Settings
@@ -114,14 +116,9 @@ def citations_hold_evidence(citations: list[dict], evidence: list[str]) -> bool:
     return any(any(e in compact(c["text"]) for e in wanted) for c in citations)
 
 
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile (0–1) of `values`, linearly interpolated (numpy's default); 0 for none."""
+    return float(np.percentile(values, q * 100)) if len(values) else 0.0
 
 
 def run_questions(questions: list[EvalQuestion], settings: Settings, engine, retrieval_only: bool,
@@ -190,8 +187,8 @@ def summarise(rows: list[dict], retrieval_only: bool) -> dict:
         "mrr": sum(1 / r["evidence_rank"] for r in answerable if r["evidence_rank"]) / max(1, len(answerable)),
         "single_doc_hit@3": hit(single, 3),
         "mean_passage_chars": statistics.mean(len(c["text"]) for c in contexts) if contexts else 0,
-        "latency_p50_ms": _percentile(latencies, 0.5),
-        "latency_p95_ms": _percentile(latencies, 0.95),
+        "latency_p50_ms": percentile(latencies, 0.5),
+        "latency_p95_ms": percentile(latencies, 0.95),
     }
     if not retrieval_only:
         answered = [r for r in answerable if not r["refused"]]

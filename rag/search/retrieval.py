@@ -7,9 +7,11 @@ dense weight only breaks ties and rescues paraphrases.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
+from cachetools import LRUCache
 
 from rag.errors import QueryError, UnknownFilterError
 from rag.ingest.chunking import Chunk
@@ -81,6 +83,8 @@ class Retriever:
         self.index = index
         self.embedder = embedder
         self.settings = settings
+        self._places: LRUCache[str, set[str]] = LRUCache(maxsize=4096)
+        self._places_lock = threading.Lock()
         self._haystacks = [(d["doc_id"], " ".join([d.get("region", ""), d.get("title", ""), *d.get("aliases", [])]))
                            for d in index.documents]
 
@@ -206,12 +210,12 @@ class Retriever:
     def _documents_of_place(self, place: str) -> set[str]:
         """Documents whose names contain `place`: a scan of every document the first time a place is asked about,
         then kept (a library of thousands of documents is asked about the same few hundred places)."""
-        cache = self.__dict__.setdefault("_places", {})
-        found = cache.get(place)
+        with self._places_lock:
+            found = self._places.get(place)
         if found is None:
-            if len(cache) > 4096:
-                cache.clear()
-            found = cache[place] = {doc_id for doc_id, haystack in self._haystacks if place in haystack}
+            found = {doc_id for doc_id, haystack in self._haystacks if place in haystack}
+            with self._places_lock:
+                self._places[place] = found
         return found
 
     @staticmethod

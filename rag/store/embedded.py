@@ -25,11 +25,13 @@ import contextlib
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
+from cachetools import LRUCache
 
 from rag.errors import IndexMismatchError, IndexMissingError
 from rag.ingest.chunking import Chunk, chunk_corpus
@@ -283,6 +285,8 @@ class Index:
         self.config = config
         self.segments = segments
         self.offsets = np.cumsum([0] + [len(s) for s in segments])
+        self._allowed: LRUCache[frozenset, np.ndarray] = LRUCache(maxsize=8)
+        self._allowed_lock = threading.Lock()
         self.documents: list[dict] = []
         codes, visible, self._where = [], [], {}
         for s, (segment, gone) in enumerate(zip(segments, hidden, strict=False)):
@@ -345,17 +349,15 @@ class Index:
         """Boolean mask of the visible passages of `doc_ids` (the last few masks are kept: one question asks for the
         same filter several times)."""
         key = frozenset(doc_ids)
-        cache = self.__dict__.setdefault("_allowed", {})
-        mask = cache.get(key)
+        with self._allowed_lock:
+            mask = self._allowed.get(key)
         if mask is None:
             wanted = np.zeros(len(self.documents) + 1, bool)
             position = self.__dict__.setdefault("_position", {d["doc_id"]: i for i, d in enumerate(self.documents)})
             wanted[[position[d] for d in key if d in position]] = True
             mask = wanted[self.doc_code]  # code -1 (hidden) reads the last, False
-            if len(cache) >= 8:
-                with contextlib.suppress(KeyError, RuntimeError, StopIteration):  # another thread trimmed it first
-                    cache.pop(next(iter(cache)))
-            cache[key] = mask
+            with self._allowed_lock:
+                self._allowed[key] = mask
         return mask
 
     @property

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from cachetools import LRUCache
+
 from rag.ingest.chunking import Chunk
 from rag.ingest.docfacts import facts_from_json
 
@@ -14,14 +16,13 @@ class _PerDocument:
 
     def __init__(self, chunks_of: Callable[[str], list[Chunk]]):
         self._chunks_of = chunks_of
-        self._cache: dict[str, list[Chunk]] = {}
+        self._cache: LRUCache[str, list[Chunk]] = LRUCache(maxsize=256)
 
     def get(self, doc_id: str, default=None) -> list[Chunk]:
-        if doc_id not in self._cache:
-            if len(self._cache) > 256:
-                self._cache.clear()
-            self._cache[doc_id] = self._chunks_of(doc_id)
-        return self._cache[doc_id] or (default if default is not None else [])
+        found = self._cache.get(doc_id)
+        if found is None:
+            found = self._cache[doc_id] = self._chunks_of(doc_id)
+        return found or (default if default is not None else [])
 
 
 class DocumentView:

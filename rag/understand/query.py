@@ -16,8 +16,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+import threading
 import unicodedata
 from dataclasses import dataclass, field
+
+from cachetools import LRUCache
 
 from rag.language.vocab import Vocabulary, load_vocabulary
 
@@ -263,16 +266,22 @@ def document_targets(text: str, documents: list[dict], vocab: Vocabulary,
     return [doc_id for _, doc_id in sorted(hits)], places
 
 
+_TITLE_LOCK = threading.Lock()
+
+
 def title_forms(title: str, vocab: Vocabulary) -> list[str]:
     """How a question may name a document by its title, longest first: the title, without a trailing "(2020)", without
     the country's name (vocab class title_prefix: 中华人民共和国专利法 → 专利法), without its leading place
     (重庆市专利促进与保护条例 → 专利促进与保护条例). Kept per vocabulary: every question scans every title."""
-    cache = vocab.__dict__.setdefault("_title_forms", {})
-    found = cache.get(title)
+    cache = vocab.__dict__.get("_title_forms")
+    if cache is None:  # the vocabulary is frozen: its cache is set beside its fields, once
+        cache = vocab.__dict__.setdefault("_title_forms", LRUCache(maxsize=100_000))
+    with _TITLE_LOCK:
+        found = cache.get(title)
     if found is None:
-        if len(cache) > 100_000:
-            cache.clear()
-        found = cache[title] = _title_forms(title, vocab)
+        found = _title_forms(title, vocab)
+        with _TITLE_LOCK:
+            cache[title] = found
     return found
 
 

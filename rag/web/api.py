@@ -27,6 +27,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from rag.answer.pipeline import stream_answer
 from rag.engine import Engine
@@ -204,9 +205,31 @@ def _networks(spec: str) -> list:
     return nets
 
 
+PEER = "rag.peer"  # the scope key holding the socket's peer, before uvicorn's proxy-headers middleware rewrites `client`
+
+
+class KeepPeer:
+    """Outermost ASGI middleware: keeps the socket's peer address in the scope, since uvicorn's ProxyHeadersMiddleware
+    (inside it) replaces `client` with the address a trusted proxy forwarded for."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket"):
+            scope[PEER] = scope.get("client")
+        await self.app(scope, receive, send)
+
+
+def socket_peer(request: Request) -> str:
+    """Who opened the connection (a proxy, or the client itself), whatever the forwarding headers say."""
+    peer = request.scope.get(PEER, request.scope.get("client"))
+    return peer[0] if peer else ""
+
+
 def from_trusted_proxy(request: Request, settings: Settings) -> bool:
     """Did this request reach us through one of the configured proxies (by the socket's peer address)?"""
-    peer = request.client.host if request.client else ""
+    peer = socket_peer(request)
     names = {x.strip() for x in settings.trusted_proxies.split(",") if x.strip()}
     if peer in names:
         return True
@@ -238,12 +261,14 @@ def forwarded_for(request: Request) -> str:
 
 
 def client_address(request: Request, settings: Settings) -> str:
-    """The rate-limit key's address: the socket's peer, or the client a trusted proxy forwarded for. (The server
-    runs without uvicorn's proxy_headers, so the peer is the socket's, never a header's.)"""
-    peer = request.client.host if request.client else "?"
-    if from_trusted_proxy(request, settings):
-        return forwarded_for(request) or peer
-    return peer
+    """The rate-limit key's address: the socket's peer, or the client a trusted proxy forwarded for — from
+    X-Forwarded-For, uvicorn's ProxyHeadersMiddleware (the last address no trusted proxy added) has set it as the
+    request's client; a proxy that sends only X-Real-IP or Forwarded is read here."""
+    peer = socket_peer(request) or "?"
+    if not from_trusted_proxy(request, settings):
+        return peer
+    client = request.client.host if request.client else ""
+    return client if client and client != peer else (forwarded_for(request) or peer)
 
 
 def check_user(request: Request, settings: Settings) -> str | None:
@@ -274,7 +299,7 @@ def is_admin(user: str | None, settings: Settings, request: Request | None = Non
     if user:
         return user in admins
     if user == "" and request is not None and not settings.auth_users and not settings.trusted_user_header:
-        peer = request.client.host if request.client else ""
+        peer = socket_peer(request)
         try:
             loopback = ipaddress.ip_address(peer).is_loopback
         except ValueError:
@@ -349,6 +374,11 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
     origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "DELETE"], allow_headers=["*"])
+    # Behind the configured proxies only: the client address and scheme they forward (X-Forwarded-For/-Proto) become
+    # the request's, by uvicorn's own middleware; the socket's peer is kept for deciding whom to trust.
+    if settings.trusted_proxies.strip():
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
+    app.add_middleware(KeepPeer)
 
     @app.exception_handler(RagError)
     async def rag_error(request: Request, exc: RagError):
