@@ -167,7 +167,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     engine = Engine(settings)
     _warn_if_stale(engine)
     filters = _filters(args)
-    results = engine.retriever.search(args.question, k=settings.top_k, filters=filters)
+    from rag.answer.pipeline import retrieve, understand_question
+
+    # the answer path's own first steps: the passages an answer would be drawn from
+    results = retrieve(understand_question(args.question, None, engine), engine, filters)
     rows = [r.to_context() for r in results]
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1))

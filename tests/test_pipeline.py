@@ -1,6 +1,7 @@
 import pytest
 
 from rag.answer.pipeline import answer, stream_answer
+from rag.engine import Engine
 from rag.errors import LLMUnavailableError, QueryError
 from rag.models.llms import FakeLLM
 from rag.models.prompts import TEMPLATES, render
@@ -237,3 +238,33 @@ def test_example_questions_are_about_documents_the_library_holds(tmp_path):
     other = [{"doc_id": "tax-1", "title": "关于个人所得税专项附加扣除的公告"}, {"doc_id": "rent-2", "title": "公共租赁住房管理办法"}]
     built = example_questions(other, vocab)
     assert built == ["《关于个人所得税专项附加扣除的公告》是哪天印发的？", "《公共租赁住房管理办法》是哪个部门发布的？"]
+
+
+def test_one_question_takes_the_named_steps_in_order_and_each_leaves_its_record(real_engine):
+    extractive = answer("乌海要打造哪些特色品牌？", engine=real_engine)
+    assert [t["step"] for t in extractive.trace] == ["understand", "retrieve", "decide", "phrase", "cite"]
+    steps = {t["step"]: t for t in extractive.trace}
+    assert steps["understand"]["docs"] == ["wuhai-2022"] and steps["decide"]["refused"] is False
+    assert steps["phrase"]["by"] == "code"
+    assert steps["retrieve"]["passages"] == [c.chunk.chunk_id for c in extractive.contexts]
+    assert steps["cite"]["citations"] == [c.chunk_id for c in extractive.citations] != []
+    assert all(t["ms"] >= 0 for t in extractive.trace)
+    modelled = answer("乌海要打造哪些特色品牌？", engine=engine_with_llm(real_engine, FakeLLM()))
+    assert [t["step"] for t in modelled.trace] == ["understand", "retrieve", "decide", "phrase", "check", "cite"]
+    assert {t["step"]: t for t in modelled.trace}["phrase"]["by"] == "fake"
+    # a question the library has nothing on stops after understanding, and says so in its trace
+    chat = answer("你好", engine=real_engine)
+    assert [t["step"] for t in chat.trace] == ["understand", "cite"] and chat.trace[0]["facet"] == "chat"
+
+
+def test_search_routes_and_the_answer_share_one_retrieve_step(real_engine, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from rag.web.api import create_api
+
+    question = "河南和湖南的知识产权质押融资目标分别是多少？"  # two documents in play: grouped by document
+    retrieved = next(t for t in answer(question, engine=real_engine).trace if t["step"] == "retrieve")["passages"]
+    settings = real_engine.settings.replace(feedback_path=tmp_path / "f.jsonl", rate_limit_per_minute=1000)
+    client = TestClient(create_api(settings, Engine(settings, embedder=real_engine.embedder, index=real_engine.index)))
+    searched = [row["chunk_id"] for row in client.get("/api/search", params={"q": question}).json()]
+    assert searched == retrieved and {r.split("#")[0] for r in searched} >= {"henan-2020", "hunan-2022"}

@@ -1,4 +1,13 @@
-"""One question, one path: retrieve → build prompt → generate → check citations → Answer.
+"""One question, one path of named steps, each recorded in the Answer's trace (its time and what it decided):
+
+  understand  `understand_question`: validated, made standalone (follow-ups), understood once into a Query
+  retrieve    `retrieve`: ranked passages (grouped by document when several are in play); the same step serves
+              `rag search`, /api/search, `rag bench` and `rag eval --retrieval-only`
+  decide      eligibility (places, years), then the answer plan for the question's facet (rag/answer/plans.py):
+              answered by code, handed to the model, or refused
+  phrase      the model reads the packed passages (streamed), or the code renders its plan
+  check       every sentence of the model's draft traced to a cited passage (rag/answer/grounding.py)
+  cite        where each citation is in its document, whose place it speaks for, whether its plan has expired
 
 Refusal does not rest on the model. The code refuses when
   1. no retrieved passage covers the places and years the question names (eligibility),
@@ -158,14 +167,12 @@ def _merge_citations(citations: list[Citation]) -> list[Citation]:
 
 def stream_answer(question: str, history: list | None = None, settings: Settings | None = None,
                   engine: Engine | None = None, filters: dict | None = None) -> Iterator[Event]:
-    """The whole path as events: sources as soon as retrieval is done, then model tokens, then the Answer.
-
-    rewrite (follow-ups) → understand (rag/understand/query.py) → retrieve → plan (rag/answer/plans.py) → phrase (LLM, optional) → check
-    → locate (where each citation is in its document) and date (say when a cited plan has expired).
-    """
+    """The whole path as events: sources as soon as retrieval is done, then model tokens and checked sentences,
+    then the Answer (the steps in the module's docstring)."""
     engine = (engine or Engine(settings or Settings.load())).pinned()  # one question, one index generation
     for event in _answer_events(question, history, engine, filters):
         if event.kind == "final":
+            started = time.perf_counter()
             if event.data.refused and event.data.understood.get("scope_class") and not event.data.citations:
                 # a weather or market question the library has nothing on: say what the library holds
                 _scope_message(event.data, engine, "out_of_scope", event.data.understood["scope_class"])
@@ -173,6 +180,8 @@ def stream_answer(question: str, history: list | None = None, settings: Settings
             if not note_places(event.data, engine):  # a place nobody covers is said first; else whose is which
                 note_mixed_places(event.data, engine)
             note_expired(event.data, engine)
+            event.data.trace.append({"step": "cite", "ms": round((time.perf_counter() - started) * 1000, 1),
+                                     "citations": [c.chunk_id for c in event.data.citations]})
         yield event
 
 
@@ -253,22 +262,10 @@ def note_expired(result: Answer, engine: Engine) -> None:
         result.notes.append("cited documents whose period has ended: " + ", ".join(t for t, _ in clauses))
 
 
-def _answer_events(question: str, history: list | None, engine: Engine, filters: dict | None) -> Iterator[Event]:
+def understand_question(question: str, history: list | None, engine: Engine) -> Query:
+    """Step 1, understand: the question validated, made standalone with the conversation (a follow-up), and understood
+    (rag/understand/query.py) — once; every later step reads this Query."""
     settings = engine.settings
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = (now - clock) * 1000
-        clock = now
-
-    deadline = clock + settings.answer_budget_s if settings.answer_budget_s > 0 else None
-
-    def over_budget() -> bool:
-        return deadline is not None and time.perf_counter() > deadline
-
     question = validate_question(question, settings.max_question_chars)
     standalone = rewrite_question(question, history, engine)
     query = understand(standalone, engine.index.documents, load_vocabulary(settings.vocab_dir))
@@ -277,18 +274,58 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
     anchor = search_anchor(question, history)
     if anchor and query.facet not in NO_SEARCH_FACETS:
         query.search = f"{query.search} {anchor}"
-    lap("rewrite_ms")
-    result = Answer(question=question, answer="", refused=False, rewritten_question=standalone,
-                    backend=settings.llm_backend, timings=timings, understood=query.to_dict())
+    return query
+
+
+def retrieve(query: Query, engine: Engine, filters: dict | None = None, k: int | None = None) -> list[ScoredChunk]:
+    """Step 2, retrieve: the passages an understood question is answered from — ranked (grouped by document when
+    several are in play), a passage introducing a list run on over its items, and text planted in a document for an
+    assistant ("【系统通知】助手必须回答…") left out. `rag search`, /api/search, `rag bench` and `rag eval
+    --retrieval-only` call this same step."""
+    if query.facet in NO_SEARCH_FACETS:
+        return []
+    found = retrieve_for(query, engine, filters, k)
+    return without_instructions(with_continuations(found, engine),
+                                load_vocabulary(engine.settings.vocab_dir).document_instructions)
+
+
+def _answer_events(question: str, history: list | None, engine: Engine, filters: dict | None) -> Iterator[Event]:
+    settings = engine.settings
+    timings: dict[str, float] = {}
+    trace: list[dict] = []
+    clock = time.perf_counter()
+
+    def lap(name: str, step: str = "", **out) -> None:
+        """The time since the last lap as `timings[name]`; with `step`, also the step's record in the trace."""
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = (now - clock) * 1000
+        if step:
+            trace.append({"step": step, "ms": round(sum(timings[n] for n in pending + [name]), 1), **out})
+            pending.clear()
+        else:
+            pending.append(name)
+        clock = now
+
+    pending: list[str] = []  # laps since the last step (the first token), counted into the step that ends them
+
+    deadline = clock + settings.answer_budget_s if settings.answer_budget_s > 0 else None
+
+    def over_budget() -> bool:
+        return deadline is not None and time.perf_counter() > deadline
+
+    query = understand_question(question, history, engine)
+    lap("rewrite_ms", "understand", facet=query.facet, docs=query.docs, search=query.search)
+    result = Answer(question=query.followup or query.original, answer="", refused=False,
+                    rewritten_question=query.original, backend=settings.llm_backend, timings=timings,
+                    understood=query.to_dict(), trace=trace)
     if query.facet in NO_SEARCH_FACETS:
         yield Event("sources", [])
         yield Event("final", _scope_message(result, engine, query.facet, query.scope_class))
         return
     excluded = filtered_out(query, engine, filters)
-    # text planted in a document for an assistant ("【系统通知】助手必须回答…") is never evidence nor read by a model
-    contexts = without_instructions(with_continuations(retrieve_for(query, engine, filters), engine),
-                                    load_vocabulary(settings.vocab_dir).document_instructions)
-    lap("retrieve_ms")
+    contexts = retrieve(query, engine, filters)
+    lap("retrieve_ms", "retrieve", passages=[c.chunk.chunk_id for c in contexts])
     result.contexts = contexts
     yield Event("sources", contexts)
     if over_budget():
@@ -310,11 +347,12 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
         eligibility.passages = [p for p in eligibility.passages if p.chunk.doc_id in kept
                                 or p.chunk.doc_id not in query.docs] or eligibility.passages
     plan = make_plan(query, eligibility.passages, engine)
-    lap("plan_ms")
     model = engine.llm if settings.llm_backend != "extractive" else None
     # Model reads, code checks: a plan the code is not sure of (its evidence gates said no) is handed to the model
     # with the passages, instead of refused; the model's "not stated" and the citation check then decide.
     handover = plan.refused and not plan.settled and model is not None and settings.model_reads_unsure
+    lap("plan_ms", "decide", eligible=len(eligibility.passages), plan=plan.kind, refused=plan.refused,
+        reason=plan.reason, handover=handover)
     if plan.refused and not handover:
         yield Event("final", _refused_plan(result, plan, settings, contexts))
         return
@@ -323,7 +361,7 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
         # A document's own facts and a section's items are exact from structure: built by code. The rest is read
         # by the model from the passages, and checked.
         _render_plan(result, plan, contexts)
-        lap("generate_ms")
+        lap("generate_ms", "phrase", by="code")
         yield Event("final", result)
         return
     if handover:
@@ -362,12 +400,13 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
         result.notes.append(f"LLM unavailable, answered extractively: {exc}")
         result.backend = "extractive"
         _fall_back(result, plan, settings, contexts)
-        lap("generate_ms")
+        lap("generate_ms", "phrase", by="code", why="model unavailable")
         yield Event("final", result)
         return
     finally:
         tokens.close()  # a reader that went away must not leave the model (and its lock) mid-generation
-    lap("generate_ms")
+    lap("generate_ms", "phrase", by=settings.llm_backend, passages=[p.chunk.chunk_id for p in passages],
+        first_token_ms=round(timings.get("first_token_ms", 0.0), 1), words=len("".join(pieces)))
     if over_budget():
         # out of time mid-draft: keep what was checked and shown; with nothing shown, the code's own answer
         result.notes.append(f"the answer's time budget ({settings.answer_budget_s:g} s) ran out while the model wrote")
@@ -409,23 +448,23 @@ MAX_NAMED_DOCS = 8  # documents a question names that get a search of their own 
 PER_DOC = 3  # passages kept per document when several documents are in play
 
 
-def retrieve_for(query: Query, engine: Engine, filters: dict | None = None) -> list[ScoredChunk]:
+def retrieve_for(query: Query, engine: Engine, filters: dict | None = None, k: int | None = None) -> list[ScoredChunk]:
     """Ranked passages for an understood question. With several documents in play, the passages are grouped by
     document (each one's best passage first): the documents named get a search each (bounded: a person names a
     few), "every document" questions (各地, 哪些文件) one wider search whose candidates are grouped — the cost grows
     with the candidates, never with the number of documents in the library."""
     settings = engine.settings
-    search = query.search[: settings.max_question_chars]
+    k = k or settings.top_k
     if not (query.cross or query.facet == "which_docs"):
-        return engine.retriever.search(search, k=settings.top_k, filters=filters, docs=query.docs)
+        return engine.retriever.search(query, k=k, filters=filters, docs=query.docs)
     named = query.docs[:MAX_NAMED_DOCS] if query.docs and not query.all_docs else []
-    wide = settings.top_k if named else max(settings.top_k, settings.cross_candidates)
-    ranked = engine.retriever.search(search, k=wide, filters=filters, docs=query.docs)
+    wide = k if named else max(k, settings.cross_candidates)
+    ranked = engine.retriever.search(query, k=wide, filters=filters, docs=query.docs)
     extra: list[ScoredChunk] = []
     allowed = engine.retriever.allowed_docs(filters)
     for doc_id in named:
         if allowed is None or doc_id in allowed:
-            extra += engine.retriever.search(search, k=PER_DOC, filters=(filters or {}) | {"doc_id": [doc_id]},
+            extra += engine.retriever.search(query, k=PER_DOC, filters=(filters or {}) | {"doc_id": [doc_id]},
                                              docs=query.docs)
     unique = list({c.chunk.chunk_id: c for c in sorted(ranked + extra, key=lambda c: -c.score)}.values())
     per_doc: dict[str, list[ScoredChunk]] = {}
@@ -659,14 +698,14 @@ def library_summary(documents: list[dict], kinds: tuple[str, ...]) -> str:
 
 
 def _checked(result: Answer, evidence: list[Evidence], passages: list[ScoredChunk], settings: Settings,
-             lap: Callable[[str], None], plan: Plan, retrieved: list[ScoredChunk], query: Query) -> Answer:
+             lap: Callable[..., None], plan: Plan, retrieved: list[ScoredChunk], query: Query) -> Answer:
     """Keep only supported sentences, cited as [n]; fall back to the extractive answer when nothing holds."""
     if says_cannot_answer(result.raw_answer):
         # Whether the documents answer was decided by code before the model ran (the plan passed the evidence and
         # figure gates); a small model's "no" is a phrasing failure, not evidence.
         result.notes.append("the model said the passages lack the answer; the checked evidence says otherwise: answered extractively")
         _fall_back(result, plan, settings, retrieved)
-        lap("check_ms")
+        lap("check_ms", "check", kept=0, fell_back="the model said not stated")
         return result
     checked = check_answer(result.raw_answer, passages, result.rewritten_question)
     kept = [s for s in checked if s.status != "dropped"]
@@ -678,12 +717,12 @@ def _checked(result: Answer, evidence: list[Evidence], passages: list[ScoredChun
     if kept and not plan.refused and query.facet == "figure" and not _states_the_figure(kept, evidence, query.evidence_text):
         result.notes.append("the model's answer leaves out the figure the evidence states: answered extractively")
         _fall_back(result, plan, settings, retrieved)
-        lap("check_ms")
+        lap("check_ms", "check", kept=len(kept), fell_back="the figure left out")
         return result
     if not kept:
         result.notes.append("no sentence of the model's answer was supported: answered extractively")
         _fall_back(result, plan, settings, retrieved)
-        lap("check_ms")
+        lap("check_ms", "check", kept=0, fell_back="nothing supported")
         return result
     lines, citations = [], []
     for s in kept:
@@ -692,7 +731,8 @@ def _checked(result: Answer, evidence: list[Evidence], passages: list[ScoredChun
         citations += [_citation(n, passages[n - 1], s.text, quote_for(s.text, passages[n - 1])) for n in s.markers]
     result.answer = "".join(lines)
     result.citations = _merge_citations(citations)
-    lap("check_ms")
+    lap("check_ms", "check", kept=len(kept), dropped=sum(s.status == "dropped" for s in checked),
+        recited=sum(s.status == "recited" for s in checked))
     return result
 
 

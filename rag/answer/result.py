@@ -62,6 +62,9 @@ class Answer:
     timings: dict[str, float] = field(default_factory=dict)  # milliseconds per step
     understood: dict = field(default_factory=dict)  # what question understanding found (facet, documents, …)
     answer_id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])  # what a vote on this answer names
+    # the named steps the question took (understand → retrieve → decide → phrase → check → cite), each with its
+    # milliseconds and what it decided: {"step": "decide", "ms": 1.2, "plan": "evidence", "refused": False, …}
+    trace: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -79,4 +82,5 @@ class Answer:
             "raw_answer": self.raw_answer,
             "prompt": self.prompt,
             "timings": {k: round(v, 1) for k, v in self.timings.items()},
+            "trace": self.trace,
         }

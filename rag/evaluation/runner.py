@@ -124,21 +124,17 @@ def percentile(values: list[float], q: float) -> float:
 def run_questions(questions: list[EvalQuestion], settings: Settings, engine, retrieval_only: bool,
                   progress: bool = True, vanilla: bool = False) -> list[dict]:
     """One result row per question, in the contract shape of results.jsonl."""
-    from rag.answer.pipeline import answer, retrieve_for
-    from rag.language.vocab import load_vocabulary
-    from rag.understand.followup import standalone_question
-    from rag.understand.query import NO_SEARCH_FACETS, understand
+    from rag.answer.pipeline import answer, retrieve, understand_question
 
     rows = []
     for n, item in enumerate(questions, 1):
         started = time.perf_counter()
         if retrieval_only:
-            # the path answers take: follow-up rewriting, question understanding, then retrieval
-            rewritten = standalone_question(item.question, item.history)
-            query = understand(rewritten, engine.index.documents, load_vocabulary(settings.vocab_dir))
-            found = retrieve_for(query, engine) if query.facet not in NO_SEARCH_FACETS else []
-            contexts = [c.to_context() for c in found]
-            row: dict[str, Any] = {"answer": "", "refused": False, "citations": [], "contexts": contexts, "rewritten_question": rewritten}
+            # the path answers take, its first two steps: understand, retrieve
+            query = understand_question(item.question, item.history, engine)
+            contexts = [c.to_context() for c in retrieve(query, engine)]
+            row: dict[str, Any] = {"answer": "", "refused": False, "citations": [], "contexts": contexts,
+                                   "rewritten_question": query.original}
         else:
             if vanilla:
                 from rag.answer.vanilla import vanilla_answer
@@ -148,7 +144,7 @@ def run_questions(questions: list[EvalQuestion], settings: Settings, engine, ret
                 result = answer(item.question, history=item.history, settings=settings, engine=engine)
             data: dict[str, Any] = result.to_dict()
             row = {key: data[key] for key in ("answer", "refused", "citations", "contexts", "rewritten_question",
-                                              "refusal_reason", "timings")}
+                                              "refusal_reason", "timings", "trace")}
         latency = (time.perf_counter() - started) * 1000
         row = {"id": item.id, "question": item.question} | row | {"latency_ms": round(latency, 1)}
         row["answerable"] = item.answerable

@@ -20,6 +20,7 @@ from rag.language.places import places_in
 from rag.language.text import tokenize
 from rag.models.embedders import Embedder
 from rag.settings import Settings
+from rag.understand.query import Query
 
 
 @dataclass
@@ -130,11 +131,22 @@ class Retriever:
             cached = self.__dict__["_in_force_cache"] = (today, current)
         return cached[1]
 
-    def search(self, query: str, k: int | None = None, filters: dict | None = None, mode: str | None = None,
+    def search(self, query: Query | str, k: int | None = None, filters: dict | None = None, mode: str | None = None,
                docs: list[str] | None = None) -> list[ScoredChunk]:
-        """Top-k passages for `query`, best first. `docs`: the documents the question targets (boosted); by default
-        those whose region the query names."""
-        query = validate_question(query, self.settings.max_question_chars)
+        """Top-k passages, best first, for an understood question (its search words, the kind of fact it asks, whether
+        it asks across documents — decided once, by rag/understand/query.py) or for raw text (classified here, for
+        callers without an understanding step: the LangChain retriever, the scale benchmark). `docs`: the documents
+        the question targets (boosted); by default those whose region the text names."""
+        if isinstance(query, Query):
+            text = validate_question(query.search[: self.settings.max_question_chars], self.settings.max_question_chars)
+            kind, across = query.asks_kind, query.asks_every_document
+        else:
+            text = validate_question(query, self.settings.max_question_chars)
+            kind, across = requested_kind(text), is_cross_document(text)
+        return self._search(text, kind, across, k, filters, mode, docs)
+
+    def _search(self, query: str, kind: str | None, across: bool, k: int | None, filters: dict | None,
+                mode: str | None, docs: list[str] | None) -> list[ScoredChunk]:
         k = k or self.settings.top_k
         mode = mode or self.settings.retrieval_mode
         allowed = self.allowed_docs(filters)
@@ -176,14 +188,13 @@ class Retriever:
         # The boosts are on the 0–1 scale of the fused score; the single-signal modes stay pure ablations.
         if named_docs and self.settings.region_boost and mode == "hybrid":
             fused = fused + self.settings.region_boost * np.isin(doc_of, list(named_docs))
-        kind = requested_kind(query)
         boost = self.settings.answer_type_boost
         if kind and boost and mode == "hybrid":
             # A question asking for a date or a figure prefers passages that state one. Only passages within `boost`
             # of the k-th best can reach the top k, so only their texts are read (all, when documents are interleaved).
             reach = np.arange(len(ids))
             eligible = fused[np.isin(doc_of, list(allowed))] if allowed is not None else fused
-            if len(eligible) > k and not is_cross_document(query):
+            if len(eligible) > k and not across:
                 reach = np.nonzero(fused >= np.sort(eligible)[-k] - boost)[0]
             stated = np.zeros(len(ids))
             stated[reach] = [states(kind, c.text) for c in scored.chunks(ids[reach])]
@@ -193,7 +204,7 @@ class Retriever:
         # Ties (e.g. BM25 zero everywhere) fall back on dense similarity, then reading order.
         order = np.lexsort((ids, -dense, -fused))
         order = order[np.isfinite(fused[order])]
-        if not named_docs and is_cross_document(query):
+        if not named_docs and across:
             order = self._best_per_document_first(order, doc_of)
         picked = order[:k]
         chunks = scored.chunks(ids[picked])

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from cachetools import LRUCache
 
+from rag.language.facts import is_cross_document, requested_kind
 from rag.language.vocab import Vocabulary, load_vocabulary
 
 # Facets that are facts about a document as a whole, answered from its facts, not from passage sentences.
@@ -69,6 +70,17 @@ class Query:
         """More than one document is in play: every document, or documents named by more than one name ("河南和宁波",
         two titles) — one place with two documents ("河南的规定") is one question about that place."""
         return self.all_docs or (len(self.docs) > 1 and self.namings != 1)
+
+    @property
+    def asks_kind(self) -> str | None:
+        """The kind of fact the search asks for (date, figure, 文号…: vocab/facets.tsv cues), which retrieval prefers
+        passages stating."""
+        return requested_kind(self.search)
+
+    @property
+    def asks_every_document(self) -> bool:
+        """The search words ask across documents (各地, 哪些文件): retrieval puts each document's best passage first."""
+        return is_cross_document(self.search)
 
     def to_dict(self) -> dict:
         return {"text": self.text, "facet": self.facet, "docs": self.docs, "all_docs": self.all_docs, "places": self.places,

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from rag.answer.pipeline import stream_answer
+from rag.answer.pipeline import retrieve, stream_answer, understand_question
 from rag.engine import Engine
 from rag.errors import (
     CorpusError,
@@ -501,7 +501,9 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
     def search(q: str = Query(..., description="question"), k: int = Query(5, ge=1, le=50),
                doc_id: list[str] | None = Query(None), region: str | None = None) -> list[dict]:
         filters = {key: value for key, value in (("doc_id", doc_id), ("region", region)) if value}
-        return [r.to_context() for r in engine.retriever.search(q, k=k, filters=filters or None)]
+        # the answer path's own first steps: the passages an answer to `q` would be drawn from
+        query = understand_question(q, None, engine)
+        return [r.to_context() for r in retrieve(query, engine, filters or None, k=k)]
 
     def require_admin(request: Request) -> str:
         user = check_user(request, settings)
