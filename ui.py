@@ -651,14 +651,14 @@ def create_server(settings: Settings, engine: Engine | None = None):
     gr = _gradio()
     from fastapi.staticfiles import StaticFiles
 
-    from rag.web.api import _parse_users, create_api
+    from rag.web.api import create_api, parse_users
 
     engine = engine or Engine(settings)
     app = create_api(settings, engine)
     frontend = Path(gr.__file__).parent / "templates" / "frontend"
     if frontend.exists():
         app.mount("/gradio-static", StaticFiles(directory=frontend), name="gradio-static")
-    users = list(_parse_users(settings.auth_users).items()) or None
+    users = list(parse_users(settings.auth_users).items()) or None
     theme = gr.themes.Default(font=["WenQuanYi Zen Hei", "Noto Sans CJK SC", "sans-serif"],
                               font_mono=["DejaVu Sans Mono", "monospace"])  # local fonts: no CDN
     return gr.mount_gradio_app(app, create_app(settings, engine), path=settings.ui_path, auth=users,

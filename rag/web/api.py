@@ -187,7 +187,7 @@ class RateLimiter:
             return True
 
 
-def _parse_users(spec: str) -> dict[str, str]:
+def parse_users(spec: str) -> dict[str, str]:
     users = {}
     for item in filter(None, (x.strip() for x in spec.split(","))):
         name, _, password = item.partition(":")
@@ -278,7 +278,7 @@ def check_user(request: Request, settings: Settings) -> str | None:
     (when users are configured) or is refused (when only the SSO header is)."""
     if settings.trusted_user_header and from_trusted_proxy(request, settings):
         return request.headers.get(settings.trusted_user_header) or None
-    users = _parse_users(settings.auth_users)
+    users = parse_users(settings.auth_users)
     if not users:
         return None if settings.trusted_user_header else ""
     header = request.headers.get("authorization", "")
