@@ -43,6 +43,7 @@ from rag.errors import (
 )
 from rag.ingest.documents import page_of
 from rag.settings import Settings
+from rag.web import openai_compat
 from rag.web.feedback import JsonLog, log_question
 
 MAX_HISTORY_TURNS = 20
@@ -282,6 +283,11 @@ def check_user(request: Request, settings: Settings) -> str | None:
     if not users:
         return None if settings.trusted_user_header else ""
     header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):  # an OpenAI client's API key: "user:password" of RAG_AUTH_USERS
+        name, _, password = header[7:].strip().partition(":")
+        if name in users and secrets.compare_digest(users[name], password):
+            return name
+        return None
     if header.lower().startswith("basic "):
         try:
             name, _, password = base64.b64decode(header[6:]).decode().partition(":")
@@ -439,6 +445,15 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
             answer.pop("prompt", None)
             answer.pop("raw_answer", None)
         return answer
+
+    def run_chat(question: str, history: list[dict], cancel: threading.Event) -> queue.Queue:
+        return answer_events(AskRequest.model_validate({"question": question, "history": history}), cancel)
+
+    def shown_answer(data: dict) -> dict:
+        log_question(settings.questions_file, data)  # for the administrator's 反馈与未答 view
+        return public(data)
+
+    openai_compat.add_routes(app, run_chat, shown_answer, small)
 
     @app.post("/api/ask", summary="One answer with checked citations (or a refusal)", max_body_size=small)
     async def ask(body: AskRequest) -> JSONResponse:
@@ -631,6 +646,9 @@ def _refusal(path: str, status: int, body: dict, headers: dict | None = None):
     JSON elsewhere."""
     if path.endswith("/api/ask/stream"):
         return _sse_error(status, body, headers)
+    if "/v1/" in path:  # OpenAI clients read OpenAI's error shape
+        kind = {401: "authentication_error", 429: "rate_limit_error"}.get(status, "invalid_request_error")
+        return openai_compat.error_response(status, body["message"], kind, body["error"], headers)
     return JSONResponse(body, status, headers=headers)
 
 
