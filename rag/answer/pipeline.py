@@ -22,7 +22,7 @@ import dataclasses
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote as url_quote
 
@@ -131,23 +131,43 @@ def rewrite_question(question: str, history: list | None, engine: Engine) -> str
     return rewritten if 4 <= len(rewritten) <= 120 else rule_based
 
 
-def _refusal(result: Answer, reason: str, settings: Settings, nearest: list[ScoredChunk]) -> Answer:
+@dataclass
+class Reply:
+    """What the decide, phrase and check steps give back, as a value: the answer's text and its citations, or a
+    refusal and its reason; the passages in the order the answer numbers them (when code rendered it); notes on
+    what checking changed. The Answer is assembled from it once (`answered`)."""
+
+    text: str
+    citations: list[Citation] = field(default_factory=list)
+    refused: bool = False
+    reason: str = ""
+    contexts: list[ScoredChunk] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def answered(base: Answer, reply: Reply, **fields: Any) -> Answer:
+    """A new Answer: `base` (the question as understood, timings, trace) with the reply and any other fields given;
+    notes given are added to the base's, then the reply's."""
+    notes = base.notes + fields.pop("notes", []) + reply.notes
+    contexts = reply.contexts if reply.contexts is not None else fields.pop("contexts", base.contexts)
+    fields.pop("contexts", None)
+    return dataclasses.replace(base, answer=reply.text, citations=list(reply.citations), refused=reply.refused,
+                               refusal_reason=reply.reason, contexts=contexts, notes=notes, **fields)
+
+
+def _refusal(reason: str, settings: Settings, nearest: list[ScoredChunk]) -> Reply:
     seen, sections = set(), []
     for ctx in nearest:
         key = (ctx.chunk.title, ctx.chunk.section)
         if key not in seen:
             seen.add(key)
             sections.append({"title": ctx.chunk.title, "section": ctx.chunk.section})
-    return _refused(result, render(settings.prompts_dir, "refusal", reason=reason, nearest=sections[:3]), reason)
+    return _refused(render(settings.prompts_dir, "refusal", reason=reason, nearest=sections[:3]), reason)
 
 
-def _refused(result: Answer, text: str, reason: str) -> Answer:
-    """The answer becomes a refusal: this text, this reason, nothing cited."""
-    result.answer = text
-    result.refused = True
-    result.refusal_reason = reason
-    result.citations = []
-    return result
+def _refused(text: str, reason: str) -> Reply:
+    """A refusal: this text, this reason, nothing cited."""
+    return Reply(text, refused=True, reason=reason)
 
 
 def _citation(number: int, ctx: ScoredChunk, supports: str, quote: str) -> Citation:
@@ -171,49 +191,61 @@ def stream_answer(question: str, history: list | None = None, settings: Settings
     then the Answer (the steps in the module's docstring)."""
     engine = (engine or Engine(settings or Settings.load())).pinned()  # one question, one index generation
     for event in _answer_events(question, history, engine, filters):
-        if event.kind == "final":
-            started = time.perf_counter()
-            if event.data.refused and event.data.understood.get("scope_class") and not event.data.citations:
-                # a weather or market question the library has nothing on: say what the library holds
-                _scope_message(event.data, engine, "out_of_scope", event.data.understood["scope_class"])
-            locate_citations(event.data, engine)
-            if not note_places(event.data, engine):  # a place nobody covers is said first; else whose is which
-                note_mixed_places(event.data, engine)
-            note_expired(event.data, engine)
-            event.data.trace.append({"step": "cite", "ms": round((time.perf_counter() - started) * 1000, 1),
-                                     "citations": [c.chunk_id for c in event.data.citations]})
-        yield event
+        yield Event("final", cite(event.data, engine)) if event.kind == "final" else event
 
 
-def locate_citations(result: Answer, engine: Engine) -> None:
-    """The quote's offsets in its document, the PDF page, and the link to the document view."""
-    for citation in result.citations:
-        if citation.start < 0:
-            continue
-        at = citation.text.find(citation.quote) if citation.quote else -1
-        quote_start, quote_end = ((citation.start + at, citation.start + at + len(citation.quote)) if at >= 0
-                                  else (citation.start, citation.end))
-        citation.page = page_of(engine.documents_by_id.get(citation.doc_id, {}).get("pages"), quote_start)
-        citation.url = f"{engine.settings.root_path}/doc/{url_quote(citation.doc_id)}?start={quote_start}&end={quote_end}#cited"
+def cite(answer: Answer, engine: Engine) -> Answer:
+    """Step 6, cite: where each citation is in its document (offsets, page, link), whose place the answer speaks for,
+    whether a cited plan has expired — a new Answer with its record in the trace."""
+    started = time.perf_counter()
+    if answer.refused and answer.understood.get("scope_class") and not answer.citations:
+        # a weather or market question the library has nothing on: say what the library holds
+        answer = answered(answer, _scope_message(engine, "out_of_scope", answer.understood["scope_class"]))
+    citations = [located(c, engine) for c in answer.citations]
+    text, notes = answer.answer, []
+    if not answer.refused and citations:
+        uncovered = place_note(answer.understood.get("uncovered", []), citations, engine)
+        # a place nobody covers is said first; else, for several places, whose figure is whose
+        text = uncovered + text if uncovered else text + mixed_places_note(text, citations, engine)
+        if answer.understood.get("facet") != "period":
+            clause, expired = expired_note(citations, engine)
+            text += clause
+            notes += ["cited documents whose period has ended: " + ", ".join(expired)] if expired else []
+    record = {"step": "cite", "ms": round((time.perf_counter() - started) * 1000, 1),
+              "citations": [c.chunk_id for c in citations]}
+    return dataclasses.replace(answer, answer=text, citations=citations, notes=answer.notes + notes,
+                               trace=answer.trace + [record])
 
 
-def note_mixed_places(result: Answer, engine: Engine) -> None:
+def located(citation: Citation, engine: Engine) -> Citation:
+    """The citation with its quote's place: the PDF page, and the link to the document view at the quote."""
+    if citation.start < 0:
+        return citation
+    at = citation.text.find(citation.quote) if citation.quote else -1
+    quote_start, quote_end = ((citation.start + at, citation.start + at + len(citation.quote)) if at >= 0
+                              else (citation.start, citation.end))
+    page = page_of(engine.documents_by_id.get(citation.doc_id, {}).get("pages"), quote_start)
+    url = f"{engine.settings.root_path}/doc/{url_quote(citation.doc_id)}?start={quote_start}&end={quote_end}#cited"
+    return dataclasses.replace(citation, page=page, url=url)
+
+
+def mixed_places_note(text: str, citations: list[Citation], engine: Engine) -> str:
     """An answer that quotes documents of different places says which figure is whose, unless its own sentences
-    already name each place: two cities' targets are never read as one."""
-    if result.refused or len(result.citations) < 2:
-        return
+    already name each place: two cities' targets are never read as one. The clause to add, or ""."""
+    if len(citations) < 2:
+        return ""
     regions: dict[str, list[int]] = {}
     titles: dict[str, str] = {}
-    for citation in result.citations:
+    for citation in citations:
         doc = engine.documents_by_id.get(citation.doc_id, {})
         label = doc.get("region") or "全国"
         regions.setdefault(label, []).append(citation.marker)
         titles.setdefault(label, doc.get("title", citation.doc_id))
-    if len(regions) < 2 or all(places_named_in(result.answer, label) for label in regions):
-        return
+    if len(regions) < 2 or all(places_named_in(text, label) for label in regions):
+        return ""
     parts = [f"{label}《{titles[label]}》" + "".join(f"[{m}]" for m in dict.fromkeys(markers))
              for label, markers in regions.items()]
-    result.answer += "\n（以上分别出自：" + "；".join(parts) + "）"
+    return "\n（以上分别出自：" + "；".join(parts) + "）"
 
 
 def places_named_in(text: str, region: str) -> bool:
@@ -223,43 +255,39 @@ def places_named_in(text: str, region: str) -> bool:
     return any(form in text for form in short_forms(region))
 
 
-def note_places(result: Answer, engine: Engine) -> bool:
+def place_note(uncovered: list[str], citations: list[Citation], engine: Engine) -> str:
     """An answer for a place that no cited document is about says whose text it quotes: never one place's figures
-    presented as another's (义乌 answered from 浙江's regulation or from a national law)."""
-    places = [p for p in result.understood.get("uncovered", []) if p]
-    if result.refused or not result.citations or not places:
-        return False
-    about = " ".join(engine.documents_by_id.get(c.doc_id, {}).get("region", "") + c.text for c in result.citations)
+    presented as another's (义乌 answered from 浙江's regulation or from a national law). The lead to add, or ""."""
+    places = [p for p in uncovered if p]
+    if not places:
+        return ""
+    about = " ".join(engine.documents_by_id.get(c.doc_id, {}).get("region", "") + c.text for c in citations)
     missing = [p for p in places if p not in about]
     if not missing:
-        return False
+        return ""
     sources = []
-    for doc_id in dict.fromkeys(c.doc_id for c in result.citations):
+    for doc_id in dict.fromkeys(c.doc_id for c in citations):
         doc = engine.documents_by_id.get(doc_id, {})
         sources.append(f"{doc.get('region') or '全国'}的《{doc.get('title', doc_id)}》")
-    result.answer = (f"现有文件没有专门关于{'、'.join(missing)}的内容；以下是{'、'.join(sources)}的规定：\n" + result.answer)
-    return True
+    return f"现有文件没有专门关于{'、'.join(missing)}的内容；以下是{'、'.join(sources)}的规定：\n"
 
 
-def note_expired(result: Answer, engine: Engine) -> None:
-    """An answer that relies on a plan whose period is over says so in one short clause."""
-    if result.refused or not result.citations or result.understood.get("facet") == "period":
-        return
+def expired_note(citations: list[Citation], engine: Engine) -> tuple[str, list[str]]:
+    """An answer that relies on a plan whose period is over says so in one short clause: the clause, and the titles."""
     from rag.store.library import today_of
 
     today = today_of(engine.settings)
     clauses = []
-    for doc_id in dict.fromkeys(c.doc_id for c in result.citations):
+    for doc_id in dict.fromkeys(c.doc_id for c in citations):
         doc = engine.documents_by_id.get(doc_id, {})
         period = doc.get("period", "")
         if validity(period, today) == "已到期":
             clauses.append((doc.get("title", doc_id), period_text(period)))
     if len(clauses) == 1:
-        result.answer += f"（该文件期限为{clauses[0][1]}，已到期）"
-    elif clauses:
-        result.answer += "（" + "；".join(f"《{t}》期限为{p}" for t, p in clauses) + "，均已到期）"
+        return f"（该文件期限为{clauses[0][1]}，已到期）", [clauses[0][0]]
     if clauses:
-        result.notes.append("cited documents whose period has ended: " + ", ".join(t for t, _ in clauses))
+        return "（" + "；".join(f"《{t}》期限为{p}" for t, p in clauses) + "，均已到期）", [t for t, _ in clauses]
+    return "", []
 
 
 def understand_question(question: str, history: list | None, engine: Engine) -> Query:
@@ -316,32 +344,32 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
 
     query = understand_question(question, history, engine)
     lap("rewrite_ms", "understand", facet=query.facet, docs=query.docs, search=query.search)
-    result = Answer(question=query.followup or query.original, answer="", refused=False,
-                    rewritten_question=query.original, backend=settings.llm_backend, timings=timings,
-                    understood=query.to_dict(), trace=trace)
+    base = Answer(question=query.followup or query.original, answer="", refused=False,
+                  rewritten_question=query.original, backend=settings.llm_backend, timings=timings,
+                  understood=query.to_dict(), trace=trace)
     if query.facet in NO_SEARCH_FACETS:
         yield Event("sources", [])
-        yield Event("final", _scope_message(result, engine, query.facet, query.scope_class))
+        yield Event("final", answered(base, _scope_message(engine, query.facet, query.scope_class)))
         return
     excluded = filtered_out(query, engine, filters)
     contexts = retrieve(query, engine, filters)
     lap("retrieve_ms", "retrieve", passages=[c.chunk.chunk_id for c in contexts])
-    result.contexts = contexts
+    base = dataclasses.replace(base, contexts=contexts)
     yield Event("sources", contexts)
     if over_budget():
-        yield Event("final", _over_budget(result, settings))
+        yield Event("final", answered(base, _over_budget(settings)))
         return
     if excluded and len(excluded) == len(query.docs):
         # every document the question names is left out by the filter: say so, do not answer from the others
-        yield Event("final", _excluded_message(result, excluded, engine))
+        yield Event("final", answered(base, _excluded_message(excluded, engine)))
         return
 
     eligibility: Eligibility = eligible_passages(query.text, contexts, engine.documents_by_id)
     if not eligibility.passages:
-        yield Event("final", _refusal(result, eligibility.reason, settings, contexts))
+        yield Event("final", answered(base, _refusal(eligibility.reason, settings, contexts)))
         return
     if eligibility.uncovered:
-        result.understood["uncovered"] = eligibility.uncovered
+        base = dataclasses.replace(base, understood=base.understood | {"uncovered": eligibility.uncovered})
     kept = one_version(query.docs, query.years, engine.document_view) if query.docs else []
     if len(kept) < len(query.docs):  # an older version of the text named is left out, its passages too
         eligibility.passages = [p for p in eligibility.passages if p.chunk.doc_id in kept
@@ -354,18 +382,17 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
     lap("plan_ms", "decide", eligible=len(eligibility.passages), plan=plan.kind, refused=plan.refused,
         reason=plan.reason, handover=handover)
     if plan.refused and not handover:
-        yield Event("final", _refused_plan(result, plan, settings, contexts))
+        yield Event("final", answered(base, _refused_plan(plan, settings, contexts)))
         return
     reads = plan.kind in MODEL_READS and all(kind in MODEL_READS + ("refusal", "near_miss") for kind in plan.parts)
     if model is None or not (reads or handover):
         # A document's own facts and a section's items are exact from structure: built by code. The rest is read
         # by the model from the passages, and checked.
-        _render_plan(result, plan, contexts)
+        reply = _render_plan(plan, contexts)
         lap("generate_ms", "phrase", by="code")
-        yield Event("final", result)
+        yield Event("final", answered(base, reply))
         return
-    if handover:
-        result.notes.append(f"the code's plan was unsure ({plan.reason}): the model read the passages")
+    notes = [f"the code's plan was unsure ({plan.reason}): the model read the passages"] if handover else []
     evidence = plan.evidence
     # the passages the plan found first (each document's, for a comparison), then the best others
     first = [e.ctx for e in evidence] + [st.ctx for st in plan.statements if st.ctx is not None]
@@ -373,11 +400,12 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
     passages = pack_passages(eligibility.passages, settings, first=first, budget=budget)
     packed_ids = {p.chunk.chunk_id for p in passages}
     evidence = [e for e in evidence if e.ctx.chunk.chunk_id in packed_ids]
-    result.contexts = passages  # the passages the generator sees, in prompt order
-    result.prompt = build_prompt(query.text, passages, settings)
+    prompt = build_prompt(query.text, passages, settings)
+    # the passages the generator sees, in prompt order, and the prompt
+    base = dataclasses.replace(base, contexts=passages, prompt=prompt)
     pieces: list[str] = []
     shown = 0  # characters of the draft already checked and shown
-    tokens = model.stream(result.prompt, max_tokens=settings.llm_max_tokens)
+    tokens = model.stream(prompt, max_tokens=settings.llm_max_tokens)
     try:
         awaiting = True
         for piece in tokens:
@@ -397,11 +425,10 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
     except (LLMUnavailableError, ModelError) as exc:
         if not settings.llm_fallback_extractive:
             raise
-        result.notes.append(f"LLM unavailable, answered extractively: {exc}")
-        result.backend = "extractive"
-        _fall_back(result, plan, settings, contexts)
+        reply = _fall_back(plan, settings, contexts)
         lap("generate_ms", "phrase", by="code", why="model unavailable")
-        yield Event("final", result)
+        yield Event("final", answered(base, reply, backend="extractive",
+                                      notes=notes + [f"LLM unavailable, answered extractively: {exc}"]))
         return
     finally:
         tokens.close()  # a reader that went away must not leave the model (and its lock) mid-generation
@@ -409,17 +436,18 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
         first_token_ms=round(timings.get("first_token_ms", 0.0), 1), words=len("".join(pieces)))
     if over_budget():
         # out of time mid-draft: keep what was checked and shown; with nothing shown, the code's own answer
-        result.notes.append(f"the answer's time budget ({settings.answer_budget_s:g} s) ran out while the model wrote")
+        notes.append(f"the answer's time budget ({settings.answer_budget_s:g} s) ran out while the model wrote")
         draft = "".join(pieces)[:shown].strip()
         if not draft:
-            _fall_back(result, plan, settings, contexts)
-            if not result.refused:
-                result.answer += "（模型生成超时，以上为程序从原文摘录的回答）"
-            yield Event("final", result)
+            reply = _fall_back(plan, settings, contexts)
+            if not reply.refused:
+                reply = dataclasses.replace(reply, text=reply.text + "（模型生成超时，以上为程序从原文摘录的回答）")
+            yield Event("final", answered(base, reply, notes=notes))
             return
         pieces = [draft]
-    result.raw_answer = "".join(pieces).strip()
-    yield Event("final", _checked(result, evidence, passages, settings, lap, plan, contexts, query))
+    raw = "".join(pieces).strip()
+    reply = _checked(raw, evidence, passages, settings, lap, plan, contexts, query)
+    yield Event("final", answered(base, reply, raw_answer=raw, notes=notes))
 
 
 def filtered_out(query: Query, engine: Engine, filters: dict | None) -> list[str]:
@@ -430,7 +458,7 @@ def filtered_out(query: Query, engine: Engine, filters: dict | None) -> list[str
     return [d for d in query.docs if allowed is not None and d not in allowed]
 
 
-def _excluded_message(result: Answer, excluded: list[str], engine: Engine) -> Answer:
+def _excluded_message(excluded: list[str], engine: Engine) -> Reply:
     from rag.store.library import today_of
 
     today = today_of(engine.settings)
@@ -440,7 +468,7 @@ def _excluded_message(result: Answer, excluded: list[str], engine: Engine) -> An
         why = (f"期限为{period_text(doc['period'])}，已到期" if doc.get("period")
                and validity(doc["period"], today) == "已到期" else "不在所选检索范围内")
         parts.append(f"《{doc.get('title', doc_id)}》（{why}）")
-    return _refused(result, f"所问的{'、'.join(parts)}已被当前的检索范围排除，因此没有检索它。"
+    return _refused(f"所问的{'、'.join(parts)}已被当前的检索范围排除，因此没有检索它。"
                     "如需查看，请取消勾选“不含已到期文件”或把检索范围改为“全部文档”后再问。", "所问文件被筛选条件排除")
 
 
@@ -623,7 +651,7 @@ def _without_time_cues(text: str, vocab, asking_only: bool = False) -> str:
     return text
 
 
-def _render_plan(result: Answer, plan: Plan, retrieved: list[ScoredChunk]) -> None:
+def _render_plan(plan: Plan, retrieved: list[ScoredChunk]) -> Reply:
     """The plan as text, each supported line cited [n]; contexts = cited passages first, then the rest retrieved."""
     cited = plan.contexts
     numbers = {c.chunk.chunk_id: i + 1 for i, c in enumerate(cited)}
@@ -639,51 +667,43 @@ def _render_plan(result: Answer, plan: Plan, retrieved: list[ScoredChunk]) -> No
         elif lines and marker and marker not in lines[-1]:
             lines[-1] += marker
     header = lines and lines[0].endswith("：")
-    if header:
-        result.answer = lines[0] + "\n" + "；\n".join(lines[1:]) + "。"
-    else:
-        result.answer = "；".join(lines) + "。"
-    result.citations = _merge_citations(citations)
+    text = lines[0] + "\n" + "；\n".join(lines[1:]) + "。" if header else "；".join(lines) + "。"
     rest = [c for c in retrieved if c.chunk.chunk_id not in numbers]
-    result.contexts = [ScoredChunk(c.chunk, c.score, i + 1, c.bm25, c.dense) for i, c in enumerate(cited + rest)]
+    return Reply(text, _merge_citations(citations),
+                 contexts=[ScoredChunk(c.chunk, c.score, i + 1, c.bm25, c.dense) for i, c in enumerate(cited + rest)])
 
 
-def _over_budget(result: Answer, settings: Settings) -> Answer:
-    return _refused(result, f"这个问题的检索用时超过了单个问题的上限（{settings.answer_budget_s:g} 秒），没有得到可靠的回答。"
+def _over_budget(settings: Settings) -> Reply:
+    return _refused(f"这个问题的检索用时超过了单个问题的上限（{settings.answer_budget_s:g} 秒），没有得到可靠的回答。"
                     "请缩小检索范围（选择某个文档或地区）或把问题问得具体一些后再试。", "超出单个问题的时间上限")
 
 
-def _fall_back(result: Answer, plan: Plan, settings: Settings, retrieved: list[ScoredChunk]) -> Answer:
+def _fall_back(plan: Plan, settings: Settings, retrieved: list[ScoredChunk]) -> Reply:
     """When the model's answer cannot be used: the code's plan — its answer, or (a plan that was unsure) its refusal."""
-    if plan.refused:
-        return _refused_plan(result, plan, settings, retrieved)
-    _render_plan(result, plan, retrieved)
-    return result
+    return _refused_plan(plan, settings, retrieved) if plan.refused else _render_plan(plan, retrieved)
 
 
-def _refused_plan(result: Answer, plan: Plan, settings: Settings, contexts: list[ScoredChunk]) -> Answer:
+def _refused_plan(plan: Plan, settings: Settings, contexts: list[ScoredChunk]) -> Reply:
     """A refusal; a near miss also says what the documents do state, cited."""
-    _refusal(result, plan.reason, settings, contexts)
-    if plan.statements:
-        said = Answer(result.question, "", True)
-        _render_plan(said, plan, contexts)
-        result.answer = said.answer + "\n" + result.answer
-        result.citations, result.contexts = said.citations, said.contexts
-    return result
+    refusal = _refusal(plan.reason, settings, contexts)
+    if not plan.statements:
+        return refusal
+    said = _render_plan(plan, contexts)
+    return dataclasses.replace(refusal, text=said.text + "\n" + refusal.text, citations=said.citations,
+                               contexts=said.contexts)
 
 
-def _scope_message(result: Answer, engine: Engine, facet: str, scope_class: str) -> Answer:
+def _scope_message(engine: Engine, facet: str, scope_class: str) -> Reply:
     """Empty input, a request outside the documents, or another language: what the assistant does, what the library
     holds, with examples."""
     what = {"creative": "写作", "translate": "翻译", "code": "编程", "weather": "天气", "finance": "行情", "travel": "出行", "identity": "闲聊",
             "recommend": "推荐", "chat": "闲聊"}.get(scope_class, "其他")
     documents = engine.index.documents
-    result.answer = render(engine.settings.prompts_dir, "scope", kind=facet, what=what, tool=scope_class in TOOL_TASKS,
-                           holds=library_summary(documents, load_vocabulary(engine.settings.vocab_dir).document_kinds),
-                           examples=example_questions(documents, engine.settings.vocab_dir, 3))
-    result.refused = True
-    result.refusal_reason = {"empty": "问题没有内容", "foreign": "请用中文提问", "chat": "寒暄"}.get(facet, "问题不在已收录文件范围内")
-    return result
+    text = render(engine.settings.prompts_dir, "scope", kind=facet, what=what, tool=scope_class in TOOL_TASKS,
+                  holds=library_summary(documents, load_vocabulary(engine.settings.vocab_dir).document_kinds),
+                  examples=example_questions(documents, engine.settings.vocab_dir, 3))
+    reason = {"empty": "问题没有内容", "foreign": "请用中文提问", "chat": "寒暄"}.get(facet, "问题不在已收录文件范围内")
+    return _refused(text, reason)
 
 
 def library_summary(documents: list[dict], kinds: tuple[str, ...]) -> str:
@@ -697,43 +717,42 @@ def library_summary(documents: list[dict], kinds: tuple[str, ...]) -> str:
     return f"已收录 {len(documents)} 份文件（{parts}）"
 
 
-def _checked(result: Answer, evidence: list[Evidence], passages: list[ScoredChunk], settings: Settings,
-             lap: Callable[..., None], plan: Plan, retrieved: list[ScoredChunk], query: Query) -> Answer:
-    """Keep only supported sentences, cited as [n]; fall back to the extractive answer when nothing holds."""
-    if says_cannot_answer(result.raw_answer):
+def _checked(raw: str, evidence: list[Evidence], passages: list[ScoredChunk], settings: Settings,
+             lap: Callable[..., None], plan: Plan, retrieved: list[ScoredChunk], query: Query) -> Reply:
+    """Step 5, check: keep only the model's supported sentences, cited as [n]; the code's own answer when nothing
+    holds."""
+    def fall_back(note: str, **record) -> Reply:
+        reply = _fall_back(plan, settings, retrieved)
+        lap("check_ms", "check", **record)
+        return dataclasses.replace(reply, notes=notes + [note])
+
+    notes: list[str] = []
+    if says_cannot_answer(raw):
         # Whether the documents answer was decided by code before the model ran (the plan passed the evidence and
         # figure gates); a small model's "no" is a phrasing failure, not evidence.
-        result.notes.append("the model said the passages lack the answer; the checked evidence says otherwise: answered extractively")
-        _fall_back(result, plan, settings, retrieved)
-        lap("check_ms", "check", kept=0, fell_back="the model said not stated")
-        return result
-    checked = check_answer(result.raw_answer, passages, result.rewritten_question)
+        return fall_back("the model said the passages lack the answer; the checked evidence says otherwise: "
+                         "answered extractively", kept=0, fell_back="the model said not stated")
+    checked = check_answer(raw, passages, query.original)
     kept = [s for s in checked if s.status != "dropped"]
     for s in checked:
         if s.status == "recited":
-            result.notes.append(f"recited: {s.text[:40]} ({s.why})")
+            notes.append(f"recited: {s.text[:40]} ({s.why})")
         elif s.status == "dropped":  # unchecked text is not repeated, not even in a note
-            result.notes.append(f"dropped a sentence ({s.why})")
+            notes.append(f"dropped a sentence ({s.why})")
     if kept and not plan.refused and query.facet == "figure" and not _states_the_figure(kept, evidence, query.evidence_text):
-        result.notes.append("the model's answer leaves out the figure the evidence states: answered extractively")
-        _fall_back(result, plan, settings, retrieved)
-        lap("check_ms", "check", kept=len(kept), fell_back="the figure left out")
-        return result
+        return fall_back("the model's answer leaves out the figure the evidence states: answered extractively",
+                         kept=len(kept), fell_back="the figure left out")
     if not kept:
-        result.notes.append("no sentence of the model's answer was supported: answered extractively")
-        _fall_back(result, plan, settings, retrieved)
-        lap("check_ms", "check", kept=0, fell_back="nothing supported")
-        return result
+        return fall_back("no sentence of the model's answer was supported: answered extractively", kept=0,
+                         fell_back="nothing supported")
     lines, citations = [], []
     for s in kept:
         text = s.text.rstrip("。；;，, ")
         lines.append(text + "".join(f"[{n}]" for n in s.markers) + "。")
         citations += [_citation(n, passages[n - 1], s.text, quote_for(s.text, passages[n - 1])) for n in s.markers]
-    result.answer = "".join(lines)
-    result.citations = _merge_citations(citations)
     lap("check_ms", "check", kept=len(kept), dropped=sum(s.status == "dropped" for s in checked),
         recited=sum(s.status == "recited" for s in checked))
-    return result
+    return Reply("".join(lines), _merge_citations(citations), notes=notes)
 
 
 def _last_sentence_end(text: str) -> int:
