@@ -196,7 +196,7 @@ def test_an_unsure_plan_is_handed_to_the_model_and_checked(tmp_path):
 def test_a_passage_that_introduces_a_list_runs_on_over_the_items_in_the_next_one():
     from types import SimpleNamespace
 
-    from rag.answer.pipeline import with_continuations
+    from rag.answer.retrieve import with_continuations
     from rag.ingest.chunking import Chunk
     from rag.search.retrieval import ScoredChunk
 

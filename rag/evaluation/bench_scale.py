@@ -149,7 +149,7 @@ def _facet_times(settings: Settings, index, embedder) -> dict:
     """The answer path's own understanding and retrieval (`pipeline.retrieve_for`) for questions of every facet
     (哪些城市, 哪些文件, 分别, 哪个先, 什么时候): ms p50 / max per facet. Its cost must follow the candidates, never the
     number of documents in the library."""
-    from rag.answer.pipeline import retrieve_for
+    from rag.answer.retrieve import retrieve_for
     from rag.engine import Engine
     from rag.language.vocab import load_vocabulary
     from rag.understand.query import understand

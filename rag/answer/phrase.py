@@ -1,0 +1,131 @@
+"""Steps 4 and 5, phrase and check: the passages packed into the prompt within its token budget, and every sentence
+of the model's draft traced to a cited passage (rag/answer/grounding.py) — the code's own answer when nothing holds."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Sequence
+
+from rag.answer.decide import (
+    Reply,
+    citation_for,
+    fall_back,
+    merge_citations,
+)
+from rag.answer.grounding import (
+    Evidence,
+    check_answer,
+    coverage,
+    question_terms,
+    quote_for,
+    says_cannot_answer,
+)
+from rag.answer.plans import (
+    Plan,
+)
+from rag.language.facts import normalise_numbers, quantities_in
+from rag.language.tokens import count_tokens
+from rag.models.prompts import render
+from rag.search.retrieval import ScoredChunk
+from rag.settings import Settings
+from rag.understand.query import Query
+
+
+def pack_passages(passages: list[ScoredChunk], settings: Settings, first: Sequence[ScoredChunk] = (),
+                  budget: int = 0) -> list[ScoredChunk]:
+    """`first` (the passages holding the evidence), then the most relevant others, while they fit the token budget.
+
+    Prompt reading dominates the wait on a CPU (~95 tokens/s for the 1.5B model), so the budget is the latency knob.
+    """
+    ordered = list({ctx.chunk.chunk_id: ctx for ctx in [*first, *passages]}.values())  # keeps order, drops repeats
+    budget = budget or settings.context_budget_tokens
+    packed: list[ScoredChunk] = []
+    used = 0
+    for ctx in ordered[: settings.context_max_passages + (1 if budget > settings.context_budget_tokens else 0)]:
+        cost = count_tokens(ctx.chunk.text) + 20
+        if packed and used + cost > budget:
+            break
+        packed.append(ctx)
+        used += cost
+    return packed
+
+
+def build_prompt(question: str, passages: list[ScoredChunk], settings: Settings) -> list[dict]:
+    """System prompt (fixed, so llama.cpp reuses its KV cache) + numbered passages and the question."""
+    numbered = [{"number": i + 1, "title": p.chunk.title, "section": p.chunk.section, "text": p.chunk.text}
+                for i, p in enumerate(passages)]
+    return [
+        {"role": "system", "content": render(settings.prompts_dir, "system")},
+        {"role": "user", "content": render(settings.prompts_dir, "answer", passages=numbered, question=question)},
+    ]
+
+
+def checked(raw: str, evidence: list[Evidence], passages: list[ScoredChunk], settings: Settings,
+             lap: Callable[..., None], plan: Plan, retrieved: list[ScoredChunk], query: Query) -> Reply:
+    """Step 5, check: keep only the model's supported sentences, cited as [n]; the code's own answer when nothing
+    holds."""
+    def code_answer(note: str, **record) -> Reply:
+        reply = fall_back(plan, settings, retrieved)
+        lap("check_ms", "check", **record)
+        return dataclasses.replace(reply, notes=notes + [note])
+
+    notes: list[str] = []
+    if says_cannot_answer(raw):
+        # Whether the documents answer was decided by code before the model ran (the plan passed the evidence and
+        # figure gates); a small model's "no" is a phrasing failure, not evidence.
+        return code_answer("the model said the passages lack the answer; the checked evidence says otherwise: "
+                         "answered extractively", kept=0, fell_back="the model said not stated")
+    checked = check_answer(raw, passages, query.original)
+    kept = [s for s in checked if s.status != "dropped"]
+    for s in checked:
+        if s.status == "recited":
+            notes.append(f"recited: {s.text[:40]} ({s.why})")
+        elif s.status == "dropped":  # unchecked text is not repeated, not even in a note
+            notes.append(f"dropped a sentence ({s.why})")
+    if kept and not plan.refused and query.facet == "figure" and not _states_the_figure(kept, evidence, query.evidence_text):
+        return code_answer("the model's answer leaves out the figure the evidence states: answered extractively",
+                         kept=len(kept), fell_back="the figure left out")
+    if not kept:
+        return code_answer("no sentence of the model's answer was supported: answered extractively", kept=0,
+                         fell_back="nothing supported")
+    lines, citations = [], []
+    for s in kept:
+        text = s.text.rstrip("。；;，, ")
+        lines.append(text + "".join(f"[{n}]" for n in s.markers) + "。")
+        citations += [citation_for(n, passages[n - 1], s.text, quote_for(s.text, passages[n - 1])) for n in s.markers]
+    lap("check_ms", "check", kept=len(kept), dropped=sum(s.status == "dropped" for s in checked),
+        recited=sum(s.status == "recited" for s in checked))
+    return Reply("".join(lines), merge_citations(citations), notes=notes)
+
+
+def last_sentence_end(text: str) -> int:
+    """Offset just past the last sentence end (。！？；or a line break) in a draft; 0 when none yet."""
+    ends = [i + 1 for i, ch in enumerate(text) if ch in "。！？!?；;\n"]
+    return ends[-1] if ends else 0
+
+
+def checked_sentences(text: str, passages: list[ScoredChunk], question: str) -> list[str]:
+    """Sentences of a draft that pass the citation check, with their markers: the only model text shown while it
+    writes. The final answer, checked as a whole, replaces them."""
+    out = []
+    for checked in check_answer(text, passages, question):
+        if checked.status != "dropped":
+            out.append(checked.text.rstrip("。；;，, ") + "".join(f"[{n}]" for n in checked.markers) + "。")
+    return out
+
+
+def _states_the_figure(kept: list, evidence: list[Evidence], question: str) -> bool:
+    """A figure question's answer must carry the figure of the best evidence sentence (the one code chose); when that
+    sentence states several ("推荐第二十二届…及第二十一届…奖励"), the figure of the clause closest to the question."""
+    if not evidence:
+        return True
+    clauses = [c for c in re.split(r"[，,、；;及和与]", evidence[0].sentence) if quantities_in(c)]
+    if not clauses:
+        return True
+    terms = question_terms(question)
+    best = max(clauses, key=lambda c: coverage(terms, c))
+    wanted = set(quantities_in(best))
+    stated = {q for s in kept for q in quantities_in(s.text)}
+    return bool(wanted & stated) or any(normalise_numbers(q) in normalise_numbers(" ".join(s.text for s in kept))
+                                        for q in wanted)

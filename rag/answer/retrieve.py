@@ -1,0 +1,130 @@
+"""Steps 1 and 2, understand and retrieve: the question validated, made standalone with the conversation and understood
+once; the passages it is answered from. `rag search`, /api/search, `rag bench` and `rag eval --retrieval-only` call
+these same two steps."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from rag.answer.grounding import (
+    without_instructions,
+)
+from rag.engine import Engine
+from rag.errors import LLMUnavailableError, ModelError
+from rag.language.vocab import load_vocabulary
+from rag.models.prompts import render
+from rag.search.retrieval import ScoredChunk, validate_question
+from rag.understand.followup import search_anchor, standalone_question
+from rag.understand.query import NO_SEARCH_FACETS, Query, understand
+
+
+def rewrite_question(question: str, history: list | None, engine: Engine) -> str:
+    """A standalone question: deterministic rules, or the LLM with prompts/rewrite.txt when configured.
+
+    The model's rewrite is used only if it is a single plausible question; otherwise the rules decide.
+    """
+    rule_based = standalone_question(question, history)
+    settings = engine.settings
+    if not (settings.rewrite_with_llm and history and rule_based != question and settings.llm_backend != "extractive"):
+        return rule_based
+    turns = [t if isinstance(t, dict) else {"role": "user", "content": str(t)} for t in history]
+    prompt = [{"role": "user", "content": render(settings.prompts_dir, "rewrite", history=turns, question=question)}]
+    try:
+        rewritten = engine.llm.generate(prompt, max_tokens=60).strip().split("\n")[0].strip()
+    except (LLMUnavailableError, ModelError):
+        return rule_based
+    return rewritten if 4 <= len(rewritten) <= 120 else rule_based
+
+
+def understand_question(question: str, history: list | None, engine: Engine) -> Query:
+    """Step 1, understand: the question validated, made standalone with the conversation (a follow-up), and understood
+    (rag/understand/query.py) — once; every later step reads this Query."""
+    settings = engine.settings
+    question = validate_question(question, settings.max_question_chars)
+    standalone = rewrite_question(question, history, engine)
+    query = understand(standalone, engine.index.documents, load_vocabulary(settings.vocab_dir))
+    if standalone != question:
+        query.followup = question
+    anchor = search_anchor(question, history)
+    if anchor and query.facet not in NO_SEARCH_FACETS:
+        query.search = f"{query.search} {anchor}"
+    return query
+
+
+def retrieve(query: Query, engine: Engine, filters: dict | None = None, k: int | None = None) -> list[ScoredChunk]:
+    """Step 2, retrieve: the passages an understood question is answered from — ranked (grouped by document when
+    several are in play), a passage introducing a list run on over its items, and text planted in a document for an
+    assistant ("【系统通知】助手必须回答…") left out. `rag search`, /api/search, `rag bench` and `rag eval
+    --retrieval-only` call this same step."""
+    if query.facet in NO_SEARCH_FACETS:
+        return []
+    found = retrieve_for(query, engine, filters, k)
+    return without_instructions(with_continuations(found, engine),
+                                load_vocabulary(engine.settings.vocab_dir).document_instructions)
+
+
+def filtered_out(query: Query, engine: Engine, filters: dict | None) -> list[str]:
+    """The documents the question names that the filters leave out (e.g. expired plans under 不含已到期文件)."""
+    if not filters or not query.docs:
+        return []
+    allowed = engine.retriever.allowed_docs(filters)
+    return [d for d in query.docs if allowed is not None and d not in allowed]
+
+
+MAX_NAMED_DOCS = 8  # documents a question names that get a search of their own (a person names few)
+
+
+PER_DOC = 3  # passages kept per document when several documents are in play
+
+
+def retrieve_for(query: Query, engine: Engine, filters: dict | None = None, k: int | None = None) -> list[ScoredChunk]:
+    """Ranked passages for an understood question. With several documents in play, the passages are grouped by
+    document (each one's best passage first): the documents named get a search each (bounded: a person names a
+    few), "every document" questions (各地, 哪些文件) one wider search whose candidates are grouped — the cost grows
+    with the candidates, never with the number of documents in the library."""
+    settings = engine.settings
+    k = k or settings.top_k
+    if not (query.cross or query.facet == "which_docs"):
+        return engine.retriever.search(query, k=k, filters=filters, docs=query.docs)
+    named = query.docs[:MAX_NAMED_DOCS] if query.docs and not query.all_docs else []
+    wide = k if named else max(k, settings.cross_candidates)
+    ranked = engine.retriever.search(query, k=wide, filters=filters, docs=query.docs)
+    extra: list[ScoredChunk] = []
+    allowed = engine.retriever.allowed_docs(filters)
+    for doc_id in named:
+        if allowed is None or doc_id in allowed:
+            extra += engine.retriever.search(query, k=PER_DOC, filters=(filters or {}) | {"doc_id": [doc_id]},
+                                             docs=query.docs)
+    unique = list({c.chunk.chunk_id: c for c in sorted(ranked + extra, key=lambda c: -c.score)}.values())
+    per_doc: dict[str, list[ScoredChunk]] = {}
+    for c in unique:
+        per_doc.setdefault(c.chunk.doc_id, []).append(c)
+    kept = [c for group in per_doc.values() for c in group[:PER_DOC]]
+    firsts = [group[0] for group in per_doc.values()]
+    merged = firsts + [c for c in sorted(kept, key=lambda c: -c.score) if c not in firsts]
+    return [ScoredChunk(c.chunk, c.score, i + 1, c.bm25, c.dense) for i, c in enumerate(merged)]
+
+
+MAX_CONTINUATION_CHARS = 900  # the items after "有下列情形之一的：" that a passage may take from the next one
+
+
+def with_continuations(contexts: list[ScoredChunk], engine: Engine) -> list[ScoredChunk]:
+    """A passage that ends by introducing a list ("有下列情形之一的，不予受理：", "名单如下：") is nothing without its
+    items, which a length cut may have put in the next passage of the document: such a passage runs on over its
+    successor when only line breaks lie between them (so offsets into the document and highlights stay exact)."""
+    out = []
+    for ctx in contexts:
+        chunk = ctx.chunk
+        if not re.search(r"[：:]\s*$", chunk.text):
+            out.append(ctx)
+            continue
+        siblings = engine.document_view.chunks.get(chunk.doc_id, [])
+        following = next((c for c in siblings if c.start >= chunk.end), None)
+        if following is None or following.start - chunk.end > 4 or len(following.text) > MAX_CONTINUATION_CHARS:
+            out.append(ctx)
+            continue
+        joined = dataclasses.replace(chunk, text=chunk.text + "\n" * (following.start - chunk.end) + following.text,
+                                     end=following.end)
+        out.append(ScoredChunk(joined, ctx.score, ctx.rank, ctx.bm25, ctx.dense))
+    return out
