@@ -180,7 +180,7 @@ def request_user(request, settings: Settings) -> str:
     user = getattr(request, "username", None) or ""
     raw = getattr(request, "request", None)
     if not user and settings.trusted_user_header and raw is not None and hasattr(raw, "headers"):
-        from rag.web.api import check_user
+        from rag.web.auth import check_user
 
         user = check_user(raw, settings) or ""
     return user
@@ -196,7 +196,7 @@ def conversation_owner(request, settings: Settings, browser_id: str | None) -> t
 
 def request_is_admin(request, settings: Settings) -> bool:
     """The Gradio request's user (Gradio's login) or, without login, the person at this machine."""
-    from rag.web.api import is_admin
+    from rag.web.auth import is_admin
 
     if request is None:
         return False
@@ -651,7 +651,8 @@ def create_server(settings: Settings, engine: Engine | None = None):
     gr = _gradio()
     from fastapi.staticfiles import StaticFiles
 
-    from rag.web.api import create_api, parse_users
+    from rag.web.api import create_api
+    from rag.web.auth import parse_users
 
     engine = engine or Engine(settings)
     app = create_api(settings, engine)
