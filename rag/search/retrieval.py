@@ -137,8 +137,10 @@ class Retriever:
         it asks across documents — decided once, by rag/understand/query.py) or for raw text (classified here, for
         callers without an understanding step: the LangChain retriever, the scale benchmark). `docs`: the documents
         the question targets (boosted); by default those whose region the text names."""
-        if isinstance(query, Query):
-            text = validate_question(query.search[: self.settings.max_question_chars], self.settings.max_question_chars)
+        if isinstance(query, Query):  # validated when it was understood: only bounded here
+            text = query.search[: self.settings.max_question_chars].strip()
+            if not text:
+                return []
             kind, across = query.asks_kind, query.asks_every_document
         else:
             text = validate_question(query, self.settings.max_question_chars)
