@@ -38,7 +38,7 @@ from rag.errors import (
 )
 from rag.ingest.documents import page_of
 from rag.settings import Settings
-from rag.web import openai_compat
+from rag.web import mcp_tools, openai_compat
 from rag.web.auth import (
     KeepPeer,
     RateLimiter,
@@ -294,6 +294,29 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
         return public(data)
 
     openai_compat.add_routes(app, run_chat, shown_answer, small)
+
+    async def ask_dict(question: str, history: list[dict]) -> dict:
+        """One answer through the API's own worker (its concurrency slot), logged, as clients see it."""
+        cancel = threading.Event()
+        events = run_chat(question, history, cancel)
+        try:
+            while True:
+                kind, data = await asyncio.to_thread(events.get)
+                if kind == "error":
+                    raise data
+                if kind == "done":
+                    raise RagError("the answer ended without a result")
+                if data.kind == "final":
+                    return shown_answer(data.data.to_dict())
+        finally:
+            cancel.set()
+
+    def search_contexts(q: str, k: int, filters: dict | None) -> list[dict]:
+        return [r.to_context() for r in retrieve(understand_question(q, None, engine), engine, filters, k=k)]
+
+    mcp_tools.mount(app, mcp_tools.build_server(search_contexts, ask_dict,
+                                                lambda: {d["doc_id"]: d for d in engine.index.documents},
+                                                lambda doc_id: engine.index.text_of(doc_id)))
 
     @app.post("/api/ask", summary="One answer with checked citations (or a refusal)", max_body_size=small)
     async def ask(body: AskRequest) -> JSONResponse:
