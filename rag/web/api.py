@@ -286,19 +286,11 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
             answer.pop("raw_answer", None)
         return answer
 
-    def run_chat(question: str, history: list[dict], cancel: threading.Event) -> queue.Queue:
-        return answer_events(AskRequest.model_validate({"question": question, "history": history}), cancel)
-
-    def shown_answer(data: dict) -> dict:
-        log_question(settings.questions_file, data)  # for the administrator's 反馈与未答 view
-        return public(data)
-
-    openai_compat.add_routes(app, run_chat, shown_answer, small)
-
-    async def ask_dict(question: str, history: list[dict]) -> dict:
-        """One answer through the API's own worker (its concurrency slot), logged, as clients see it."""
+    async def final_answer(body: AskRequest) -> dict:
+        """One answer through the worker (its concurrency slot), logged for the administrator's 反馈与未答 view, as
+        clients see it: /api/ask, /v1/chat/completions and the MCP tool all take this one way."""
         cancel = threading.Event()
-        events = run_chat(question, history, cancel)
+        events = answer_events(body, cancel)
         try:
             while True:
                 kind, data = await asyncio.to_thread(events.get)
@@ -307,37 +299,26 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
                 if kind == "done":
                     raise RagError("the answer ended without a result")
                 if data.kind == "final":
-                    return shown_answer(data.data.to_dict())
+                    answer = data.data.to_dict()
+                    log_question(settings.questions_file, answer)
+                    return public(answer)
         finally:
             cancel.set()
+
+    async def ask_chat(question: str, history: list[dict]) -> dict:
+        return await final_answer(AskRequest.model_validate({"question": question, "history": history}))
 
     def search_contexts(q: str, k: int, filters: dict | None) -> list[dict]:
         return [r.to_context() for r in retrieve(understand_question(q, None, engine), engine, filters, k=k)]
 
-    mcp_tools.mount(app, mcp_tools.build_server(search_contexts, ask_dict,
+    openai_compat.add_routes(app, ask_chat, small)
+    mcp_tools.mount(app, mcp_tools.build_server(search_contexts, ask_chat,
                                                 lambda: {d["doc_id"]: d for d in engine.index.documents},
                                                 lambda doc_id: engine.index.text_of(doc_id)))
 
     @app.post("/api/ask", summary="One answer with checked citations (or a refusal)", max_body_size=small)
     async def ask(body: AskRequest) -> JSONResponse:
-        cancel = threading.Event()
-        events = answer_events(body, cancel)
-        final = None
-        try:
-            while True:
-                kind, data = await asyncio.to_thread(events.get)
-                if kind == "error":
-                    raise data
-                if kind == "done":
-                    break
-                if data.kind == "final":
-                    final = data.data
-        finally:
-            cancel.set()
-        assert final is not None  # the events end with the Answer, or raise
-        data = final.to_dict()
-        log_question(settings.questions_file, data)  # for the administrator's 反馈与未答 view
-        return JSONResponse(public(data))
+        return JSONResponse(await final_answer(body))
 
     @app.post("/api/ask/stream", summary="The same answer as server-sent events: sources, sentence…, final (or error)",
               max_body_size=small,

@@ -16,12 +16,10 @@ library without learning our API.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -117,25 +115,9 @@ def sentences(text: str) -> list[str]:
     return pieces if "".join(pieces) == text else [text]
 
 
-def add_routes(app: FastAPI, run: Callable[[str, list[dict], threading.Event], Any], finish: Callable[[dict], dict],
-               max_body: int) -> None:
-    """The two routes on `app`. `run(question, history, cancel)` starts one answer and returns the queue its events
-    arrive on (the API's own worker, with its concurrency slot); `finish(answer_dict)` logs it and returns it as
-    shown to clients."""
-
-    async def final_answer(question: str, history: list[dict], cancel: threading.Event) -> dict:
-        events = run(question, history, cancel)
-        try:
-            while True:
-                kind, data = await asyncio.to_thread(events.get)
-                if kind == "error":
-                    raise data
-                if kind == "done":
-                    raise RuntimeError("the answer ended without a result")
-                if data.kind == "final":
-                    return finish(data.data.to_dict())
-        finally:
-            cancel.set()
+def add_routes(app: FastAPI, ask: Callable[[str, list[dict]], Awaitable[dict]], max_body: int) -> None:
+    """The two routes on `app`. `ask(question, history)` is the API's own answer (its worker and concurrency slot,
+    logged), as clients see it."""
 
     @app.get("/v1/models", summary="OpenAI-compatible: the models (the policy library)")
     def models() -> dict:
@@ -163,10 +145,9 @@ def add_routes(app: FastAPI, run: Callable[[str, list[dict], threading.Event], A
         except (ValueError, UnicodeDecodeError, RecursionError):
             return error_response(400, "请求体不是有效的 JSON。")
         ident, created, model = f"chatcmpl-{int(time.time() * 1000):x}", int(time.time()), MODEL_ID
-        cancel = threading.Event()
         if not body.stream:
             try:
-                answer = await final_answer(question, history, cancel)
+                answer = await ask(question, history)
             except ValidationError as exc:
                 return error_response(400, _invalid(exc), code="invalid_question")
             except QueryError as exc:
@@ -181,7 +162,7 @@ def add_routes(app: FastAPI, run: Callable[[str, list[dict], threading.Event], A
         async def stream():
             yield _chunk(ident, created, model, {"role": "assistant", "content": ""})
             try:
-                answer = await final_answer(question, history, cancel)
+                answer = await ask(question, history)
             except ValidationError as exc:
                 yield f"data: {json.dumps({'error': {'message': _invalid(exc), 'type': 'invalid_request_error'}}, ensure_ascii=False)}\n\n"
                 yield "data: [DONE]\n\n"
