@@ -61,8 +61,7 @@ def answered(base: Answer, reply: Reply, **fields: Any) -> Answer:
     """A new Answer: `base` (the question as understood, timings, trace) with the reply and any other fields given;
     notes given are added to the base's, then the reply's."""
     notes = base.notes + fields.pop("notes", []) + reply.notes
-    contexts = reply.contexts if reply.contexts is not None else fields.pop("contexts", base.contexts)
-    fields.pop("contexts", None)
+    contexts = base.contexts if reply.contexts is None else reply.contexts
     return dataclasses.replace(base, answer=reply.text, citations=list(reply.citations), refused=reply.refused,
                                refusal_reason=reply.reason, contexts=contexts, notes=notes, **fields)
 
