@@ -244,8 +244,11 @@ def create_app(settings: Settings, engine: Engine | None = None):
         def report(done: int, total: int) -> None:  # embedding is most of the time: 5% → 100%
             progress(0.05 + 0.95 * done / max(1, total), desc=f"已嵌入 {done}/{total} 个段落")
 
+        def reading(name: str, done: int, total: int) -> None:  # a scan: OCR page by page (minutes for 100 pages)
+            progress(done / max(1, total), desc=f"正在文字识别 {name}：第 {done}/{total} 页")
+
         try:
-            result = add_documents(settings, engine.embedder, uploads, progress=report)
+            result = add_documents(settings, engine.embedder, uploads, progress=report, reading=reading)
         except RagError as exc:
             return (f"⚠️ {exc.user_message}", *unchanged)
         if result.added or result.replaced:  # imported into data/: Gradio's copy must not outlive a later delete

@@ -57,16 +57,43 @@ class _ProgressBar:
             self.bar.close()
 
 
+class _ReadingBar:
+    """A tqdm bar per file OCR reads (pages read of the scan's pages), opened on the file's first page."""
+
+    def __init__(self, quiet: bool = False):
+        self.bars: dict[str, Any] = {}
+        self.quiet = quiet
+
+    def __call__(self, name: str, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if name not in self.bars:
+            from tqdm import tqdm
+
+            self.bars[name] = tqdm(total=total, unit="页", desc=f"文字识别 {name[:30]}", file=sys.stderr,
+                                   dynamic_ncols=True)
+        bar = self.bars[name]
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
 def cmd_index(args: argparse.Namespace) -> int:
     from rag.models.embedders import make_embedder
     from rag.store.library import sync_index
     from rag.store.postgres import where as pg_where
 
     settings = _settings(args)
-    bar = _ProgressBar()
+    bar, reading = _ProgressBar(), _ReadingBar()
     try:
-        index, report = sync_index(settings, make_embedder(settings.embedder, settings), rebuild=args.rebuild, progress=bar)
+        index, report = sync_index(settings, make_embedder(settings.embedder, settings), rebuild=args.rebuild,
+                                   progress=bar, reading=reading)
     finally:
+        reading.close()
         bar.close()
     config = index.config
     what = {"unchanged": "文档没有变化，索引无需更新", "built": "已重建", "updated": "已更新"}[report.action]
@@ -105,11 +132,12 @@ def cmd_add(args: argparse.Namespace) -> int:
     if any(overrides.values()) and len(uploads) > 1:
         print("错误：--title 等选项只能用于单个文件。", file=sys.stderr)
         return 2
-    bar = _ProgressBar(quiet=args.json)
+    bar, reading = _ProgressBar(quiet=args.json), _ReadingBar(quiet=args.json)
     try:
-        report = add_documents(settings, make_embedder(settings.embedder, settings), uploads, overrides, progress=bar) \
-            if uploads else None
+        report = add_documents(settings, make_embedder(settings.embedder, settings), uploads, overrides, progress=bar,
+                               reading=reading) if uploads else None
     finally:
+        reading.close()
         bar.close()
     failed = problems + (report.failed if report else [])
     if args.json:
@@ -346,7 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead: time 1 document add, then N small adds one by one, on a copy of data/")
     p.add_argument("--scale", metavar="SIZES", help="instead: synthetic libraries of these passage counts, e.g. 1e4,1e5,1e6")
     p.add_argument("--stores", default="embedded", help="with --scale: embedded,postgresql")
-    p.add_argument("--out", help="with --scale: also write the figures as JSON here")
+    p.add_argument("--ocr", action="store_true",
+                   help="instead: OCR speed and character accuracy on scans printed from data/'s text documents")
+    p.add_argument("--angle", type=float, default=0.0, help="with --ocr: turn each scanned page by this many degrees")
+    p.add_argument("--out", help="with --scale: also write the figures as JSON here; with --ocr: write the scans "
+                                 "and a manifest to this folder (a library to index and evaluate)")
     p.add_argument("--keep", help="with --scale: keep the embedded indexes in DIR/SIZE and reuse them on the next run")
     p.set_defaults(func=cmd_bench)
 

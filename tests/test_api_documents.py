@@ -86,7 +86,7 @@ def test_upload_faults_are_reported_and_lose_nothing(app_settings):
                                               ("files", ("报表.xlsx", b"PK\x03\x04", "application/octet-stream"))])
     assert bad.status_code == 422
     messages = " ".join(f["message"] for f in bad.json()["failed"])
-    assert "扫描件.pdf" in messages and "没有文字层" in messages and "报表.xlsx" in messages and "不支持" in messages
+    assert "扫描件.pdf" in messages and "没有识别出文字" in messages and "报表.xlsx" in messages and "不支持" in messages
     assert client.get("/api/documents").json() == before
     too_many = client.post("/api/documents", data={"title": "x"},
                            files=[("files", ("a.txt", b"a", "text/plain")), ("files", ("b.txt", b"b", "text/plain"))])

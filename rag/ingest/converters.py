@@ -1,17 +1,19 @@
-"""Files to text: plain text, Word (.docx), PDF with a text layer, and government web pages (.html/.htm).
+"""Files to text: plain text, Word (.docx), PDF (its text layer, or OCR for scanned pages), and web pages (.html/.htm).
 
 Each converter returns the document's text plus what the layout says and the characters do not: headings marked by
 a Word style or an HTML <h1>–<h6> (as an outline of offsets into the text), and where each PDF page starts. Offsets
 into `Extracted.text` are what passages, citations and the document view use.
 
 Libraries: python-docx (MIT), pypdfium2 (Apache-2.0/BSD), trafilatura (Apache-2.0) for the article body of a web
-page. Every failure is a CorpusError whose user message names the file and says what to do.
+page, rapidocr (Apache-2.0, rag.ingest.ocr) for PDF pages without a text layer and pictures inside Word files. Every
+failure is a CorpusError whose user message names the file and says what to do.
 """
 
 from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,13 +33,37 @@ _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # encrypted Office files and o
 
 @dataclass
 class Extracted:
-    """A file's text and layout. `outline`: (start, end, level) of styled headings; `pages`: offset of each page."""
+    """A file's text and layout. `outline`: (start, end, level) of styled headings; `pages`: offset of each page.
+    `ocr_pages`: the 1-based PDF pages read by OCR; `ocr_rows`: where each OCR'd row of text stands on its page,
+    (start, end, page, left, top, right, bottom) with offsets into `text` and the rectangle in fractions of the page;
+    `ocr_pictures`: pictures of a Word file whose text was read by OCR."""
 
     text: str
     format: str
     encoding: str = "utf-8"
     outline: list[tuple[int, int, int]] = field(default_factory=list)
     pages: list[int] = field(default_factory=list)
+    ocr_pages: list[int] = field(default_factory=list)
+    ocr_rows: list[tuple[int, int, int, float, float, float, float]] = field(default_factory=list)
+    ocr_pictures: int = 0
+
+
+@dataclass(frozen=True)
+class OcrOptions:
+    """How pictures of text are read (RAG_OCR, RAG_OCR_MAX_PAGES, RAG_OCR_SCALE): whether at all, at most how many
+    pages or pictures in one file, and the scale a PDF page is rendered at (2.0: 144 pixels per inch)."""
+
+    enabled: bool = True
+    max_pages: int = 200
+    scale: float = 2.0
+
+
+PageProgress = Callable[[int, int], None]  # (pages or pictures read so far, pages or pictures to read)
+# A PDF page with fewer characters than this in its text layer is read as a picture: a scan carries at most a stamped
+# page number or a few stray characters of an OCR layer nobody checked.
+MIN_TEXT_LAYER_CHARS = 10
+# Pictures in a Word file smaller than this (pixels, either side) are icons and rules, not text.
+MIN_PICTURE_SIDE = 48
 
 
 def check_supported(name: str) -> str:
@@ -50,13 +76,20 @@ def check_supported(name: str) -> str:
                       f"文件 {name} 的类型（{suffix or '无扩展名'}）不支持；支持 .txt .md .docx .pdf .html。{advice}")
 
 
-def convert(name: str, raw: bytes) -> Extracted:
-    """Text and layout of one file's bytes. CorpusError with a Chinese message naming the file when it cannot be read."""
+def convert(name: str, raw: bytes, ocr: OcrOptions | None = None, progress: PageProgress | None = None) -> Extracted:
+    """Text and layout of one file's bytes. CorpusError with a Chinese message naming the file when it cannot be read.
+    `ocr`: how scanned pages and pictures are read (default: on); `progress`: told of each page or picture OCR reads."""
     kind = check_supported(name)
     if not raw.strip():
         raise CorpusError(f"{name}: empty", f"文件 {name} 是空的。")
+    ocr = ocr or OcrOptions()
     try:
-        extracted = {"text": _text, "docx": _docx, "pdf": _pdf, "html": _html}[kind](name, raw)
+        if kind == "pdf":
+            extracted = _pdf(name, raw, ocr, progress)
+        elif kind == "docx":
+            extracted = _docx(name, raw, ocr, progress)
+        else:
+            extracted = {"text": _text, "html": _html}[kind](name, raw)
     except CorpusError:
         raise
     except Exception as exc:  # a library's own error on a damaged file
@@ -144,7 +177,7 @@ def _too_big(name: str, what: str, advice: str) -> CorpusError:
     return CorpusError(f"{name}: too large ({what})", f"文件 {name} {advice}，超出单个文件的处理上限，没有导入；请拆分后再上传。")
 
 
-def _docx(name: str, raw: bytes) -> Extracted:
+def _docx(name: str, raw: bytes, ocr: OcrOptions, progress: PageProgress | None = None) -> Extracted:
     if raw.startswith(_OLE_MAGIC):
         raise CorpusError(f"{name}: OLE container (encrypted or legacy Word)",
                           f"文件 {name} 设有密码或是旧版 Word 格式，无法读取；请取消密码并另存为 .docx 后再上传。")
@@ -162,10 +195,18 @@ def _docx(name: str, raw: bytes) -> Extracted:
     body = document.element.body
     paragraphs = {p._p: p for p in document.paragraphs}
     tables = {t._tbl: t for t in document.tables}
+    pictures = _pictures(name, document, ocr) if ocr.enabled else {}
+    read = 0
     for child in body.iterchildren():
         if child.tag == qn("w:p") and child in paragraphs:
             paragraph = paragraphs[child]
             out.add(paragraph.text, _heading_level(paragraph.style.name if paragraph.style is not None else ""))
+            for blob in pictures.get(child, ()):
+                for line in _picture_lines(blob):
+                    out.add(line)
+                read += 1
+                if progress is not None:
+                    progress(read, sum(len(b) for b in pictures.values()))
         elif child.tag == qn("w:tbl") and child in tables:
             for row in tables[child].rows:
                 cells: list[str] = []
@@ -178,7 +219,47 @@ def _docx(name: str, raw: bytes) -> Extracted:
         chunk = _alt_chunk_html(document)
         if chunk is not None:  # the body is an embedded HTML/MHT part (w:altChunk): all of it is the document
             return _html_body(name, chunk)
-    return Extracted(out.text, "docx", outline=out.outline)
+    return Extracted(out.text, "docx", outline=out.outline, ocr_pictures=read)
+
+
+def _pictures(name: str, document, ocr: OcrOptions) -> dict:
+    """The pictures of each body paragraph (its w:drawing / v:imagedata), as image bytes, in the order they stand."""
+    from docx.oxml.ns import qn
+
+    found: dict = {}
+    count = 0
+    parts = document.part.related_parts
+    for child in document.element.body.iterchildren():
+        if child.tag != qn("w:p"):
+            continue
+        blobs = []
+        for element in child.iter(qn("a:blip"), "{urn:schemas-microsoft-com:vml}imagedata"):
+            rid = element.get(qn("r:embed")) or element.get(qn("r:id"))
+            part = parts.get(rid) if rid else None
+            if part is not None and getattr(part, "content_type", "").startswith("image/"):
+                blobs.append(part.blob)
+        if blobs:
+            found[child] = blobs
+            count += len(blobs)
+    if count > ocr.max_pages:
+        raise CorpusError(f"{name}: {count} pictures to read, over the OCR limit {ocr.max_pages}",
+                          f"文件 {name} 有 {count} 张图片需要文字识别（上限 {ocr.max_pages} 张，RAG_OCR_MAX_PAGES），"
+                          "没有导入；请拆分文件后再上传。")
+    return found
+
+
+def _picture_lines(blob: bytes) -> list[str]:
+    """The lines of text in one picture of a Word file; none for a picture that is not an image OpenCV can read, or
+    too small to hold text."""
+    import cv2
+    import numpy as np
+
+    from rag.ingest import ocr
+
+    image = cv2.imdecode(np.frombuffer(blob, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if image is None or min(image.shape[:2]) < MIN_PICTURE_SIDE:
+        return []
+    return [line.text for line in ocr.read_image(image)]
 
 
 _ALT_CHUNK = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/aFChunk"
@@ -205,7 +286,7 @@ def _alt_chunk_html(document) -> bytes | None:
     return None
 
 
-def _pdf(name: str, raw: bytes) -> Extracted:
+def _pdf(name: str, raw: bytes, ocr: OcrOptions, progress: PageProgress | None = None) -> Extracted:
     import pypdfium2 as pdfium
 
     try:
@@ -217,21 +298,57 @@ def _pdf(name: str, raw: bytes) -> Extracted:
     try:
         if len(pdf) > MAX_PDF_PAGES:
             raise _too_big(name, f"{len(pdf)} pages", f"有 {len(pdf)} 页（上限 {MAX_PDF_PAGES} 页）")
-        pages, starts, length = [], [], 0
-        for page in pdf:
-            text = page.get_textpage().get_text_bounded().replace("\r\n", "\n").replace("\r", "\n")
-            lines = [" " * len(line) if _PAGE_NUMBER.match(line) else line for line in text.split("\n")]
-            text = "\n".join(lines).rstrip() + "\n"
-            starts.append(length)
-            pages.append(text)
-            length += len(text)
+        layer = [page.get_textpage().get_text_bounded().replace("\r\n", "\n").replace("\r", "\n") for page in pdf]
+        scanned = [i for i, text in enumerate(layer) if len(re.sub(r"\s", "", text)) < MIN_TEXT_LAYER_CHARS]
+        if scanned and not ocr.enabled:
+            if len(scanned) == len(layer):
+                raise CorpusError(f"{name}: no text layer and OCR is off",
+                                  f"文件 {name} 没有文字层（可能是扫描件或图片），而文字识别已关闭（RAG_OCR=0），无法检索；"
+                                  "请上传带文字的 PDF 或 Word 版本。")
+            scanned = []
+        if len(scanned) > ocr.max_pages:
+            raise CorpusError(f"{name}: {len(scanned)} scanned pages, over the OCR limit {ocr.max_pages}",
+                              f"文件 {name} 有 {len(scanned)} 页扫描页需要文字识别（上限 {ocr.max_pages} 页，"
+                              "RAG_OCR_MAX_PAGES），没有导入；请拆分成几个文件后再上传，或提供带文字层的版本。")
+        rows: dict[int, list[tuple[int, int, tuple[float, float, float, float]]]] = {}
+        for done, i in enumerate(scanned, start=1):
+            layer[i], rows[i] = _ocr_page(pdf[i], ocr.scale)
+            if progress is not None:
+                progress(done, len(scanned))
     finally:
         pdf.close()
+    pages, starts, ocr_rows, length = [], [], [], 0
+    for i, text in enumerate(layer):
+        lines = [" " * len(line) if _PAGE_NUMBER.match(line) else line for line in text.split("\n")]
+        text = "\n".join(lines).rstrip() + "\n"
+        for start, end, rect in rows.get(i, ()):
+            if start < len(text) and text[start:end].strip():
+                ocr_rows.append((length + start, length + end, i + 1, *rect))
+        starts.append(length)
+        pages.append(text)
+        length += len(text)
     text = "".join(pages)
     if not re.sub(r"\s", "", text):
+        if scanned:
+            raise CorpusError(f"{name}: OCR found no text",
+                              f"文件 {name} 是扫描件或图片，但文字识别没有识别出文字（图片中可能没有文字，或过于模糊）；"
+                              "请上传清晰的扫描件，或带文字的 PDF / Word 版本。")
         raise CorpusError(f"{name}: no text layer",
                           f"文件 {name} 没有文字层（可能是扫描件或图片），无法检索；请上传带文字的 PDF 或 Word 版本。")
-    return Extracted(text, "pdf", outline=[], pages=starts)
+    return Extracted(text, "pdf", outline=[], pages=starts, ocr_pages=[i + 1 for i in scanned], ocr_rows=ocr_rows)
+
+
+def _ocr_page(page, scale: float) -> tuple[str, list[tuple[int, int, tuple[float, float, float, float]]]]:
+    """One PDF page rendered and read by OCR: its text (a line per paragraph) and each row's (start, end, rect)."""
+    from rag.ingest import ocr
+
+    image = page.render(scale=scale).to_numpy()
+    text, rows = "", []
+    for line in ocr.read_image(image):
+        for start, end, rect in line.rows:
+            rows.append((len(text) + start, len(text) + end, rect))
+        text += line.text + "\n"
+    return text, rows
 
 
 def _html(name: str, raw: bytes) -> Extracted:

@@ -106,7 +106,7 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 
 # An enumerated item at the start of a line: （一） (1) 一、 1. ① — structure, not vocabulary.
 ITEM = re.compile(r"^\s*(?:[（(][一二三四五六七八九十\d]{1,3}[）)]|[一二三四五六七八九十]{1,3}、|\d{1,2}[.、．](?!\d)|[①-⑳])")
-_HEADING_START = re.compile(r"^\s*第[一二三四五六七八九十百零〇\d]+[章节条款]")
+HEADING_START = re.compile(r"^\s*第[一二三四五六七八九十百零〇\d]+[章节条款]")
 _WRAP_END = re.compile(r"[\u4e00-\u9fff0-9A-Za-z“”《》〈〉、，,（(]$")  # a line stopped inside a sentence
 MIN_WRAP_WIDTH = 20  # lines shorter than this are headings and title lines, never a page's full width
 
@@ -127,7 +127,7 @@ def wrapped_breaks(text: str) -> frozenset[int]:
         at += len(line)
         body = line.rstrip()
         if (len(body) >= max(MIN_WRAP_WIDTH, 0.85 * width) and _WRAP_END.search(body) and following[:1].strip()
-                and re.match(r"[\u4e00-\u9fff“《]", following) and not _HEADING_START.match(following)
+                and re.match(r"[\u4e00-\u9fff“《]", following) and not HEADING_START.match(following)
                 and not ITEM.match(following)):
             out.add(at)
         at += 1

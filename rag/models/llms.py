@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import os
 import re
 import threading
 import time
@@ -97,7 +98,7 @@ def ensure_local_model(settings: Settings) -> Path:
             raise ModelError(f"model part {module_name} is not installed",
                              "本地模型文件未安装完整，请运行 `make setup`（或改用 RAG_LLM_BACKEND=extractive）。") from exc
     settings.model_cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".part")
+    tmp = target.with_suffix(f".{os.getpid()}.part")  # two set-ups at once (CI beside a session) each write their own
     with tmp.open("wb") as out:
         for part in parts:
             with part.open("rb") as fh:

@@ -13,11 +13,13 @@ index as it was (the next `rag index` picks the file up); a removed file leaves 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +27,7 @@ from pathlib import Path
 from rag.errors import CorpusError, UnknownDocumentError
 from rag.ingest.chunking import Chunk, chunk_corpus
 from rag.ingest.convert_worker import ConvertWorker
-from rag.ingest.converters import SUPPORTED, Extracted
+from rag.ingest.converters import SUPPORTED, Extracted, OcrOptions, PageProgress
 from rag.ingest.docfacts import facts_from_json, iso_date, validity
 from rag.ingest.documents import (
     MANIFEST_NAME,
@@ -45,6 +47,40 @@ from rag.store.segments import Progress, chunker_config, expected_signature, mak
 
 REMOVED_DIR = ".removed"
 
+
+
+OCR_CACHE = "ocr-cache"  # in the index directory: conversions that needed OCR, keyed by the file's bytes
+Reading = Callable[[str, int, int], None]  # (file, pages or pictures read by OCR so far, to read)
+# Files being read by OCR right now, for the administrators (GET /api/documents/reading and the library tab): a long
+# scan shows its page count going up while questions are answered as usual.
+_READING: dict[str, dict] = {}
+_READING_LOCK = threading.Lock()
+
+
+def reading_now() -> list[dict]:
+    """The files OCR is reading now: file, pages read, pages in all, seconds since it started."""
+    now = time.monotonic()
+    with _READING_LOCK:
+        return [{"file": name, "done": r["done"], "total": r["total"], "seconds": round(now - r["started"], 1)}
+                for name, r in _READING.items()]
+
+
+@contextmanager
+def _reading(name: str, callback: Reading | None) -> Iterator[PageProgress]:
+    """A progress function for one file's conversion: it updates the registry and tells `callback`."""
+    started = time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        with _READING_LOCK:
+            _READING[name] = {"done": done, "total": total, "started": started}
+        if callback is not None:
+            callback(name, done, total)
+
+    try:
+        yield report
+    finally:
+        with _READING_LOCK:
+            _READING.pop(name, None)
 
 @dataclass
 class Report:
@@ -133,19 +169,19 @@ def index_status(settings: Settings, embedder: Embedder) -> tuple[str, str]:
 
 
 def sync_index(settings: Settings, embedder: Embedder, rebuild: bool = False,
-               progress: Progress | None = None) -> tuple[Index, Report]:
+               progress: Progress | None = None, reading: Reading | None = None) -> tuple[Index, Report]:
     """Bring the index in step with `data/`: only new, changed and vanished documents are touched.
 
     A build that fails (no readable document, model error) raises before anything on disk changes."""
     with _locked(backend_for(settings)):
         try:
-            return _sync_locked(settings, embedder, rebuild, progress)
+            return _sync_locked(settings, embedder, rebuild, progress, reading)
         except OSError as exc:
             raise _index_error(exc) from exc
 
 
 def _sync_locked(settings: Settings, embedder: Embedder, rebuild: bool = False,
-                 progress: Progress | None = None) -> tuple[Index, Report]:
+                 progress: Progress | None = None, reading: Reading | None = None) -> tuple[Index, Report]:
     started = time.perf_counter()
     use_vocabulary(settings.vocab_dir)  # titles and chrome lines are read with these settings' vocabulary
     _drop_leftovers(settings.data_dir, settings.removed_keep_days)
@@ -166,7 +202,9 @@ def _sync_locked(settings: Settings, embedder: Embedder, rebuild: bool = False,
     with _worker(settings) as worker:
         for f in todo:
             try:
-                doc = load_document(f.path, f.entry or None, doc_id=f.doc_id, convert=worker.convert)
+                with _reading(f.path.name, reading) as told:
+                    doc = load_document(f.path, f.entry or None, doc_id=f.doc_id,
+                                        convert=functools.partial(worker.convert, progress=told))
             except CorpusError as exc:
                 skipped[f.path.name], messages[f.path.name] = f.fingerprint, exc.user_message
                 failed.append({"file": f.path.name, "message": exc.user_message})
@@ -203,7 +241,10 @@ def _shown(text: str, limit: int = 80) -> str:
 
 
 def _worker(settings: Settings) -> ConvertWorker:
-    return ConvertWorker(settings.convert_timeout_s, settings.convert_memory_mb)
+    """The child process files are converted in, with the settings' limits; conversions that needed OCR are kept in
+    the index directory (`ocr-cache/`), so a rebuild does not read the same scans again."""
+    ocr = OcrOptions(settings.ocr, settings.ocr_max_pages, settings.ocr_scale)
+    return ConvertWorker(settings.convert_timeout_s, settings.convert_memory_mb, ocr, settings.index_dir / OCR_CACHE)
 
 
 def _chunked(documents: list[Document], settings: Settings) -> tuple[list[Document], list[Chunk], list]:
@@ -339,11 +380,13 @@ def update_facts(settings: Settings, embedder: Embedder, doc_id: str, facts: dic
 
 
 def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str, bytes]],
-                  overrides: dict | None = None, progress: Progress | None = None) -> Report:
+                  overrides: dict | None = None, progress: Progress | None = None,
+                  reading: Reading | None = None) -> Report:
     """Add (or replace, same file name) documents: each file is checked and converted first, and a file that fails
     is reported without touching anything; the rest are written to `data/` and indexed in one new segment.
 
-    `overrides`: title / issuer / region / date / doc_number for these documents (stored in the manifest)."""
+    `overrides`: title / issuer / region / date / doc_number for these documents (stored in the manifest).
+    `progress`: told of passages embedded; `reading`: told of each page or picture OCR reads, per file."""
     started = time.perf_counter()
     overrides = checked_facts({k: v for k, v in (overrides or {}).items() if v})
     limit = settings.max_upload_mb * 1024 * 1024
@@ -365,7 +408,8 @@ def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str,
                                       f"（{len(raw) / 1024 / 1024:.1f} MB），上限 {settings.max_upload_mb} MB。"})
                 continue
             try:
-                converted[name] = worker.convert(name, raw)
+                with _reading(original_name, reading) as told:
+                    converted[name] = worker.convert(name, raw, told)
             except CorpusError as exc:
                 report.failed.append({"file": original_name, "message": exc.user_message})
     if not converted:
@@ -606,6 +650,7 @@ def document_row(doc: dict, passages: int, today: dt.date) -> dict:
         "format": doc.get("format", "text"),
         "file": doc.get("file", ""),
         "pages": len(doc.get("pages", [])),
+        "ocr_pages": len(doc.get("ocr_pages", [])),  # pages of a scan whose text OCR read
     }
 
 

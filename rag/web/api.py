@@ -14,6 +14,7 @@ import re
 import threading
 import unicodedata
 from typing import Literal
+from urllib.parse import quote as url_quote
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, File, Form, Query, Request, UploadFile
@@ -380,6 +381,13 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
     def documents(in_force: bool = Query(False, description="leave out documents whose period has ended")) -> list[dict]:
         return rows(in_force)
 
+    @app.get("/api/documents/reading", summary="Files OCR is reading now: pages read of pages to read (administrators)")
+    def reading(request: Request) -> list[dict]:
+        from rag.store.library import reading_now
+
+        require_admin(request)
+        return reading_now()
+
     @app.get("/api/documents/{doc_id}", summary="One document: facts, full text, passages with offsets (and PDF pages)")
     def document(doc_id: str) -> dict:
         view = engine.pinned()
@@ -422,7 +430,20 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
         view = engine.pinned()
         row, text, chunks, pages = _document_parts(view, doc_id, settings)
-        return render_document(row, text, chunks, pages, start, end, back_url=chat_path(settings))
+        rows = view.documents_by_id[doc_id].get("ocr_rows") or []
+        page_url = f"{settings.root_path}/doc/{url_quote(doc_id)}/page/{{page}}.png"
+        return render_document(row, text, chunks, pages, start, end, back_url=chat_path(settings), ocr_rows=rows,
+                               page_url=page_url)
+
+    @app.get("/doc/{doc_id}/page/{page}.png", summary="One page of a PDF original as an image (a scan's page as read)")
+    def page_image(doc_id: str, page: int) -> Response:
+        from rag.web.docview import page_png  # a sync route: FastAPI renders it in its thread pool
+
+        meta = engine.pinned().documents_by_id.get(doc_id)
+        if meta is None:
+            raise UnknownDocumentError(f"unknown document {doc_id[:80]!r}", f"没有编号为“{doc_id[:80]}”的文档。")
+        png = page_png(settings.data_dir / meta.get("file", ""), meta.get("fingerprint", ""), page)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     @app.post("/api/feedback", summary="Record a 👍/👎 vote with an optional comment", max_body_size=small)
     def feedback(body: FeedbackRequest, request: Request) -> dict:

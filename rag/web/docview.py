@@ -6,7 +6,11 @@ text itself is unchanged, so offsets into it stay exact."""
 from __future__ import annotations
 
 import html
+import io
 import re
+from pathlib import Path
+
+from cachetools import LRUCache, cached
 
 from rag.ingest.chunking import _HEADING_RE, BODY_LABEL, MAX_TITLE_CHARS, PREAMBLE_LABEL, Chunk, find_headings
 from rag.ingest.documents import page_of
@@ -27,6 +31,16 @@ mark#cited{background:#ffe58a;outline:2px solid #f5b700;border-radius:2px}
 .h{font-weight:700;color:#12355f}.h1{font-size:1.3em}.h2{font-size:1.12em}
 .page{display:block;text-align:center;color:#98a2b3;font-size:.85em;border-top:1px dashed #d0d5dd;margin:10px 0}
 .cite-page{font-weight:600}
+.split{display:flex;gap:18px;align-items:flex-start;max-width:1700px;margin:0 auto;padding:0 14px}
+.split main{flex:1 1 55%;margin:18px 0;max-width:none}
+.scan{flex:1 1 45%;position:sticky;top:8px;margin:18px 0;max-height:calc(100vh - 16px);overflow:auto;
+background:#fff;padding:12px 16px;border-radius:6px}
+@media(max-width:1000px){.split{display:block}.scan{position:static;max-height:none}}
+.scan figcaption{font-size:.9em;color:#475467;margin:0 0 8px}
+.sheet{position:relative;display:inline-block;max-width:100%;border:1px solid #d0d5dd}
+.sheet img{display:block;max-width:100%;height:auto}
+.sheet .row{position:absolute;background:rgba(255,229,138,.45);outline:2px solid #f5b700;border-radius:2px}
+.page a{color:#667085}
 """
 
 
@@ -71,13 +85,19 @@ def heading_spans(text: str, chunks: list[Chunk]) -> list[tuple[int, int, int]]:
 
 
 def render_text(text: str, chunks: list[Chunk], pages: list[int], start: int | None = None,
-                end: int | None = None) -> str:
+                end: int | None = None, scanned: dict[int, str] | None = None) -> str:
     """The text as HTML: escaped, headings in <span class="h hN">, the cited span in one <mark id="cited">, passage
-    anchors and page breaks between. Headings are split where the mark begins or ends, so the tags always nest."""
+    anchors and page breaks between. Headings are split where the mark begins or ends, so the tags always nest.
+    `scanned`: the image address of each page read by OCR, linked from its page break."""
+    scanned = scanned or {}
     points: dict[int, list[str]] = {}  # fragments that take no text, inserted before text[offset]
     for number, offset in enumerate(pages, start=1):
-        if number > 1 and 0 <= offset <= len(text):
-            points.setdefault(offset, []).append(f'<span class="page" id="page-{number}">第 {number} 页</span>')
+        if (number > 1 or number in scanned) and 0 <= offset <= len(text):
+            link = (f' · <a href="{html.escape(scanned[number], quote=True)}" target="_blank">原件图片</a>'
+                    if number in scanned else "")
+            points.setdefault(offset, []).append(f'<span class="page" id="page-{number}">第 {number} 页（文字识别）{link}</span>'
+                                                 if number in scanned else
+                                                 f'<span class="page" id="page-{number}">第 {number} 页</span>')
     for chunk in chunks:
         if 0 <= chunk.start <= len(text):
             points.setdefault(chunk.start, []).append(f'<span id="{html.escape(chunk.chunk_id, quote=True)}"></span>')
@@ -106,16 +126,66 @@ def render_text(text: str, chunks: list[Chunk], pages: list[int], start: int | N
     return "".join(out)
 
 
+PAGE_IMAGE_SCALE = 1.5  # 108 pixels per inch: a page readable on a screen, ~200 KB as PNG
+
+
+@cached(LRUCache(maxsize=32), key=lambda path, fingerprint, page: (str(path), fingerprint, page))
+def page_png(path: Path, fingerprint: str, page: int) -> bytes:
+    """One page of a PDF original as a PNG (cached by the file's fingerprint); UnknownDocumentError in Chinese when
+    the document has no such page or its original is not a PDF on this machine."""
+    import pypdfium2 as pdfium
+
+    from rag.errors import UnknownDocumentError
+
+    missing = UnknownDocumentError(f"no page {page} of {path.name}", f"文档“{path.name}”没有第 {page} 页的原件图片。")
+    if path.suffix.lower() != ".pdf" or not path.is_file():
+        raise missing
+    pdf = pdfium.PdfDocument(path)
+    try:
+        if not 1 <= page <= len(pdf):
+            raise missing
+        image = pdf[page - 1].render(scale=PAGE_IMAGE_SCALE).to_pil()
+    finally:
+        pdf.close()
+    out = io.BytesIO()
+    image.save(out, "PNG", optimize=True)
+    return out.getvalue()
+
+
+def page_figure(page: int, image_url: str, rows: list, start: int | None, end: int | None) -> str:
+    """The image of one page read by OCR, with the rows holding the cited span marked on it."""
+    marks = []
+    for row in rows:
+        row_start, row_end, row_page, left, top, right, bottom = row
+        if row_page == page and start is not None and end is not None and row_start < end and start < row_end:
+            marks.append(f'<div class="row" style="left:{left * 100:.2f}%;top:{top * 100:.2f}%;'
+                         f'width:{(right - left) * 100:.2f}%;height:{(bottom - top) * 100:.2f}%"></div>')
+    caption = f"第 {page} 页原件（扫描件，文字由文字识别读出{'；引用的行已标出' if marks else ''}）"
+    return (f'<section class="scan"><figure id="page-image"><figcaption>{caption}</figcaption><div class="sheet">'
+            f'<img src="{html.escape(image_url, quote=True)}" alt="第 {page} 页原件" loading="lazy">'
+            f'{"".join(marks)}</div></figure></section>')
+
+
 def render_document(row: dict, text: str, chunks: list[Chunk], pages: list[int], start: int | None = None,
-                    end: int | None = None, back_url: str = "/") -> str:
+                    end: int | None = None, back_url: str = "/", ocr_rows: list | None = None,
+                    page_url: str = "") -> str:
     """The HTML page of one document. `start`/`end`: the cited span (offsets into `text`), highlighted.
-    `back_url`: the chat (root_path + ui_path), for the link back."""
+    `back_url`: the chat (root_path + ui_path), for the link back. For a scan, `ocr_rows` (rag.ingest.converters
+    Extracted.ocr_rows) and `page_url` (the page image's address with {page} in it): the cited page is shown as the
+    image it was read from, the cited rows marked."""
     cited_page = page_of(pages, start) if start is not None and end is not None and 0 <= start < end <= len(text) else None
-    body = render_text(text, chunks, pages, start, end).strip("\n")
+    ocr_pages = sorted({int(r[2]) for r in ocr_rows or ()}) if page_url else []
+    scanned = {page: page_url.replace("{page}", str(page)) for page in ocr_pages}
+    figure = ""
+    if scanned:
+        shown = cited_page if cited_page in scanned else ocr_pages[0]
+        figure = page_figure(shown, scanned[shown], list(ocr_rows or ()), start, end)
+    body = render_text(text, chunks, pages, start, end, scanned).strip("\n")
     status_class = "status expired" if row.get("status") == "已到期" else "status"
     facts = [("发文机关", row.get("issuer")), ("日期", row.get("date")), ("文号", row.get("doc_number")),
              ("地区", row.get("region")), ("期限", row.get("period")), ("格式", row.get("format")),
-             ("页数", row.get("pages") or None)]
+             ("页数", row.get("pages") or None),
+             ("文字识别", f"{row['ocr_pages']} 页扫描页由文字识别读出，可能有个别错字" if row.get("ocr_pages") else None)]
     items = "".join(f"<dt>{label}</dt><dd>{html.escape(str(value))}</dd>" for label, value in facts if value)
     items += f'<dt>状态</dt><dd><span class="{status_class}">{html.escape(row.get("status", ""))}</span></dd>'
     if cited_page:
@@ -125,7 +195,7 @@ def render_document(row: dict, text: str, chunks: list[Chunk], pages: list[int],
     return f"""<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>{title}</title>
 <meta name="viewport" content="width=device-width,initial-scale=1"><style>{STYLE}</style></head>
 <body><header><a class="back" id="back" href="{back}">← 返回问答</a><h1>{title}</h1><dl>{items}</dl></header>
-<main id="text">{body}</main>
+{f'<div class="split"><main id="text">{body}</main>{figure}</div>' if figure else f'<main id="text">{body}</main>'}
 <script>{SCRIPT}</script>
 </body></html>"""
 
