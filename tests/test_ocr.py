@@ -63,7 +63,7 @@ def test_a_scanned_pdf_is_read_with_its_structure_and_the_place_of_each_row():
     lines = read.text.splitlines()
     assert "第一章总则" in [re.sub(r"\s+", "", line) for line in lines]  # a heading stays a line of its own
     first = next(line for line in lines if line.startswith("第一条"))
-    assert first.endswith("用于支持专利转化实施的资金。")  # the paragraph wrapped over three rows is one line
+    assert first.rstrip("。").endswith("用于支持专利转化实施的资金")  # the paragraph wrapped over three rows is one line
     assert any(line.startswith("（二）") for line in lines)  # an item starts its line
     for start, end, page, left, top, right, bottom in read.ocr_rows:
         assert page == 1 and 0 <= left < right <= 1 and 0 <= top < bottom <= 1 and read.text[start:end].strip()
@@ -76,6 +76,22 @@ def test_a_page_photographed_at_an_angle_is_still_read():
     read = convert("斜拍.pdf", scan_pdf(TEXT, angle=2.5, seed=3))
     assert accuracy(read.text, TEXT) >= 0.9, read.text
     assert "3000万元" in read.text
+
+
+@needs_font
+@pytest.mark.parametrize("turn", [90, 180])
+def test_a_page_scanned_sideways_or_upside_down_is_read_the_right_way_up(turn, tmp_path):
+    from rag.web.docview import page_png
+
+    pdf = scan_pdf(TEXT, turn=turn)
+    read = convert("倒放.pdf", pdf)
+    assert read.ocr_turns == [(1, turn)]  # turned anticlockwise on the scanner, read turned back clockwise
+    assert accuracy(read.text, TEXT) >= 0.95 and read.text.startswith("海州市专利转化专项资金管理办法\n")
+    (tmp_path / "倒放.pdf").write_bytes(pdf)
+    from PIL import Image
+
+    shown = Image.open(io.BytesIO(page_png(tmp_path / "倒放.pdf", "x", 1, read.ocr_turns[0][1])))
+    assert shown.height > shown.width  # the page image is shown the way up it was read
 
 
 @needs_font
@@ -126,7 +142,7 @@ def test_the_conversion_child_tells_each_page_and_a_scan_read_once_is_kept(tmp_p
         again = worker.convert("两页.pdf", pdf, lambda done, total: told.append((done, total)))
         assert worker._process is None  # answered from the cache: no child was started
     assert again.text == first.text and told == [(1, 2), (2, 2)]
-    with ConvertWorker(60, 0, OcrOptions(scale=1.5), cache_dir=tmp_path / "cache") as worker:
+    with ConvertWorker(60, 0, OcrOptions(scale=2.5), cache_dir=tmp_path / "cache") as worker:
         assert worker._cache_path("两页.pdf", pdf) != ConvertWorker(60, 0, OcrOptions(),
                                                                    cache_dir=tmp_path / "cache")._cache_path("两页.pdf", pdf)
 
@@ -155,3 +171,30 @@ def test_a_scan_added_to_the_library_is_answered_cited_and_shown_as_its_page(rea
     missing = client.get("/doc/海州办法扫描件/page/9.png")
     assert missing.status_code == 404 and "没有第 9 页" in missing.json()["message"]
     assert client.get("/api/documents/reading").json() == []  # nothing is being read now
+
+
+@needs_font
+def test_questions_are_answered_while_a_long_scan_is_read(real_settings):
+    import threading
+    import time
+
+    from rag.store.library import reading_now
+
+    settings = real_settings.replace(rate_limit_per_minute=0)
+    embedder = FakeEmbedder()
+    ensure_index(settings, embedder)
+    client = TestClient(create_api(settings, Engine(settings, embedder=embedder)))
+    long_scan = scan_pdf("\n".join([TEXT] * 12))  # four pages
+    added = []
+    worker = threading.Thread(target=lambda: added.append(add_documents(settings, embedder, [("长扫描件.pdf", long_scan)])))
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not reading_now() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    progress = client.get("/api/documents/reading").json()
+    assert progress and progress[0]["file"] == "长扫描件.pdf" and progress[0]["total"] == 4
+    answer = client.post("/api/ask", json={"question": "乌海要打造哪些特色品牌？"}).json()  # the library answers meanwhile
+    assert not answer["refused"] and "乌海" in answer["answer"]
+    assert reading_now(), "the scan was still being read when the answer came"
+    worker.join(timeout=120)
+    assert added and added[0].added == ["长扫描件"] and reading_now() == []

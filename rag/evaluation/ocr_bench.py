@@ -4,7 +4,7 @@ Each document of the library (the seed documents by default) is printed to an im
 A4, 150 dpi, blurred, speckled, JPEG pages, optionally turned by a few degrees) and converted the way an upload is
 (rag.ingest.converters.convert, OCR on). Printed per document and in all: pages, characters, seconds, characters
 per second, and character accuracy — 1 − (edit distance between what OCR read and the document's text) / (the
-text's length), both without whitespace. `--out DIR` also writes the scans and a manifest there, a library to index
+text's length), both without whitespace and NFKC-normalised (，and , count as one character). `--out DIR` also writes the scans and a manifest there, a library to index
 and evaluate beside the text copy (answer quality over the OCR'd copy vs the text copy):
 
     rag bench --ocr --out .variants/ocr-seed/data
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import unicodedata
 from pathlib import Path
 
 from rag.errors import RagError
@@ -24,11 +25,13 @@ from rag.ingest.documents import MANIFEST_NAME, corpus_files, read_manifest
 
 
 def _compact(text: str) -> str:
-    return re.sub(r"\s", "", text)
+    """Without whitespace and in NFKC form: a full-width ，（： and its ASCII twin are one character to a reader, and
+    documents print either."""
+    return re.sub(r"\s", "", unicodedata.normalize("NFKC", text))
 
 
 def accuracy(read: str, truth: str) -> float:
-    """1 − Levenshtein distance / length of the truth, whitespace left out of both (floored at 0)."""
+    """1 − Levenshtein distance / length of the truth, whitespace left out of both, NFKC (floored at 0)."""
     from rapidfuzz.distance import Levenshtein
 
     truth, read = _compact(truth), _compact(read)

@@ -33,8 +33,9 @@ def _wrapped(line: str, font, width: float, indent: str) -> list[str]:
 
 
 def page_images(text: str, dpi: int = 150, angle: float = 0.0, seed: int = 0, font_size_pt: float = 12.0,
-                noise: bool = True) -> list:
-    """The text as page images (PIL, grayscale), in order."""
+                noise: bool = True, turn: int = 0) -> list:
+    """The text as page images (PIL, grayscale), in order. `turn`: the whole page put on the scanner turned by this
+    many degrees anticlockwise (90: sideways, 180: upside down)."""
     import numpy as np
     from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
@@ -62,6 +63,8 @@ def page_images(text: str, dpi: int = 150, angle: float = 0.0, seed: int = 0, fo
             draw.text((margin_x, margin_y + i * leading), row, font=font, fill=20)
         if angle:
             image = image.rotate(angle, resample=Image.Resampling.BICUBIC, expand=False, fillcolor=255)
+        if turn:
+            image = image.rotate(turn, expand=True)
         if noise:
             image = image.filter(ImageFilter.GaussianBlur(0.6))
             pixels = np.asarray(image, dtype=np.int16)
@@ -73,12 +76,12 @@ def page_images(text: str, dpi: int = 150, angle: float = 0.0, seed: int = 0, fo
     return pages
 
 
-def scan_pdf(text: str, dpi: int = 150, angle: float = 0.0, seed: int = 0, noise: bool = True) -> bytes:
+def scan_pdf(text: str, dpi: int = 150, angle: float = 0.0, seed: int = 0, noise: bool = True, turn: int = 0) -> bytes:
     """An image-only PDF of the text (no text layer), each page a JPEG as a scanner stores it."""
     from PIL import Image
 
     frames = []
-    for page in page_images(text, dpi, angle, seed, noise=noise):
+    for page in page_images(text, dpi, angle, seed, noise=noise, turn=turn):
         buffer = io.BytesIO()
         page.save(buffer, "JPEG", quality=75)
         buffer.seek(0)

@@ -58,6 +58,7 @@ class Document:
     ocr_pages: tuple = ()  # PDF: the 1-based pages whose text OCR read (scans)
     ocr_rows: tuple = ()  # (start, end, page, left, top, right, bottom): each OCR'd row on its page (fractions)
     ocr_pictures: int = 0  # Word: pictures whose text OCR read
+    ocr_turns: tuple = ()  # (page, clockwise degrees): scanned pages read turned (sideways, upside down)
     fingerprint: str = ""  # changes when the file's bytes, its manifest entry or the conversion change
 
     def metadata(self) -> dict:
@@ -82,6 +83,7 @@ class Document:
             "ocr_pages": list(self.ocr_pages),
             "ocr_rows": [list(row) for row in self.ocr_rows],
             "ocr_pictures": self.ocr_pictures,
+            "ocr_turns": [list(turn) for turn in self.ocr_turns],
             "fingerprint": self.fingerprint,
         }
 
@@ -263,6 +265,7 @@ def load_document(path: Path, entry: dict | None = None, raw: bytes | None = Non
         ocr_pages=tuple(extracted.ocr_pages),
         ocr_rows=tuple(tuple(row) for row in extracted.ocr_rows),
         ocr_pictures=extracted.ocr_pictures,
+        ocr_turns=tuple(tuple(turn) for turn in extracted.ocr_turns),
         fingerprint=file_fingerprint(raw, entry),
     )
 

@@ -16,13 +16,16 @@ from __future__ import annotations
 import functools
 import re
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from rag.language.facts import HEADING_START, ITEM
 
-LAYOUT_VERSION = "1"  # changes whenever the reading-order rules change: part of what a cached conversion is keyed by
+LAYOUT_VERSION = "2"  # changes whenever the reading-order rules change: part of what a cached conversion is keyed by
 MIN_SCORE = 0.5  # rapidocr's own default confidence for keeping a recognised line
+UNSURE_SCORE = 0.8  # below this rapidocr's line score marks a line it mostly misread (seen on pages turned 180°)
+TURNS = (180, 90, 270)  # clockwise degrees a page read mostly unsure is tried at
 _SENTENCE_END = re.compile(r"[。！？；：!?;:]$")
 _ASCII_END = re.compile(r"[A-Za-z0-9]$")
 # Recognition often returns the ASCII form of Chinese punctuation (",", "(", ":"): beside a Chinese character it is
@@ -68,7 +71,9 @@ class Line:
 def _engine() -> Any:
     from rapidocr import RapidOCR
 
-    return RapidOCR(params={"Global.log_level": "error"})
+    # no per-line orientation classifier: a page upside down then reads as unsure text and is turned whole
+    # (read_page), which keeps its rows in order; turned one line at a time, its rows came out bottom to top
+    return RapidOCR(params={"Global.log_level": "error", "Global.use_cls": False})
 
 
 def recognise(image: Any) -> list[Box]:
@@ -107,6 +112,8 @@ def rows_of(boxes: list[Box]) -> list[list[Box]]:
 
 
 _PAIRED = re.compile(r"（([^（）()\n]{1,30})\)|\(([^（）()\n]{1,30})）")
+# The year bracket of a 文号 (国办发〔2014〕64号) read as a square bracket on one side: 〔2014]64号.
+_YEAR_BRACKET = re.compile(r"[〔\[【]((?:19|20)\d\d)[〕\]】](?=\d{1,4}号)")
 
 
 def _starts_unit(text: str) -> bool:
@@ -117,7 +124,8 @@ def _starts_unit(text: str) -> bool:
 def full_width(text: str) -> str:
     """ASCII punctuation beside Chinese characters as the full-width marks Chinese text is printed with."""
     text = _HALF_BESIDE_HAN.sub(lambda m: _FULL_WIDTH[m.group()], text)
-    return _PAIRED.sub(lambda m: f"（{m.group(1) or m.group(2)}）", text)  # a pair is one kind: （2020) → （2020）
+    text = _PAIRED.sub(lambda m: f"（{m.group(1) or m.group(2)}）", text)  # a pair is one kind: （2020) → （2020）
+    return _YEAR_BRACKET.sub(lambda m: f"〔{m.group(1)}〕", text)
 
 
 def _row_text(row: list[Box]) -> str:
@@ -130,8 +138,8 @@ def _joined(row: list[Box]) -> str:
         gap = box.left - before.right
         if gap > 1.5 * min(before.height, box.height):
             out += "  "  # a wide gap: table cells or a signature block; kept apart, never one word
-        elif _ASCII_END.search(out) and _ASCII_START.match(box.text):
-            out += " "
+        elif _ASCII_END.search(out) and _ASCII_START.match(box.text) and gap > 0.3 * min(before.height, box.height):
+            out += " "  # a word space; a number the detector cut in two ("2" "020-2023年") stays one number
         out += box.text
     return out
 
@@ -170,6 +178,42 @@ def read_image(image: Any) -> list[Line]:
     """The lines of text in one image (a page rendered from a PDF, a picture from a Word file)."""
     height, width = image.shape[:2]
     return page_lines(recognise(image), float(width), float(height))
+
+
+def _weight(boxes: list[Box]) -> float:
+    return sum(b.score * len(b.text) for b in boxes)
+
+
+def _upright(boxes: list[Box]) -> bool:
+    """Most text boxes stand upright: the page was scanned sideways and its rows run down the image."""
+    return sum(1 for b in boxes if len(b.text) >= 2 and b.height > 1.5 * (b.right - b.left)) > len(boxes) / 2
+
+
+def _unsure(boxes: list[Box]) -> bool:
+    """Recognition is unsure of most of what it read: a page upside down (lines are not turned one by one)."""
+    return sum(len(b.text) for b in boxes if b.score < UNSURE_SCORE) > 0.5 * sum(len(b.text) for b in boxes)
+
+
+def read_page(render: Callable[[int], Any]) -> tuple[list[Line], int]:
+    """A page's lines, read the right way up: `render(degrees)` gives the page turned clockwise by that many degrees.
+    The page is read as it is; a page whose boxes stand upright is read again turned a quarter both ways, a page read
+    mostly unsure is tried the other three ways, and the reading with the most confidently read text is kept. Returns
+    the lines and the degrees they were read at, so that the page image is shown the same way up."""
+    image = render(0)
+    boxes = recognise(image)
+    best = (boxes, 0, image)
+    if boxes and (_upright(boxes) or _unsure(boxes)):
+        sideways = _upright(boxes)
+        turned = [(recognise(img), degrees, img) for degrees in ((90, 270) if sideways else TURNS)
+                  for img in (render(degrees),)]
+        turned = [t for t in turned if t[0] and not _upright(t[0])]
+        if turned:
+            candidate = max(turned, key=lambda t: _weight(t[0]))
+            if sideways or _weight(candidate[0]) > 1.2 * _weight(boxes):
+                best = candidate
+    boxes, degrees, image = best
+    height, width = image.shape[:2]
+    return page_lines(boxes, float(width), float(height)), degrees
 
 
 def engine_version() -> str:

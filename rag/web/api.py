@@ -442,7 +442,8 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
         meta = engine.pinned().documents_by_id.get(doc_id)
         if meta is None:
             raise UnknownDocumentError(f"unknown document {doc_id[:80]!r}", f"没有编号为“{doc_id[:80]}”的文档。")
-        png = page_png(settings.data_dir / meta.get("file", ""), meta.get("fingerprint", ""), page)
+        turns = {int(p): int(d) for p, d in meta.get("ocr_turns") or []}
+        png = page_png(settings.data_dir / meta.get("file", ""), meta.get("fingerprint", ""), page, turns.get(page, 0))
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
     @app.post("/api/feedback", summary="Record a 👍/👎 vote with an optional comment", max_body_size=small)

@@ -129,10 +129,11 @@ def render_text(text: str, chunks: list[Chunk], pages: list[int], start: int | N
 PAGE_IMAGE_SCALE = 1.5  # 108 pixels per inch: a page readable on a screen, ~200 KB as PNG
 
 
-@cached(LRUCache(maxsize=32), key=lambda path, fingerprint, page: (str(path), fingerprint, page))
-def page_png(path: Path, fingerprint: str, page: int) -> bytes:
-    """One page of a PDF original as a PNG (cached by the file's fingerprint); UnknownDocumentError in Chinese when
-    the document has no such page or its original is not a PDF on this machine."""
+@cached(LRUCache(maxsize=32), key=lambda path, fingerprint, page, degrees=0: (str(path), fingerprint, page, degrees))
+def page_png(path: Path, fingerprint: str, page: int, degrees: int = 0) -> bytes:
+    """One page of a PDF original as a PNG (cached by the file's fingerprint), turned clockwise by `degrees` (a page
+    scanned sideways is shown the way OCR read it); UnknownDocumentError in Chinese when the document has no such page
+    or its original is not a PDF on this machine."""
     import pypdfium2 as pdfium
 
     from rag.errors import UnknownDocumentError
@@ -144,7 +145,7 @@ def page_png(path: Path, fingerprint: str, page: int) -> bytes:
     try:
         if not 1 <= page <= len(pdf):
             raise missing
-        image = pdf[page - 1].render(scale=PAGE_IMAGE_SCALE).to_pil()
+        image = pdf[page - 1].render(scale=PAGE_IMAGE_SCALE, rotation=degrees).to_pil()
     finally:
         pdf.close()
     out = io.BytesIO()
