@@ -21,10 +21,12 @@ from rag.engine import Engine  # noqa: E402
 from rag.errors import RagError, StoreUnavailableError  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 from rag.understand.suggest import example_questions, suggest_followups  # noqa: E402
+from rag.web.access import Definitions, access_for, readable_bases, reader_engine  # noqa: E402
 from rag.web.conversations import ConversationError, ConversationStore, browser_secret, new_owner_id, shown  # noqa: E402
 from rag.web.feedback import log_question  # noqa: E402
 
 ALL = "全部文档"
+ALL_BASES = "全部可查阅的知识库"
 CSS = """
 .source-card{border:1px solid #d9dee7;border-radius:6px;padding:6px 10px;margin:6px 0;background:#fafbfc}
 .source-card summary{cursor:pointer;font-weight:600}
@@ -213,24 +215,58 @@ def create_app(settings: Settings, engine: Engine | None = None):
     engine = engine or Engine(settings)
     root = settings.root_path
     conversations = ConversationStore(settings.conversations_dir)
+    definitions = Definitions(settings)
     try:
-        choices = filter_choices(engine)
-        examples = example_questions(engine.index.documents, settings.vocab_dir)
+        if definitions.current().defined:
+            # the page as first sent holds no document of a base its reader may not read: the load fills it per user
+            open_docs = [d for d in engine.index.documents if "*" in definitions.current().get(
+                definitions.current().of(d)).readers]  # type: ignore[union-attr]
+            choices, examples = [ALL], example_questions(open_docs, settings.vocab_dir)
+        else:
+            choices, examples = filter_choices(engine), example_questions(engine.index.documents, settings.vocab_dir)
     except RagError:
         choices, examples = [ALL], []
 
-    def _library_updates(message: str):
+    def who(request):
+        """The access of the page's user (Gradio's login or the SSO header; the person at this machine)."""
+        raw = getattr(request, "request", None)
+        return access_for(raw if raw is not None and hasattr(raw, "headers") else None, settings, definitions,
+                          user=request_user(request, settings))
+
+    def source_for(request, base: str = "") -> Engine:
+        """The engine this page's user reads: the documents of their knowledge bases (of `base` when chosen)."""
+        return reader_engine(engine, definitions, who(request), base or None)
+
+    def may_write(request, doc_id: str = "") -> bool:
+        """An administrator of the installation, or (with knowledge bases) of the base the document is in."""
+        if not definitions.current().defined:
+            return request_is_admin(request, settings)
+        access = who(request)
+        if not doc_id:
+            return bool(access.administers)
+        meta = engine.pinned().documents_by_id.get(doc_id)
+        return meta is not None and definitions.current().of(meta) in access.administers
+
+    def _library_updates(message: str, request=None):
         """The status line, the table, the scope list and both document lists after a change."""
-        docs = document_choices(engine)
-        return (message, document_table(engine, settings), gr.update(choices=filter_choices(engine)),
+        source = source_for(request)
+        docs = document_choices(source)
+        return (message, document_table(source, settings), gr.update(choices=filter_choices(source)),
                 gr.update(choices=docs, value=None), gr.update(choices=docs, value=None))
 
-    def upload(files, request: gr.Request, progress=gr.Progress()):
+    def upload(files, base: str | None, request: gr.Request, progress=gr.Progress()):
         from rag.store.library import add_documents
 
         unchanged = (gr.update(),) * 4
-        if not request_is_admin(request, settings):
+        if not may_write(request):
             return ("只有管理员可以添加文档。", *unchanged)
+        bases = definitions.current()
+        target = ""
+        if bases.defined:
+            administered = who(request).administers
+            target = base or administered[0]
+            if target not in administered:
+                return ("您不是这个知识库的管理员，不能在其中添加文档。", *unchanged)
         if not files:
             return ("请先选择要上传的文件（.txt .md .docx .pdf .html）。", *unchanged)
         uploads = []
@@ -248,21 +284,22 @@ def create_app(settings: Settings, engine: Engine | None = None):
             progress(done / max(1, total), desc=f"正在文字识别 {name}：第 {done}/{total} 页")
 
         try:
-            result = add_documents(settings, engine.embedder, uploads, progress=report, reading=reading)
+            result = add_documents(settings, engine.embedder, uploads, progress=report, reading=reading, kb=target,
+                                   default_kb=bases.default.id if target else "")
         except RagError as exc:
             return (f"⚠️ {exc.user_message}", *unchanged)
         if result.added or result.replaced:  # imported into data/: Gradio's copy must not outlive a later delete
             for f in files:
                 Path(f if isinstance(f, str) else f.name).unlink(missing_ok=True)
         engine.refresh()
-        return _library_updates(html.escape(result.message))
+        return _library_updates(html.escape(result.message), request)
 
     def delete(doc_id: str, confirmed: bool, request: gr.Request):
         from rag.store.library import remove_document
 
         unchanged = (gr.update(),) * 4
-        if not request_is_admin(request, settings):
-            return ("只有管理员可以删除文档。", *unchanged)
+        if not may_write(request, doc_id or ""):
+            return ("只有这篇文档所在知识库的管理员可以删除它。" if doc_id else "只有管理员可以删除文档。", *unchanged)
         if not doc_id:
             return ("请先选择要删除的文档。", *unchanged)
         if not confirmed:
@@ -272,13 +309,16 @@ def create_app(settings: Settings, engine: Engine | None = None):
         except RagError as exc:
             return (f"⚠️ {exc.user_message}", *unchanged)
         engine.refresh()
-        return _library_updates(html.escape(result.message))
+        return _library_updates(html.escape(result.message), request)
 
-    def facts_of(doc_id: str):
+    def facts_of(doc_id: str, request: gr.Request):
         """The edit form filled with the document's current facts."""
         from rag.store.library import document_row, today_of
 
-        meta = engine.documents_by_id.get(doc_id or "")
+        try:
+            meta = source_for(request).documents_by_id.get(doc_id or "")
+        except RagError:
+            meta = None
         if meta is None:
             return ("",) * 5
         row = document_row(meta, 0, today_of(settings))
@@ -289,8 +329,8 @@ def create_app(settings: Settings, engine: Engine | None = None):
         from rag.store.library import update_facts
 
         unchanged = (gr.update(),) * 4
-        if not request_is_admin(request, settings):
-            return ("只有管理员可以修改文档信息。", *unchanged)
+        if not may_write(request, doc_id or ""):
+            return ("只有这篇文档所在知识库的管理员可以修改它的信息。" if doc_id else "只有管理员可以修改文档信息。", *unchanged)
         if not doc_id:
             return ("请先选择要修改的文档。", *unchanged)
         progress(0.05, desc="正在更新文档信息并重建它的段落…")
@@ -300,7 +340,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
         except RagError as exc:
             return (f"⚠️ {exc.user_message}", *unchanged)
         engine.refresh()
-        return _library_updates(f"已更新《{html.escape((title or doc_id).strip())}》的文档信息。")
+        return _library_updates(f"已更新《{html.escape((title or doc_id).strip())}》的文档信息。", request)
 
     def _conversation_list(owner: str, selected: str | None = None):
         try:
@@ -311,18 +351,26 @@ def create_app(settings: Settings, engine: Engine | None = None):
 
     def on_load(browser_id: str | None, request: gr.Request):
         admin = request_is_admin(request, settings)
+        writer = may_write(request)
+        bases = definitions.current()
+        readable = readable_bases(definitions, who(request)) if bases.defined else []
+        base_choices = [(ALL_BASES, "")] + [(b["name"], b["id"]) for b in readable]
+        writable = [(b.name, b.id) for b in bases.bases if b.id in who(request).administers] if bases.defined else []
         try:
             engine.refresh()
-            table, scope_choices, docs = document_table(engine, settings), filter_choices(engine), document_choices(engine)
+            source = source_for(request)
+            table, scope_choices, docs = document_table(source, settings), filter_choices(source), document_choices(source)
         except RagError:
             table, scope_choices, docs = [], [ALL], []
         owner, browser_id = conversation_owner(request, settings, browser_id)
         latest = next(iter(conversations.list(owner)), None)
         messages, note = _shown(latest)
-        return (gr.update(visible=admin), gr.update(visible=admin), table, gr.update(choices=scope_choices),
+        return (gr.update(visible=writer), gr.update(visible=admin), table, gr.update(choices=scope_choices),
                 gr.update(choices=docs), gr.update(choices=docs), browser_id, owner,
                 _conversation_list(owner, latest.id if latest else None), messages, latest.id if latest else None, note,
-                gr.update(interactive=True, placeholder=PLACEHOLDER), gr.update(interactive=True))
+                gr.update(interactive=True, placeholder=PLACEHOLDER), gr.update(interactive=True),
+                gr.update(choices=base_choices, value="", visible=len(readable) > 1),
+                gr.update(choices=writable, value=writable[0][1] if writable else None, visible=bool(writable)))
 
     def _shown(conversation) -> tuple[list, str]:
         if conversation is None:
@@ -369,7 +417,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
     answering_lock = threading.Lock()
 
     def respond(question: str, history: list, choice: str, in_force: bool, owner: str, current: str | None,
-                request: gr.Request = None):
+                base: str | None = "", request: gr.Request = None):
         session = getattr(request, "session_hash", None) or ""
         with answering_lock:
             busy = session in answering and bool(session)
@@ -379,7 +427,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
                    "上一个回答还没有完成：新问题保留在输入框中，回答完成后请再发送（或先点“停止”）。", gr.update())
             return
         try:
-            for update in _respond(question, history, choice, in_force, owner, current):
+            for update in _respond(question, history, choice, in_force, owner, current, base or "", request):
                 inflight[session] = update[0]
                 yield update
         finally:
@@ -387,7 +435,8 @@ def create_app(settings: Settings, engine: Engine | None = None):
             with answering_lock:
                 answering.discard(session)
 
-    def _respond(question: str, history: list, choice: str, in_force: bool, owner: str, current: str | None):
+    def _respond(question: str, history: list, choice: str, in_force: bool, owner: str, current: str | None,
+                 base: str = "", request=None):
         history = list(history or [])
         question = (question or "").strip()
         busy = gr.update(value="", placeholder=BUSY_PLACEHOLDER)
@@ -401,9 +450,10 @@ def create_app(settings: Settings, engine: Engine | None = None):
         history.append({"role": "assistant", "content": "正在检索…"})
         yield history, "", None, busy, current, gr.update(), "", gr.update(interactive=False)
         try:
-            filters = filters_from_choice(choice, engine, in_force)
+            source = source_for(request, base)  # the user's knowledge bases (or the one chosen)
+            filters = filters_from_choice(choice, source, in_force)
             partial = ""
-            for event in stream_answer(question, prior, engine=engine, filters=filters):
+            for event in stream_answer(question, prior, engine=source, filters=filters):
                 if event.kind == "sources":
                     history[-1]["content"] = "已找到相关段落，正在生成回答…"
                     yield (history, render_sources([c.to_context() for c in event.data], "检索到的段落：", root), None,
@@ -416,7 +466,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
                     answer = event.data.to_dict()
                     history[-1]["content"] = answer_message(answer)
                     history[-1]["metadata"] = {"id": answer["answer_id"]}
-                    follow = suggest_followups(answer, engine.document_view, settings.vocab_dir)
+                    follow = suggest_followups(answer, source.document_view, settings.vocab_dir)
                     if follow:
                         history[-1]["options"] = [{"value": q, "label": q} for q in follow]
                     log_question(settings.questions_file, answer)
@@ -531,6 +581,8 @@ def create_app(settings: Settings, engine: Engine | None = None):
         with gr.Tab("问答", id="chat-tab"), gr.Row():
             with gr.Column(scale=3):
                 with gr.Row():
+                    knowledge_base = gr.Dropdown([(ALL_BASES, "")], value="", label="知识库", elem_id="knowledge-base",
+                                                 scale=2, visible=False)
                     scope = gr.Dropdown(choices, value=ALL, label="检索范围（文档或地区）", elem_id="scope", scale=3)
                     in_force = gr.Checkbox(label=IN_FORCE, value=False, elem_id="in-force", scale=1)
                 chatbot = gr.Chatbot(label="对话", height="62vh", elem_id="chat", buttons=["copy", "copy_all"],
@@ -554,7 +606,8 @@ def create_app(settings: Settings, engine: Engine | None = None):
                 thanks = gr.Markdown(elem_id="vote-status")
         with gr.Tab("文档管理", id="admin-tab", visible=False, elem_id="admin-tab") as admin_tab:
             gr.Markdown("上传政策文件（.txt .md .docx .pdf .html，可多选）：只处理新文件，已有文档不受影响；同名文件会被替换。"
-                        "扫描件（没有文字层的 PDF）无法导入。")
+                        "扫描件（没有文字层的 PDF）和 Word 中的图片用文字识别读出（每页约 2 秒，进度显示在下方）。")
+            upload_kb = gr.Dropdown([], label="导入到知识库", elem_id="upload-kb", visible=False)
             # no file_types filter in the browser: a .doc or .xlsx gets the app's Chinese advice, not Gradio's toast
             files = gr.File(label="选择文件", file_count="multiple", elem_id="upload-files")
             upload_button = gr.Button("导入", variant="primary", elem_id="upload-button")
@@ -586,7 +639,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
             review_table = gr.Dataframe(headers=["时间", "问题", "结果", "拒答原因", "评价", "意见"], interactive=False,
                                         wrap=True, elem_id="review-table")
             exported = gr.File(label="导出的文件", elem_id="review-file")
-        ask_inputs = [question, chatbot, scope, in_force, owner, current]
+        ask_inputs = [question, chatbot, scope, in_force, owner, current, knowledge_base]
         ask_outputs = [chatbot, sources, last, question, current, conversation_list, conversation_status, send]
         # one answer at a time per page: while one is written the send button is off and the box says so; Enter
         # meanwhile gets "上一个回答还没有完成" from respond, and what is typed stays in the box. ("multiple": the
@@ -607,7 +660,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
         refresh.click(review, [only, since], [review_table, review_status])
         export_button.click(export, [only, since], [exported, review_status])
         library_outputs = [status, table, scope, doomed, edited]
-        upload_button.click(upload, [files], library_outputs, show_progress_on=[status])
+        upload_button.click(upload, [files, upload_kb], library_outputs, show_progress_on=[status])
         edited.input(facts_of, [edited], [fact_title, fact_issuer, fact_region, fact_date, fact_number])
         save_button.click(save_facts, [edited, fact_title, fact_issuer, fact_region, fact_date, fact_number],
                           library_outputs, show_progress_on=[status])
@@ -615,7 +668,8 @@ def create_app(settings: Settings, engine: Engine | None = None):
         delete_button.click(delete, [doomed, confirmed], library_outputs, show_progress_on=[status],
                             js="(d, c) => [d, d ? confirm('确定删除这篇文档吗？删除后它不会再被引用。') : false]")
         demo.load(on_load, [browser_id], [admin_tab, review_tab, table, scope, doomed, edited, browser_id, owner,
-                                          conversation_list, chatbot, current, conversation_status, question, send])
+                                          conversation_list, chatbot, current, conversation_status, question, send,
+                                          knowledge_base, upload_kb])
         # on a phone the conversation list starts closed (its toggle opens it), so the chat is what one sees first
         demo.load(None, None, None, js=PAGE_SCRIPT)
         chatbot.clear(new_conversation, [owner], [chatbot, sources, last, thanks, current, conversation_list,

@@ -86,6 +86,7 @@ class Engine:
         use_vocabulary(settings.vocab_dir)  # every step reads the vocabulary of these settings (RAG_VOCAB_DIR)
         self._embedder = embedder
         self._models = {"llm": llm}  # shared by every pinned view
+        self._scoped: LRUCache = LRUCache(maxsize=64)  # (generation, allowed documents) → a reader's state; shared
         self._lock = threading.Lock()
         self._state: _State | None = None
         if index is not None:
@@ -145,6 +146,25 @@ class Engine:
         self.refresh()
         view = copy.copy(self)
         view._state = self._loaded()
+        return view
+
+    def scoped(self, allowed: frozenset[str] | None) -> "Engine":
+        """This engine (pinned) as one reader sees it: only the documents in `allowed` (their knowledge bases), for
+        retrieval, titles, plans and documents alike; None: every document. The reader's state is kept per
+        generation and set of documents, so its retriever's caches are built once, not per question."""
+        view = self.pinned()
+        if allowed is None:
+            return view
+        from rag.store.bases import ScopedIndex
+
+        state = view._loaded()
+        key = (id(state), allowed)
+        with self._lock:
+            scoped = self._scoped.get(key)
+            if scoped is None or scoped[0] is not state:
+                scoped = self._scoped[key] = (state, _State(ScopedIndex(state.index, allowed), self.embedder,
+                                                            self.settings))
+        view._state = scoped[1]
         return view
 
     @property

@@ -147,6 +147,12 @@ class Settings(BaseSettings):
     # believed; from anyone else those headers are ignored and the socket's peer address counts.
     trusted_proxies: str = ""
     admin_users: str = ""  # comma-separated user names that may upload and remove documents
+    # knowledge bases with readers and administrators (rag/store/bases.py): the definition file (empty: the data
+    # directory's knowledge_bases.json, else one base everyone reads); groups from the SSO proxy's header (a trusted
+    # proxy's only) or, for the Basic-auth users, "alice:dept-a|dept-b,bob:dept-b"
+    knowledge_bases: str = ""
+    trusted_groups_header: str = ""
+    user_groups: str = ""
     debug: bool = False  # answers carry the rendered prompt and the model's unchecked text
     max_concurrency: int = 2
     rate_limit_per_minute: int = 60

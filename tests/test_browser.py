@@ -528,3 +528,64 @@ def test_an_administrator_corrects_a_title_and_an_unsupported_file_gets_chinese_
     page.keyboard.press("Escape")
     page.screenshot(path=str(ARTIFACTS / "documents.png"), full_page=True)
     page.close()
+
+
+@pytest.fixture
+def bases_server(tmp_path):
+    """A server over the five documents in two knowledge bases, users named by a trusted proxy's header (SSO)."""
+    from rag.models.embedders import FakeEmbedder
+    from rag.store.library import ensure_index
+    from ui import create_server
+
+    from .conftest import DATA, make_settings
+    from .test_knowledge_bases import BASES
+
+    shutil.copytree(DATA, tmp_path / "data")
+    (tmp_path / "data" / "knowledge_bases.json").write_text(json.dumps(BASES, ensure_ascii=False), encoding="utf-8")
+    manifest = json.loads((tmp_path / "data" / "manifest.json").read_text(encoding="utf-8"))
+    for entry in manifest["documents"]:
+        if entry["file"].startswith("wuhai"):
+            entry["kb"] = "internal"
+    (tmp_path / "data" / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    port = free_port()
+    settings = make_settings(tmp_path / "data", tmp_path / "index", port=port, feedback_path=tmp_path / "f.jsonl",
+                             trusted_user_header="X-Remote-User", trusted_groups_header="X-Remote-Groups",
+                             trusted_proxies="127.0.0.1")
+    embedder = FakeEmbedder()
+    ensure_index(settings, embedder)
+    with running(create_server(settings, Engine(settings, embedder=embedder)), port) as base:
+        yield base
+
+
+def test_the_chat_offers_the_users_knowledge_bases_and_answers_only_from_them(bases_server, browser):
+    base = bases_server
+    reader = browser.new_context(viewport={"width": 1300, "height": 900},
+                                 extra_http_headers={"X-Remote-User": "alice", "X-Remote-Groups": "dept-a"})
+    page = reader.new_page()
+    page.goto(base + "/")
+    choice = page.locator("#knowledge-base")
+    choice.wait_for(timeout=30000)  # alice reads both bases: the chat offers the choice
+    page.locator("#question textarea").wait_for(timeout=30000)
+    page.locator("#knowledge-base input").click()
+    page.get_by_role("option", name="内部通知").click()
+    page.locator("#question textarea").fill("乌海要打造哪些特色品牌？")
+    page.locator("#send").click()
+    page.locator("#chat").get_by_text("乌海葡萄").first.wait_for(timeout=30000)
+    page.screenshot(path=str(ARTIFACTS / "knowledge-bases.png"))
+    reader.close()
+
+    staff = browser.new_context(viewport={"width": 1300, "height": 900}, extra_http_headers={"X-Remote-User": "staff"})
+    page = staff.new_page()
+    page.goto(base + "/")
+    page.locator("#question textarea").wait_for(timeout=30000)
+    page.wait_for_function("!document.querySelector('#question textarea').disabled", timeout=30000)
+    assert page.locator("#knowledge-base").count() == 0 or not page.locator("#knowledge-base").is_visible()
+    page.locator("#question textarea").fill("乌海要打造哪些特色品牌？")
+    page.locator("#send").click()
+    page.locator("#sources .source-note, #sources .source-card").first.wait_for(timeout=30000)
+    page.wait_for_timeout(1500)
+    shown = page.locator("#chat").inner_text() + page.locator("#sources").inner_text()
+    assert "乌海葡萄" not in shown and "乌海市" not in page.locator("#sources").inner_text()
+    page.locator("#scope input").click()
+    assert "乌海" not in page.locator("ul[role=listbox]").inner_text()  # not even its title among the choices
+    staff.close()

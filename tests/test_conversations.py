@@ -151,7 +151,7 @@ def test_the_upload_function_takes_only_files_uploaded_through_the_page(real_cor
         request = type("R", (), {"client": type("C", (), {"host": "127.0.0.1"})(), "headers": {},
                                     "scope": {"client": ("127.0.0.1", 50000)}})()
 
-    message = upload([str(secret)], Local(), progress=lambda *a, **k: None)[0]
+    message = upload([str(secret)], None, Local(), progress=lambda *a, **k: None)[0]
     assert "只能导入通过本页面上传的文件" in message
     assert not (real_corpus / "secret.txt").exists()
     assert ui.uploaded_here(secret) is False
@@ -181,6 +181,6 @@ def test_an_imported_upload_leaves_no_copy_in_gradios_folder(real_corpus, tmp_pa
         request = type("R", (), {"client": type("C", (), {"host": "127.0.0.1"})(), "headers": {},
                                     "scope": {"client": ("127.0.0.1", 50000)}})()
 
-    message = upload([str(sent)], Local(), progress=lambda *a, **k: None)[0]
+    message = upload([str(sent)], None, Local(), progress=lambda *a, **k: None)[0]
     assert "已添加 1 篇" in message, message
     assert (real_corpus / "丙市办法.txt").exists() and not sent.exists()

@@ -223,3 +223,16 @@ def test_a_document_added_here_is_answered_by_a_rag_serve_process_sharing_the_da
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_knowledge_bases_hold_on_postgresql_too(pg_settings):
+    from tests.test_knowledge_bases import ALICE, BASES, STAFF, USERS, WUHAI, library
+
+    client = library(pg_settings.replace(auth_users=USERS, user_groups="alice:dept-a", rate_limit_per_minute=0), BASES)
+    found = client.get("/api/search", params={"q": "乌海 葡萄 特色品牌", "k": 10}, headers=STAFF).json()
+    assert found and all(p["doc_id"] != "wuhai-2022" for p in found)
+    assert client.get("/api/documents/wuhai-2022", headers=STAFF).status_code == 404
+    answer = client.post("/api/ask", json={"question": WUHAI}, headers=ALICE).json()
+    assert answer["citations"][0]["doc_id"] == "wuhai-2022"
+    narrowed = client.get("/api/search", params={"q": "知识产权质押融资", "k": 10, "kb": "internal"}, headers=ALICE).json()
+    assert {p["doc_id"] for p in narrowed} == {"wuhai-2022"}

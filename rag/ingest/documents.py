@@ -55,6 +55,7 @@ class Document:
     format: str = "text"  # text | docx | pdf | html
     outline: tuple = ()  # (start, end, level) of headings the layout marks (Word styles, HTML <h1>–<h6>)
     pages: tuple = ()  # PDF: offset where each page starts
+    kb: str = ""  # the knowledge base it belongs to (rag/store/bases.py); "" = the first
     ocr_pages: tuple = ()  # PDF: the 1-based pages whose text OCR read (scans)
     ocr_rows: tuple = ()  # (start, end, page, left, top, right, bottom): each OCR'd row on its page (fractions)
     ocr_pictures: int = 0  # Word: pictures whose text OCR read
@@ -80,6 +81,7 @@ class Document:
             "facts": facts_to_json(self.facts),
             "format": self.format,
             "pages": list(self.pages),
+            "kb": self.kb,
             "ocr_pages": list(self.ocr_pages),
             "ocr_rows": [list(row) for row in self.ocr_rows],
             "ocr_pictures": self.ocr_pictures,
@@ -262,6 +264,7 @@ def load_document(path: Path, entry: dict | None = None, raw: bytes | None = Non
         format=extracted.format,
         outline=tuple(tuple(x) for x in extracted.outline),
         pages=tuple(extracted.pages),
+        kb=str(entry.get("kb") or ""),
         ocr_pages=tuple(extracted.ocr_pages),
         ocr_rows=tuple(tuple(row) for row in extracted.ocr_rows),
         ocr_pictures=extracted.ocr_pictures,

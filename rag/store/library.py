@@ -381,14 +381,16 @@ def update_facts(settings: Settings, embedder: Embedder, doc_id: str, facts: dic
 
 def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str, bytes]],
                   overrides: dict | None = None, progress: Progress | None = None,
-                  reading: Reading | None = None) -> Report:
+                  reading: Reading | None = None, kb: str = "", default_kb: str = "") -> Report:
     """Add (or replace, same file name) documents: each file is checked and converted first, and a file that fails
     is reported without touching anything; the rest are written to `data/` and indexed in one new segment.
 
     `overrides`: title / issuer / region / date / doc_number for these documents (stored in the manifest).
-    `progress`: told of passages embedded; `reading`: told of each page or picture OCR reads, per file."""
+    `progress`: told of passages embedded; `reading`: told of each page or picture OCR reads, per file.
+    `kb`: the knowledge base the documents go into (stored in the manifest; rag/store/bases.py); a file of that
+    name in another base (`default_kb` for documents that name none) is not replaced but reported."""
     started = time.perf_counter()
-    overrides = checked_facts({k: v for k, v in (overrides or {}).items() if v})
+    overrides = checked_facts({k: v for k, v in (overrides or {}).items() if v}) | ({"kb": kb} if kb else {})
     limit = settings.max_upload_mb * 1024 * 1024
     report = Report("nothing")
     accepted: list[tuple[str, bytes, Document]] = []
@@ -428,6 +430,10 @@ def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str,
             if name not in converted:
                 continue
             original_name = _shown(original_name)
+            if kb and (settings.data_dir / name).exists() and ((manifest.get(name) or {}).get("kb") or default_kb) != kb:
+                report.failed.append({"file": original_name, "message": f"文件 {original_name} 与另一个知识库中的文档同名，"
+                                      "没有替换它；请改名后再上传。"})
+                continue
             doc_id = assign_doc_ids([settings.data_dir / name], manifest, taken)[name]
             entry = (manifest.get(name) or {}) | ({"file": name, "doc_id": doc_id} | overrides if overrides else {})
             try:

@@ -39,7 +39,9 @@ from rag.errors import (
 )
 from rag.ingest.documents import page_of
 from rag.settings import Settings
+from rag.store.bases import Access
 from rag.web import mcp_tools, openai_compat
+from rag.web.access import Definitions, access_for, current_access, readable_bases, reader_engine
 from rag.web.auth import (
     KeepPeer,
     RateLimiter,
@@ -97,6 +99,9 @@ class AskRequest(BaseModel):
     history: list[Turn] = Field(default_factory=list, max_length=MAX_HISTORY_TURNS,
                                 description='earlier turns: [{"role": "user", "content": "…"}]')
     filters: Filters | None = Field(None, description='{"doc_id": ["hunan-2022"]} or {"region": "湖南"}')
+    knowledge_base: str | None = Field(None, max_length=40,
+                                       description="answer from this knowledge base only (GET /api/knowledge-bases); "
+                                                   "default: every base the user may read")
 
     @field_validator("question")
     @classmethod
@@ -150,6 +155,8 @@ def validation_message(errors: list) -> str:
 
 
 def error_status(exc: RagError) -> int:
+    if getattr(exc, "status", None):
+        return int(exc.status)  # type: ignore[attr-defined]
     if isinstance(exc, QueryError):
         return 400
     if isinstance(exc, UnknownDocumentError):
@@ -209,7 +216,13 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
             if not limiter.allow(user or client_address(request, settings)):
                 return _refusal(path, 429, {"error": "RateLimited", "message": "请求过于频繁，请稍后再试。"},
                                 {"Retry-After": "60"})
-        response = await call_next(request)
+        # the MCP tools are called without the request: they read its access from here
+        token = current_access.set(access_for(request, settings, definitions, user)) if "/mcp" in path else None
+        try:
+            response = await call_next(request)
+        finally:
+            if token is not None:
+                current_access.reset(token)
         response.headers["Content-Security-Policy"] = f"frame-ancestors {settings.frame_ancestors}"
         if settings.frame_ancestors.strip() == "'self'":
             response.headers["X-Frame-Options"] = "SAMEORIGIN"
@@ -245,7 +258,17 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
     async def internal_error(request: Request, exc: Exception):
         return JSONResponse({"error": "InternalError", "message": _STATUS_MESSAGES[500]}, 500)
 
-    def answer_events(body: AskRequest, cancel: threading.Event) -> queue.Queue:
+    definitions = Definitions(settings)
+
+    def access(request: Request) -> Access:
+        return access_for(request, settings, definitions)
+
+    def reader(request: Request | None, base: str | None = None) -> Engine:
+        """The engine this request answers from: the documents of the knowledge bases its user may read."""
+        who = access(request) if request is not None else current_access.get()
+        return reader_engine(engine, definitions, who, base)
+
+    def answer_events(body: AskRequest, cancel: threading.Event, source: Engine) -> queue.Queue:
         """Run one answer in a worker thread that feeds a queue.
 
         The worker holds the concurrency slot (and, inside the pipeline, the model) only while it runs; a reader that
@@ -260,7 +283,7 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
                     acquired = slots.acquire(timeout=0.2)
                 if not acquired:
                     return
-                events = stream_answer(body.question, body.turns(), engine=engine,
+                events = stream_answer(body.question, body.turns(), engine=source,
                                        filters=body.filters.as_dict() if body.filters else None)
                 try:
                     for event in events:
@@ -287,11 +310,12 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
             answer.pop("raw_answer", None)
         return answer
 
-    async def final_answer(body: AskRequest) -> dict:
+    async def final_answer(body: AskRequest, source: Engine) -> dict:
         """One answer through the worker (its concurrency slot), logged for the administrator's 反馈与未答 view, as
-        clients see it: /api/ask, /v1/chat/completions and the MCP tool all take this one way."""
+        clients see it: /api/ask, /v1/chat/completions and the MCP tool all take this one way. `source`: the
+        reader's engine (`reader`)."""
         cancel = threading.Event()
-        events = answer_events(body, cancel)
+        events = answer_events(body, cancel, source)
         try:
             while True:
                 kind, data = await asyncio.to_thread(events.get)
@@ -306,20 +330,32 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
         finally:
             cancel.set()
 
-    async def ask_chat(question: str, history: list[dict]) -> dict:
-        return await final_answer(AskRequest.model_validate({"question": question, "history": history}))
+    async def ask_chat(question: str, history: list[dict], request: Request | None = None,
+                       base: str | None = None) -> dict:
+        source = reader(request, base)
+        return await final_answer(AskRequest.model_validate({"question": question, "history": history}), source)
 
     def search_contexts(q: str, k: int, filters: dict | None) -> list[dict]:
-        return [r.to_context() for r in retrieve(understand_question(q, None, engine), engine, filters, k=k)]
+        source = reader(None)
+        return [r.to_context() for r in retrieve(understand_question(q, None, source), source, filters, k=k)]
 
-    openai_compat.add_routes(app, ask_chat, small)
+    def model_names(request: Request) -> list[str]:
+        """The OpenAI models this user may ask: the whole readable library, and each readable knowledge base."""
+        return [b["id"] for b in readable_bases(definitions, access(request))] if definitions.current().defined else []
+
+    openai_compat.add_routes(app, ask_chat, small, model_names)
     mcp_tools.mount(app, mcp_tools.build_server(search_contexts, ask_chat,
-                                                lambda: {d["doc_id"]: d for d in engine.index.documents},
-                                                lambda doc_id: engine.index.text_of(doc_id)))
+                                                lambda: {d["doc_id"]: d for d in reader(None).index.documents},
+                                                lambda doc_id: reader(None).index.text_of(doc_id)))
+
+    @app.get("/api/knowledge-bases", summary="The knowledge bases this user may read (and whether they administer each)")
+    def knowledge_bases(request: Request) -> list[dict]:
+        who = access(request)
+        return [b | {"administer": b["id"] in who.administers} for b in readable_bases(definitions, who)]
 
     @app.post("/api/ask", summary="One answer with checked citations (or a refusal)", max_body_size=small)
-    async def ask(body: AskRequest) -> JSONResponse:
-        return JSONResponse(await final_answer(body))
+    async def ask(body: AskRequest, request: Request) -> JSONResponse:
+        return JSONResponse(await final_answer(body, reader(request, body.knowledge_base)))
 
     @app.post("/api/ask/stream", summary="The same answer as server-sent events: sources, sentence…, final (or error)",
               max_body_size=small,
@@ -332,8 +368,12 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
             return _sse_error(422, {"error": "ValidationError", "message": validation_message(exc.errors())})
         except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: JSON nested thousands deep
             return _sse_error(400, {"error": "BadRequest", "message": "请求体不是有效的 JSON。"})
+        try:
+            source = reader(request, body.knowledge_base)
+        except RagError as exc:
+            return _sse_error(error_status(exc), error_body(exc))
         cancel = threading.Event()
-        events = answer_events(body, cancel)
+        events = answer_events(body, cancel, source)
 
         async def stream():
             try:
@@ -358,12 +398,14 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
     @app.get("/api/search", summary="Ranked passages")
-    def search(q: str = Query(..., description="question"), k: int = Query(5, ge=1, le=50),
-               doc_id: list[str] | None = Query(None), region: str | None = None) -> list[dict]:
+    def search(request: Request, q: str = Query(..., description="question"), k: int = Query(5, ge=1, le=50),
+               doc_id: list[str] | None = Query(None), region: str | None = None,
+               kb: str | None = Query(None, max_length=40, description="one knowledge base")) -> list[dict]:
         filters = {key: value for key, value in (("doc_id", doc_id), ("region", region)) if value}
+        source = reader(request, kb)
         # the answer path's own first steps: the passages an answer to `q` would be drawn from
-        query = understand_question(q, None, engine)
-        return [r.to_context() for r in retrieve(query, engine, filters or None, k=k)]
+        query = understand_question(q, None, source)
+        return [r.to_context() for r in retrieve(query, source, filters or None, k=k)]
 
     def require_admin(request: Request) -> str:
         user = check_user(request, settings)
@@ -371,15 +413,37 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
             raise AdminOnly("not an administrator")
         return user or "local"
 
-    def rows(in_force: bool = False) -> list[dict]:
+    def writable_base(request: Request, kb: str) -> str:
+        """The knowledge base a change goes into ('' when bases are not defined): `kb`, else the first the user
+        administers; AdminOnly (Chinese) when they administer none or not that one."""
+        bases = definitions.current()
+        if not bases.defined:
+            require_admin(request)
+            return ""
+        who = access(request)
+        base = kb or (who.administers[0] if who.administers else "")
+        if not base or base not in who.administers:
+            named = bases.get(base)
+            raise AdminOnly(f"does not administer {base[:40]!r}",
+                            f"您不是知识库“{(named.name if named else base)[:40]}”的管理员，不能在其中添加或删除文档。"
+                            if base else "您不是任何知识库的管理员，不能添加或删除文档。")
+        return base
+
+    def rows(source: Engine, in_force: bool = False) -> list[dict]:
         from rag.store.library import list_documents, today_of
 
-        out = list_documents(engine.pinned().index, today_of(settings))
+        bases = definitions.current()
+        out = list_documents(source.index, today_of(settings))
+        if bases.defined:
+            kb_of = {d["doc_id"]: bases.of(d) for d in source.index.documents}
+            out = [r | {"kb": kb_of.get(r["doc_id"], bases.default.id)} for r in out]
         return [r for r in out if r["status"] != "已到期"] if in_force else out
 
-    @app.get("/api/documents", summary="The documents: facts, validity (在效 / 已到期 / 期限未说明), passages")
-    def documents(in_force: bool = Query(False, description="leave out documents whose period has ended")) -> list[dict]:
-        return rows(in_force)
+    @app.get("/api/documents", summary="The documents the user may read: facts, validity (在效 / 已到期 / 期限未说明)")
+    def documents(request: Request,
+                  in_force: bool = Query(False, description="leave out documents whose period has ended"),
+                  kb: str | None = Query(None, max_length=40, description="one knowledge base")) -> list[dict]:
+        return rows(reader(request, kb), in_force)
 
     @app.get("/api/documents/reading", summary="Files OCR is reading now: pages read of pages to read (administrators)")
     def reading(request: Request) -> list[dict]:
@@ -389,8 +453,8 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
         return reading_now()
 
     @app.get("/api/documents/{doc_id}", summary="One document: facts, full text, passages with offsets (and PDF pages)")
-    def document(doc_id: str) -> dict:
-        view = engine.pinned()
+    def document(doc_id: str, request: Request) -> dict:
+        view = reader(request)
         row, text, chunks, pages = _document_parts(view, doc_id, settings)
         return row | {"facts": view.documents_by_id[doc_id].get("facts", {}),
                       "text": text, "passages": [{"chunk_id": c.chunk_id, "section": c.section, "start": c.start,
@@ -399,17 +463,19 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
     @app.post("/api/documents", summary="Add or replace documents (multipart; administrators only)")
     async def upload_documents(request: Request, files: list[UploadFile] = File(..., description=".txt .md .docx .pdf .html"),
                                title: str = Form(""), issuer: str = Form(""), region: str = Form(""),
-                               date: str = Form(""), doc_number: str = Form("")) -> JSONResponse:
+                               date: str = Form(""), doc_number: str = Form(""),
+                               kb: str = Form("", max_length=40, description="the knowledge base they go into")) -> JSONResponse:
         from starlette.concurrency import run_in_threadpool
 
         from rag.store.library import add_documents
 
-        require_admin(request)
+        base = writable_base(request, kb)
         overrides = {"title": title, "issuer": issuer, "region": region, "date": date, "doc_number": doc_number}
         if any(overrides.values()) and len(files) > 1:
             raise QueryError("overrides with several files", "标题、发文机关等只能在上传单个文件时填写。")
         uploads = [(f.filename or "document", await f.read()) for f in files]
-        report = await run_in_threadpool(add_documents, settings, engine.embedder, uploads, overrides)
+        report = await run_in_threadpool(add_documents, settings, engine.embedder, uploads, overrides, None, None, base,
+                                         definitions.current().default.id if base else "")
         engine.refresh()
         return JSONResponse(report.to_dict(), 200 if report.added or report.replaced else 422)
 
@@ -419,16 +485,24 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
         from rag.store.library import remove_document
 
-        require_admin(request)
+        bases = definitions.current()
+        if bases.defined:
+            meta = engine.pinned().documents_by_id.get(doc_id)
+            if meta is None or bases.of(meta) not in access(request).reads:
+                raise UnknownDocumentError(f"unknown document {doc_id[:80]!r}", f"没有编号为“{doc_id[:80]}”的文档。")
+            writable_base(request, bases.of(meta))
+        else:
+            require_admin(request)
         report = await run_in_threadpool(remove_document, settings, engine.embedder, doc_id)
         engine.refresh()
         return report.to_dict()
 
     @app.get("/doc/{doc_id}", response_class=HTMLResponse, summary="The original with the cited span highlighted")
-    def document_page(doc_id: str, start: int | None = Query(None, ge=0), end: int | None = Query(None, ge=0)) -> str:
+    def document_page(doc_id: str, request: Request, start: int | None = Query(None, ge=0),
+                      end: int | None = Query(None, ge=0)) -> str:
         from rag.web.docview import render_document
 
-        view = engine.pinned()
+        view = reader(request)
         row, text, chunks, pages = _document_parts(view, doc_id, settings)
         rows = view.documents_by_id[doc_id].get("ocr_rows") or []
         page_url = f"{settings.root_path}/doc/{url_quote(doc_id)}/page/{{page}}.png"
@@ -436,10 +510,10 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
                                page_url=page_url)
 
     @app.get("/doc/{doc_id}/page/{page}.png", summary="One page of a PDF original as an image (a scan's page as read)")
-    def page_image(doc_id: str, page: int) -> Response:
+    def page_image(doc_id: str, page: int, request: Request) -> Response:
         from rag.web.docview import page_png  # a sync route: FastAPI renders it in its thread pool
 
-        meta = engine.pinned().documents_by_id.get(doc_id)
+        meta = reader(request).documents_by_id.get(doc_id)
         if meta is None:
             raise UnknownDocumentError(f"unknown document {doc_id[:80]!r}", f"没有编号为“{doc_id[:80]}”的文档。")
         turns = {int(p): int(d) for p, d in meta.get("ocr_turns") or []}

@@ -26,7 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-MODEL_ID = "policy-qa"  # the one library; knowledge bases will each be a model
+MODEL_ID = "policy-qa"  # every knowledge base the user may read; each readable base is a model of its own too
 _SENTENCE = re.compile(r"[^。！？!?\n]+(?:[。！？!?]+(?:\[\d+\])*|\n|$)")
 
 
@@ -115,13 +115,16 @@ def sentences(text: str) -> list[str]:
     return pieces if "".join(pieces) == text else [text]
 
 
-def add_routes(app: FastAPI, ask: Callable[[str, list[dict]], Awaitable[dict]], max_body: int) -> None:
-    """The two routes on `app`. `ask(question, history)` is the API's own answer (its worker and concurrency slot,
-    logged), as clients see it."""
+def add_routes(app: FastAPI, ask: Callable[..., Awaitable[dict]], max_body: int,
+               bases: Callable[[Request], list[str]] = lambda request: []) -> None:
+    """The two routes on `app`. `ask(question, history, request, base)` is the API's own answer (its worker and
+    concurrency slot, logged, from the knowledge bases the request's user reads), as clients see it; `bases(request)`
+    the ids of the knowledge bases that user reads (each a model)."""
 
-    @app.get("/v1/models", summary="OpenAI-compatible: the models (the policy library)")
-    def models() -> dict:
-        return {"object": "list", "data": [{"id": MODEL_ID, "object": "model", "created": 0, "owned_by": "policy-qa"}]}
+    @app.get("/v1/models", summary="OpenAI-compatible: the models (the whole library, and each readable knowledge base)")
+    def models(request: Request) -> dict:
+        return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "policy-qa"}
+                                           for name in (MODEL_ID, *bases(request))]}
 
     @app.post("/v1/chat/completions", summary="OpenAI-compatible chat: the checked answer, citations in message.reference",
               max_body_size=max_body,
@@ -132,9 +135,11 @@ def add_routes(app: FastAPI, ask: Callable[[str, list[dict]], Awaitable[dict]], 
 
         try:
             body = ChatRequest.model_validate(json.loads(await request.body()))
-            if body.model not in (MODEL_ID, ""):
-                raise OpenAIError(404, f"没有名为 {body.model!r} 的模型；可用的模型：{MODEL_ID}（GET /v1/models）。",
+            known = (MODEL_ID, *bases(request))
+            if body.model not in (*known, ""):
+                raise OpenAIError(404, f"没有名为 {body.model[:40]!r} 的模型；可用的模型：{'、'.join(known)}（GET /v1/models）。",
                                   code="model_not_found", param="model")
+            base = None if body.model in (MODEL_ID, "") else body.model
             question, history = question_and_history(body)
         except OpenAIError as exc:
             return JSONResponse(exc.body(), exc.status)
@@ -144,15 +149,17 @@ def add_routes(app: FastAPI, ask: Callable[[str, list[dict]], Awaitable[dict]], 
             return error_response(422, f"请求格式不对：{where} {first.get('msg', '')}".strip())
         except (ValueError, UnicodeDecodeError, RecursionError):
             return error_response(400, "请求体不是有效的 JSON。")
-        ident, created, model = f"chatcmpl-{int(time.time() * 1000):x}", int(time.time()), MODEL_ID
+        ident, created, model = f"chatcmpl-{int(time.time() * 1000):x}", int(time.time()), body.model or MODEL_ID
         if not body.stream:
             try:
-                answer = await ask(question, history)
+                answer = await ask(question, history, request, base)
             except ValidationError as exc:
                 return error_response(400, _invalid(exc), code="invalid_question")
             except QueryError as exc:
                 return error_response(400, exc.user_message, code="invalid_question")
             except RagError as exc:
+                if getattr(exc, "status", 0) == 403:  # no knowledge base this user may read
+                    return error_response(403, exc.user_message, "permission_error", "knowledge_base_forbidden")
                 return error_response(503, exc.user_message, "server_error", "unavailable")
             message = {"role": "assistant", "content": answer["answer"], "reference": reference(answer)}
             return {"id": ident, "object": "chat.completion", "created": created, "model": model,
@@ -162,7 +169,7 @@ def add_routes(app: FastAPI, ask: Callable[[str, list[dict]], Awaitable[dict]], 
         async def stream():
             yield _chunk(ident, created, model, {"role": "assistant", "content": ""})
             try:
-                answer = await ask(question, history)
+                answer = await ask(question, history, request, base)
             except ValidationError as exc:
                 yield f"data: {json.dumps({'error': {'message': _invalid(exc), 'type': 'invalid_request_error'}}, ensure_ascii=False)}\n\n"
                 yield "data: [DONE]\n\n"

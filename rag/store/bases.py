@@ -1,0 +1,200 @@
+"""Knowledge bases: several libraries in one installation (政策法规, 内部通知 …), each with its readers and
+administrators, and an index view that holds only the documents one reader may see.
+
+The bases are defined in `knowledge_bases.json` beside the documents (or the file `RAG_KNOWLEDGE_BASES` names):
+
+    {"knowledge_bases": [
+      {"id": "policy",   "name": "政策法规", "readers": ["*"],               "admins": ["@ip-office"]},
+      {"id": "internal", "name": "内部通知", "readers": ["@dept-a", "alice"], "admins": ["alice"]}
+    ]}
+
+A reader or administrator is a user name, `@group` (groups from the SSO proxy's group header or RAG_USER_GROUPS)
+or `*` (everyone who may log in). A document belongs to one base (`kb` in its manifest entry, set when it is added);
+a document without one belongs to the first base. Without the file there is one base, 全部文档, that everyone reads:
+the installation behaves as it did before bases existed. The installation's administrators (RAG_ADMIN_USERS, or the
+person at the machine when no login is configured) read and administer every base.
+
+`ScopedIndex` is how "answers only from the bases the user may read" is kept: every route builds its engine on a
+view of the loaded index restricted to those documents, so retrieval, document titles in questions, plans, the
+document view and page images never see another base's documents — not by a filter each route must remember.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag.errors import CorpusError
+from rag.ingest.chunking import Chunk
+
+FILE_NAME = "knowledge_bases.json"
+DEFAULT_ID = "default"
+DEFAULT_NAME = "全部文档"
+MAX_ID_CHARS = 40
+
+
+@dataclass(frozen=True)
+class KnowledgeBase:
+    id: str
+    name: str
+    readers: tuple[str, ...] = ("*",)
+    admins: tuple[str, ...] = ()
+
+    @staticmethod
+    def _names(who: tuple[str, ...], user: str | None, groups: frozenset[str]) -> bool:
+        return "*" in who or (bool(user) and user in who) or any(f"@{g}" in who for g in groups)
+
+    def read_by(self, user: str | None, groups: frozenset[str]) -> bool:
+        return self._names(self.readers, user, groups) or self.administered_by(user, groups)
+
+    def administered_by(self, user: str | None, groups: frozenset[str]) -> bool:
+        return bool(user or groups) and self._names(tuple(a for a in self.admins if a != "*"), user, groups)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "name": self.name}
+
+
+@dataclass(frozen=True)
+class Bases:
+    """The installation's knowledge bases, the first being where documents without a base belong."""
+
+    bases: tuple[KnowledgeBase, ...]
+    defined: bool  # False: no file, the one default base
+
+    @property
+    def default(self) -> KnowledgeBase:
+        return self.bases[0]
+
+    def get(self, base_id: str) -> KnowledgeBase | None:
+        return next((b for b in self.bases if b.id == base_id), None)
+
+    def of(self, document: dict) -> str:
+        """The base a document (its metadata) belongs to: its own if defined here, else the first."""
+        kb = document.get("kb") or ""
+        return kb if self.get(kb) is not None else self.default.id
+
+
+def load_bases(data_dir: Path, path: Path | None = None) -> Bases:
+    """The bases from `path` (RAG_KNOWLEDGE_BASES) or `data_dir/knowledge_bases.json`; one open base when neither
+    exists. A file that is not a valid definition is a CorpusError with a Chinese message naming what is wrong."""
+    source = path or data_dir / FILE_NAME
+    if not source.is_file():
+        if path is not None:
+            raise CorpusError(f"{source}: no such file", f"知识库定义文件 {source} 不存在，请检查 RAG_KNOWLEDGE_BASES 设置。")
+        return Bases((KnowledgeBase(DEFAULT_ID, DEFAULT_NAME),), defined=False)
+    try:
+        rows = json.loads(source.read_text(encoding="utf-8"))["knowledge_bases"]
+        bases = tuple(KnowledgeBase(str(r["id"]).strip(), str(r.get("name") or r["id"]).strip(),
+                                    tuple(str(x).strip() for x in r.get("readers", [])),
+                                    tuple(str(x).strip() for x in r.get("admins", []))) for r in rows)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CorpusError(f"{source}: not a knowledge-base definition ({exc})",
+                          f"知识库定义文件 {source.name} 格式有误：需要 {{\"knowledge_bases\": [{{\"id\", \"name\", "
+                          "\"readers\", \"admins\"}}]}}。") from exc
+    ids = [b.id for b in bases]
+    bad = [i for i in ids if not i or len(i) > MAX_ID_CHARS or "/" in i]
+    if not bases or bad or len(set(ids)) != len(ids):
+        raise CorpusError(f"{source}: empty, bad or repeated ids {ids}",
+                          f"知识库定义文件 {source.name} 有误：至少定义一个知识库，编号不能为空、重复、含“/”或超过 "
+                          f"{MAX_ID_CHARS} 个字符。")
+    return Bases(bases, defined=True)
+
+
+@dataclass(frozen=True)
+class Access:
+    """What one user may do: the bases they read and the bases they administer (ids, in the definition's order)."""
+
+    user: str | None
+    groups: frozenset[str]
+    reads: tuple[str, ...]
+    administers: tuple[str, ...]
+
+
+def access_of(bases: Bases, user: str | None, groups: frozenset[str], installation_admin: bool) -> Access:
+    if installation_admin:
+        every = tuple(b.id for b in bases.bases)
+        return Access(user, groups, every, every)
+    return Access(user, groups, tuple(b.id for b in bases.bases if b.read_by(user, groups)),
+                  tuple(b.id for b in bases.bases if b.administered_by(user, groups)))
+
+
+def documents_in(bases: Bases, documents: list[dict], base_ids: tuple[str, ...] | list[str]) -> frozenset[str]:
+    """The ids of the documents that belong to these bases."""
+    wanted = set(base_ids)
+    return frozenset(d["doc_id"] for d in documents if bases.of(d) in wanted)
+
+
+class _ScopedQuery:
+    """A query whose candidates come only from the allowed documents."""
+
+    def __init__(self, query, allowed: frozenset[str]):
+        self._query = query
+        self._allowed = allowed
+
+    def _scope(self, doc_ids: set[str] | None) -> set[str]:
+        return set(self._allowed) if doc_ids is None else set(doc_ids) & self._allowed
+
+    def bm25_top(self, limit: int, doc_ids: set[str] | None = None) -> np.ndarray:
+        scope = self._scope(doc_ids)
+        return self._query.bm25_top(limit, scope) if scope else np.zeros(0, np.int64)
+
+    def dense_top(self, limit: int, doc_ids: set[str] | None = None) -> np.ndarray:
+        scope = self._scope(doc_ids)
+        return self._query.dense_top(limit, scope) if scope else np.zeros(0, np.int64)
+
+    def _kept(self, ids: np.ndarray) -> np.ndarray:
+        docs = self._query.doc_of(ids)
+        return np.asarray([i for i, d in zip(ids, docs, strict=True) if d in self._allowed], dtype=np.int64)
+
+    def bm25_of(self, ids: np.ndarray) -> np.ndarray:
+        return self._query.bm25_of(ids)
+
+    def dense_of(self, ids: np.ndarray) -> np.ndarray:
+        return self._query.dense_of(ids)
+
+    def doc_of(self, ids: np.ndarray) -> list[str]:
+        return self._query.doc_of(ids)
+
+    def chunks(self, ids: np.ndarray) -> list[Chunk]:
+        if len(ids) and len(self._kept(ids)) != len(ids):
+            raise PermissionError("a passage outside the reader's knowledge bases was asked for")
+        return self._query.chunks(ids)
+
+
+class ScopedIndex:
+    """A loaded index (rag.store.base.Index) as one reader sees it: only the documents in `allowed`."""
+
+    def __init__(self, index, allowed: frozenset[str]):
+        self._index = index
+        self.allowed = allowed
+        self.config = index.config
+        self.documents = [d for d in index.documents if d["doc_id"] in allowed]
+
+    def __len__(self) -> int:
+        return sum(self.passage_counts().values())
+
+    def passage_counts(self) -> dict[str, int]:
+        return {k: v for k, v in self._index.passage_counts().items() if k in self.allowed}
+
+    def chunks_of(self, doc_id: str) -> list[Chunk]:
+        return self._index.chunks_of(doc_id) if doc_id in self.allowed else []
+
+    @property
+    def chunks(self) -> list[Chunk]:
+        return [c for c in self._index.chunks if c.doc_id in self.allowed]
+
+    def text_of(self, doc_id: str) -> str:
+        return self._index.text_of(doc_id) if doc_id in self.allowed else ""
+
+    @property
+    def exact_dense(self) -> bool:
+        return False  # the reader's view is searched through its query, never over every vector
+
+    def exact_dense_top(self, vector: np.ndarray, limit: int) -> np.ndarray:
+        raise NotImplementedError("a reader's view is searched through query()")
+
+    def query(self, tokens: list[str], vector: np.ndarray | None) -> _ScopedQuery:
+        return _ScopedQuery(self._index.query(tokens, vector), self.allowed)
