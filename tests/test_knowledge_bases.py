@@ -164,3 +164,42 @@ def test_mcp_tools_answer_only_from_the_callers_bases(real_settings):
         (hers,) = asyncio.run(_session(url, [lambda s: s.call_tool("get_document", {"doc_id": "wuhai-2022"})],
                                        headers=ALICE))
         assert _data(hers)["doc_id"] == "wuhai-2022"
+
+
+def test_a_base_taken_out_while_a_question_runs_hides_its_documents_and_hands_them_to_nobody(client, real_settings):
+    import threading
+
+    data = real_settings.data_dir
+    definition = data / "knowledge_bases.json"
+    release, started = threading.Event(), threading.Event()
+    from rag.web import api as api_module
+
+    original = api_module.stream_answer
+
+    def slow(*args, **kwargs):  # the question has its engine; the base goes away before it is answered
+        started.set()
+        release.wait(10)
+        yield from original(*args, **kwargs)
+
+    api_module.stream_answer = slow
+    try:
+        reply = {}
+        asking = threading.Thread(target=lambda: reply.update(client.post("/api/ask", json={"question": WUHAI},
+                                                                          headers=ALICE).json()))
+        asking.start()
+        assert started.wait(10)
+        definition.write_text(json.dumps({"knowledge_bases": [BASES["knowledge_bases"][0]]}, ensure_ascii=False),
+                              encoding="utf-8")
+        import os
+        import time
+
+        os.utime(definition, (time.time() + 5, time.time() + 5))  # a new modification time, even within one second
+        release.set()
+        asking.join(30)
+    finally:
+        api_module.stream_answer = original
+    assert reply and "乌海葡萄" in reply["answer"]  # the question already running finishes from what it started with
+    for who in (ALICE, STAFF, BOSS):  # afterwards nobody reads the internal plan, not even through the first base
+        assert client.get("/api/documents/wuhai-2022", headers=who).status_code == 404
+        after = client.post("/api/ask", json={"question": WUHAI}, headers=who).json()
+        assert all(c["doc_id"] != "wuhai-2022" for c in after["citations"])

@@ -10,7 +10,7 @@ The bases are defined in `knowledge_bases.json` beside the documents (or the fil
 
 A reader or administrator is a user name, `@group` (groups from the SSO proxy's group header or RAG_USER_GROUPS)
 or `*` (everyone who may log in). A document belongs to one base (`kb` in its manifest entry, set when it is added);
-a document without one belongs to the first base. Without the file there is one base, 全部文档, that everyone reads:
+a document without one belongs to the first base; a document of a base removed from the file belongs to none. Without the file there is one base, 全部文档, that everyone reads:
 the installation behaves as it did before bases existed. The installation's administrators (RAG_ADMIN_USERS, or the
 person at the machine when no login is configured) read and administer every base.
 
@@ -72,9 +72,10 @@ class Bases:
         return next((b for b in self.bases if b.id == base_id), None)
 
     def of(self, document: dict) -> str:
-        """The base a document (its metadata) belongs to: its own if defined here, else the first."""
-        kb = document.get("kb") or ""
-        return kb if self.get(kb) is not None else self.default.id
+        """The base a document (its metadata) belongs to: its own, or the first when it names none. A document whose
+        base was taken out of the definition keeps that name and so belongs to no base anyone reads: deleting a base
+        hides its documents, it never hands them to the first base's readers."""
+        return document.get("kb") or self.default.id
 
 
 def load_bases(data_dir: Path, path: Path | None = None) -> Bases:
