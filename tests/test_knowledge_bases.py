@@ -54,7 +54,7 @@ def test_a_reader_of_one_base_sees_nothing_of_another_by_any_route(client):
     assert ids == {"hangzhou-2016", "henan-2020", "hunan-2022", "shenyang-2020"}
     assert client.get("/api/knowledge-bases", headers=STAFF).json() == [{"id": "policy", "name": "政策法规",
                                                                           "administer": False}]
-    for path in ("/api/documents/wuhai-2022", "/doc/wuhai-2022?start=0&end=10", "/doc/wuhai-2022/page/1.png"):
+    for path in ("/api/documents/wuhai-2022", "/doc/wuhai-2022?start=0&end=10", "/doc/wuhai-2022/page/1.jpg"):
         refused = client.get(path, headers=STAFF)
         assert refused.status_code == 404 and "没有编号为" in refused.json()["message"], path  # as if it did not exist
     found = client.get("/api/search", params={"q": "乌海 葡萄 特色品牌", "k": 10}, headers=STAFF).json()

@@ -81,7 +81,7 @@ def test_a_page_photographed_at_an_angle_is_still_read():
 @needs_font
 @pytest.mark.parametrize("turn", [90, 180])
 def test_a_page_scanned_sideways_or_upside_down_is_read_the_right_way_up(turn, tmp_path):
-    from rag.web.docview import page_png
+    from rag.web.docview import page_jpeg
 
     pdf = scan_pdf(TEXT, turn=turn)
     read = convert("倒放.pdf", pdf)
@@ -90,7 +90,7 @@ def test_a_page_scanned_sideways_or_upside_down_is_read_the_right_way_up(turn, t
     (tmp_path / "倒放.pdf").write_bytes(pdf)
     from PIL import Image
 
-    shown = Image.open(io.BytesIO(page_png(tmp_path / "倒放.pdf", "x", 1, read.ocr_turns[0][1])))
+    shown = Image.open(io.BytesIO(page_jpeg(tmp_path / "倒放.pdf", "x", 1, read.ocr_turns[0][1])))
     assert shown.height > shown.width  # the page image is shown the way up it was read
 
 
@@ -164,11 +164,11 @@ def test_a_scan_added_to_the_library_is_answered_cited_and_shown_as_its_page(rea
     assert citation["doc_id"] == "海州办法扫描件" and citation["page"] == 1
     page = client.get(citation["url"].split("#")[0])
     assert page.status_code == 200 and '<mark id="cited">' in page.text
-    assert 'src="/doc/%E6%B5%B7%E5%B7%9E%E5%8A%9E%E6%B3%95%E6%89%AB%E6%8F%8F%E4%BB%B6/page/1.png"' in page.text
+    assert 'src="/doc/%E6%B5%B7%E5%B7%9E%E5%8A%9E%E6%B3%95%E6%89%AB%E6%8F%8F%E4%BB%B6/page/1.jpg"' in page.text
     assert page.text.count('class="row"') >= 1 and "文字识别" in page.text  # the cited rows marked on the image
-    image = client.get("/doc/海州办法扫描件/page/1.png")
-    assert image.status_code == 200 and image.content.startswith(b"\x89PNG") and image.headers["content-type"] == "image/png"
-    missing = client.get("/doc/海州办法扫描件/page/9.png")
+    image = client.get("/doc/海州办法扫描件/page/1.jpg")
+    assert image.status_code == 200 and image.content.startswith(b"\xff\xd8") and image.headers["content-type"] == "image/jpeg"
+    missing = client.get("/doc/海州办法扫描件/page/9.jpg")
     assert missing.status_code == 404 and "没有第 9 页" in missing.json()["message"]
     assert client.get("/api/documents/reading").json() == []  # nothing is being read now
 

@@ -505,20 +505,20 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
         view = reader(request)
         row, text, chunks, pages = _document_parts(view, doc_id, settings)
         rows = view.documents_by_id[doc_id].get("ocr_rows") or []
-        page_url = f"{settings.root_path}/doc/{url_quote(doc_id)}/page/{{page}}.png"
+        page_url = f"{settings.root_path}/doc/{url_quote(doc_id)}/page/{{page}}.jpg"
         return render_document(row, text, chunks, pages, start, end, back_url=chat_path(settings), ocr_rows=rows,
                                page_url=page_url)
 
-    @app.get("/doc/{doc_id}/page/{page}.png", summary="One page of a PDF original as an image (a scan's page as read)")
+    @app.get("/doc/{doc_id}/page/{page}.jpg", summary="One page of a PDF original as an image (a scan's page as read)")
     def page_image(doc_id: str, page: int, request: Request) -> Response:
-        from rag.web.docview import page_png  # a sync route: FastAPI renders it in its thread pool
+        from rag.web.docview import page_jpeg  # a sync route: FastAPI renders it in its thread pool
 
         meta = reader(request).documents_by_id.get(doc_id)
         if meta is None:
             raise UnknownDocumentError(f"unknown document {doc_id[:80]!r}", f"没有编号为“{doc_id[:80]}”的文档。")
         turns = {int(p): int(d) for p, d in meta.get("ocr_turns") or []}
-        png = page_png(settings.data_dir / meta.get("file", ""), meta.get("fingerprint", ""), page, turns.get(page, 0))
-        return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+        jpeg = page_jpeg(settings.data_dir / meta.get("file", ""), meta.get("fingerprint", ""), page, turns.get(page, 0))
+        return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
     @app.post("/api/feedback", summary="Record a 👍/👎 vote with an optional comment", max_body_size=small)
     def feedback(body: FeedbackRequest, request: Request) -> dict:

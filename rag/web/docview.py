@@ -126,12 +126,12 @@ def render_text(text: str, chunks: list[Chunk], pages: list[int], start: int | N
     return "".join(out)
 
 
-PAGE_IMAGE_SCALE = 1.5  # 108 pixels per inch: a page readable on a screen, ~200 KB as PNG
+PAGE_IMAGE_SCALE = 1.5  # 108 pixels per inch: a page readable on a screen; JPEG (a scan is a photo): ~150 KB
 
 
 @cached(LRUCache(maxsize=32), key=lambda path, fingerprint, page, degrees=0: (str(path), fingerprint, page, degrees))
-def page_png(path: Path, fingerprint: str, page: int, degrees: int = 0) -> bytes:
-    """One page of a PDF original as a PNG (cached by the file's fingerprint), turned clockwise by `degrees` (a page
+def page_jpeg(path: Path, fingerprint: str, page: int, degrees: int = 0) -> bytes:
+    """One page of a PDF original as a JPEG (cached by the file's fingerprint), turned clockwise by `degrees` (a page
     scanned sideways is shown the way OCR read it); UnknownDocumentError in Chinese when the document has no such page
     or its original is not a PDF on this machine."""
     import pypdfium2 as pdfium
@@ -149,7 +149,7 @@ def page_png(path: Path, fingerprint: str, page: int, degrees: int = 0) -> bytes
     finally:
         pdf.close()
     out = io.BytesIO()
-    image.save(out, "PNG", optimize=True)
+    image.convert("RGB").save(out, "JPEG", quality=80)
     return out.getvalue()
 
 
@@ -163,7 +163,7 @@ def page_figure(page: int, image_url: str, rows: list, start: int | None, end: i
                          f'width:{(right - left) * 100:.2f}%;height:{(bottom - top) * 100:.2f}%"></div>')
     caption = f"第 {page} 页原件（扫描件，文字由文字识别读出{'；引用的行已标出' if marks else ''}）"
     return (f'<section class="scan"><figure id="page-image"><figcaption>{caption}</figcaption><div class="sheet">'
-            f'<img src="{html.escape(image_url, quote=True)}" alt="第 {page} 页原件" loading="lazy">'
+            f'<img src="{html.escape(image_url, quote=True)}" alt="第 {page} 页原件">'
             f'{"".join(marks)}</div></figure></section>')
 
 
