@@ -23,7 +23,7 @@ from rag.settings import Settings  # noqa: E402
 from rag.understand.suggest import example_questions, suggest_followups  # noqa: E402
 from rag.web.access import Definitions, access_for, readable_bases, reader_engine  # noqa: E402
 from rag.web.conversations import ConversationError, ConversationStore, browser_secret, new_owner_id, shown  # noqa: E402
-from rag.web.feedback import log_question  # noqa: E402
+from rag.web.feedback import log_question, questions_log  # noqa: E402
 
 ALL = "全部文档"
 ALL_BASES = "全部可查阅的知识库"
@@ -469,7 +469,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
                     follow = suggest_followups(answer, source.document_view, settings.vocab_dir)
                     if follow:
                         history[-1]["options"] = [{"value": q, "label": q} for q in follow]
-                    log_question(settings.questions_file, answer)
+                    log_question(questions_log(settings), answer)
                     note = ""
                     try:
                         current = conversations.add_turn(owner, current, history[-2:], title=question).id
@@ -510,15 +510,15 @@ def create_app(settings: Settings, engine: Engine | None = None):
         return _record_vote(kind, last, comment), gr.update(value="")
 
     def _record_vote(kind: str, answer: dict, comment: str) -> str:
-        from rag.web.api import FeedbackLog
+        from rag.web.feedback import votes_log
 
         try:
-            FeedbackLog(settings.feedback_file).append({
+            votes_log(settings).append({
                 "answer_id": answer.get("answer_id", ""), "question": answer["question"], "answer": answer["answer"],
                 "vote": kind, "comment": (comment or "")[:2000],
                 "citations": [{k: c[k] for k in ("marker", "doc_id", "title", "section")} for c in answer["citations"]],
             })
-        except OSError:
+        except (OSError, RagError):
             return "⚠️ 反馈没有保存成功（存储不可写），请稍后再试。"
         return "已记录您的反馈，谢谢！" if kind == "up" else "已记录，我们会改进。谢谢！"
 
@@ -536,9 +536,9 @@ def create_app(settings: Settings, engine: Engine | None = None):
         return _record_vote(kind, record, comment), gr.update(value="")
 
     def _review_rows(only: str, since: str) -> list[dict]:
-        from rag.web.feedback import JsonLog, review_rows
+        from rag.web.feedback import questions_log, review_rows, votes_log
 
-        return review_rows(JsonLog(settings.questions_file).read(), JsonLog(settings.feedback_file).read(),
+        return review_rows(questions_log(settings).read(), votes_log(settings).read(),
                            since=(since or "").strip(), only={"未答（拒答）": "refused", "没帮助": "down"}.get(only, ""))
 
     def review(only: str, since: str, request: gr.Request):

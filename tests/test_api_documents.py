@@ -103,3 +103,21 @@ def test_upload_form_fields_are_validated_before_anything_is_stored(app_settings
         assert words in response.json()["message"]
     assert not (app_settings.data_dir / "某市办法.txt").exists()
     assert "某市办法" not in (app_settings.data_dir / "manifest.json").read_text(encoding="utf-8")
+
+
+def test_the_review_of_questions_and_votes_is_for_administrators(app_settings):
+    settings = app_settings.replace(auth_users="staff:pw1,boss:pw2", admin_users="boss")
+    client = client_for(settings)
+    answer = client.post("/api/ask", json={"question": "乌海要打造哪些特色品牌？"}, headers=basic("staff", "pw1")).json()
+    refused = client.post("/api/ask", json={"question": "北京市的专利资助标准是多少？"},
+                          headers=basic("staff", "pw1")).json()
+    assert refused["refused"]
+    vote = {"question": answer["question"], "answer": answer["answer"], "vote": "down", "answer_id": answer["answer_id"]}
+    assert client.post("/api/feedback", json=vote, headers=basic("staff", "pw1")).status_code == 200
+    assert client.get("/api/feedback", headers=basic("staff", "pw1")).status_code == 403
+    rows = client.get("/api/feedback", headers=basic("boss", "pw2")).json()
+    assert {r["answer_id"] for r in rows} == {answer["answer_id"], refused["answer_id"]}
+    down = client.get("/api/feedback", params={"only": "down"}, headers=basic("boss", "pw2")).json()
+    assert [r["answer_id"] for r in down] == [answer["answer_id"]]
+    assert [r["answer_id"] for r in client.get("/api/feedback", params={"only": "refused"},
+                                               headers=basic("boss", "pw2")).json()] == [refused["answer_id"]]

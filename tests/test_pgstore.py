@@ -236,3 +236,53 @@ def test_knowledge_bases_hold_on_postgresql_too(pg_settings):
     assert answer["citations"][0]["doc_id"] == "wuhai-2022"
     narrowed = client.get("/api/search", params={"q": "知识产权质押融资", "k": 10, "kb": "internal"}, headers=ALICE).json()
     assert {p["doc_id"] for p in narrowed} == {"wuhai-2022"}
+
+
+def test_two_rag_serve_processes_share_the_limit_the_votes_and_the_questions(pg_settings, tmp_path):
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from rag.store.pglocal import free_port
+
+    ensure_index(pg_settings, FakeEmbedder())
+    procs, bases = [], []
+    for name in ("a", "b"):  # each with a votes file of its own: what they share is the database
+        port = free_port()
+        env = os.environ | {"RAG_STORE": pg_settings.store, "RAG_EMBEDDER": "fake", "RAG_DATA_DIR": str(pg_settings.data_dir),
+                            "RAG_LLM_BACKEND": "extractive", "RAG_PORT": str(port), "RAG_RATE_LIMIT_PER_MINUTE": "5",
+                            "RAG_FEEDBACK_PATH": str(tmp_path / f"{name}.jsonl")}
+        procs.append(subprocess.Popen([sys.executable, "-m", "rag.cli", "serve"], env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        bases.append(f"http://127.0.0.1:{port}")
+    try:
+        for base, proc in zip(bases, procs, strict=True):
+            deadline = time.monotonic() + 90
+            while True:
+                try:
+                    httpx.get(f"{base}/healthz", timeout=5)
+                    break
+                except httpx.ConnectError:
+                    assert time.monotonic() < deadline and proc.poll() is None
+                    time.sleep(0.3)
+        if time.time() % 60 > 40:  # the limit counts per minute: start the five requests early in one
+            time.sleep(61 - time.time() % 60)
+        a, b = bases
+        answer = httpx.post(f"{a}/api/ask", json={"question": "乌海要打造哪些特色品牌？"}, timeout=60).json()  # 1
+        vote = {"question": answer["question"], "answer": answer["answer"], "vote": "down", "comment": "太笼统",
+                "answer_id": answer["answer_id"]}
+        assert httpx.post(f"{b}/api/feedback", json=vote, timeout=30).status_code == 200  # 2, through the other process
+        rows = httpx.get(f"{a}/api/feedback", params={"only": "down"}, timeout=30).json()
+        assert [(r["answer_id"], r["vote"], r["comment"]) for r in rows] == [(answer["answer_id"], "down", "太笼统")]
+        assert not (tmp_path / "a.jsonl").exists() and not (tmp_path / "b.jsonl").exists()  # in the database
+        for base in (b, a, b):  # 3, 4, 5
+            assert httpx.get(f"{base}/api/search", params={"q": "质押融资"}, timeout=30).status_code == 200
+        limited = httpx.get(f"{a}/api/search", params={"q": "质押融资"}, timeout=30)  # 6: one limit for both processes
+        assert limited.status_code == 429 and "请求过于频繁" in limited.json()["message"]
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=10)

@@ -44,14 +44,14 @@ from rag.web import mcp_tools, openai_compat
 from rag.web.access import Definitions, access_for, current_access, readable_bases, reader_engine
 from rag.web.auth import (
     KeepPeer,
-    RateLimiter,
     check_user,
     client_address,
     is_admin,
     limited_route,
     public_path,
+    rate_limiter,
 )
-from rag.web.feedback import JsonLog, log_question
+from rag.web.feedback import JsonLog, log_question, questions_log, votes_log
 
 MAX_HISTORY_TURNS = 20
 MAX_TURN_CHARS = 2000
@@ -192,8 +192,9 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
                          description="Questions over Chinese IP policy documents; answers carry checked citations.")
     app.state.engine = engine
     app.state.settings = settings
-    app.state.feedback = FeedbackLog(settings.feedback_file)
-    limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.feedback = votes_log(settings)
+    questions = questions_log(settings)
+    limiter = rate_limiter(settings)
     # One answer at a time per core: more requests queue here instead of thrashing the CPU.
     slots = threading.BoundedSemaphore(settings.max_concurrency)
     app.state.slots = slots
@@ -325,7 +326,7 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
                     raise RagError("the answer ended without a result")
                 if data.kind == "final":
                     answer = data.data.to_dict()
-                    log_question(settings.questions_file, answer)
+                    log_question(questions, answer)
                     return public(answer)
         finally:
             cancel.set()
@@ -388,7 +389,7 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
                         yield _sse("sources", [c.to_context() for c in data.data])
                     elif data.kind == "final":
                         final = data.data.to_dict()
-                        log_question(settings.questions_file, final)
+                        log_question(questions, final)
                         yield _sse("final", public(final))
                     elif data.kind == "sentence":
                         yield _sse("sentence", {"text": data.data})
@@ -519,6 +520,14 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
         turns = {int(p): int(d) for p, d in meta.get("ocr_turns") or []}
         jpeg = page_jpeg(settings.data_dir / meta.get("file", ""), meta.get("fingerprint", ""), page, turns.get(page, 0))
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.get("/api/feedback", summary="What staff asked, what was refused and what got 👎 (administrators)")
+    def review(request: Request, only: Literal["", "refused", "down"] = Query("", description="refused | down"),
+               since: str = Query("", max_length=40, description="from this date, e.g. 2026-12-01")) -> list[dict]:
+        from rag.web.feedback import review_rows
+
+        require_admin(request)
+        return review_rows(questions.read(), app.state.feedback.read(), since=since.strip(), only=only)
 
     @app.post("/api/feedback", summary="Record a 👍/👎 vote with an optional comment", max_body_size=small)
     def feedback(body: FeedbackRequest, request: Request) -> dict:

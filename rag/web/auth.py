@@ -39,6 +39,17 @@ class RateLimiter:
             return True
 
 
+def rate_limiter(settings: Settings):
+    """The per-client limit: counted in this process, or — when the index is on PostgreSQL and several processes
+    serve — in the database they share (rag/store/shared.py), falling back to this process while it is down."""
+    local = RateLimiter(settings.rate_limit_per_minute)
+    if settings.store in ("", "embedded"):
+        return local
+    from rag.store.shared import PgRateLimiter
+
+    return PgRateLimiter(settings, settings.rate_limit_per_minute, fallback=local)
+
+
 def parse_users(spec: str) -> dict[str, str]:
     users = {}
     for item in filter(None, (x.strip() for x in spec.split(","))):

@@ -1,7 +1,8 @@
 """What staff asked and what they thought of the answers: the questions log and the votes, beside the data
 (`Settings.feedback_file`, `Settings.questions_file`), and the administrator's view of them.
 
-Both are append-only JSONL (one lock per file). A vote carries the answer's id: the latest vote on an answer is the
+Both are append-only JSONL (one lock per file) — or, when the index is on PostgreSQL, rows of the database every
+process shares (rag/store/shared.py), so that the review shows the votes cast through any process. A vote carries the answer's id: the latest vote on an answer is the
 one that counts (a double click, or a changed mind, never counts twice).
 """
 
@@ -12,6 +13,10 @@ import os
 import threading
 import time
 from pathlib import Path
+
+from rag.errors import RagError
+from rag.settings import Settings
+from rag.store.shared import PgLog, shared
 
 
 class JsonLog:
@@ -65,11 +70,22 @@ class JsonLog:
 QUESTION_FIELDS = ("answer_id", "question", "rewritten_question", "answer", "refused", "refusal_reason", "backend")
 
 
-def log_question(path: Path, answer: dict) -> None:
-    """One answered question (an Answer as a dict) in the questions log; a disk fault never costs the answer."""
+def questions_log(settings: Settings):
+    """Where answered questions are logged: the JSONL file, or the shared database."""
+    return PgLog(settings, "question") if shared(settings) else JsonLog(settings.questions_file)
+
+
+def votes_log(settings: Settings):
+    """Where 👍/👎 votes go: the JSONL file, or the shared database."""
+    return PgLog(settings, "vote") if shared(settings) else JsonLog(settings.feedback_file)
+
+
+def log_question(log, answer: dict) -> None:
+    """One answered question (an Answer as a dict) in the questions log (a log, or a JSONL file's path); a disk or
+    database fault never costs the answer."""
     try:
-        JsonLog(path).append({k: answer.get(k) for k in QUESTION_FIELDS})
-    except OSError:
+        (log if hasattr(log, "append") else JsonLog(log)).append({k: answer.get(k) for k in QUESTION_FIELDS})
+    except (OSError, RagError):
         pass
 
 

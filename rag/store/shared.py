@@ -1,0 +1,98 @@
+"""State that every `rag serve` process must see alike, kept in PostgreSQL when the index is there (RAG_STORE): the
+per-user rate-limit counters, and the logs of questions and votes (the administrators' 反馈与未答 view reads them).
+
+With several processes behind a balancer, a limit of 30 a minute stays 30 (not 30 per process), and a vote cast
+through one process is in the review another process shows. On the embedded store (one machine, one process) the
+same interfaces live in memory and in JSONL files (rag/web/auth.py RateLimiter, rag/web/feedback.py JsonLog).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from rag.settings import Settings
+from rag.store.backends import backend_for
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS rag_log (id bigserial PRIMARY KEY, kind text NOT NULL, record jsonb NOT NULL);
+CREATE INDEX IF NOT EXISTS rag_log_kind ON rag_log (kind, id);
+CREATE TABLE IF NOT EXISTS rag_rate (client text NOT NULL, minute bigint NOT NULL, hits int NOT NULL,
+                                     PRIMARY KEY (client, minute));
+"""
+_READY: set[str] = set()
+
+
+def _connection(settings: Settings):
+    backend = backend_for(settings)
+    return backend.connection()  # type: ignore[attr-defined]  # PgBackend's pooled connection
+
+
+def _ensure(settings: Settings) -> None:
+    if settings.store in _READY:
+        return
+    with _connection(settings) as conn:
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('rag_shared_schema'))")
+        conn.execute(SCHEMA)
+        conn.commit()
+    _READY.add(settings.store)
+
+
+def shared(settings: Settings) -> bool:
+    """Is the state shared through the database (RAG_STORE is PostgreSQL)?"""
+    return settings.store not in ("", "embedded")
+
+
+class PgLog:
+    """An append-only log of JSON records, as rag/web/feedback.py JsonLog has it (append, read), in one table."""
+
+    def __init__(self, settings: Settings, kind: str):
+        self.settings = settings
+        self.kind = kind
+
+    def append(self, record: dict) -> None:
+        _ensure(self.settings)
+        stamped = record | {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        with _connection(self.settings) as conn:
+            conn.execute("INSERT INTO rag_log (kind, record) VALUES (%s, %s::jsonb)",
+                         (self.kind, json.dumps(stamped, ensure_ascii=False)))
+            conn.commit()
+
+    def read(self) -> list[dict]:
+        _ensure(self.settings)
+        with _connection(self.settings) as conn:
+            rows = conn.execute("SELECT record FROM rag_log WHERE kind = %s ORDER BY id", (self.kind,)).fetchall()
+            conn.rollback()
+        return [r[0] for r in rows if isinstance(r[0], dict)]
+
+
+class PgRateLimiter:
+    """Requests per client per minute, counted in the database for every process (a fixed one-minute window: the
+    count and the check are one statement, so two processes never both let the 31st request through)."""
+
+    def __init__(self, settings: Settings, per_minute: int, fallback=None):
+        self.settings = settings
+        self.per_minute = per_minute
+        self.fallback = fallback  # counts in this process while the database cannot be reached
+
+    def allow(self, client: str) -> bool:
+        if self.per_minute <= 0:
+            return True
+        from rag.errors import RagError
+
+        try:
+            return self._allow(client)
+        except RagError:
+            return self.fallback.allow(client) if self.fallback is not None else True
+
+    def _allow(self, client: str) -> bool:
+        _ensure(self.settings)
+        minute = int(time.time() // 60)
+        with _connection(self.settings) as conn:
+            hits = conn.execute(
+                "INSERT INTO rag_rate (client, minute, hits) VALUES (%s, %s, 1) ON CONFLICT (client, minute) "
+                "DO UPDATE SET hits = rag_rate.hits + 1 RETURNING hits", (client, minute)).fetchone()[0]
+            if hits == 1:  # the first request of a minute clears what older minutes left
+                conn.execute("DELETE FROM rag_rate WHERE minute < %s", (minute - 1,))
+            conn.commit()
+        return hits <= self.per_minute
