@@ -22,7 +22,13 @@ from rag.errors import RagError, StoreUnavailableError  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 from rag.understand.suggest import example_questions, suggest_followups  # noqa: E402
 from rag.web.access import Definitions, access_for, readable_bases, reader_engine  # noqa: E402
-from rag.web.conversations import ConversationError, ConversationStore, browser_secret, new_owner_id, shown  # noqa: E402
+from rag.web.conversations import (  # noqa: E402
+    ConversationError,
+    conversation_store,
+    new_owner_id,
+    shared_browser_secret,
+    shown,
+)
 from rag.web.feedback import log_question, questions_log  # noqa: E402
 
 ALL = "全部文档"
@@ -214,7 +220,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
     gr = _gradio()
     engine = engine or Engine(settings)
     root = settings.root_path
-    conversations = ConversationStore(settings.conversations_dir)
+    conversations = conversation_store(settings)  # files, or the shared database (RAG_STORE on PostgreSQL)
     definitions = Definitions(settings)
     try:
         if definitions.current().defined:
@@ -565,7 +571,7 @@ def create_app(settings: Settings, engine: Engine | None = None):
 
     with gr.Blocks(title="政策问答", analytics_enabled=False) as demo:
         browser_id = gr.BrowserState("", storage_key="policy-qa-owner",
-                                     secret=browser_secret(settings.conversations_dir) or None)
+                                     secret=shared_browser_secret(settings) or None)
         owner = gr.State("")
         current = gr.State(None)
         last = gr.State(None)

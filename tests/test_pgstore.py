@@ -286,3 +286,31 @@ def test_two_rag_serve_processes_share_the_limit_the_votes_and_the_questions(pg_
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+def test_conversations_and_the_browser_key_live_in_the_shared_database(pg_settings):
+    import threading
+
+    from rag.web.conversations import SharedConversationStore, conversation_store, shared_browser_secret
+
+    one, other = conversation_store(pg_settings), conversation_store(pg_settings)  # two processes hold no state of their own
+    assert isinstance(one, SharedConversationStore)
+    first = one.add_turn("user:alice", None, [{"role": "user", "content": "乌海的目标？"},
+                                              {"role": "assistant", "content": "4件[1]。"}], title="乌海的目标？")
+    assert [c.id for c in other.list("user:alice")] == [first.id] and other.list("user:bob") == []
+    other.rename("user:alice", first.id, "乌海规划")
+    assert one.get("user:alice", first.id).title == "乌海规划"
+
+    def ask(n: int) -> None:
+        (one if n % 2 else other).add_turn("user:alice", first.id, [{"role": "user", "content": f"第{n}问"}])
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(one.get("user:alice", first.id).messages) == 2 + 8  # no turn lost to a concurrent write
+    other.delete("user:alice", first.id)
+    assert one.list("user:alice") == []
+    assert not pg_settings.conversations_dir.exists() or not any(pg_settings.conversations_dir.iterdir())
+    assert shared_browser_secret(pg_settings) == shared_browser_secret(pg_settings) != ""

@@ -19,8 +19,26 @@ CREATE TABLE IF NOT EXISTS rag_log (id bigserial PRIMARY KEY, kind text NOT NULL
 CREATE INDEX IF NOT EXISTS rag_log_kind ON rag_log (kind, id);
 CREATE TABLE IF NOT EXISTS rag_rate (client text NOT NULL, minute bigint NOT NULL, hits int NOT NULL,
                                      PRIMARY KEY (client, minute));
+CREATE TABLE IF NOT EXISTS rag_conversations (owner text PRIMARY KEY, payload jsonb NOT NULL);
+CREATE TABLE IF NOT EXISTS rag_secrets (name text PRIMARY KEY, value text NOT NULL);
 """
 _READY: set[str] = set()
+
+
+def connection(settings: Settings):
+    """A pooled connection to the shared database (the index's own pool), its tables created on first use."""
+    ensure_schema(settings)
+    return _connection(settings)
+
+
+def secret(settings: Settings, name: str, make) -> str:
+    """A value every process must agree on (the key browsers' ids are sealed with): the first process to ask stores
+    `make()`, every other reads it."""
+    with connection(settings) as conn:
+        conn.execute("INSERT INTO rag_secrets (name, value) VALUES (%s, %s) ON CONFLICT DO NOTHING", (name, make()))
+        value = conn.execute("SELECT value FROM rag_secrets WHERE name = %s", (name,)).fetchone()[0]
+        conn.commit()
+    return value
 
 
 def _connection(settings: Settings):
@@ -28,7 +46,7 @@ def _connection(settings: Settings):
     return backend.connection()  # type: ignore[attr-defined]  # PgBackend's pooled connection
 
 
-def _ensure(settings: Settings) -> None:
+def ensure_schema(settings: Settings) -> None:
     if settings.store in _READY:
         return
     with _connection(settings) as conn:
@@ -51,7 +69,7 @@ class PgLog:
         self.kind = kind
 
     def append(self, record: dict) -> None:
-        _ensure(self.settings)
+        ensure_schema(self.settings)
         stamped = record | {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         with _connection(self.settings) as conn:
             conn.execute("INSERT INTO rag_log (kind, record) VALUES (%s, %s::jsonb)",
@@ -59,7 +77,7 @@ class PgLog:
             conn.commit()
 
     def read(self) -> list[dict]:
-        _ensure(self.settings)
+        ensure_schema(self.settings)
         with _connection(self.settings) as conn:
             rows = conn.execute("SELECT record FROM rag_log WHERE kind = %s ORDER BY id", (self.kind,)).fetchall()
             conn.rollback()
@@ -86,7 +104,7 @@ class PgRateLimiter:
             return self.fallback.allow(client) if self.fallback is not None else True
 
     def _allow(self, client: str) -> bool:
-        _ensure(self.settings)
+        ensure_schema(self.settings)
         minute = int(time.time() // 60)
         with _connection(self.settings) as conn:
             hits = conn.execute(

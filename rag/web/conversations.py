@@ -10,6 +10,7 @@ torn or oversized file is read as far as it is sane, never fatal.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import hashlib
 import json
 import os
@@ -153,25 +154,11 @@ class ConversationStore:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
-        out: dict[str, Conversation] = {}
-        items = data.get("conversations") if isinstance(data, dict) else None
-        for item in items if isinstance(items, list) else []:
-            if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
-                continue
-            messages = item.get("messages")
-            messages = [_clean_message(m) for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
-            try:
-                updated = float(item.get("updated") or 0)
-            except (TypeError, ValueError):
-                updated = 0.0
-            out[item["id"][:64]] = Conversation(item["id"][:64], clean_title(item.get("title", "")), updated,
-                                                messages[-MAX_MESSAGES:])
-        return out
+        return _parsed(data)
 
     def _write(self, owner: str, conversations: dict[str, Conversation]) -> None:
         path = self._path(owner)
-        payload = {"version": 1, "conversations": [
-            {"id": c.id, "title": c.title, "updated": c.updated, "messages": c.messages} for c in conversations.values()]}
+        payload = _payload(conversations)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
@@ -180,6 +167,95 @@ class ConversationStore:
             os.replace(tmp, path)
         except OSError as exc:
             raise ConversationError("对话没有保存成功（存储不可写），本次对话仍在页面上。") from exc
+
+
+def _payload(conversations: dict[str, Conversation]) -> dict:
+    return {"version": 1, "conversations": [
+        {"id": c.id, "title": c.title, "updated": c.updated, "messages": c.messages} for c in conversations.values()]}
+
+
+def _parsed(data) -> dict[str, Conversation]:
+    """An owner's stored conversations, whatever damage the stored form has (bad items are left out)."""
+    out: dict[str, Conversation] = {}
+    items = data.get("conversations") if isinstance(data, dict) else None
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not item["id"]:
+            continue
+        messages = item.get("messages")
+        messages = [_clean_message(m) for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+        try:
+            updated = float(item.get("updated") or 0)
+        except (TypeError, ValueError):
+            updated = 0.0
+        out[item["id"][:64]] = Conversation(item["id"][:64], clean_title(item.get("title", "")), updated,
+                                            messages[-MAX_MESSAGES:])
+    return out
+
+
+class SharedConversationStore(ConversationStore):
+    """The same conversations, kept in the shared database (RAG_STORE on PostgreSQL: rag/store/shared.py) so that a
+    person's conversations follow them to whichever process answers: one row per owner, changed under a row lock."""
+
+    def __init__(self, settings):
+        super().__init__(settings.conversations_dir)
+        self.settings = settings
+        self._held = threading.local()
+
+    @contextlib.contextmanager
+    def _lock(self, owner: str):  # type: ignore[override]  # a transaction holding the owner's row, not a thread lock
+        from rag.store.shared import connection
+
+        key = self._path(owner).stem
+        with connection(self.settings) as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (key,))
+            self._held.conn = conn
+            try:
+                yield
+                conn.commit()
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                self._held.conn = None
+
+    def _read(self, owner: str) -> dict[str, Conversation]:
+        from rag.store.shared import connection
+
+        key = self._path(owner).stem
+        held = getattr(self._held, "conn", None)
+        if held is not None:
+            row = held.execute("SELECT payload FROM rag_conversations WHERE owner = %s", (key,)).fetchone()
+        else:
+            with connection(self.settings) as conn:
+                row = conn.execute("SELECT payload FROM rag_conversations WHERE owner = %s", (key,)).fetchone()
+                conn.rollback()
+        return _parsed(row[0] if row else None)
+
+    def _write(self, owner: str, conversations: dict[str, Conversation]) -> None:
+        key = self._path(owner).stem
+        payload = json.dumps(_payload(conversations), ensure_ascii=False)
+        self._held.conn.execute("INSERT INTO rag_conversations (owner, payload) VALUES (%s, %s::jsonb) ON CONFLICT (owner) "
+                                "DO UPDATE SET payload = EXCLUDED.payload", (key, payload))
+
+
+def conversation_store(settings) -> ConversationStore:
+    """Files beside the votes, or the shared database when the index is on PostgreSQL."""
+    if settings.store in ("", "embedded"):
+        return ConversationStore(settings.conversations_dir)
+    return SharedConversationStore(settings)
+
+
+def shared_browser_secret(settings) -> str:
+    """The key browsers' ids are sealed with: beside the conversations, or in the shared database."""
+    if settings.store in ("", "embedded"):
+        return browser_secret(settings.conversations_dir)
+    from rag.errors import RagError
+    from rag.store.shared import secret
+
+    try:
+        return secret(settings, "browser", lambda: secrets.token_urlsafe(24))
+    except RagError:  # the database is down at start-up: a per-start key (the server starts and says why)
+        return ""
 
 
 def _clean_message(message: dict) -> dict:
