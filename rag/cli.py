@@ -134,8 +134,9 @@ def cmd_add(args: argparse.Namespace) -> int:
         return 2
     bar, reading = _ProgressBar(quiet=args.json), _ReadingBar(quiet=args.json)
     try:
+        kb, default_kb = _base_for_add(settings, getattr(args, "kb", None))
         report = add_documents(settings, make_embedder(settings.embedder, settings), uploads, overrides, progress=bar,
-                               reading=reading) if uploads else None
+                               reading=reading, kb=kb, default_kb=default_kb) if uploads else None
     finally:
         reading.close()
         bar.close()
@@ -151,6 +152,57 @@ def cmd_add(args: argparse.Namespace) -> int:
         for failure in failed:
             print(f"未导入 {failure['file']}：{failure['message']}", file=sys.stderr)
     return 0 if report and (report.added or report.replaced) and not failed else (1 if failed else 0)
+
+
+def _base_for_add(settings: Settings, kb: str | None) -> tuple[str, str]:
+    """(the base `rag add --kb` names, the first base) — a base that is not defined is a Chinese error."""
+    if not kb:
+        return "", ""
+    from rag.errors import CorpusError
+    from rag.store.bases import load_bases
+
+    bases = load_bases(settings.data_dir, Path(settings.knowledge_bases) if settings.knowledge_bases else None)
+    if bases.get(kb) is None or not bases.defined:
+        raise CorpusError(f"no knowledge base {kb!r}", f"没有名为“{kb[:40]}”的知识库；先用 `rag kb create {kb[:40]}` 创建。")
+    return kb, bases.default.id
+
+
+def cmd_kb(args: argparse.Namespace) -> int:
+    """rag kb list | create ID [--name] [--readers] [--admins] | delete ID: the knowledge bases (rag/store/bases.py)."""
+    from rag.store.bases import KnowledgeBase, create_base, delete_base, load_bases
+
+    settings = _settings(args)
+    path = Path(settings.knowledge_bases) if settings.knowledge_bases else None
+
+    def split(text: str | None) -> tuple[str, ...]:
+        return tuple(x.strip() for x in (text or "").split(",") if x.strip())
+
+    if args.action == "create":
+        bases = create_base(settings.data_dir, KnowledgeBase(args.id, args.name or args.id, split(args.readers) or ("*",),
+                                                             split(args.admins)), path)
+        print(f"已创建知识库“{args.id}”。")
+    elif args.action == "delete":
+        bases = delete_base(settings.data_dir, args.id, path)
+        print(f"已删除知识库“{args.id}”：其中的文档已对所有人隐藏（重新创建同名知识库可恢复）。")
+    else:
+        bases = load_bases(settings.data_dir, path)
+    documents: dict[str, int] = {}
+    try:
+        from rag.models.embedders import make_embedder
+        from rag.store.backends import backend_for
+
+        for doc in backend_for(settings).load(make_embedder(settings.embedder, settings)).documents:
+            documents[bases.of(doc)] = documents.get(bases.of(doc), 0) + 1
+    except RagError:
+        pass  # no index yet: the bases are listed without their counts
+    if args.json:
+        print(json.dumps([{"id": b.id, "name": b.name, "readers": list(b.readers), "admins": list(b.admins),
+                           "documents": documents.get(b.id, 0)} for b in bases.bases], ensure_ascii=False, indent=1))
+    else:
+        for b in bases.bases:
+            print(f"{b.id}\t{b.name}\t读者 {','.join(b.readers) or '—'}\t管理员 {','.join(b.admins) or '—'}\t"
+                  f"{documents.get(b.id, 0)} 篇")
+    return 0
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
@@ -303,8 +355,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--region", help="override the region, e.g. 浙江省杭州市")
     p.add_argument("--date", help="override the date (YYYY-MM-DD)")
     p.add_argument("--doc-number", dest="doc_number", help="override the 文号")
+    p.add_argument("--kb", help="the knowledge base they go into (rag kb list)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_add)
+
+    p = sub.add_parser("kb", help="knowledge bases: list, create ID [--name --readers --admins], delete ID")
+    _add_common(p)
+    p.add_argument("action", choices=["list", "create", "delete"])
+    p.add_argument("id", nargs="?", default="")
+    p.add_argument("--name", help="the name shown (政策法规)")
+    p.add_argument("--readers", help="comma-separated: user names, @group, * (default *)")
+    p.add_argument("--admins", help="comma-separated: user names, @group")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_kb)
 
     p = sub.add_parser("remove", help="remove documents and their passages (the file moves to data/.removed/)")
     _add_common(p)

@@ -203,3 +203,41 @@ def test_a_base_taken_out_while_a_question_runs_hides_its_documents_and_hands_th
         assert client.get("/api/documents/wuhai-2022", headers=who).status_code == 404
         after = client.post("/api/ask", json={"question": WUHAI}, headers=who).json()
         assert all(c["doc_id"] != "wuhai-2022" for c in after["citations"])
+
+
+def test_the_contracts_names_filters_kb_and_the_default_model(client):
+    scoped = client.post("/api/ask", json={"question": WUHAI, "filters": {"kb": "internal"}}, headers=ALICE).json()
+    assert {c["doc_id"] for c in scoped["citations"]} == {"wuhai-2022"}
+    refused = client.post("/api/ask", json={"question": WUHAI, "filters": {"kb": "internal"}}, headers=STAFF)
+    assert refused.status_code == 403
+    every = client.post("/v1/chat/completions", json={"model": "default", "messages": [{"role": "user", "content": WUHAI}]},
+                        headers=ALICE).json()
+    assert "乌海葡萄" in every["choices"][0]["message"]["content"]
+    assert {r["kb"] for r in client.get("/api/documents", headers=ALICE).json()} == {"policy", "internal"}
+
+
+def test_rag_kb_create_list_delete_and_rag_add_into_a_base(real_corpus, tmp_path, monkeypatch, capsys):
+    from rag.cli import main
+
+    monkeypatch.setenv("RAG_DATA_DIR", str(real_corpus))
+    monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "index"))
+    monkeypatch.setenv("RAG_EMBEDDER", "fake")
+    monkeypatch.setenv("RAG_LLM_BACKEND", "extractive")
+    assert main(["index"]) == 0
+    assert main(["kb", "create", "internal", "--name", "内部通知", "--readers", "@dept-a", "--admins", "alice"]) == 0
+    capsys.readouterr()
+    notice = tmp_path / "内部培训通知.txt"
+    notice.write_text("关于内部培训的通知\n内部培训定于每月第一个周五举行。\n", encoding="utf-8")
+    assert main(["add", str(notice), "--kb", "internal"]) == 0
+    capsys.readouterr()
+    assert main(["kb", "list", "--json"]) == 0
+    listed = {b["id"]: b for b in json.loads(capsys.readouterr().out)}
+    assert listed["default"]["readers"] == ["*"] and listed["default"]["documents"] == 5  # the documents already there
+    assert listed["internal"] == {"id": "internal", "name": "内部通知", "readers": ["@dept-a"], "admins": ["alice"],
+                                  "documents": 1}
+    assert main(["add", str(notice), "--kb", "nowhere"]) == 2  # the exit code of every Chinese error
+    assert "没有名为“nowhere”的知识库" in capsys.readouterr().err
+    assert main(["kb", "delete", "internal"]) == 0
+    assert main(["kb", "list", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert [b["id"] for b in json.loads(out[out.index("["):])] == ["default"]

@@ -104,6 +104,49 @@ def load_bases(data_dir: Path, path: Path | None = None) -> Bases:
     return Bases(bases, defined=True)
 
 
+def definition_path(data_dir: Path, path: Path | None = None) -> Path:
+    return path or data_dir / FILE_NAME
+
+
+def save_bases(data_dir: Path, bases: list[KnowledgeBase], path: Path | None = None) -> None:
+    """Write the definition (atomically: a reader sees the old file or the new one)."""
+    target = definition_path(data_dir, path)
+    rows = [{"id": b.id, "name": b.name, "readers": list(b.readers), "admins": list(b.admins)} for b in bases]
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"knowledge_bases": rows}, ensure_ascii=False, indent=1), encoding="utf-8")
+    tmp.replace(target)
+
+
+def create_base(data_dir: Path, base: KnowledgeBase, path: Path | None = None) -> Bases:
+    """Add a base to the definition (the first one created also writes the file; documents that name no base stay in
+    the first base, which is then the one named "default" if it was implicit). CorpusError (Chinese) on a bad or
+    taken id."""
+    current = load_bases(data_dir, path)
+    if not base.id or len(base.id) > MAX_ID_CHARS or "/" in base.id:
+        raise CorpusError(f"bad knowledge-base id {base.id!r}",
+                          f"知识库编号“{base.id[:40]}”不可用：不能为空、含“/”或超过 {MAX_ID_CHARS} 个字符。")
+    if current.get(base.id) is not None and current.defined:
+        raise CorpusError(f"knowledge base {base.id!r} exists", f"知识库“{base.id}”已经存在。")
+    kept = list(current.bases) if current.defined else [KnowledgeBase(DEFAULT_ID, DEFAULT_NAME)]
+    if base.id == DEFAULT_ID and not current.defined:
+        kept = []
+    save_bases(data_dir, [*kept, base], path)
+    return load_bases(data_dir, path)
+
+
+def delete_base(data_dir: Path, base_id: str, path: Path | None = None) -> Bases:
+    """Take a base out of the definition. Its documents keep its name and so belong to no base anyone reads (they
+    are hidden, never handed to another base's readers) until it is created again or they are removed."""
+    current = load_bases(data_dir, path)
+    if not current.defined or current.get(base_id) is None:
+        raise CorpusError(f"no knowledge base {base_id!r}", f"没有名为“{base_id[:40]}”的知识库。")
+    rest = [b for b in current.bases if b.id != base_id]
+    if not rest:
+        raise CorpusError("the last knowledge base", "不能删除最后一个知识库。")
+    save_bases(data_dir, rest, path)
+    return load_bases(data_dir, path)
+
+
 @dataclass(frozen=True)
 class Access:
     """What one user may do: the bases they read and the bases they administer (ids, in the definition's order)."""

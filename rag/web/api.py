@@ -87,9 +87,11 @@ class Filters(BaseModel):
     doc_ids: list[str] | None = None
     region: str | None = Field(None, description="湖南")
     in_force: bool | None = Field(None, description="true: leave out documents whose period has ended (已到期)")
+    kb: str | None = Field(None, max_length=40, description="one knowledge base (GET /api/knowledge-bases)")
 
     def as_dict(self) -> dict | None:
-        out = {k: v for k, v in self.model_dump().items() if v}
+        """The retrieval filters (the knowledge base is not one: it chooses the reader's view, `AskRequest.base`)."""
+        out = {k: v for k, v in self.model_dump().items() if v and k != "kb"}
         return out or None
 
 
@@ -110,6 +112,10 @@ class AskRequest(BaseModel):
 
     def turns(self) -> list[dict]:
         return [t.model_dump() for t in self.history]
+
+    def base(self) -> str | None:
+        """The knowledge base asked for: `filters.kb`, or `knowledge_base`."""
+        return (self.filters.kb if self.filters else None) or self.knowledge_base
 
 
 class FeedbackRequest(BaseModel):
@@ -356,7 +362,7 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     @app.post("/api/ask", summary="One answer with checked citations (or a refusal)", max_body_size=small)
     async def ask(body: AskRequest, request: Request) -> JSONResponse:
-        return JSONResponse(await final_answer(body, reader(request, body.knowledge_base)))
+        return JSONResponse(await final_answer(body, reader(request, body.base())))
 
     @app.post("/api/ask/stream", summary="The same answer as server-sent events: sources, sentence…, final (or error)",
               max_body_size=small,
@@ -370,7 +376,7 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
         except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: JSON nested thousands deep
             return _sse_error(400, {"error": "BadRequest", "message": "请求体不是有效的 JSON。"})
         try:
-            source = reader(request, body.knowledge_base)
+            source = reader(request, body.base())
         except RagError as exc:
             return _sse_error(error_status(exc), error_body(exc))
         cancel = threading.Event()
@@ -435,9 +441,8 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
         bases = definitions.current()
         out = list_documents(source.index, today_of(settings))
-        if bases.defined:
-            kb_of = {d["doc_id"]: bases.of(d) for d in source.index.documents}
-            out = [r | {"kb": kb_of.get(r["doc_id"], bases.default.id)} for r in out]
+        kb_of = {d["doc_id"]: bases.of(d) for d in source.index.documents}
+        out = [r | {"kb": kb_of.get(r["doc_id"], bases.default.id)} for r in out]  # documents carry their base
         return [r for r in out if r["status"] != "已到期"] if in_force else out
 
     @app.get("/api/documents", summary="The documents the user may read: facts, validity (在效 / 已到期 / 期限未说明)")

@@ -26,6 +26,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+DEFAULT_MODEL = "default"  # the contract's name for "every base the user reads" (../shared/INTERFACES.md)
 MODEL_ID = "policy-qa"  # every knowledge base the user may read; each readable base is a model of its own too
 _SENTENCE = re.compile(r"[^。！？!?\n]+(?:[。！？!?]+(?:\[\d+\])*|\n|$)")
 
@@ -136,10 +137,10 @@ def add_routes(app: FastAPI, ask: Callable[..., Awaitable[dict]], max_body: int,
         try:
             body = ChatRequest.model_validate(json.loads(await request.body()))
             known = (MODEL_ID, *bases(request))
-            if body.model not in (*known, ""):
+            if body.model not in (*known, DEFAULT_MODEL, ""):
                 raise OpenAIError(404, f"没有名为 {body.model[:40]!r} 的模型；可用的模型：{'、'.join(known)}（GET /v1/models）。",
                                   code="model_not_found", param="model")
-            base = None if body.model in (MODEL_ID, "") else body.model
+            base = None if body.model in (MODEL_ID, DEFAULT_MODEL, "") else body.model
             question, history = question_and_history(body)
         except OpenAIError as exc:
             return JSONResponse(exc.body(), exc.status)
