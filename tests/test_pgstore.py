@@ -314,3 +314,22 @@ def test_conversations_and_the_browser_key_live_in_the_shared_database(pg_settin
     assert one.list("user:alice") == []
     assert not pg_settings.conversations_dir.exists() or not any(pg_settings.conversations_dir.iterdir())
     assert shared_browser_secret(pg_settings) == shared_browser_secret(pg_settings) != ""
+
+
+def test_an_original_received_by_one_machine_is_shown_by_another(pg_settings, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from rag.web.api import create_api
+    from tests.makedocs import pdf_bytes
+
+    embedder = FakeEmbedder()
+    ensure_index(pg_settings, embedder)
+    added = add_documents(pg_settings, embedder, [("海州专利转化.pdf", pdf_bytes())]).added[0]
+    elsewhere = pg_settings.replace(data_dir=tmp_path / "other-machine", rate_limit_per_minute=0)  # no copy of the file
+    (tmp_path / "other-machine").mkdir()
+    client = TestClient(create_api(elsewhere, Engine(elsewhere, embedder=embedder)))
+    image = client.get(f"/doc/{added}/page/2.jpg")
+    assert image.status_code == 200 and image.content.startswith(b"\xff\xd8")
+    remove_document(pg_settings, embedder, added)
+    assert TestClient(create_api(elsewhere, Engine(elsewhere, embedder=embedder))).get(
+        f"/doc/{added}/page/2.jpg").status_code == 404

@@ -24,7 +24,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rag.errors import CorpusError, UnknownDocumentError
+from rag.errors import CorpusError, RagError, UnknownDocumentError
 from rag.ingest.chunking import Chunk, chunk_corpus
 from rag.ingest.convert_worker import ConvertWorker
 from rag.ingest.converters import SUPPORTED, Extracted, OcrOptions, PageProgress
@@ -477,6 +477,7 @@ def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str,
                 raise _write_error(exc) from exc
             raise
         _discard(backups)
+        _share_originals(settings, [(d.doc_id, d.path.name, raw) for name, raw, d in accepted])
     report.action = "added"
     report.added = [d.doc_id for d in documents if d.doc_id not in before]
     report.replaced = [d.doc_id for d in documents if d.doc_id in before]
@@ -488,6 +489,20 @@ def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str,
         counts[chunk.doc_id] += 1
     report.documents = [document_row(d.metadata(), counts[d.doc_id], today) for d in documents]
     return report
+
+
+def _share_originals(settings: Settings, files: list[tuple[str, str, bytes]]) -> None:
+    """With the index on PostgreSQL, the originals go to the database too (rag/store/shared.py): any process then shows
+    a PDF's pages. A database that fails here costs the other machines the page images, not the document."""
+    from rag.store.shared import keep_originals, shared
+
+    if shared(settings) and files:
+        try:
+            keep_originals(settings, files)
+        except RagError as exc:
+            import logging
+
+            logging.getLogger(__name__).warning("originals not shared: %s", exc)
 
 
 @contextmanager
@@ -587,6 +602,10 @@ def remove_document(settings: Settings, embedder: Embedder, doc_id: str) -> Repo
             _drop_manifest_entry(settings.data_dir, files[doc_id])
             base = config | {"files": {k: v for k, v in files.items() if k != doc_id}}
             store.apply_changes(base, None, {doc_id}, {})
+            if settings.store not in ("", "embedded"):
+                from rag.store.shared import drop_original
+
+                drop_original(settings, doc_id)
         except OSError as exc:
             # one transaction: the file and its manifest entry go back, the index was not changed
             if kept is not None and kept.exists():

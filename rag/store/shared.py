@@ -1,5 +1,7 @@
 """State that every `rag serve` process must see alike, kept in PostgreSQL when the index is there (RAG_STORE): the
-per-user rate-limit counters, and the logs of questions and votes (the administrators' 反馈与未答 view reads them).
+per-user rate-limit counters, the logs of questions and votes (the administrators' 反馈与未答 view reads them), each
+person's saved conversations, the key browsers' ids are sealed with, and the uploaded originals (so that any process
+shows a PDF's page images, whichever machine received the file).
 
 With several processes behind a balancer, a limit of 30 a minute stays 30 (not 30 per process), and a vote cast
 through one process is in the review another process shows. On the embedded store (one machine, one process) the
@@ -21,6 +23,7 @@ CREATE TABLE IF NOT EXISTS rag_rate (client text NOT NULL, minute bigint NOT NUL
                                      PRIMARY KEY (client, minute));
 CREATE TABLE IF NOT EXISTS rag_conversations (owner text PRIMARY KEY, payload jsonb NOT NULL);
 CREATE TABLE IF NOT EXISTS rag_secrets (name text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE IF NOT EXISTS rag_originals (doc_id text PRIMARY KEY, file text NOT NULL, content bytea NOT NULL);
 """
 _READY: set[str] = set()
 
@@ -59,6 +62,28 @@ def ensure_schema(settings: Settings) -> None:
 def shared(settings: Settings) -> bool:
     """Is the state shared through the database (RAG_STORE is PostgreSQL)?"""
     return settings.store not in ("", "embedded")
+
+
+def keep_originals(settings: Settings, files: list[tuple[str, str, bytes]]) -> None:
+    """(doc_id, file name, bytes) of documents just added: their originals, for every process."""
+    with connection(settings) as conn:
+        for doc_id, name, raw in files:
+            conn.execute("INSERT INTO rag_originals (doc_id, file, content) VALUES (%s, %s, %s) ON CONFLICT (doc_id) "
+                         "DO UPDATE SET file = EXCLUDED.file, content = EXCLUDED.content", (doc_id, name, raw))
+        conn.commit()
+
+
+def original(settings: Settings, doc_id: str) -> bytes | None:
+    with connection(settings) as conn:
+        row = conn.execute("SELECT content FROM rag_originals WHERE doc_id = %s", (doc_id,)).fetchone()
+        conn.rollback()
+    return bytes(row[0]) if row else None
+
+
+def drop_original(settings: Settings, doc_id: str) -> None:
+    with connection(settings) as conn:
+        conn.execute("DELETE FROM rag_originals WHERE doc_id = %s", (doc_id,))
+        conn.commit()
 
 
 class PgLog:

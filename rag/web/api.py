@@ -523,7 +523,11 @@ def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
         if meta is None:
             raise UnknownDocumentError(f"unknown document {doc_id[:80]!r}", f"没有编号为“{doc_id[:80]}”的文档。")
         turns = {int(p): int(d) for p, d in meta.get("ocr_turns") or []}
-        jpeg = page_jpeg(settings.data_dir / meta.get("file", ""), meta.get("fingerprint", ""), page, turns.get(page, 0))
+        from rag.store.shared import original, shared
+
+        stored = (lambda: original(settings, doc_id)) if shared(settings) else None  # another machine's upload
+        jpeg = page_jpeg(settings.data_dir / meta.get("file", ""), meta.get("fingerprint", ""), page, turns.get(page, 0),
+                         stored)
         return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
 
     @app.get("/api/feedback", summary="What staff asked, what was refused and what got 👎 (administrators)")

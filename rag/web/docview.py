@@ -129,8 +129,9 @@ def render_text(text: str, chunks: list[Chunk], pages: list[int], start: int | N
 PAGE_IMAGE_SCALE = 1.5  # 108 pixels per inch: a page readable on a screen; JPEG (a scan is a photo): ~150 KB
 
 
-@cached(LRUCache(maxsize=32), key=lambda path, fingerprint, page, degrees=0: (str(path), fingerprint, page, degrees))
-def page_jpeg(path: Path, fingerprint: str, page: int, degrees: int = 0) -> bytes:
+@cached(LRUCache(maxsize=32), key=lambda path, fingerprint, page, degrees=0, shared=None: (str(path), fingerprint, page,
+                                                                                          degrees))
+def page_jpeg(path: Path, fingerprint: str, page: int, degrees: int = 0, shared=None) -> bytes:
     """One page of a PDF original as a JPEG (cached by the file's fingerprint), turned clockwise by `degrees` (a page
     scanned sideways is shown the way OCR read it); UnknownDocumentError in Chinese when the document has no such page
     or its original is not a PDF on this machine."""
@@ -139,9 +140,12 @@ def page_jpeg(path: Path, fingerprint: str, page: int, degrees: int = 0) -> byte
     from rag.errors import UnknownDocumentError
 
     missing = UnknownDocumentError(f"no page {page} of {path.name}", f"文档“{path.name}”没有第 {page} 页的原件图片。")
-    if path.suffix.lower() != ".pdf" or not path.is_file():
+    if path.suffix.lower() != ".pdf":
         raise missing
-    pdf = pdfium.PdfDocument(path)
+    source: Path | bytes | None = path if path.is_file() else (shared() if shared is not None else None)
+    if source is None:  # received by another machine, and not in the shared database either
+        raise missing
+    pdf = pdfium.PdfDocument(source)
     try:
         if not 1 <= page <= len(pdf):
             raise missing
