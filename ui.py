@@ -223,10 +223,11 @@ def create_app(settings: Settings, engine: Engine | None = None):
     conversations = conversation_store(settings)  # files, or the shared database (RAG_STORE on PostgreSQL)
     definitions = Definitions(settings)
     try:
-        if definitions.current().defined:
+        bases = definitions.current()
+        if bases.defined:
             # the page as first sent holds no document of a base its reader may not read: the load fills it per user
-            open_docs = [d for d in engine.index.documents if "*" in definitions.current().get(
-                definitions.current().of(d)).readers]  # type: ignore[union-attr]
+            open_to_all = {b.id for b in bases.bases if "*" in b.readers}
+            open_docs = [d for d in engine.index.documents if bases.of(d) in open_to_all]
             choices, examples = [ALL], example_questions(open_docs, settings.vocab_dir)
         else:
             choices, examples = filter_choices(engine), example_questions(engine.index.documents, settings.vocab_dir)
@@ -358,10 +359,10 @@ def create_app(settings: Settings, engine: Engine | None = None):
     def on_load(browser_id: str | None, request: gr.Request):
         admin = request_is_admin(request, settings)
         writer = may_write(request)
-        bases = definitions.current()
-        readable = readable_bases(definitions, who(request)) if bases.defined else []
+        bases, access = definitions.current(), who(request)
+        readable = readable_bases(definitions, access) if bases.defined else []
         base_choices = [(ALL_BASES, "")] + [(b["name"], b["id"]) for b in readable]
-        writable = [(b.name, b.id) for b in bases.bases if b.id in who(request).administers] if bases.defined else []
+        writable = [(b.name, b.id) for b in bases.bases if b.id in access.administers] if bases.defined else []
         try:
             engine.refresh()
             source = source_for(request)

@@ -5,6 +5,8 @@ A real, throwaway server (rag/store/pglocal.py) is started once for this module 
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -20,6 +22,39 @@ pytestmark = pytest.mark.postgres
 
 QUESTIONS = ["湖南专利转化目标是多少", "杭州知识产权强市的资金怎么安排", "乌海市十四五规划的主要任务", "沈阳运营服务体系建设",
              "高价值专利培育", "知识产权质押融资", "商标品牌战略", "哪些城市提到了知识产权保护中心", "印发日期", "专利密集型产业"]
+
+
+@contextlib.contextmanager
+def rag_serve(settings, **env):
+    """A `rag serve` process on the settings' database (fake embedder, extractive), until it answers /healthz."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from rag.store.pglocal import free_port
+
+    port = free_port()
+    env = os.environ | {"RAG_STORE": settings.store, "RAG_EMBEDDER": "fake", "RAG_DATA_DIR": str(settings.data_dir),
+                        "RAG_LLM_BACKEND": "extractive", "RAG_PORT": str(port)} | env
+    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                httpx.get(f"{base}/healthz", timeout=5)
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -189,40 +224,16 @@ def test_rag_serve_starts_without_its_database_says_why_and_answers_503(real_set
 
 
 def test_a_document_added_here_is_answered_by_a_rag_serve_process_sharing_the_database(pg_settings):
-    import os
-    import subprocess
-    import sys
-    import time
-
     import httpx
-
-    from rag.store.pglocal import free_port
 
     embedder = FakeEmbedder()
     ensure_index(pg_settings, embedder)
-    port = free_port()
-    env = os.environ | {"RAG_STORE": pg_settings.store, "RAG_EMBEDDER": "fake", "RAG_DATA_DIR": str(pg_settings.data_dir),
-                        "RAG_LLM_BACKEND": "extractive", "RAG_PORT": str(port)}
-    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
-                break
-            except httpx.ConnectError:
-                assert time.monotonic() < deadline and proc.poll() is None
-                time.sleep(0.3)
+    with rag_serve(pg_settings) as base:
         text = "青州市数据知识产权登记办法\n一、登记机构\n数据知识产权登记由青州市市场监督管理局负责，登记费用全免。\n"
         added = add_documents(pg_settings, embedder, [("青州登记办法.txt", text.encode())]).added[0]
-        answer = httpx.post(f"http://127.0.0.1:{port}/api/ask", json={"question": "青州数据知识产权登记由哪个部门负责"},
-                            timeout=60).json()
+        answer = httpx.post(f"{base}/api/ask", json={"question": "青州数据知识产权登记由哪个部门负责"}, timeout=60).json()
         assert not answer["refused"] and answer["citations"][0]["doc_id"] == added
         assert "市场监督管理局" in answer["answer"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def test_knowledge_bases_hold_on_postgresql_too(pg_settings):
@@ -239,38 +250,16 @@ def test_knowledge_bases_hold_on_postgresql_too(pg_settings):
 
 
 def test_two_rag_serve_processes_share_the_limit_the_votes_and_the_questions(pg_settings, tmp_path):
-    import os
-    import subprocess
-    import sys
     import time
 
     import httpx
 
-    from rag.store.pglocal import free_port
-
     ensure_index(pg_settings, FakeEmbedder())
-    procs, bases = [], []
-    for name in ("a", "b"):  # each with a votes file of its own: what they share is the database
-        port = free_port()
-        env = os.environ | {"RAG_STORE": pg_settings.store, "RAG_EMBEDDER": "fake", "RAG_DATA_DIR": str(pg_settings.data_dir),
-                            "RAG_LLM_BACKEND": "extractive", "RAG_PORT": str(port), "RAG_RATE_LIMIT_PER_MINUTE": "5",
-                            "RAG_FEEDBACK_PATH": str(tmp_path / f"{name}.jsonl")}
-        procs.append(subprocess.Popen([sys.executable, "-m", "rag.cli", "serve"], env=env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL))
-        bases.append(f"http://127.0.0.1:{port}")
-    try:
-        for base, proc in zip(bases, procs, strict=True):
-            deadline = time.monotonic() + 90
-            while True:
-                try:
-                    httpx.get(f"{base}/healthz", timeout=5)
-                    break
-                except httpx.ConnectError:
-                    assert time.monotonic() < deadline and proc.poll() is None
-                    time.sleep(0.3)
+    # each with a votes file of its own: what they share is the database
+    with rag_serve(pg_settings, RAG_RATE_LIMIT_PER_MINUTE="5", RAG_FEEDBACK_PATH=str(tmp_path / "a.jsonl")) as a, \
+            rag_serve(pg_settings, RAG_RATE_LIMIT_PER_MINUTE="5", RAG_FEEDBACK_PATH=str(tmp_path / "b.jsonl")) as b:
         if time.time() % 60 > 40:  # the limit counts per minute: start the five requests early in one
             time.sleep(61 - time.time() % 60)
-        a, b = bases
         answer = httpx.post(f"{a}/api/ask", json={"question": "乌海要打造哪些特色品牌？"}, timeout=60).json()  # 1
         vote = {"question": answer["question"], "answer": answer["answer"], "vote": "down", "comment": "太笼统",
                 "answer_id": answer["answer_id"]}
@@ -282,10 +271,6 @@ def test_two_rag_serve_processes_share_the_limit_the_votes_and_the_questions(pg_
             assert httpx.get(f"{base}/api/search", params={"q": "质押融资"}, timeout=30).status_code == 200
         limited = httpx.get(f"{a}/api/search", params={"q": "质押融资"}, timeout=30)  # 6: one limit for both processes
         assert limited.status_code == 429 and "请求过于频繁" in limited.json()["message"]
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=10)
 
 
 def test_conversations_and_the_browser_key_live_in_the_shared_database(pg_settings):

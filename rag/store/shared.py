@@ -94,16 +94,14 @@ class PgLog:
         self.kind = kind
 
     def append(self, record: dict) -> None:
-        ensure_schema(self.settings)
         stamped = record | {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        with _connection(self.settings) as conn:
+        with connection(self.settings) as conn:
             conn.execute("INSERT INTO rag_log (kind, record) VALUES (%s, %s::jsonb)",
                          (self.kind, json.dumps(stamped, ensure_ascii=False)))
             conn.commit()
 
     def read(self) -> list[dict]:
-        ensure_schema(self.settings)
-        with _connection(self.settings) as conn:
+        with connection(self.settings) as conn:
             rows = conn.execute("SELECT record FROM rag_log WHERE kind = %s ORDER BY id", (self.kind,)).fetchall()
             conn.rollback()
         return [r[0] for r in rows if isinstance(r[0], dict)]
@@ -129,9 +127,8 @@ class PgRateLimiter:
             return self.fallback.allow(client) if self.fallback is not None else True
 
     def _allow(self, client: str) -> bool:
-        ensure_schema(self.settings)
         minute = int(time.time() // 60)
-        with _connection(self.settings) as conn:
+        with connection(self.settings) as conn:
             hits = conn.execute(
                 "INSERT INTO rag_rate (client, minute, hits) VALUES (%s, %s, 1) ON CONFLICT (client, minute) "
                 "DO UPDATE SET hits = rag_rate.hits + 1 RETURNING hits", (client, minute)).fetchone()[0]

@@ -51,7 +51,7 @@ from rag.web.auth import (
     public_path,
     rate_limiter,
 )
-from rag.web.feedback import JsonLog, log_question, questions_log, votes_log
+from rag.web.feedback import log_question, questions_log, votes_log
 
 MAX_HISTORY_TURNS = 20
 MAX_TURN_CHARS = 2000
@@ -178,10 +178,6 @@ def error_status(exc: RagError) -> int:
 
 def error_body(exc: RagError) -> dict:
     return {"error": type(exc).__name__, "message": exc.user_message, "detail": str(exc)}
-
-
-class FeedbackLog(JsonLog):
-    """The votes log (see rag/web/feedback.py)."""
 
 
 def create_api(settings: Settings, engine: Engine | None = None) -> FastAPI:
