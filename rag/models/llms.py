@@ -165,12 +165,12 @@ class OpenAICompatible(LLM):
 
         self.name = f"openai:{settings.llm_model}"
         self.base_url = settings.llm_base_url
-        import httpx
+        from openai import Timeout  # the client's own timeout class (httpx's, or httpx2's in openai 3)
 
         # connect and first byte are bounded by the first-token timeout (an endpoint that accepts and never answers
         # costs that long, not a minute); the whole answer by llm_timeout_s.
-        timeout = httpx.Timeout(settings.llm_timeout_s, connect=settings.llm_first_token_timeout_s,
-                                read=settings.llm_first_token_timeout_s)
+        timeout = Timeout(settings.llm_timeout_s, connect=settings.llm_first_token_timeout_s,
+                          read=settings.llm_first_token_timeout_s)
         self._chat = ChatOpenAI(base_url=settings.llm_base_url, api_key=SecretStr(settings.llm_api_key), model=settings.llm_model,
                                 temperature=settings.llm_temperature, timeout=timeout, max_retries=0)
 
