@@ -169,6 +169,7 @@ def test_an_unsure_plan_is_handed_to_the_model_and_checked(tmp_path):
     "not stated" is a refusal."""
     from rag.engine import Engine
     from rag.models.embedders import FakeEmbedder
+    from rag.models.prompts import render
     from rag.store.library import ensure_index
 
     from .conftest import make_settings
@@ -186,8 +187,19 @@ def test_an_unsure_plan_is_handed_to_the_model_and_checked(tmp_path):
     def with_reply(reply: str):
         return engine_with_llm(extractive, FakeLLM(replies=[reply]), llm_backend="local")
 
-    reads = answer(question, engine=with_reply("专利代理机构应当在每年三月底前报送上一年度的经营情况报告[1]。"))
+    model = FakeLLM(replies=["专利代理机构应当在每年三月底前报送上一年度的经营情况报告[1]。"])
+    reads = answer(question, engine=engine_with_llm(extractive, model, llm_backend="local"))
     assert not reads.refused and "三月底前" in reads.answer and reads.citations[0].doc_id == "代理"
+    # a question the code is unsure of is read with the prompt that looks for the clause a colloquial question means
+    assert model.history[0][0]["content"] == render(settings.prompts_dir, "system_unsure")
+    assert model.history[0][0]["content"] != render(settings.prompts_dir, "system")
+    sure = FakeLLM(replies=["专利代理机构变更名称的，应当办理变更手续[1]。"])
+    assert not answer("专利代理机构变更名称的应当办理什么手续",
+                      engine=engine_with_llm(extractive, sure, llm_backend="local")).refused
+    assert sure.history[0][0]["content"] == render(settings.prompts_dir, "system")
+    plain = FakeLLM(replies=["专利代理机构应当在每年三月底前报送上一年度的经营情况报告[1]。"])
+    answer(question, engine=engine_with_llm(extractive, plain, llm_backend="local", unsure_prompt=False))
+    assert plain.history[0][0]["content"] == render(settings.prompts_dir, "system")
     assert answer(question, engine=with_reply("资料中没有相关内容。")).refused
     invents = answer(question, engine=with_reply("每年要交987元[1]。"))
     assert invents.refused and "987" not in invents.answer

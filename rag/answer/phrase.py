@@ -51,12 +51,15 @@ def pack_passages(passages: list[ScoredChunk], settings: Settings, first: Sequen
     return packed
 
 
-def build_prompt(question: str, passages: list[ScoredChunk], settings: Settings) -> list[dict]:
-    """System prompt (fixed, so llama.cpp reuses its KV cache) + numbered passages and the question."""
+def build_prompt(question: str, passages: list[ScoredChunk], settings: Settings, system: str = "system") -> list[dict]:
+    """System prompt (fixed per kind, so llama.cpp reuses its KV cache) + numbered passages and the question.
+    `system` names the prompt file: `system` when the code found the evidence, `system_unsure` when it hands a
+    question it is unsure of to the model (find the clause a colloquial question means; "not stated" only when the
+    passages do not touch the matter)."""
     numbered = [{"number": i + 1, "title": p.chunk.title, "section": p.chunk.section, "text": p.chunk.text}
                 for i, p in enumerate(passages)]
     return [
-        {"role": "system", "content": render(settings.prompts_dir, "system")},
+        {"role": "system", "content": render(settings.prompts_dir, system)},
         {"role": "user", "content": render(settings.prompts_dir, "answer", passages=numbered, question=question)},
     ]
 

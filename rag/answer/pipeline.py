@@ -160,7 +160,7 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
     passages = pack_passages(eligibility.passages, settings, first=first, budget=budget)
     packed_ids = {p.chunk.chunk_id for p in passages}
     evidence = [e for e in evidence if e.ctx.chunk.chunk_id in packed_ids]
-    prompt = build_prompt(query.text, passages, settings)
+    prompt = build_prompt(query.text, passages, settings, "system_unsure" if handover and settings.unsure_prompt else "system")
     # the passages the generator sees, in prompt order, and the prompt
     base = dataclasses.replace(base, contexts=passages, prompt=prompt)
     pieces: list[str] = []
