@@ -105,6 +105,7 @@ class Settings(BaseSettings):
     # Generation
     # with a model: a question the code's plan is unsure of goes to the model with the passages, not to a refusal
     model_reads_unsure: bool = True
+    whole_sections: bool = True  # the model reads a cut article whole (rag.answer.retrieve.whole_sections)
     unsure_prompt: bool = True  # a handed-over question is read with prompts/system_unsure.txt (README, round 4)
     llm_backend: LLMBackend = "local"
     llm_base_url: str = "http://127.0.0.1:8000/v1"

@@ -280,3 +280,42 @@ def test_search_routes_and_the_answer_share_one_retrieve_step(real_engine, tmp_p
     client = TestClient(create_api(settings, Engine(settings, embedder=real_engine.embedder, index=real_engine.index)))
     searched = [row["chunk_id"] for row in client.get("/api/search", params={"q": question}).json()]
     assert searched == retrieved and {r.split("#")[0] for r in searched} >= {"henan-2020", "hunan-2022"}
+
+
+def test_the_model_reads_a_cut_article_whole_and_its_citation_points_at_the_document(tmp_path):
+    """Issue 18, passages the model can use: an article the chunker cut in pieces (its items in one passage, the
+    penalty in the next) is given to the model whole, as the document's own slice; without the setting, the piece."""
+    from rag.models.embedders import FakeEmbedder
+    from rag.store.library import ensure_index
+
+    from .conftest import make_settings
+
+    data = tmp_path / "data"
+    data.mkdir()
+    items = "".join(f"（{n}）在第{i}类产品上擅自使用地理标志专用标志并以各种方式对外宣传销售的；\n\n"
+                    for i, n in enumerate("一二三四五六七八", 1))
+    article = ("第七条 禁止任何单位和个人实施下列违反地理标志保护规定的行为：\n\n" + items +
+               "违反前款规定的，责令立即停止违法行为；违法经营额不足五万元的，可以处二十五万元以下的罚款。")
+    text = "某某区知识产权保护若干规定\n\n第六条 本区加强知识产权保护。\n\n" + article + "\n\n第八条 本规定自公布之日起施行。\n"
+    (data / "规定.txt").write_text(text, encoding="utf-8")
+    settings = make_settings(data, tmp_path / "index")
+    index, _ = ensure_index(settings, FakeEmbedder())
+    pieces = [c for c in Engine(settings, embedder=FakeEmbedder(), index=index).document_view.chunks.get("规定")
+              if c.section_path and c.section_path[-1].startswith("第七条")]
+    assert len(pieces) > 1  # the chunker cut the article: the case this is about
+    question = "违法经营额不足五万元的 罚多少"
+    reply = "违法经营额不足五万元的，可以处二十五万元以下的罚款[1]。"
+
+    whole = FakeLLM(replies=[reply])
+    result = answer(question, engine=engine_with_llm(Engine(settings, embedder=FakeEmbedder(), index=index), whole,
+                                                     llm_backend="local"))
+    prompt = whole.history[0][-1]["content"]
+    assert "禁止任何单位和个人实施下列" in prompt and "二十五万元以下的罚款" in prompt
+    assert prompt.count("二十五万元以下的罚款") == 1  # the section once, not once per piece
+    cited = result.citations[0]
+    assert not result.refused and index.text_of("规定")[cited.start:cited.end] == cited.text
+
+    piece = FakeLLM(replies=[reply])
+    answer(question, engine=engine_with_llm(Engine(settings, embedder=FakeEmbedder(), index=index), piece,
+                                            llm_backend="local", whole_sections=False))
+    assert "禁止任何单位和个人实施下列" not in piece.history[0][-1]["content"]

@@ -38,7 +38,8 @@ def pack_passages(passages: list[ScoredChunk], settings: Settings, first: Sequen
 
     Prompt reading dominates the wait on a CPU (~95 tokens/s for the 1.5B model), so the budget is the latency knob.
     """
-    ordered = list({ctx.chunk.chunk_id: ctx for ctx in [*first, *passages]}.values())  # keeps order, drops repeats
+    # keeps order, drops repeats (one passage, or one whole section reached from two of its pieces)
+    ordered = list({(ctx.chunk.doc_id, ctx.chunk.start, ctx.chunk.end): ctx for ctx in [*first, *passages]}.values())
     budget = budget or settings.context_budget_tokens
     packed: list[ScoredChunk] = []
     used = 0

@@ -51,6 +51,7 @@ from rag.answer.retrieve import (
     retrieve,
     retrieve_for,
     understand_question,
+    whole_sections,
 )
 from rag.engine import Engine
 from rag.errors import LLMUnavailableError, ModelError
@@ -157,9 +158,13 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
     # the passages the plan found first (each document's, for a comparison), then the best others
     first = [e.ctx for e in evidence] + [st.ctx for st in plan.statements if st.ctx is not None]
     budget = settings.context_budget_tokens * (2 if plan.kind in ("cross", "compound") else 1)
-    passages = pack_passages(eligibility.passages, settings, first=first, budget=budget)
-    packed_ids = {p.chunk.chunk_id for p in passages}
-    evidence = [e for e in evidence if e.ctx.chunk.chunk_id in packed_ids]
+    if settings.whole_sections:  # the model reads whole articles, not the pieces the chunker cut them into
+        first, readable = whole_sections(first, engine), whole_sections(eligibility.passages, engine)
+    else:
+        readable = eligibility.passages
+    passages = pack_passages(readable, settings, first=first, budget=budget)
+    evidence = [e for e in evidence if any(p.chunk.doc_id == e.ctx.chunk.doc_id and p.chunk.start <= e.ctx.chunk.start
+                                           and e.ctx.chunk.end <= p.chunk.end for p in passages)]
     prompt = build_prompt(query.text, passages, settings, "system_unsure" if handover and settings.unsure_prompt else "system")
     # the passages the generator sees, in prompt order, and the prompt
     base = dataclasses.replace(base, contexts=passages, prompt=prompt)
