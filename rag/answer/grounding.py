@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from rag.language.facts import (
+    ARTICLE_HEADING,
     ITEM,
     is_cross_document,
     normalise_numbers,
@@ -233,7 +234,6 @@ def said_once(evidence: list[Evidence]) -> list[Evidence]:
     return out
 
 
-_ARTICLE = re.compile(r"^\s*第[一二三四五六七八九十百零〇\d]+条")
 _LEAD_END = re.compile(r"[：:]\s*$")  # a sentence that introduces a list
 MAX_ENUMERATION_CHARS = 800
 
@@ -271,7 +271,7 @@ def with_enumeration(ev: Evidence) -> Evidence:
         body = line.group().strip()
         if not body:
             continue
-        if _ARTICLE.match(body) or (not enumerated and len(body) > 40) or line.end() > MAX_ENUMERATION_CHARS:
+        if ARTICLE_HEADING.match(body) or (not enumerated and len(body) > 40) or line.end() > MAX_ENUMERATION_CHARS:
             break
         if enumerated and not ITEM.match(body):
             break  # the paragraph after the last item

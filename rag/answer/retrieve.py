@@ -12,6 +12,7 @@ from rag.answer.grounding import (
 )
 from rag.engine import Engine
 from rag.errors import LLMUnavailableError, ModelError
+from rag.language.facts import ARTICLE_HEADING
 from rag.language.vocab import load_vocabulary
 from rag.models.prompts import render
 from rag.search.retrieval import ScoredChunk, validate_question
@@ -131,7 +132,6 @@ def with_continuations(contexts: list[ScoredChunk], engine: Engine) -> list[Scor
 
 
 WHOLE_SECTION_CHARS = 900  # an article the model is given whole when its pieces together are at most this long
-_ARTICLE_HEADING = re.compile(r"^\s*第[一二三四五六七八九十百千零〇\d]+条")
 
 
 def whole_sections(contexts: list[ScoredChunk], engine: Engine, max_chars: int = WHOLE_SECTION_CHARS) -> list[ScoredChunk]:
@@ -148,7 +148,7 @@ def whole_sections(contexts: list[ScoredChunk], engine: Engine, max_chars: int =
         siblings = engine.document_view.chunks.get(chunk.doc_id, [])
         same = [i for i, c in enumerate(siblings) if c.section_path == chunk.section_path]
         whole = chunk
-        article = bool(chunk.section_path) and bool(_ARTICLE_HEADING.match(chunk.section_path[-1]))
+        article = bool(chunk.section_path) and bool(ARTICLE_HEADING.match(chunk.section_path[-1]))
         if article and len(same) > 1 and same == list(range(same[0], same[-1] + 1)):  # one article, cut in pieces
             start, end = min(siblings[same[0]].start, chunk.start), max(siblings[same[-1]].end, chunk.end)
             if end - start <= max_chars:

@@ -107,6 +107,7 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 # An enumerated item at the start of a line: （一） (1) 一、 1. ① — structure, not vocabulary.
 ITEM = re.compile(r"^\s*(?:[（(][一二三四五六七八九十\d]{1,3}[）)]|[一二三四五六七八九十]{1,3}、|\d{1,2}[.、．](?!\d)|[①-⑳])")
 HEADING_START = re.compile(r"^\s*第[一二三四五六七八九十百零〇\d]+[章节条款]")
+ARTICLE_HEADING = re.compile(r"^\s*第[一二三四五六七八九十百零〇\d]+条")  # an article of a law: 第二十五条
 _WRAP_END = re.compile(r"[\u4e00-\u9fff0-9A-Za-z“”《》〈〉、，,（(]$")  # a line stopped inside a sentence
 MIN_WRAP_WIDTH = 20  # lines shorter than this are headings and title lines, never a page's full width
 
