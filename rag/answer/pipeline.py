@@ -158,11 +158,10 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
     # the passages the plan found first (each document's, for a comparison), then the best others
     first = [e.ctx for e in evidence] + [st.ctx for st in plan.statements if st.ctx is not None]
     budget = settings.context_budget_tokens * (2 if plan.kind in ("cross", "compound") else 1)
-    if settings.whole_sections:  # the model reads whole articles, not the pieces the chunker cut them into
-        first, readable = whole_sections(first, engine), whole_sections(eligibility.passages, engine)
+    if settings.whole_sections:  # the model reads whole articles, not the pieces the chunker cut them into (once each)
+        passages = pack_passages(whole_sections([*first, *eligibility.passages], engine), settings, budget=budget)
     else:
-        readable = eligibility.passages
-    passages = pack_passages(readable, settings, first=first, budget=budget)
+        passages = pack_passages(eligibility.passages, settings, first=first, budget=budget)
     evidence = [e for e in evidence if any(p.chunk.doc_id == e.ctx.chunk.doc_id and p.chunk.start <= e.ctx.chunk.start
                                            and e.ctx.chunk.end <= p.chunk.end for p in passages)]
     prompt = build_prompt(query.text, passages, settings, "system_unsure" if handover and settings.unsure_prompt else "system")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from cachetools import LRUCache
 
 from rag.language.facts import is_cross_document, requested_kind
+from rag.language.text import tokenize
 from rag.language.vocab import Vocabulary, load_vocabulary
 
 # Facets that are facts about a document as a whole, answered from its facts, not from passage sentences.
@@ -346,8 +347,6 @@ def content_besides_document(text: str, documents: list[dict], vocab: Vocabulary
     its events (通过, 施行, 修正: vocab class `document_events`), the facet cues, the asking words and places are
     taken out: "《广东省版权条例》规定作品登记机构应当在多长时间内完成核查" keeps 作品登记机构, 完成, 核查 (it asks
     about content); "重庆市专利促进与保护条例是哪天通过的" keeps nothing (it asks about the document)."""
-    from rag.language.text import tokenize
-
     rest = text
     forms = {f for doc in documents for f in [*title_forms(doc.get("title", ""), vocab), *doc.get("aliases", [])] if f}
     for form in sorted(forms, key=len, reverse=True):
