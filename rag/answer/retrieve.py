@@ -12,7 +12,7 @@ from rag.answer.grounding import (
 )
 from rag.engine import Engine
 from rag.errors import LLMUnavailableError, ModelError
-from rag.language.facts import ARTICLE_HEADING
+from rag.language.facts import ARTICLE_HEADING, ARTICLE_NUMBER, article_number
 from rag.language.vocab import load_vocabulary
 from rag.models.prompts import render
 from rag.search.retrieval import ScoredChunk, validate_question
@@ -60,7 +60,7 @@ def retrieve(query: Query, engine: Engine, filters: dict | None = None, k: int |
     --retrieval-only` call this same step."""
     if query.facet in NO_SEARCH_FACETS:
         return []
-    found = retrieve_for(query, engine, filters, k)
+    found = with_named_article(query, retrieve_for(query, engine, filters, k), engine)
     return without_instructions(with_continuations(found, engine),
                                 load_vocabulary(engine.settings.vocab_dir).document_instructions)
 
@@ -105,6 +105,39 @@ def retrieve_for(query: Query, engine: Engine, filters: dict | None = None, k: i
     firsts = [group[0] for group in per_doc.values()]
     merged = firsts + [c for c in sorted(kept, key=lambda c: -c.score) if c not in firsts]
     return [ScoredChunk(c.chunk, c.score, i + 1, c.bm25, c.dense) for i, c in enumerate(merged)]
+
+
+NAMED_ARTICLE_DOCS = 3  # with no document named, the article is looked for in the documents of the first passages
+
+
+def with_named_article(query: Query, found: list[ScoredChunk], engine: Engine) -> list[ScoredChunk]:
+    """A question that names an article ("浙江科技成果转化条例第四十四条 哪几种行为要被处罚", "第一千五百条怎么规定")
+    is about that article: its passages (the document's passages under the 第X条 heading, or holding it as a heading
+    when short articles share a passage) come first — in the document the question names, else in the first of the
+    retrieved documents that has such an article; the rest follow. A plan's "第三条措施" has no such heading and
+    changes nothing; nor do questions over several documents."""
+    number = article_number(query.text)
+    if not number or query.cross or not found:
+        return found
+    candidates = query.docs[:1] or list(dict.fromkeys(c.chunk.doc_id for c in found))[:NAMED_ARTICLE_DOCS]
+    for doc_id in candidates:
+        passages = [c for c in engine.document_view.chunks.get(doc_id, []) if _holds_article(c, number)]
+        if passages:
+            # named by the question: as relevant as the best passage found (its scores, for the gates after)
+            already = {c.chunk.chunk_id: c for c in found}
+            pinned = [already.get(c.chunk_id) or ScoredChunk(c, found[0].score, 0, found[0].bm25, found[0].dense)
+                      for c in passages[:2]]
+            ids = {c.chunk.chunk_id for c in pinned}
+            merged = pinned + [c for c in found if c.chunk.chunk_id not in ids]
+            return [ScoredChunk(c.chunk, c.score, i + 1, c.bm25, c.dense) for i, c in enumerate(merged[:len(found)])]
+    return found
+
+
+def _holds_article(chunk, number: int) -> bool:
+    if chunk.section_path and ARTICLE_HEADING.match(chunk.section_path[-1]):
+        return article_number(chunk.section_path[-1]) == number
+    return any(article_number(m.group()) == number for m in ARTICLE_NUMBER.finditer(chunk.text)
+               if m.start() == 0 or chunk.text[m.start() - 1] in "\n 　\t")
 
 
 MAX_CONTINUATION_CHARS = 900  # the items after "有下列情形之一的：" that a passage may take from the next one

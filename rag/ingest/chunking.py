@@ -24,7 +24,7 @@ HEADING_KINDS: list[tuple[float, str, str]] = [
     (0.5, "part", rf"第[{CN_DIGITS}\d]{{1,4}}节"),
     (1.0, "cn", rf"[{CN_DIGITS}]{{1,3}}、"),
     (2.0, "cn_paren", rf"[（(][{CN_DIGITS}]{{1,3}}[）)]"),
-    (2.5, "article", rf"第[{CN_DIGITS}\d]{{1,4}}条"),
+    (2.5, "article", rf"第[{CN_DIGITS}千\d]{{1,7}}条"),  # up to 第一千九百九十九条: codes of 2,000 articles
     (3.0, "num", r"\d{1,2}[.．、](?![\d.．])"),
     (4.0, "num_paren", r"[（(]\d{1,2}[）)]"),
 ]
@@ -121,16 +121,26 @@ def normalise_marker(marker: str) -> str:
     return re.sub(r"^(\d+)、$", r"\1.", marker)
 
 
+# A line longer than this is a document run together (line breaks lost in a copy): there 第X章/节/条 start a section
+# right after a sentence end, with no whitespace. The longest line of a real paragraph in the seed and corpus-dev
+# documents is 794 characters (a service guide's table row); a run-together plan line of 5,304 keeps its spaces.
+RUN_ON_LINE_CHARS = 1000
+_RUN_ON_KINDS = ("chapter", "part", "article")
+
+
 def _is_heading_position(text: str, pos: int) -> bool:
     line_start = text.rfind("\n", 0, pos) + 1
     before = text[line_start:pos]
     if not before.strip(" \t\u3000\xa0"):
         return True
     stripped = before.rstrip(" \t\u3000\xa0")
-    if len(stripped) == len(before):
-        return False  # inline headings need real whitespace before the marker
-    # After a sentence end anything may start; top-level markers (一、, 第X章) need only the whitespace.
     heading = _HEADING_RE.match(text, pos)
+    if len(stripped) == len(before):  # inline headings need real whitespace before the marker, except in a run-on line
+        line_end = text.find("\n", pos)
+        run_on = (line_end if line_end >= 0 else len(text)) - line_start > RUN_ON_LINE_CHARS
+        return (run_on and heading is not None and heading.lastgroup in _RUN_ON_KINDS
+                and stripped[-1] in _INLINE_BEFORE)
+    # After a sentence end anything may start; top-level markers (一、, 第X章) need only the whitespace.
     return stripped[-1] in _INLINE_BEFORE or (heading is not None and heading.lastgroup in ("cn", "chapter", "part"))
 
 
@@ -151,7 +161,7 @@ def find_headings(text: str, outline: tuple | list = ()) -> list[Heading]:
         limit = min(len(text), title_start + MAX_TITLE_CHARS)
         end_match = _TITLE_END.search(text, title_start, limit)
         title_end = end_match.start() if end_match else limit
-        next_heading = _next_inline_heading(text, title_start, title_end)
+        next_heading = _next_inline_heading(text, title_start, title_end, kind)
         if next_heading is not None:
             title_end = next_heading
             after_title.add(next_heading)
@@ -210,9 +220,12 @@ def _with_styled(text: str, found: list[Heading], outline) -> list[Heading]:
     return sorted(out, key=lambda h: h.start)
 
 
-def _next_inline_heading(text: str, start: int, end: int) -> int | None:
+def _next_inline_heading(text: str, start: int, end: int, kind: str = "") -> int | None:
+    """Where a heading's title gives way to the next heading: a marker after whitespace, or a 第X条 right after the
+    title of a chapter or section run together with it ("第一章 总则第一条 为…")."""
     for match in _HEADING_RE.finditer(text, start, end):
-        if match.start() > start and text[match.start() - 1] in " \t\u3000\xa0":
+        if match.start() > start and (text[match.start() - 1] in " \t\u3000\xa0"
+                                      or (kind in ("chapter", "part") and match.lastgroup == "article")):
             return match.start()
     return None
 
@@ -392,6 +405,26 @@ def _split_long_sentence(text: str, start: int, end: int, max_tokens: int) -> li
             s = cut
         final.append((s, e))
     return final
+
+
+# A document with fewer characters than this outside its title and headings has nothing to answer from (a table of
+# contents, a conversion that kept only the headings); any sentence at all ("第一条 替换。") is a body.
+MIN_BODY_CHARS = 1
+
+
+def body_chars(doc: Document) -> int:
+    """Letters, digits and Chinese characters of the document outside its title line and its headings — a heading
+    that is a whole sentence ("一、各区县于6月30日前报送清单。") is body."""
+    text = doc.text
+    covered = bytearray(len(text))
+    spans = [(h.start, h.title_end) for h in find_headings(text, doc.outline)
+             if text[h.title_end:h.title_end + 1] not in tuple("。；！？;!?")] + [(s, e) for s, e, _ in doc.outline]
+    title_at = text.find(doc.title, 0, 3000) if doc.title else -1
+    if title_at >= 0:
+        spans.append((title_at, title_at + len(doc.title)))
+    for start, end in spans:
+        covered[start:end] = b"\x01" * (end - start)
+    return sum(1 for i, ch in enumerate(text) if not covered[i] and ch.isalnum())
 
 
 def chunk_document(doc: Document, config: ChunkerConfig = ChunkerConfig()) -> list[Chunk]:

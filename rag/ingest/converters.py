@@ -372,6 +372,10 @@ def _html(name: str, raw: bytes) -> Extracted:
     xml = trafilatura.extract(raw, output_format="xml", include_formatting=False, include_tables=True,
                               include_comments=False, favor_recall=True)
     out = _Builder()
+    title = _page_title(raw)
+    if title and xml and re.sub(r"\s+", "", title) not in re.sub(r"\s+", "", "".join(etree.fromstring(
+            xml.encode("utf-8")).itertext()))[:300]:
+        out.add(title, 1)  # a page whose body is only a table or a list: its <title> names it
     if xml:
         root = etree.fromstring(xml.encode("utf-8"))
         main = root.find("main")
@@ -388,6 +392,15 @@ def _html(name: str, raw: bytes) -> Extracted:
     if not out.text.strip():
         raise CorpusError(f"{name}: no article body", f"网页 {name} 中没有找到正文。")
     return Extracted(out.text, "html", outline=out.outline)
+
+
+def _page_title(raw: bytes) -> str:
+    """The page's <title> without the site's name ("关于…的公示_国家知识产权局" → "关于…的公示"); '' for none."""
+    import trafilatura
+
+    metadata = trafilatura.extract_metadata(raw)
+    title = (metadata.title or "") if metadata else ""
+    return re.split(r"\s*[_|｜]\s*|\s+[-—–]\s+", title.strip())[0][:80] if title.strip() else ""
 
 
 def _html_body(name: str, raw: bytes) -> Extracted:

@@ -14,11 +14,12 @@ from rag.errors import CorpusError
 from rag.ingest.converters import SUPPORTED, Extracted
 from rag.ingest.converters import convert as _convert
 from rag.ingest.docfacts import FACTS_VERSION, extract_facts, facts_to_json, merge_with_manifest
+from rag.language.text import simplified_in_place
 from rag.language.vocab import load_vocabulary
 
 MANIFEST_NAME = "manifest.json"
 # Bump when conversion changes: a document's fingerprint includes it, so `rag index` re-reads changed formats.
-CONVERTER_VERSION = 1
+CONVERTER_VERSION = 2  # 2: traditional characters read as simplified; titles never a 第X章/条 heading
 
 # Whole lines that are layout, in any format: a converter's page marker, a page number alone on its line (- 12 -,
 # 第3页 共50页, 12/50). A web page's furniture lines (打印 关闭, 上一篇：…) are vocabulary: vocab/page_chrome.txt.
@@ -125,46 +126,93 @@ _NOT_TITLE = re.compile(r"^(?:<!--|[（(]|目\s*录|来源|发布|时间|日期|
 _ORDER_NUMBER = re.compile(r"^第[〇○零一二三四五六七八九十百\d]{1,6}号$")  # "国家知识产权局令" / "第三十二号": one title
 
 
+_STRUCTURE_HEADING = re.compile(r"^第[〇○零一二三四五六七八九十百千\d]{1,8}[编章节条]")  # a section, never the title
+_RUN_ON_TITLE_CHARS = 60
+_TABLE_ROW = re.compile(r"\S(?:\s{2,}|\t)\S+(?:\s{2,}|\t)\S")  # three cells a converter set apart: a table's row
+
+
 def title_line(text: str, kinds: tuple[str, ...] = ()) -> str:
-    """The document's title, from its own head: Markdown marks, page markers, dates, 来源 lines, 文号 lines, table rows
-    and sentences are passed over; the first line ending with a document kind (条例, 办法, 通知, 公示 …,
-    vocab/document_kinds.txt) wins, else the first short line that is not a sentence; '' when there is none."""
+    """The document's title, from its own head: Markdown marks, page markers, dates, 来源 lines, 文号 lines, table rows,
+    section headings (第一章 总则) and sentences are passed over; the first line ending with a document kind (条例,
+    办法, 通知, 公示 …, vocab/document_kinds.txt) wins, else the first short line that is not a sentence; a document
+    that is one long line gives the kind-ending words it starts with. '' when there is none (see `untitled_label`)."""
     from rag.ingest.docfacts import DOC_NUMBER
 
     if not kinds:
         kinds = load_vocabulary().document_kinds
     candidates = []
-    lines = [re.sub(r"\s+", " ", _MARKUP.sub("", raw).strip()) for raw in text[:3000].split("\n")[:40]]
+    lines = [re.sub(r"\s+", " ", _MARKUP.sub("", raw).strip()) for raw in text[:3000].split("\n")[:40]
+             if not _TABLE_ROW.search(raw.strip())]
     lines = [line for line in lines if line]
     for n, line in enumerate(lines):
         if n + 1 < len(lines) and _ORDER_NUMBER.match(lines[n + 1]) and line.endswith("令"):
             line = f"{line}{lines[n + 1]}"
-        if len(line) > 80 or _NOT_TITLE.search(line) or DOC_NUMBER.fullmatch(line) or _ORDER_NUMBER.match(line):
+        if n == 0 and len(line) > 80:
+            run_on = _run_on_title(line, kinds)
+            if run_on:
+                return run_on
+        if (len(line) > 80 or _NOT_TITLE.search(line) or DOC_NUMBER.fullmatch(line) or _ORDER_NUMBER.match(line)
+                or _STRUCTURE_HEADING.match(line)):
             continue
         if line.endswith(tuple(kinds)) or re.search(r"关于.{2,60}的(?:通知|公示|公告|通告|决定|意见|批复)", line):
             return line[:80]
         if len(line) <= 40 and not re.search(r"[。！？]", line):
             candidates.append(line)
-    if candidates:
-        return candidates[0]
-    # no title line (a notice that starts with its 文号, a page cut from a site): its 文号, else its first sentence
+    return candidates[0] if candidates else ""
+
+
+def _run_on_title(line: str, kinds: tuple[str, ...]) -> str:
+    """'重庆市专利促进与保护条例2007年7月27日…通过第一章 总则第一条…' → '重庆市专利促进与保护条例': the shortest start
+    of a one-line document that ends with a document kind and is followed by a date, a bracket or a section."""
+    for end in range(4, min(len(line), _RUN_ON_TITLE_CHARS) + 1):
+        head = line[:end]
+        if head.endswith(tuple(kinds)) and re.match(r"[\d（(〔第\s]", line[end:end + 1]) and not re.search(r"[。，；：]", head):
+            return head
+    return ""
+
+
+def untitled_label(text: str) -> str:
+    """A label for a document with no title line (a notice that starts with its 文号, a page cut from a site): its own
+    文号 alone on a line, else the start of its first sentence that is not a date or a section heading; '' for none."""
+    from rag.ingest.docfacts import DOC_NUMBER
+
+    lines = [re.sub(r"\s+", " ", _MARKUP.sub("", raw).strip()) for raw in text[:3000].split("\n")[:40]]
+    lines = [line for line in lines if line]
     number = next((line for line in lines[:5] if DOC_NUMBER.fullmatch(line)), "")  # its own, alone on a line
     if number:
         return number
     head = re.sub(r"^.*(?:来源|发布)[:：].*$", "", text[:1500], flags=re.M)
     head = re.sub(r"\s*[|｜]\s*(?=\S)", "：", head, count=1)  # a flattened table: "适用范围：本指南适用于…"
-    sentence = re.search(r"[\u4e00-\u9fff][^。\n|｜]{5,}", head)
-    return (sentence.group()[:30].rstrip("，,：: ") + "…") if sentence else ""
+    for line in head.split("\n"):
+        if _TABLE_ROW.search(line.strip()):
+            continue
+        line = _STRUCTURE_HEADING.sub("", _MARKUP.sub("", line).strip()).strip()
+        if not line or re.match(r"^[〇○Ο零一二三四五六七八九十\d]{2,4}\s*年", line) or len(line) < 6:
+            continue
+        sentence = re.search(r"[\u4e00-\u9fff][^。\n|｜]{5,}", line)
+        if sentence:
+            return sentence.group()[:30].rstrip("，,：: ") + "…"
+    return ""
 
 
-def first_heading_line(text: str) -> str:
-    """A title for a document without a manifest entry: its title line (see `title_line`), else its first line."""
-    found = title_line(text)
+def _named_file(path: Path | None) -> str:
+    """A file name an administrator gave (浙江省专利申请受理办事指南.html → 浙江省专利申请受理办事指南): a title when the
+    text has none; names without four Chinese characters (scan001.pdf, notice-2011.txt) say nothing."""
+    if path is None:
+        return ""
+    stem = re.sub(r"[_\-\s]+", " ", path.stem).strip()
+    return stem[:60] if len(re.findall(r"[\u4e00-\u9fff]", stem)) >= 4 else ""
+
+
+def first_heading_line(text: str, path: Path | None = None) -> str:
+    """A title for a document without a manifest entry: its title line (see `title_line`), else the file's name when
+    it is a Chinese name, else its 文号 or first sentence (`untitled_label`), else its first line."""
+    found = title_line(text) or _named_file(path) or untitled_label(text)
     if found:
         return found
     for line in text.split("\n"):
         line = _MARKUP.sub("", line).strip()
-        if line:
+        if line and not _TABLE_ROW.search(line):
             return line[:60]
     return ""
 
@@ -237,18 +285,18 @@ def load_document(path: Path, entry: dict | None = None, raw: bytes | None = Non
         except OSError as exc:
             raise CorpusError(f"{path}: cannot read ({exc})", f"无法读取文件 {path.name}。") from exc
     extracted = convert(path.name, raw)
-    text = mask_chrome(extracted.text)
+    text = mask_chrome(simplified_in_place(extracted.text)[0])  # 條例 is searched, cited and shown as 条例
     entry = entry or {}
     # the title a plan's period is read from: the registry's, else (in extract_facts) the notice's, else line one
     facts = extract_facts(text, entry.get("title", ""))
     if "title" not in facts and not entry.get("title"):
-        facts = extract_facts(text, first_heading_line(text))
+        facts = extract_facts(text, first_heading_line(text, path))
     facts = merge_with_manifest(facts, entry)
     stated_title = facts["title"].value if "title" in facts else ""
     region = entry.get("region") or (facts["region"].value if "region" in facts else "")
     return Document(
         doc_id=doc_id or entry.get("doc_id") or doc_id_for(path),
-        title=entry.get("title") or stated_title or first_heading_line(text) or path.stem,
+        title=entry.get("title") or stated_title or first_heading_line(text, path) or path.stem,
         text=text,
         path=path,
         issuer=entry.get("issuer", ""),

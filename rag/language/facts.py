@@ -106,8 +106,18 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 
 # An enumerated item at the start of a line: （一） (1) 一、 1. ① — structure, not vocabulary.
 ITEM = re.compile(r"^\s*(?:[（(][一二三四五六七八九十\d]{1,3}[）)]|[一二三四五六七八九十]{1,3}、|\d{1,2}[.、．](?!\d)|[①-⑳])")
-HEADING_START = re.compile(r"^\s*第[一二三四五六七八九十百零〇\d]+[章节条款]")
-ARTICLE_HEADING = re.compile(r"^\s*第[一二三四五六七八九十百零〇\d]+条")  # an article of a law: 第二十五条
+HEADING_START = re.compile(r"^\s*第[一二三四五六七八九十百千零〇\d]+[章节条款]")
+ARTICLE_HEADING = re.compile(r"^\s*第[一二三四五六七八九十百千零〇\d]+条")  # an article of a law: 第二十五条
+ARTICLE_NUMBER = re.compile(r"第([一二三四五六七八九十百千零〇两\d]{1,8})条")  # 第一千五百条, 第44条
+
+
+def article_number(marker: str) -> int:
+    """'第四十四条' → 44, '第1500条' → 1500; 0 when `marker` holds no article number."""
+    match = ARTICLE_NUMBER.search(marker)
+    if not match:
+        return 0
+    raw = match.group(1)
+    return int(raw) if raw.isdigit() else (_cn_to_int(raw) or 0)
 _WRAP_END = re.compile(r"[\u4e00-\u9fff0-9A-Za-z“”《》〈〉、，,（(]$")  # a line stopped inside a sentence
 MIN_WRAP_WIDTH = 20  # lines shorter than this are headings and title lines, never a page's full width
 

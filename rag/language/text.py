@@ -50,6 +50,32 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+@functools.lru_cache(maxsize=1)
+def _to_simplified():
+    import opencc
+
+    return opencc.OpenCC("t2s")
+
+
+def simplified(text: str) -> str:
+    """Traditional characters → simplified (OpenCC t2s), phrase by phrase."""
+    return _to_simplified().convert(text)
+
+
+def simplified_in_place(text: str) -> tuple[str, float]:
+    """(`text` with traditional characters made simplified, the share of its Chinese characters that changed).
+
+    Every character keeps its place (offsets into the result are offsets into `text`): where a phrase conversion
+    changes the length, that stretch is converted character by character."""
+    converted = simplified(text)
+    if len(converted) != len(text):
+        convert = _to_simplified().convert
+        converted = "".join(c if len(c) == 1 else ch for ch, c in ((ch, convert(ch)) for ch in text))
+    chinese = sum(1 for ch in text if "\u4e00" <= ch <= "\u9fff")
+    changed = sum(1 for a, b in zip(text, converted, strict=True) if a != b)
+    return converted, changed / chinese if chinese else 0.0
+
+
 def compact(text: str) -> str:
     """NFKC and all whitespace removed: the form in which evidence strings are matched."""
     return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text))

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rag.errors import CorpusError, RagError, UnknownDocumentError
-from rag.ingest.chunking import Chunk, chunk_corpus
+from rag.ingest.chunking import MIN_BODY_CHARS, Chunk, body_chars, chunk_corpus
 from rag.ingest.convert_worker import ConvertWorker
 from rag.ingest.converters import SUPPORTED, Extracted, OcrOptions, PageProgress
 from rag.ingest.docfacts import facts_from_json, iso_date, validity
@@ -181,7 +181,9 @@ def sync_index(settings: Settings, embedder: Embedder, rebuild: bool = False,
 
 
 def _sync_locked(settings: Settings, embedder: Embedder, rebuild: bool = False,
-                 progress: Progress | None = None, reading: Reading | None = None) -> tuple[Index, Report]:
+                 progress: Progress | None = None, reading: Reading | None = None,
+                 allow_empty: bool = False) -> tuple[Index, Report]:
+    """`allow_empty`: a library with no document yet is a valid start (`rag add` into a new library), not an error."""
     started = time.perf_counter()
     use_vocabulary(settings.vocab_dir)  # titles and chrome lines are read with these settings' vocabulary
     _drop_leftovers(settings.data_dir, settings.removed_keep_days)
@@ -216,7 +218,7 @@ def _sync_locked(settings: Settings, embedder: Embedder, rebuild: bool = False,
     for doc, message in too_long:
         skipped[doc.path.name], messages[doc.path.name] = prints[doc.doc_id], message
         failed.append({"file": doc.path.name, "message": message})
-    if full and not documents:
+    if full and not documents and not (allow_empty and not files):
         raise CorpusError(f"{settings.data_dir}: no readable documents",
                           f"文档目录 {settings.data_dir} 中没有可读取的文档（.txt .md .docx .pdf .html）。")
     segment = make_segment(documents, settings, embedder, progress, chunks=chunks) if documents else None
@@ -254,6 +256,9 @@ def _chunked(documents: list[Document], settings: Settings) -> tuple[list[Docume
     kept, chunks, refused = [], [], []
     for doc in documents:
         found = chunk_corpus([doc], config)
+        if not found or body_chars(doc) < MIN_BODY_CHARS:
+            refused.append((doc, f"文件 {doc.path.name} 只有标题或章节名，没有正文，没有导入；请检查文件是否完整。"))
+            continue
         if settings.max_passages_per_document and len(found) > settings.max_passages_per_document:
             refused.append((doc, f"文件 {doc.path.name} 切分后有 {len(found)} 段（上限 "
                                  f"{settings.max_passages_per_document} 段），没有导入；请拆分成几个文件后重试。"))
@@ -420,7 +425,7 @@ def add_documents(settings: Settings, embedder: Embedder, files: list[tuple[str,
     with _locked(store):
         config = store.read_config()
         if _signature_changes(config, settings, embedder):
-            _sync_locked(settings, embedder)
+            _sync_locked(settings, embedder, allow_empty=True)
             config = store.read_config()
         assert config is not None  # an index with no record has changed signature: the sync above wrote one
         manifest = read_manifest(settings.data_dir)
