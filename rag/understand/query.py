@@ -14,7 +14,6 @@ Every word list lives in `rag/resources/vocab/` (read by rag/language/vocab.py; 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 import threading
 import unicodedata
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from cachetools import LRUCache
 
 from rag.language.facts import is_cross_document, requested_kind
-from rag.language.text import tokenize
+from rag.language.text import simplified, tokenize
 from rag.language.vocab import Vocabulary, load_vocabulary
 
 # Facets that are facts about a document as a whole, answered from its facts, not from passage sentences.
@@ -92,18 +91,11 @@ class Query:
 # --------------------------------------------------------------------------- steps
 
 
-@functools.lru_cache(maxsize=1)
-def _converter():
-    import opencc
-
-    return opencc.OpenCC("t2s")
-
-
 def normalise_text(text: str) -> str:
     """NFKC (full-width → half-width), traditional → simplified, runs of spaces folded, control characters removed."""
     text = unicodedata.normalize("NFKC", text)
     text = "".join(ch for ch in text if unicodedata.category(ch)[0] != "C" or ch in "\n\t")
-    text = _converter().convert(text)
+    text = simplified(text)
     return re.sub(r"[ \t\u3000]+", " ", text).strip()
 
 
