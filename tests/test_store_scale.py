@@ -164,3 +164,54 @@ def test_kept_weights_of_common_terms_score_exactly_as_computed_ones(monkeypatch
     hot = BM25([Postings.from_tokens(a), Postings.from_tokens(b)], visible)
     first, second = hot.scores(query), hot.scores(query)  # the second from kept weights
     assert hot._hot and np.array_equal(first, second) and np.allclose(first, cold, rtol=1e-6)
+
+
+def test_a_streamed_merge_writes_what_one_segment_of_the_visible_documents_holds(tmp_path):
+    """Issue 22 part 2: the merge copies lines and postings without making passages objects; what it writes equals a
+    segment made directly from the documents left visible (a hidden, removed document in the first segment)."""
+    from rag.ingest.documents import load_corpus
+    from rag.settings import PROJECT_ROOT
+    from rag.store.embedded import SEGMENTS, SegmentReader, _merge, write_segment
+    from rag.store.segments import make_segment
+
+    from .conftest import make_settings
+
+    settings = make_settings(PROJECT_ROOT / "data", tmp_path / "unused")
+    embedder = FakeEmbedder()
+    docs = sorted(load_corpus(PROJECT_ROOT / "data").documents, key=lambda d: d.doc_id)
+    assert len(docs) >= 4
+    index_dir = tmp_path / "index"
+    first = write_segment(index_dir, make_segment(docs[:3], settings, embedder)) | {"hidden": [docs[1].doc_id]}
+    second = write_segment(index_dir, make_segment(docs[3:], settings, embedder))
+    merged = _merge(index_dir, [first, second], embedder.dim, hnsw_min=0)
+    visible = [docs[0], docs[2], *docs[3:]]
+    direct = write_segment(index_dir, make_segment(visible, settings, embedder))
+    got = SegmentReader(index_dir / SEGMENTS / merged["name"], merged, embedder.dim)
+    want = SegmentReader(index_dir / SEGMENTS / direct["name"], direct, embedder.dim)
+    assert merged["chunks"] == direct["chunks"] == len(got) and merged["docs"] == direct["docs"]
+    assert got.documents == want.documents
+    assert [got.record(i) for i in range(len(got))] == [want.record(i) for i in range(len(want))]
+    assert [got.text(i) for i in range(len(got.documents))] == [want.text(i) for i in range(len(want.documents))]
+    assert np.array_equal(got.doc_codes, want.doc_codes) and np.array_equal(got.vectors, want.vectors)
+    assert got.postings.terms == want.postings.terms
+    for name in ("indptr", "rows", "tf", "lengths"):
+        assert np.array_equal(getattr(got.postings, name), getattr(want.postings, name)), name
+
+
+def test_an_hnsw_graph_built_in_blocks_from_a_file_finds_the_exact_neighbours(tmp_path, monkeypatch):
+    import faiss
+
+    import rag.store.dense as dense
+
+    monkeypatch.setattr(dense, "ADD_BLOCK", 300)
+    monkeypatch.setattr(dense, "TRAIN_SAMPLE", 500)
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(2000, 32)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    on_disk = np.lib.format.open_memmap(tmp_path / "v.npy", "w+", np.float32, vectors.shape)
+    on_disk[:] = vectors
+    build_hnsw(on_disk, tmp_path / "g.hnsw")
+    graph = faiss.read_index(str(tmp_path / "g.hnsw"))
+    assert graph.ntotal == 2000
+    _, found = graph.search(vectors[:50], 1)
+    assert (found[:, 0] == np.arange(50)).mean() >= 0.95

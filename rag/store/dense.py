@@ -20,6 +20,10 @@ HNSW_EF_CONSTRUCTION = 64
 EXACT_MAX = 20_000  # a filtered search over at most this many passages is exact
 
 
+TRAIN_SAMPLE = 200_000  # the 8-bit quantiser's ranges are learnt from at most this many vectors, evenly spread
+ADD_BLOCK = 50_000
+
+
 def build_hnsw(vectors: np.ndarray, path: Path) -> None:
     """Write an HNSW graph (inner product, SQ8 storage) over `vectors`."""
     import faiss
@@ -27,9 +31,11 @@ def build_hnsw(vectors: np.ndarray, path: Path) -> None:
     dim = vectors.shape[1]
     index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, HNSW_M, faiss.METRIC_INNER_PRODUCT)  # type: ignore[arg-type]
     index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-    data = np.ascontiguousarray(vectors, dtype=np.float32)
-    index.train(data)
-    index.add(data)
+    # trained and added in blocks: `vectors` may be a memory-mapped file larger than the memory a build may take
+    sample = np.linspace(0, max(len(vectors) - 1, 0), min(len(vectors), TRAIN_SAMPLE)).astype(np.int64)
+    index.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
+    for start in range(0, len(vectors), ADD_BLOCK):
+        index.add(np.ascontiguousarray(vectors[start:start + ADD_BLOCK], dtype=np.float32))
     faiss.write_index(index, str(path))
 
 
