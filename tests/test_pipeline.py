@@ -319,3 +319,38 @@ def test_the_model_reads_a_cut_article_whole_and_its_citation_points_at_the_docu
     answer(question, engine=engine_with_llm(Engine(settings, embedder=FakeEmbedder(), index=index), piece,
                                             llm_backend="local", whole_sections=False))
     assert "禁止任何单位和个人实施下列" not in piece.history[0][-1]["content"]
+
+
+def test_a_comparison_gives_the_model_every_documents_best_passage(tmp_path):
+    """Issue 18, cross-document questions: when the first passage alone fills the prompt budget, the model was given
+    one side of "北京和浙江…分别" only and said the other was not stated; it now reads each named document's best
+    passage (RAG_COMPARE_EACH_DOCUMENT)."""
+    from rag.models.embedders import FakeEmbedder
+    from rag.store.library import ensure_index
+
+    from .conftest import make_settings
+
+    data = tmp_path / "data"
+    data.mkdir()
+    filler = "技术合同登记机构应当为当事人提供便利，公开办事程序，接受社会监督，不得收取任何费用。" * 6
+    for name, place, days in (("bj.txt", "北京市", "三十日"), ("zj.txt", "浙江省", "十日")):
+        text = (f"{place}技术市场条例\n\n第一条 为了规范技术市场，制定本条例。\n\n"
+                f"第二十二条 技术合同登记机构应当自受理认定登记申请之日起{days}内完成认定登记。{filler}\n\n"
+                "第三十条 本条例自公布之日起施行。\n")
+        (data / name).write_text(text, encoding="utf-8")
+    settings = make_settings(data, tmp_path / "index")
+    index, _ = ensure_index(settings, FakeEmbedder())
+    question = "北京和浙江的技术市场条例 技术合同认定登记分别要在多少天内完成"
+    reply = "北京市为三十日[1]，浙江省为十日[2]。"
+
+    both = FakeLLM(replies=[reply])
+    answer(question, engine=engine_with_llm(Engine(settings, embedder=FakeEmbedder(), index=index), both,
+                                            llm_backend="local"))
+    prompt = both.history[0][-1]["content"]
+    assert "三十日内完成" in prompt and "十日内完成认定登记" in prompt.replace("三十日内完成认定登记", "")
+
+    one = FakeLLM(replies=[reply])
+    answer(question, engine=engine_with_llm(Engine(settings, embedder=FakeEmbedder(), index=index), one,
+                                            llm_backend="local", compare_each_document=False))
+    alone = one.history[0][-1]["content"]
+    assert ("三十日内完成" in alone) != ("十日内完成认定登记" in alone.replace("三十日内完成认定登记", ""))

@@ -52,6 +52,22 @@ def pack_passages(passages: list[ScoredChunk], settings: Settings, first: Sequen
     return packed
 
 
+MAX_COMPARED_DOCS = 3  # documents of a comparison the model is given a passage of each (the budget grows with them)
+
+
+def each_documents_best(query: Query, passages: Sequence[ScoredChunk]) -> list[ScoredChunk]:
+    """For a question over several documents ("北京和浙江的技术市场条例…分别", two laws compared): the best passage of
+    each document in play, in the order they were named (else as ranked), at most MAX_COMPARED_DOCS — so that the
+    model reads every side of a comparison even when the first passage alone fills the plain budget."""
+    if not query.cross:
+        return []
+    best: dict[str, ScoredChunk] = {}
+    for ctx in passages:
+        best.setdefault(ctx.chunk.doc_id, ctx)
+    order = [d for d in query.docs if d in best] + [d for d in best if d not in query.docs]
+    return [best[d] for d in order[:MAX_COMPARED_DOCS]]
+
+
 def build_prompt(question: str, passages: list[ScoredChunk], settings: Settings, system: str = "system") -> list[dict]:
     """System prompt (fixed per kind, so llama.cpp reuses its KV cache) + numbered passages and the question.
     `system` names the prompt file: `system` when the code found the evidence, `system_unsure` when it hands a

@@ -41,7 +41,14 @@ from rag.answer.grounding import (
     Eligibility,
     eligible_passages,
 )
-from rag.answer.phrase import build_prompt, checked, checked_sentences, last_sentence_end, pack_passages
+from rag.answer.phrase import (
+    build_prompt,
+    checked,
+    checked_sentences,
+    each_documents_best,
+    last_sentence_end,
+    pack_passages,
+)
 from rag.answer.plans import (
     one_version,
 )
@@ -162,6 +169,9 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
         passages = pack_passages(whole_sections([*first, *eligibility.passages], engine), settings, budget=budget)
     else:
         passages = pack_passages(eligibility.passages, settings, first=first, budget=budget)
+    if settings.compare_each_document:  # a comparison: every side's best passage, as retrieved, beyond the budget
+        read = {p.chunk.doc_id for p in passages}
+        passages += [c for c in each_documents_best(query, eligibility.passages) if c.chunk.doc_id not in read]
     evidence = [e for e in evidence if any(p.chunk.doc_id == e.ctx.chunk.doc_id and p.chunk.start <= e.ctx.chunk.start
                                            and e.ctx.chunk.end <= p.chunk.end for p in passages)]
     prompt = build_prompt(query.text, passages, settings, "system_unsure" if handover and settings.unsure_prompt else "system")

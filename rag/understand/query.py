@@ -266,7 +266,8 @@ def document_targets(text: str, documents: list[dict], vocab: Vocabulary,
         hits = [(at, d) for at, d in hits if d in titled or
                 (d not in inside and d not in by_title and not (place_names[d] & named_places & set(places)))]
     if namings is not None:
-        labels = {by_title.get(d) or named_by[d] for _, d in hits}
+        # one title shared by documents of two places named ("北京和浙江的技术市场条例") is two namings
+        labels = {(by_title.get(d) or named_by[d], frozenset(place_names[d] & set(places))) for _, d in hits}
         namings.append(len(labels))
     return [doc_id for _, doc_id in sorted(hits)], places
 
