@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     unsure_prompt: bool = True  # a handed-over question is read with prompts/system_unsure.txt (README, round 4)
     # a question over several documents: the model reads each document's best passage (README, round 5)
     compare_each_document: bool = True
+    # the model also reads retrieval's best passage when the plan's evidence is another one (README, round 5)
+    read_best_passage: bool = True
     llm_backend: LLMBackend = "local"
     llm_base_url: str = "http://127.0.0.1:8000/v1"
     llm_model: str = "qwen2.5-coder-1.5b"  # local: qwen2.5-coder-1.5b | qwen2.5-coder-0.5b | a .gguf path

@@ -351,6 +351,37 @@ def test_a_comparison_gives_the_model_every_documents_best_passage(tmp_path):
 
     one = FakeLLM(replies=[reply])
     answer(question, engine=engine_with_llm(Engine(settings, embedder=FakeEmbedder(), index=index), one,
-                                            llm_backend="local", compare_each_document=False))
+                                            llm_backend="local", compare_each_document=False, read_best_passage=False))
     alone = one.history[0][-1]["content"]
     assert ("三十日内完成" in alone) != ("十日内完成认定登记" in alone.replace("三十日内完成认定登记", ""))
+
+
+def test_the_model_also_reads_the_passage_retrieval_ranked_first():
+    """Issue 18 (dev d002): the plan quoted the article that forbids bribery (第七条), whose whole text filled the
+    budget; the penalty (第十九条), ranked first by retrieval, never reached the model. Now both do
+    (RAG_READ_BEST_PASSAGE); a passage already inside one read (a whole article) is not added twice."""
+    from rag.answer.grounding import Evidence
+    from rag.answer.phrase import passages_for_model
+    from rag.answer.plans import Plan
+    from rag.ingest.chunking import Chunk
+    from rag.search.retrieval import ScoredChunk
+    from rag.settings import Settings
+    from rag.understand.query import Query
+
+    def scored(n: int, start: int, text: str) -> ScoredChunk:
+        chunk = Chunk(f"law#{n:03d}", "law", "某法", "", [f"第{n}条"], start, start + len(text), text)
+        return ScoredChunk(chunk, 1.0 / n, n)
+
+    duty = scored(7, 0, "第七条 " + "经营者不得采用财物或者其他手段贿赂下列单位或者个人。" * 14)
+    penalty = scored(19, 2000, "第十九条 经营者违反本法第七条规定贿赂他人的，处十万元以上三百万元以下的罚款。")
+    plan = Plan("evidence", evidence=[Evidence(duty, 0, 20, 1.0, 1.0)])
+    query = Query("贿赂他人罚款幅度", "贿赂他人罚款幅度", "贿赂他人罚款幅度")
+    settings = Settings.load({"llm_backend": "local"}, env={})
+    read = passages_for_model(query, plan, [penalty, duty], settings)
+    assert [p.chunk.chunk_id for p in read] == ["law#007", "law#019"]
+    off = passages_for_model(query, plan, [penalty, duty], settings.replace(read_best_passage=False))
+    assert [p.chunk.chunk_id for p in off] == ["law#007"]  # the duty alone fills the 320-token budget
+    whole = scored(19, 1990, "第十九条 前款……。" + penalty.chunk.text)  # holds the penalty at 2000
+    roomy = settings.replace(context_budget_tokens=2000)
+    read = passages_for_model(query, plan, [penalty, duty], roomy, expand=lambda found: [duty, whole])
+    assert [(p.chunk.chunk_id, p.chunk.start) for p in read] == [("law#007", 0), ("law#019", 1990)]

@@ -68,6 +68,33 @@ def each_documents_best(query: Query, passages: Sequence[ScoredChunk]) -> list[S
     return [best[d] for d in order[:MAX_COMPARED_DOCS]]
 
 
+def within(ctx: ScoredChunk, passages: Sequence[ScoredChunk]) -> bool:
+    """`ctx` is one of `passages` or inside one of them (a whole article holding the piece)."""
+    return any(p.chunk.doc_id == ctx.chunk.doc_id and p.chunk.start <= ctx.chunk.start and ctx.chunk.end <= p.chunk.end
+               for p in passages)
+
+
+def passages_for_model(query: Query, plan: Plan, eligible: list[ScoredChunk], settings: Settings,
+                       expand: Callable[[list[ScoredChunk]], list[ScoredChunk]] | None = None) -> list[ScoredChunk]:
+    """Step 4's reading list: the passages the plan found first (each document's, for a comparison), then the best
+    others, within the token budget — `expand` gives whole articles for pieces (`retrieve.whole_sections`); then, past
+    the budget, each side of a comparison (RAG_COMPARE_EACH_DOCUMENT) and retrieval's best passage when the plan's
+    evidence is another one (RAG_READ_BEST_PASSAGE: the 第七条 the plan quoted filled the budget, the 第十九条 penalty
+    retrieval ranked first never reached the model)."""
+    first = [e.ctx for e in plan.evidence] + [st.ctx for st in plan.statements if st.ctx is not None]
+    budget = settings.context_budget_tokens * (2 if plan.kind in ("cross", "compound") else 1)
+    if expand is not None:  # the model reads whole articles, not the pieces the chunker cut them into (once each)
+        passages = pack_passages(expand([*first, *eligible]), settings, budget=budget)
+    else:
+        passages = pack_passages(eligible, settings, first=first, budget=budget)
+    if settings.compare_each_document:
+        read = {p.chunk.doc_id for p in passages}
+        passages += [c for c in each_documents_best(query, eligible) if c.chunk.doc_id not in read]
+    if settings.read_best_passage and eligible and not within(eligible[0], passages):
+        passages.append(eligible[0])
+    return passages
+
+
 def build_prompt(question: str, passages: list[ScoredChunk], settings: Settings, system: str = "system") -> list[dict]:
     """System prompt (fixed per kind, so llama.cpp reuses its KV cache) + numbered passages and the question.
     `system` names the prompt file: `system` when the code found the evidence, `system_unsure` when it hands a

@@ -45,9 +45,10 @@ from rag.answer.phrase import (
     build_prompt,
     checked,
     checked_sentences,
-    each_documents_best,
     last_sentence_end,
     pack_passages,
+    passages_for_model,
+    within,
 )
 from rag.answer.plans import (
     one_version,
@@ -162,18 +163,9 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
         return
     notes = [f"the code's plan was unsure ({plan.reason}): the model read the passages"] if handover else []
     evidence = plan.evidence
-    # the passages the plan found first (each document's, for a comparison), then the best others
-    first = [e.ctx for e in evidence] + [st.ctx for st in plan.statements if st.ctx is not None]
-    budget = settings.context_budget_tokens * (2 if plan.kind in ("cross", "compound") else 1)
-    if settings.whole_sections:  # the model reads whole articles, not the pieces the chunker cut them into (once each)
-        passages = pack_passages(whole_sections([*first, *eligibility.passages], engine), settings, budget=budget)
-    else:
-        passages = pack_passages(eligibility.passages, settings, first=first, budget=budget)
-    if settings.compare_each_document:  # a comparison: every side's best passage, as retrieved, beyond the budget
-        read = {p.chunk.doc_id for p in passages}
-        passages += [c for c in each_documents_best(query, eligibility.passages) if c.chunk.doc_id not in read]
-    evidence = [e for e in evidence if any(p.chunk.doc_id == e.ctx.chunk.doc_id and p.chunk.start <= e.ctx.chunk.start
-                                           and e.ctx.chunk.end <= p.chunk.end for p in passages)]
+    expand = (lambda found: whole_sections(found, engine)) if settings.whole_sections else None
+    passages = passages_for_model(query, plan, eligibility.passages, settings, expand)
+    evidence = [e for e in evidence if within(e.ctx, passages)]
     prompt = build_prompt(query.text, passages, settings, "system_unsure" if handover and settings.unsure_prompt else "system")
     # the passages the generator sees, in prompt order, and the prompt
     base = dataclasses.replace(base, contexts=passages, prompt=prompt)
