@@ -204,13 +204,14 @@ def test_an_hnsw_graph_built_in_blocks_from_a_file_finds_the_exact_neighbours(tm
     import rag.store.dense as dense
 
     monkeypatch.setattr(dense, "ADD_BLOCK", 300)
-    monkeypatch.setattr(dense, "TRAIN_SAMPLE", 500)
+    monkeypatch.setattr(dense, "TRAIN_SAMPLE", 50)
     rng = np.random.default_rng(3)
     vectors = rng.normal(size=(2000, 32)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     on_disk = np.lib.format.open_memmap(tmp_path / "v.npy", "w+", np.float32, vectors.shape)
     on_disk[:] = vectors
-    build_hnsw(on_disk, tmp_path / "g.hnsw")
+    on_disk.flush()
+    build_hnsw(tmp_path / "v.npy", tmp_path / "g.hnsw")
     graph = faiss.read_index(str(tmp_path / "g.hnsw"))
     assert graph.ntotal == 2000
     _, found = graph.search(vectors[:50], 1)

@@ -123,7 +123,7 @@ def write_segment(index_dir: Path, segment: Segment, hnsw_min: int = 0) -> dict:
     segment.postings.save(folder)
     np.save(folder / "vectors.npy", np.ascontiguousarray(segment.vectors, dtype=np.float32))
     if hnsw_min and len(segment.chunks) >= hnsw_min:
-        build_hnsw(segment.vectors, folder / HNSW_FILE)
+        build_hnsw(folder / "vectors.npy", folder / HNSW_FILE)
     info = {"chunks": len(segment.chunks), "docs": [d["doc_id"] for d in segment.documents]}
     (folder / "segment.json").write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
     _fsync_dir(folder)
@@ -618,18 +618,21 @@ def _merge(index_dir: Path, entries: list[dict], dim: int, hnsw_min: int) -> dic
     np.save(folder / "text_offsets.npy", np.array(text_offsets, np.int64))
     (folder / "documents.json").write_text(json.dumps(documents, ensure_ascii=False, indent=1), encoding="utf-8")
     np.save(folder / "doc_codes.npy", np.concatenate(codes).astype(np.int32) if codes else np.zeros(0, np.int32))
-    vectors = np.lib.format.open_memmap(folder / "vectors.npy", "w+", np.float32, (n, dim))
+    np.lib.format.open_memmap(folder / "vectors.npy", "w+", np.float32, (n, dim)).flush()
     at = 0
-    for reader, rows in readers:
-        source = np.load(reader.folder / "vectors.npy", mmap_mode="r")
+    for reader, rows in readers:  # in blocks, every file mapped only for its block: the pages leave the process
         for block in range(0, len(rows), MERGE_BLOCK):
             part = rows[block:block + MERGE_BLOCK]
-            vectors[at:at + len(part)] = source[part]
+            source = np.load(reader.folder / "vectors.npy", mmap_mode="r")
+            values = np.array(source[part], dtype=np.float32)
+            del source
+            target = np.lib.format.open_memmap(folder / "vectors.npy", "r+")
+            target[at:at + len(part)] = values
+            target.flush()
+            del target
             at += len(part)
-    vectors.flush()
     if hnsw_min and n >= hnsw_min:
-        build_hnsw(vectors, folder / HNSW_FILE)
-    del vectors
+        build_hnsw(folder / "vectors.npy", folder / HNSW_FILE)
     info = {"chunks": n, "docs": [d["doc_id"] for d in documents]}
     (folder / "segment.json").write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
     _fsync_dir(folder)

@@ -103,22 +103,18 @@ class Postings:
     def write_merged(folder: Path, parts: list[tuple["Postings", np.ndarray]]) -> int:
         """The postings of `parts` (each with the rows it keeps, ascending) one after another, written to `folder`
         as `save` writes them, term by term: each part's terms are already sorted by name, so the merged arrays are
-        filled part by part into memory-mapped output files, never holding every (term, row) pair of the library at
-        once (a 10^6-passage merge held ~6·10^7 of them three times over). Returns the number of passages."""
+        filled part by part, the output files mapped only while one part is written — never holding every (term,
+        row) pair of the library at once (a 10^6-passage merge held ~6·10^7 of them three times over). Returns the
+        number of passages."""
         terms = sorted(set().union(*(p.terms for p, _ in parts)))
         position = {term: i for i, term in enumerate(terms)}
         counts = np.zeros(len(terms), np.int64)
-        kept_per_part = []
+        to_global = []
         for part, keep in parts:
             local_global = np.fromiter((position[t] for t in part.terms), np.int64, len(part.terms))
-            per_term = np.diff(np.asarray(part.indptr))
-            kept = np.zeros(len(part), bool)
-            kept[keep] = True
-            ok = kept[np.asarray(part.rows)]
-            term_of = np.repeat(np.arange(len(part.terms)), per_term)
-            kept_counts = np.bincount(term_of[ok], minlength=len(part.terms))
-            np.add.at(counts, local_global, kept_counts)
-            kept_per_part.append((local_global, ok, term_of))
+            ok, term_of = _kept_postings(part, keep)
+            np.add.at(counts, local_global, np.bincount(term_of[ok], minlength=len(part.terms)))
+            to_global.append(local_global)
         used = counts > 0
         new_index = np.cumsum(used) - 1
         indptr = np.concatenate([[0], np.cumsum(counts[used])]).astype(np.int64)
@@ -126,26 +122,29 @@ class Postings:
         (folder / "terms.json").write_text(json.dumps([t for t, u in zip(terms, used, strict=True) if u],
                                                       ensure_ascii=False), encoding="utf-8")
         np.save(folder / "postings_indptr.npy", indptr)
-        rows_out = np.lib.format.open_memmap(folder / "postings_rows.npy", "w+", np.int32, (total,))
-        tf_out = np.lib.format.open_memmap(folder / "postings_tf.npy", "w+", np.uint16, (total,))
+        for name, dtype in (("rows", np.int32), ("tf", np.uint16)):
+            np.lib.format.open_memmap(folder / f"postings_{name}.npy", "w+", dtype, (total,)).flush()  # the files
         filled = np.zeros(len(indptr) - 1, np.int64)
         offset = 0
-        for (part, keep), (local_global, ok, term_of) in zip(parts, kept_per_part, strict=True):
+        for (part, keep), local_global in zip(parts, to_global, strict=True):
+            ok, term_of = _kept_postings(part, keep)
             new_row = np.full(len(part), -1, np.int64)
             new_row[keep] = np.arange(len(keep)) + offset
             target = new_index[local_global[term_of[ok]]]  # non-decreasing: both vocabularies are sorted by name
             if len(target):
-                first = np.searchsorted(target, target, side="left")
-                rank = np.arange(len(target)) - first
+                rank = np.arange(len(target)) - np.searchsorted(target, target, side="left")
                 dest = indptr[target] + filled[target] + rank
+                rows_out = np.lib.format.open_memmap(folder / "postings_rows.npy", "r+")
                 rows_out[dest] = new_row[np.asarray(part.rows)[ok]]
+                rows_out.flush()
+                del rows_out  # unmapped after each part: written pages leave the process
+                tf_out = np.lib.format.open_memmap(folder / "postings_tf.npy", "r+")
                 tf_out[dest] = np.asarray(part.tf)[ok]
+                tf_out.flush()
+                del tf_out
                 unique, per = np.unique(target, return_counts=True)
                 filled[unique] += per
             offset += len(keep)
-        rows_out.flush()
-        tf_out.flush()
-        del rows_out, tf_out
         lengths = np.concatenate([np.asarray(p.lengths)[keep] for p, keep in parts]) if parts else np.zeros(0, np.int32)
         np.save(folder / "postings_lengths.npy", lengths.astype(np.int32))
         return len(lengths)
@@ -164,6 +163,14 @@ class Postings:
                 or len(postings.rows) != len(postings.tf) or (len(terms) and postings.indptr[-1] != len(postings.rows))):
             raise ValueError(f"{folder}: postings files disagree")
         return postings
+
+
+def _kept_postings(part: Postings, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(which postings of `part` belong to rows `keep`, the part's term of each posting)."""
+    kept = np.zeros(len(part), bool)
+    kept[keep] = True
+    term_of = np.repeat(np.arange(len(part.terms)), np.diff(np.asarray(part.indptr)))
+    return kept[np.asarray(part.rows)], term_of
 
 
 class BM25:
