@@ -12,6 +12,7 @@ from rag.answer.grounding import (
 )
 from rag.engine import Engine
 from rag.errors import LLMUnavailableError, ModelError
+from rag.ingest.chunking import Chunk
 from rag.language.facts import ARTICLE_HEADING, ARTICLE_NUMBER, article_number
 from rag.language.vocab import load_vocabulary
 from rag.models.prompts import render
@@ -133,7 +134,7 @@ def with_named_article(query: Query, found: list[ScoredChunk], engine: Engine) -
     return found
 
 
-def _holds_article(chunk, number: int) -> bool:
+def _holds_article(chunk: Chunk, number: int) -> bool:
     if chunk.section_path and ARTICLE_HEADING.match(chunk.section_path[-1]):
         return article_number(chunk.section_path[-1]) == number
     return any(article_number(m.group()) == number for m in ARTICLE_NUMBER.finditer(chunk.text)

@@ -285,7 +285,7 @@ def load_document(path: Path, entry: dict | None = None, raw: bytes | None = Non
         except OSError as exc:
             raise CorpusError(f"{path}: cannot read ({exc})", f"无法读取文件 {path.name}。") from exc
     extracted = convert(path.name, raw)
-    text = mask_chrome(simplified_in_place(extracted.text)[0])  # 條例 is searched, cited and shown as 条例
+    text = mask_chrome(simplified_in_place(extracted.text))  # 條例 is searched, cited and shown as 条例
     entry = entry or {}
     # the title a plan's period is read from: the registry's, else (in extract_facts) the notice's, else line one
     facts = extract_facts(text, entry.get("title", ""))

@@ -62,18 +62,14 @@ def simplified(text: str) -> str:
     return _to_simplified().convert(text)
 
 
-def simplified_in_place(text: str) -> tuple[str, float]:
-    """(`text` with traditional characters made simplified, the share of its Chinese characters that changed).
-
-    Every character keeps its place (offsets into the result are offsets into `text`): where a phrase conversion
-    changes the length, that stretch is converted character by character."""
+def simplified_in_place(text: str) -> str:
+    """`text` with traditional characters made simplified, every character in its place (offsets into the result
+    are offsets into `text`): where a phrase conversion changes the length, it is converted character by character."""
     converted = simplified(text)
     if len(converted) != len(text):
         convert = _to_simplified().convert
         converted = "".join(c if len(c) == 1 else ch for ch, c in ((ch, convert(ch)) for ch in text))
-    chinese = sum(1 for ch in text if "\u4e00" <= ch <= "\u9fff")
-    changed = sum(1 for a, b in zip(text, converted, strict=True) if a != b)
-    return converted, changed / chinese if chinese else 0.0
+    return converted
 
 
 def compact(text: str) -> str:

@@ -109,11 +109,7 @@ def _write_lines(path: Path, items: list) -> np.ndarray:
 def write_segment(index_dir: Path, segment: Segment, hnsw_min: int = 0) -> dict:
     """Write a segment's files (segment.json last) and return its entry for a generation file. A segment of at
     least `hnsw_min` passages (0: never) also gets an HNSW graph."""
-    root = index_dir / SEGMENTS
-    root.mkdir(parents=True, exist_ok=True)
-    name = f"seg-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**9:09d}"
-    folder = root / name
-    folder.mkdir()
+    folder = _new_segment_folder(index_dir)
     np.save(folder / "chunk_offsets.npy", _write_lines(folder / "chunks.jsonl", [c.to_record() for c in segment.chunks]))
     (folder / "documents.json").write_text(json.dumps(segment.documents, ensure_ascii=False, indent=1), encoding="utf-8")
     texts = [segment.texts.get(d["doc_id"], "") for d in segment.documents]
@@ -124,10 +120,23 @@ def write_segment(index_dir: Path, segment: Segment, hnsw_min: int = 0) -> dict:
     np.save(folder / "vectors.npy", np.ascontiguousarray(segment.vectors, dtype=np.float32))
     if hnsw_min and len(segment.chunks) >= hnsw_min:
         build_hnsw(folder / "vectors.npy", folder / HNSW_FILE)
-    info = {"chunks": len(segment.chunks), "docs": [d["doc_id"] for d in segment.documents]}
-    (folder / "segment.json").write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
+    return _sealed(folder, len(segment.chunks), [d["doc_id"] for d in segment.documents])
+
+
+def _new_segment_folder(index_dir: Path) -> Path:
+    root = index_dir / SEGMENTS
+    root.mkdir(parents=True, exist_ok=True)
+    folder = root / f"seg-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**9:09d}"
+    folder.mkdir()
+    return folder
+
+
+def _sealed(folder: Path, chunks: int, docs: list[str]) -> dict:
+    """segment.json written last (a segment without it is incomplete), everything synced; the generation's entry."""
+    (folder / "segment.json").write_text(json.dumps({"chunks": chunks, "docs": docs}, ensure_ascii=False),
+                                         encoding="utf-8")
     _fsync_dir(folder)
-    return {"name": name, "chunks": len(segment.chunks), "docs": info["docs"], "hidden": []}
+    return {"name": folder.name, "chunks": chunks, "docs": docs, "hidden": []}
 
 
 def _swap(tmp: Path, pointer: Path) -> None:
@@ -581,9 +590,7 @@ def _merge(index_dir: Path, entries: list[dict], dim: int, hnsw_min: int) -> dic
     — nothing re-embedded, no passage parsed, memory bounded by the largest block rather than the library (a 10^6
     merge that made every passage an object peaked at 9.7 GB). The files are those `write_segment` writes."""
     root = index_dir / SEGMENTS
-    name = f"seg-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}-{time.monotonic_ns() % 10**9:09d}"
-    folder = root / name
-    folder.mkdir(parents=True)
+    folder = _new_segment_folder(index_dir)
     documents: list[dict] = []
     chunk_offsets, text_offsets, codes, postings = [np.zeros(1, np.int64)], [0], [], []
     readers = []
@@ -633,10 +640,7 @@ def _merge(index_dir: Path, entries: list[dict], dim: int, hnsw_min: int) -> dic
             at += len(part)
     if hnsw_min and n >= hnsw_min:
         build_hnsw(folder / "vectors.npy", folder / HNSW_FILE)
-    info = {"chunks": n, "docs": [d["doc_id"] for d in documents]}
-    (folder / "segment.json").write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
-    _fsync_dir(folder)
-    return {"name": name, "chunks": n, "docs": info["docs"], "hidden": []}
+    return _sealed(folder, n, [d["doc_id"] for d in documents])
 
 
 # ---------------------------------------------------------------- the store behind the library and the engine

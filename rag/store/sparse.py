@@ -68,35 +68,6 @@ class Postings:
         return cls([terms[i] for i in order], matrix.indptr.astype(np.int64), matrix.indices.astype(np.int32),
                    matrix.data.astype(np.uint16), lengths.astype(np.int32))
 
-    def take(self, keep: np.ndarray) -> "Postings":
-        """Only the passages `keep` (ascending rows), renumbered from 0; terms left without postings dropped."""
-        new_row = np.full(len(self), -1, np.int64)
-        new_row[keep] = np.arange(len(keep))
-        term_of = np.repeat(np.arange(len(self.terms)), np.diff(self.indptr))
-        mapped = new_row[self.rows]
-        ok = mapped >= 0
-        used = np.unique(term_of[ok])
-        remap = np.full(len(self.terms), -1, np.int64)
-        remap[used] = np.arange(len(used))
-        return Postings._from_triples([self.terms[i] for i in used], remap[term_of[ok]], mapped[ok],
-                                      self.tf[ok].astype(np.int64), self.lengths[keep])
-
-    @staticmethod
-    def concat(parts: list["Postings"]) -> "Postings":
-        """Passages of `parts` one after another, in one vocabulary."""
-        vocab: dict[str, int] = {}
-        term_ids, rows, counts, offset = [], [], [], 0
-        for part in parts:
-            local = np.array([vocab.setdefault(t, len(vocab)) for t in part.terms], np.int64)
-            term_ids.append(np.repeat(local, np.diff(part.indptr)))
-            rows.append(part.rows.astype(np.int64) + offset)
-            counts.append(part.tf.astype(np.int64))
-            offset += len(part)
-        def cat(xs):
-            return (np.concatenate(xs) if xs else np.zeros(0, np.int64))
-        lengths = np.concatenate([p.lengths for p in parts]) if parts else np.zeros(0, np.int32)
-        return Postings._from_triples(list(vocab), cat(term_ids), cat(rows), cat(counts), lengths)
-
     # ------------------------------------------------------------ files
 
     @staticmethod
