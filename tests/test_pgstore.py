@@ -119,6 +119,87 @@ def test_fused_top_k_is_the_same_on_both_stores(both, question, filters):
     assert np.allclose([c.score for c in a], [c.score for c in b], atol=1e-5)
 
 
+def _best_by_impact(pg, terms: list[str], depth: int, numbers: list[int] | None = None) -> set[int]:
+    """The passages in each term's `depth` highest-impact postings (of the documents `numbers`), read directly."""
+    with pg.backend.connection() as conn:
+        rows = conn.execute("SELECT passage FROM (SELECT passage, row_number() OVER (PARTITION BY term ORDER BY impact "
+                            "DESC, passage) AS r FROM rag_postings WHERE term = ANY(%s) AND (%s::bigint[] IS NULL "
+                            "OR doc = ANY(%s))) t WHERE r <= %s", (terms, numbers, numbers, depth)).fetchall()
+        conn.rollback()
+    return {r[0] for r in rows}
+
+
+@pytest.mark.parametrize("question", QUESTIONS[:5])
+def test_bm25_candidates_come_from_a_bounded_read_of_each_terms_best_postings(both, question):
+    """Each question term contributes at most `bm25_depth` postings, highest impact first; reading every posting
+    (depth 0) ranks exactly as the embedded store."""
+    _, embedded, pg, _ = both
+    terms = list(dict.fromkeys(tokenize(question)))
+    backend = pg.backend
+    try:
+        backend.bm25_depth = 3
+        top = pg.query(tokenize(question), None).bm25_top(200)
+        assert 0 < len(top) <= 3 * len(terms)
+        ties = _best_by_impact(pg, terms, 6)  # equal impacts may be read in either order
+        assert set(top.tolist()) <= ties
+        backend.bm25_depth = 0
+        every = pg.query(tokenize(question), None).bm25_top(20)
+    finally:
+        backend.bm25_depth = 1000
+    exact = embedded.query(tokenize(question), None)
+    assert np.allclose(exact.bm25_of(exact.bm25_top(20)), pg.query(tokenize(question), None).bm25_of(every), rtol=1e-5)
+
+
+@pytest.mark.parametrize("filters", [{"region": "湖南"}, {"in_force": True}])
+def test_a_filter_is_applied_inside_the_bounded_read(both, filters, monkeypatch):
+    """A wide filter is read from the postings' index entries (no passage outside it is a candidate, and a deep
+    enough read finds the embedded store's filtered ranking); a narrow one reads its documents' postings."""
+    import rag.store.postgres as pgstore
+
+    embedder, embedded, pg, settings = both
+    allowed = Retriever(pg, embedder, settings).allowed_docs(filters)
+    assert allowed and len(allowed) < len(pg.documents) or filters.get("in_force")
+    exact = embedded.query(tokenize("知识产权保护中心建设"), None)
+    want = exact.bm25_of(exact.bm25_top(20, allowed))
+    for scan in (0, pgstore.SCOPE_SCAN):  # the impact-ordered read with the filter; the narrow filter's read
+        monkeypatch.setattr(pgstore, "SCOPE_SCAN", scan)
+        query = pg.query(tokenize("知识产权保护中心建设"), None)
+        top = query.bm25_top(20, allowed)
+        assert set(query.doc_of(top)) <= allowed
+        assert np.allclose(query.bm25_of(top), want, rtol=1e-5)
+    monkeypatch.setattr(pgstore, "SCOPE_SCAN", 0)
+    pg.backend.bm25_depth = 2
+    try:
+        query = pg.query(tokenize("知识产权保护中心建设"), None)
+        top = query.bm25_top(200, allowed)
+    finally:
+        pg.backend.bm25_depth = 1000
+    numbers = [pg.numbers[d] for d in allowed]
+    assert set(query.doc_of(top)) <= allowed
+    assert set(top.tolist()) <= _best_by_impact(pg, list(dict.fromkeys(tokenize("知识产权保护中心建设"))), 4, numbers)
+
+
+def test_a_database_of_the_earlier_layout_is_upgraded_in_place(pg_settings):
+    """Postings written before impacts and document numbers (PRIMARY KEY (term, passage), an index on passage) get
+    both on first load, and rank as before."""
+    embedder = FakeEmbedder()
+    index, _ = ensure_index(pg_settings, embedder)
+    tokens = tokenize("湖南专利转化目标是多少")
+    before = index.query(tokens, None).bm25_top(10)
+    backend = index.backend
+    with backend.connection() as conn:
+        conn.execute("DROP INDEX rag_postings_impact; DROP INDEX rag_postings_doc; "
+                     "ALTER TABLE rag_postings DROP COLUMN impact, DROP COLUMN doc; "
+                     "CREATE INDEX rag_postings_passage ON rag_postings (passage)")
+        conn.commit()
+    upgraded = backend.load(embedder)
+    with backend.connection() as conn:
+        indexes = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'rag_postings'")}
+        conn.rollback()
+    assert {"rag_postings_impact", "rag_postings_doc"} <= indexes and "rag_postings_passage" not in indexes
+    assert upgraded.query(tokens, None).bm25_top(10).tolist() == before.tolist()
+
+
 def test_a_document_added_through_one_server_is_answered_by_another(pg_settings):
     embedder = FakeEmbedder()
     ensure_index(pg_settings, embedder)
@@ -133,7 +214,10 @@ def test_a_document_added_through_one_server_is_answered_by_another(pg_settings)
     remove_document(pg_settings, embedder, report.added[0])
     assert first.refresh() and all(d["doc_id"] != report.added[0] for d in first.index.documents)
     # statistics follow removals: BM25 over the database equals a fresh embedded index of the same documents
-    assert first.index.query(tokenize("数据知识产权登记"), None).bm25_top(5).size >= 0
+    fresh, _ = ensure_index(pg_settings.replace(store="embedded", index_dir=pg_settings.data_dir.parent / "fresh"), embedder)
+    tokens = tokenize("数据知识产权登记办法")
+    a, b = fresh.query(tokens, None), first.index.query(tokens, None)
+    assert np.allclose(a.bm25_of(a.bm25_top(10)), b.bm25_of(b.bm25_top(10)), rtol=1e-5)
 
 
 def test_a_database_of_another_embedder_is_refused_naming_both(pg_settings):
@@ -318,3 +402,24 @@ def test_an_original_received_by_one_machine_is_shown_by_another(pg_settings, tm
     remove_document(pg_settings, embedder, added)
     assert TestClient(create_api(elsewhere, Engine(elsewhere, embedder=embedder))).get(
         f"/doc/{added}/page/2.jpg").status_code == 404
+
+
+def test_the_scale_benchmark_measures_both_stores_and_the_bounded_reads(tmp_path):
+    """`rag bench --scale` builds a small synthetic library in each store and reports, for PostgreSQL, how many of the
+    BM25 top 5 stay when every posting is read."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "scale.json"
+    env = os.environ | {"RAG_INDEX_DIR": str(tmp_path / "index"), "RAG_PG_BM25_DEPTH": "50"}
+    proc = subprocess.run([sys.executable, "-m", "rag.cli", "bench", "--scale", "600", "--stores", "embedded,postgresql",
+                           "--out", str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {row["store"]: row for row in json.loads(out.read_text())}
+    assert set(rows) == {"embedded", "postgresql"}
+    assert rows["embedded"]["passages"] == rows["postgresql"]["passages"] >= 600
+    assert 0.5 <= rows["postgresql"]["bm25_agreement"] <= 1.0 and "bm25_agreement" not in rows["embedded"]
+    assert all(row["hybrid"][1] > 0 for row in rows.values())
+    assert "BM25 top-5" in proc.stdout

@@ -139,6 +139,8 @@ def serve(settings: Settings, questions: list[str], store: str) -> dict:
     out["rss_mb"], out["peak_mb"], out["anon_mb"], out["file_mb"] = _rss_mb()
     out["recall"] = _dense_recall(index, cached, questions[:30], settings.candidate_pool)
     out["agreement"] = _top_k_agreement(index, retriever, questions[:30], settings.top_k)
+    if store != "embedded":  # BM25 alone: the impact-ordered reads against every posting
+        out["bm25_agreement"] = _top_k_agreement(index, retriever, questions[:30], settings.top_k, "bm25")
     return out
 
 
@@ -189,17 +191,29 @@ def _dense_recall(index, embedder, questions: list[str], pool: int) -> float | N
     return found / (pool * len(questions))
 
 
-def _top_k_agreement(index, retriever, questions: list[str], k: int) -> float | None:
-    """Share of hybrid top-k passages that stay the same when the vector search scans exactly (embedded store)."""
+def _exact(index, on: bool) -> bool:
+    """Make the store search exactly (vectors scanned, every posting read), or approximately again; False when it
+    has no approximate search to compare."""
     dense = getattr(index, "dense", None)
-    if dense is None or getattr(index, "exact_dense", True):
+    if dense is not None and not getattr(index, "exact_dense", True):
+        dense.exact = on
+        return True
+    if hasattr(index, "exact"):  # PostgreSQL: the HNSW graph and the impact-ordered postings
+        index.exact = on
+        return True
+    return False
+
+
+def _top_k_agreement(index, retriever, questions: list[str], k: int, mode: str | None = None) -> float | None:
+    """Share of top-k passages (hybrid, or `mode`) that stay the same when the store searches exactly."""
+    if not _exact(index, False):
         return None
-    approx = [[c.chunk.chunk_id for c in retriever.search(q, k=k)] for q in questions]
-    dense.exact = True
+    approx = [[c.chunk.chunk_id for c in retriever.search(q, k=k, mode=mode)] for q in questions]
+    _exact(index, True)
     try:
-        exact = [[c.chunk.chunk_id for c in retriever.search(q, k=k)] for q in questions]
+        exact = [[c.chunk.chunk_id for c in retriever.search(q, k=k, mode=mode)] for q in questions]
     finally:
-        dense.exact = False
+        _exact(index, False)
     return sum(len(set(a) & set(b)) for a, b in zip(approx, exact, strict=True)) / (k * len(questions))
 
 
@@ -241,6 +255,8 @@ def _print_row(row: dict) -> None:
     recall = "exact" if row["recall"] is None else f"{row['recall']:.3f}"
     if row.get("agreement") is not None:
         recall += f" (top-5 {row['agreement']:.2f})"
+    if row.get("bm25_agreement") is not None:
+        recall += f" (BM25 top-5 {row['bm25_agreement']:.2f})"
     memory = f"{row['rss_mb'] / 1024:.2f}GB ({row['anon_mb'] / 1024:.2f}+{row['file_mb'] / 1024:.2f})"
     print(f"{row['store']:<10} {row['passages']:>9,} {row['documents']:>6,} {row['build_s']:>7.1f}s "
           f"{row['build_peak_mb'] / 1024:>8.2f}GB {row['disk_mb'] / 1024:>6.2f}GB {row['load_s']:>5.2f}s "

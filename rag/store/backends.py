@@ -16,5 +16,5 @@ def backend_for(settings: Settings) -> Backend:
     if settings.store not in _PG_BACKENDS:
         from rag.store.postgres import PgBackend
 
-        _PG_BACKENDS[settings.store] = PgBackend(settings.store, settings.hnsw_ef_search)
+        _PG_BACKENDS[settings.store] = PgBackend(settings.store, settings.hnsw_ef_search, settings.pg_bm25_depth)
     return _PG_BACKENDS[settings.store]
