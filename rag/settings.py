@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     hnsw_ef_search: int = 128
     # PostgreSQL store: BM25 candidates read at most this many postings per question term, highest impact first
     # (0: every posting). Measured against every posting in README, Scale.
-    pg_bm25_depth: int = Field(1000, ge=0)
+    pg_bm25_depth: int = Field(500, ge=0)
     # "" or "embedded" (the index directory), or a PostgreSQL URL (postgresql://user@host:port/db): the shared store
     store: str = "embedded"
 

@@ -27,7 +27,12 @@ from rag.models.embedders import Embedder
 from rag.settings import Settings
 from rag.store.base import Index
 
-BENCH_EMBEDDER = "fake:384"  # same dimension as multilingual-e5-small; real embedding runs ~15 passages/s here
+BENCH_EMBEDDER = "fake:384"
+SERVER_BUFFERS = "6GB"  # same dimension as multilingual-e5-small; real embedding runs ~15 passages/s here
+
+
+def questions_of(path: Path) -> list[str]:
+    return [q.question for q in load_dataset(path)]
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -101,7 +106,7 @@ class _Cached(Embedder):
         return self._vectors[text]
 
 
-def serve(settings: Settings, questions: list[str], store: str) -> dict:
+def serve(settings: Settings, questions: list[str], store: str, graph: bool = False) -> dict:
     from rag.models.embedders import make_embedder
     from rag.search.retrieval import Retriever
 
@@ -140,8 +145,45 @@ def serve(settings: Settings, questions: list[str], store: str) -> dict:
     out["recall"] = _dense_recall(index, cached, questions[:30], settings.candidate_pool)
     out["agreement"] = _top_k_agreement(index, retriever, questions[:30], settings.top_k)
     if store != "embedded":  # BM25 alone: the impact-ordered reads against every posting
-        out["bm25_agreement"] = _top_k_agreement(index, retriever, questions[:30], settings.top_k, "bm25")
+        out["bm25_agreement"] = _bm25_kept(index, questions, settings.top_k, settings.candidate_pool)
+    if graph and store == "embedded":
+        out["graph"] = _graph_check(index, retriever, cached, questions, settings)
     return out
+
+
+def _graph_check(index, retriever, embedder, questions: list[str], settings: Settings) -> list[dict]:
+    """Each HNSW graph searched by itself, as a segment above the exact-scan limit is (`dense.EXACT_MAX` lifted), at
+    several search breadths: dense recall@pool and hybrid top-k kept against an exact scan, and the dense search's
+    p50 / p95 with the graph and with the scan. What `RAG_HNSW_MIN` is decided from (README, Scale)."""
+    from rag.store import dense as dense_module
+
+    dense = getattr(index, "dense", None)
+    if dense is None or all(part.hnsw is None for part in dense.parts):
+        return []
+
+    def timed(exact: bool) -> tuple[float, float]:
+        dense.exact = exact
+        times = []
+        for q in questions:
+            vector = np.asarray(embedder.embed_query(q), dtype=np.float32)
+            started = time.perf_counter()
+            index.query([], vector).dense_top(settings.candidate_pool)
+            times.append((time.perf_counter() - started) * 1000)
+        dense.exact = False
+        return percentile(times, 0.5), percentile(times, 0.95)
+
+    rows = []
+    limit, breadth = dense_module.EXACT_MAX, dense.ef_search
+    dense_module.EXACT_MAX = 0
+    try:
+        for ef in (64, 128, 256, 512):
+            dense.ef_search = ef
+            rows.append({"ef_search": ef, "recall": _dense_recall(index, embedder, questions, settings.candidate_pool),
+                         "agreement": _top_k_agreement(index, retriever, questions, settings.top_k),
+                         "graph_ms": timed(False), "scan_ms": timed(True)})
+    finally:
+        dense_module.EXACT_MAX, dense.ef_search = limit, breadth
+    return rows
 
 
 FACET_QUESTIONS = Path(__file__).resolve().parents[2] / "eval" / "bench_facets.jsonl"
@@ -217,19 +259,46 @@ def _top_k_agreement(index, retriever, questions: list[str], k: int, mode: str |
     return sum(len(set(a) & set(b)) for a, b in zip(approx, exact, strict=True)) / (k * len(questions))
 
 
+def _bm25_kept(index, questions: list[str], k: int, pool: int) -> float | None:
+    """Share of the store's BM25 top-k (the best k of its `pool` candidates, as the retriever takes them, for the
+    questions' own words) that holds scores of the exact top-k, reading every posting: tie-aware, as relabelled copies
+    score alike and either copy is as good."""
+    from rag.language.text import tokenize
+
+    if not _exact(index, False):
+        return None
+    kept = 0
+    for q in questions:
+        query = index.query(tokenize(q), None)
+        approx = query.bm25_top(pool)[:k]
+        _exact(index, True)
+        try:
+            exact = index.query(tokenize(q), None).bm25_top(k)
+        finally:
+            _exact(index, False)
+        if not len(exact):
+            kept += k
+            continue
+        kth = float(query.bm25_of(exact).min()) * (1 - 1e-6)
+        kept += min(int((query.bm25_of(approx) >= kth).sum()), len(exact)) + k - len(exact)
+    return kept / (k * len(questions))
+
+
 # ---------------------------------------------------------------- parent
 
-def _child(mode: str, settings: Settings, size: int, store: str, questions: Path) -> dict:
+def _child(mode: str, settings: Settings, size: int, store: str, questions: Path, graph: bool = False) -> dict:
     env = os.environ | {"RAG_INDEX_DIR": str(settings.index_dir), "RAG_EMBEDDER": settings.embedder,
                         "RAG_DATA_DIR": str(settings.data_dir), "RAG_STORE": settings.store}
-    proc = subprocess.run([sys.executable, "-m", "rag.evaluation.bench_scale", mode, str(size), store, str(questions)],
+    proc = subprocess.run([sys.executable, "-m", "rag.evaluation.bench_scale", mode, str(size), store, str(questions)]
+                          + (["graph"] if graph else []),
                           env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{mode} of {size} passages ({store}) failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _measure(settings: Settings, store: str, size: int, questions: Path, server, keep: Path | None) -> dict:
+def _measure(settings: Settings, store: str, size: int, questions: Path, server, keep: Path | None,
+             graph: bool = False) -> dict:
     """Build and measure one size. With `keep` (embedded store), the index stays in keep/SIZE and a later run with
     the same `keep` measures it again without rebuilding (the build figures are read from keep/SIZE/build.json)."""
     with tempfile.TemporaryDirectory(prefix=f"rag-scale-{size}-") as tmp:
@@ -246,7 +315,7 @@ def _measure(settings: Settings, store: str, size: int, questions: Path, server,
             built = _child("build", variant, size, store, questions)
             if keep and store == "embedded":
                 saved.write_text(json.dumps(built))
-        served = _child("serve", variant, size, store, questions)
+        served = _child("serve", variant, size, store, questions, graph)
         disk = _du_mb(variant.index_dir) if store == "embedded" else served.get("disk_mb", 0.0)
     return built | served | {"store": store, "disk_mb": disk}
 
@@ -289,11 +358,23 @@ def run_scale_bench(settings: Settings, args) -> int:
         if any(s != "embedded" for s in stores):
             from rag.store.pglocal import running_server
 
-            server = stack.enter_context(running_server())  # a throwaway local PostgreSQL for the measurements
+            # a throwaway local PostgreSQL for the measurements, its buffer cache sized as a server's (a quarter of
+            # this machine's memory, a common setting)
+            server = stack.enter_context(running_server(shared_buffers=SERVER_BUFFERS))
         for store in stores:
             for size in sizes:
-                rows.append(_measure(settings, store, size, questions, server, Path(args.keep) if args.keep else None))
+                rows.append(_measure(settings, store, size, questions, server, Path(args.keep) if args.keep else None,
+                                     bool(getattr(args, "graph", False))))
                 _print_row(rows[-1])
+    graphs = [row for row in rows if row.get("graph")]
+    if graphs:
+        print(f"\nHNSW graphs searched by themselves against an exact scan ({len(questions_of(questions))} questions):")
+        print(f"{'passages':>9} {'ef_search':>9} {'dense recall@pool':>17} {'hybrid top-5 kept':>17} "
+              f"{'graph p50/p95':>15} {'scan p50/p95':>15}")
+        for row in graphs:
+            for g in row["graph"]:
+                print(f"{row['passages']:>9,} {g['ef_search']:>9} {g['recall']:>17.3f} {g['agreement']:>17.2f} "
+                      f"{g['graph_ms'][0]:>6.1f}/{g['graph_ms'][1]:.1f} ms {g['scan_ms'][0]:>6.1f}/{g['scan_ms'][1]:.1f} ms")
     if any(row.get("facets") for row in rows):
         facets = list(dict.fromkeys(f for row in rows for f in row.get("facets", {})))
         print("\nanswer-path retrieval (understand + retrieve_for) by facet, ms p50/max:")
@@ -310,12 +391,13 @@ def run_scale_bench(settings: Settings, args) -> int:
 
 def _main() -> None:
     mode, size, store, questions = sys.argv[1], int(sys.argv[2]), sys.argv[3], Path(sys.argv[4])
+    graph = sys.argv[5:] == ["graph"]
     settings = Settings.load()
     if mode == "build":
         shutil.rmtree(settings.index_dir, ignore_errors=True)
         result = build(settings, size, store)
     else:
-        result = serve(settings, [q.question for q in load_dataset(questions)], store)
+        result = serve(settings, questions_of(questions), store, graph)
     print(json.dumps(result))
 
 

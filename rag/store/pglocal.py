@@ -59,7 +59,7 @@ def _traversable(path: Path) -> None:
 class LocalServer:
     """A server in a temporary directory; `url` to connect, `stop()` / `start()` to take it away and bring it back."""
 
-    def __init__(self) -> None:
+    def __init__(self, shared_buffers: str = "256MB") -> None:
         self.bin_dir = binaries()
         self.prefix, uid = _as_user()
         self.tmp = Path(tempfile.mkdtemp(prefix="rag-pg-"))
@@ -76,7 +76,7 @@ class LocalServer:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-locale")
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write(f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = '{self.tmp}'\n"
-                       "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nshared_buffers = 256MB\n"
+                       f"fsync = off\nsynchronous_commit = off\nfull_page_writes = off\nshared_buffers = {shared_buffers}\n"
                        "maintenance_work_mem = 512MB\nmax_connections = 100\n")
         self.log.touch()
         if uid is not None:
@@ -103,9 +103,9 @@ class LocalServer:
 
 
 @contextlib.contextmanager
-def running_server() -> Iterator[LocalServer]:
+def running_server(shared_buffers: str = "256MB") -> Iterator[LocalServer]:
     """Start a server; yield it (`.url`: postgresql://postgres@127.0.0.1:PORT/postgres); stop and remove it after."""
-    server = LocalServer()
+    server = LocalServer(shared_buffers)
     try:
         server.start()
         yield server

@@ -11,12 +11,12 @@ BM25 is scored in SQL with the embedded store's formula and exact statistics, wh
 date in the same transaction as the passages (an add that fails half-way leaves nothing). Finding the best passages
 reads a bounded amount per question term: each term's postings are indexed by impact (the term's BM25 factor of the
 passage, tf and length, at the statistics of the day it was written), and a question reads at most `bm25_depth` of
-them per term, best first (impact-ordered early termination: the passages a term contributes most to). A filter is
-pushed into that read: the document number is in every posting's index entry, so the in-force filter (most of the
-library) skips postings of expired documents without leaving the index; a narrow filter (a region, a few documents:
-at most `SCOPE_SCAN` passages) instead reads every posting of the question's terms in its documents, through the
-(document, term) index, and ranks them exactly. The candidates are then scored exactly (`bm25_of`). Writers serialise on an
-advisory lock; readers see a generation number that every change bumps, so every `rag serve` sharing the database
+them per term, best first (impact-ordered early termination: the passages a term contributes most to); the best few
+times as many candidates as wanted by that partial score are then scored exactly (`bm25_of`, probing the (term,
+passage) key). A filter is pushed into that read: the document number is in every posting's index entry, so a wide
+filter (documents in force) is applied to the entries read, reading as many more as the filter leaves out (up to
+`READ_MAX` times `bm25_depth`); a narrow one (a region, a few documents: at most `SCOPE_SCAN` passages) has every
+passage of its documents scored exactly instead. Writers serialise on an advisory lock; readers see a generation number that every change bumps, so every `rag serve` sharing the database
 reloads the document list when another one changed it.
 """
 
@@ -40,10 +40,11 @@ from rag.store.sparse import K1, B
 
 WRITER_LOCK = 7_240_511  # pg_advisory_lock key for writers
 CONNECT_TIMEOUT_S = 5
-# A filter leaving at most this many passages is searched by reading its documents' postings (exact); a wider one by
-# the impact-ordered read with the filter applied on the index entries. Measured (README, Scale): a region of 10^6
-# passages (~35,000 passages) reads its postings in ~20 ms; the in-force filter would read ~1,000,000.
-SCOPE_SCAN = 50_000
+# A filter leaving at most this many passages has each of them scored exactly (probing the key costs ~6 ms per 1,000
+# passages of a 15-word question); a wider one takes the impact-ordered read, with the filter applied to the entries
+# read, reading 1 / (the share of passages it leaves) times as many, at most READ_MAX times the depth.
+SCOPE_SCAN = 3_000
+READ_MAX = 10
 
 
 def where(url: str) -> str:
@@ -57,11 +58,15 @@ def unavailable(url: str, exc: Exception | None = None) -> StoreUnavailableError
                                  f"无法连接检索数据库（{where(url)}），请确认 PostgreSQL 已启动、地址和口令正确；连接恢复后会自动继续。")
 
 
-# impact-ordered reads (unfiltered and wide filters: index-only, the filter on `doc` in the entry) and a narrow
-# filter's documents (also what a removal deletes by)
+# The impact-ordered reads (index-only; a filter on `doc` is applied to the entries), and the documents' postings for
+# removals. Each is partial on a condition true of every posting (`impact > 0`, `tf > 0`) that only the statements
+# meant for it state: probing given passages' postings must take the (term, passage) key, which the planner, not
+# knowing in a join how many postings a term has, otherwise passes over (for an impact range read and filtered, or a
+# skip scan of the document index).
 _POSTING_INDEXES = """
-CREATE INDEX IF NOT EXISTS rag_postings_impact ON rag_postings (term, impact DESC) INCLUDE (passage, tf, length, doc);
-CREATE INDEX IF NOT EXISTS rag_postings_doc ON rag_postings (doc, term) INCLUDE (passage, tf, length);
+CREATE INDEX IF NOT EXISTS rag_postings_impact ON rag_postings (term, impact DESC) INCLUDE (passage, tf, length, doc)
+    WHERE impact > 0;
+CREATE INDEX IF NOT EXISTS rag_postings_doc ON rag_postings (doc) WHERE tf > 0;
 """
 
 _HNSW = """
@@ -77,7 +82,8 @@ UPDATE rag_postings p SET doc = d.position,
        impact = p.tf / (p.tf + {K1}::float8 * (1 - {B}::float8 + {B}::float8 * p.length / greatest(st.total_len::float8 / greatest(st.n, 1), 1)))
 FROM rag_passages s JOIN rag_documents d USING (doc_id), rag_stats st WHERE s.id = p.passage AND st.id = 1;
 ALTER TABLE rag_postings ALTER COLUMN doc SET NOT NULL, ALTER COLUMN impact SET NOT NULL,
-      DROP CONSTRAINT IF EXISTS rag_postings_passage_fkey;
+      DROP CONSTRAINT IF EXISTS rag_postings_passage_fkey, DROP CONSTRAINT rag_postings_pkey,
+      ADD PRIMARY KEY (term, passage) INCLUDE (tf, length);
 DROP INDEX IF EXISTS rag_postings_passage;
 {_POSTING_INDEXES}
 """
@@ -96,7 +102,7 @@ CREATE INDEX IF NOT EXISTS rag_passages_doc ON rag_passages (doc_id, id);
 {_HNSW}
 CREATE TABLE IF NOT EXISTS rag_postings (term text NOT NULL, passage bigint NOT NULL, doc bigint NOT NULL,
                                          tf int NOT NULL, length int NOT NULL, impact real NOT NULL,
-                                         PRIMARY KEY (term, passage))
+                                         PRIMARY KEY (term, passage) INCLUDE (tf, length))
     WITH (fillfactor = 100);
 {_POSTING_INDEXES}
 CREATE TABLE IF NOT EXISTS rag_terms (term text PRIMARY KEY, df int NOT NULL);
@@ -115,7 +121,7 @@ def _outdated(conn) -> bool:
 class PgBackend:
     """The index operations of rag/store/embedded.py (read_config, apply_changes, load, writer_lock, generation) on PostgreSQL."""
 
-    def __init__(self, url: str, ef_search: int = 128, bm25_depth: int = 1000):
+    def __init__(self, url: str, ef_search: int = 128, bm25_depth: int = 500):
         self.url = url
         self.ef_search = ef_search
         self.bm25_depth = bm25_depth
@@ -344,13 +350,13 @@ def _delete_documents(conn, doc_ids: list[str]) -> None:
         return
     conn.execute("""
         UPDATE rag_terms t SET df = t.df - c.n
-        FROM (SELECT term, count(*) AS n FROM rag_postings WHERE doc = ANY(%(n)s) GROUP BY term) c
+        FROM (SELECT term, count(*) AS n FROM rag_postings WHERE doc = ANY(%(n)s::bigint[]) AND tf > 0 GROUP BY term) c
         WHERE t.term = c.term""", {"n": numbers})
     conn.execute("""
         UPDATE rag_stats s SET n = s.n - c.cnt, total_len = s.total_len - c.len
         FROM (SELECT count(*) AS cnt, coalesce(sum(length), 0) AS len FROM rag_passages WHERE doc_id = ANY(%(d)s)) c
         WHERE s.id = 1""", {"d": doc_ids})
-    conn.execute("DELETE FROM rag_postings WHERE doc = ANY(%(n)s)", {"n": numbers})
+    conn.execute("DELETE FROM rag_postings WHERE doc = ANY(%(n)s::bigint[]) AND tf > 0", {"n": numbers})
     conn.execute("DELETE FROM rag_documents WHERE doc_id = ANY(%(d)s)", {"d": doc_ids})
     conn.execute("DELETE FROM rag_terms WHERE df <= 0")
 
@@ -443,27 +449,38 @@ class PgIndex:
         return np.array([r[0] for r in rows], np.int64)
 
 
-# BM25 of the question's terms `w` over postings `c` (passage, tf, length): {postings} is the FROM clause giving `c`.
-# The passage length is stored in each posting, so scoring reads postings only.
-_BM25 = f"""
+# The question's terms with their BM25 weights (exact statistics); the passage length is stored in each posting, so
+# scoring reads postings only.
+_WEIGHTS = f"""
 WITH q AS (SELECT * FROM unnest(%(terms)s::text[], %(qtf)s::int[]) AS q(term, qtf)),
      s AS (SELECT n::float8 AS n, total_len::float8 / greatest(n, 1) AS avg FROM rag_stats WHERE id = 1),
      w AS (SELECT q.term, q.qtf * ln(1.0::float8 + (s.n - t.df + 0.5::float8) / (t.df + 0.5::float8)) * {K1 + 1}::float8
                   AS weight, {K1}::float8 * (1.0::float8 - {B}::float8) AS base, {K1 * B}::float8 / s.avg AS slope
-           FROM q JOIN rag_terms t USING (term), s)
-SELECT c.passage, sum(w.weight * c.tf / (c.tf + w.base + w.slope * c.length)) AS score
-FROM {{postings}}
-GROUP BY c.passage
-"""
-# every posting of the terms (candidates probed by their (term, passage) key; the exact ranking)
-_EVERY = "w JOIN rag_postings c ON c.term = w.term {probe}"
-# each term's best `depth` postings by impact, the filter read from the index entries
-_BEST = ("w CROSS JOIN LATERAL (SELECT p.passage, p.tf, p.length FROM rag_postings p WHERE p.term = w.term {scope} "
-         "ORDER BY p.impact DESC LIMIT %(depth)s) c")
-# every posting of the terms within a narrow filter's documents, through the (document, term) index
-_WITHIN = ("w JOIN (SELECT p.term, p.passage, p.tf, p.length FROM rag_postings p "
-           "WHERE p.doc = ANY(%(numbers)s) AND p.term = ANY(%(terms)s)) c ON c.term = w.term")
-_TOP = " ORDER BY score DESC, c.passage LIMIT %(limit)s"
+           FROM q JOIN rag_terms t USING (term), s WHERE t.term = ANY(%(terms)s))"""
+_SCORE = "sum(w.weight * c.tf / (c.tf + w.base + w.slope * c.length))"
+# the postings of the passages `ids`: per term, the covering (term, passage) key probed for them
+_PROBE = ("CROSS JOIN LATERAL (SELECT p.passage, p.tf, p.length FROM rag_postings p "
+          "WHERE p.term = w.term AND p.passage = ANY({ids})) c")
+
+# exact scores of the passages %(ids)s
+_SCORES = (_WEIGHTS + f"\nSELECT c.passage, {_SCORE} FROM w " + _PROBE.format(ids="%(ids)s::bigint[]")
+           + " GROUP BY c.passage")
+
+# The best %(limit)s passages by the postings `c` that {postings} reads (a partial score when they are each term's
+# best by impact: bm25_top then scores its best few times %(limit)s exactly, with the passages' ids as constants, so
+# that the planner probes the key for them)
+_TOP = _WEIGHTS + f"""
+SELECT c.passage, {_SCORE} AS score FROM {{postings}} GROUP BY c.passage ORDER BY score DESC, c.passage LIMIT %(limit)s"""
+
+# (arrays of numbers are cast to the columns' type: a comparison of bigint with the smallint[] or int[] a list of
+# small numbers is sent as is not hashed, and searches the array once per row)
+# every posting of the terms (reading every posting: the exact ranking)
+_EVERY = "w JOIN rag_postings c ON c.term = w.term {scope}"
+# each term's best %(read)s postings by impact; a filter on their document numbers applied to the entries read
+_BEST = ("w CROSS JOIN LATERAL (SELECT p.passage, p.tf, p.length, p.doc FROM rag_postings p "
+         "WHERE p.term = w.term AND p.impact > 0 ORDER BY p.impact DESC LIMIT %(read)s) c {scope}")
+# candidates scored exactly, from their partial scores of the impact-ordered reads, per passage wanted
+RESCORED = 3
 
 
 class PgQuery:
@@ -496,34 +513,47 @@ class PgQuery:
             return np.zeros(0, np.int64)
         index = self.index
         depth = index.backend.bm25_depth
-        params = self.params | {"limit": limit, "depth": depth}
-        if doc_ids is not None and sum(index._counts.get(d, 0) for d in doc_ids) <= SCOPE_SCAN:
-            postings = _WITHIN
-            params["numbers"] = sorted(index.numbers[d] for d in doc_ids if d in index.numbers)
-        elif index.exact or depth <= 0:
-            postings = _EVERY.format(probe="")
+        scope = sum(index._counts.get(d, 0) for d in doc_ids) if doc_ids is not None else len(index)
+        if doc_ids is not None and scope <= SCOPE_SCAN:  # every passage of a narrow filter, scored exactly
+            return self._best_of(self._passages_of(doc_ids), limit)
+        params = self.params | {"limit": limit}
+        if index.exact or depth <= 0:
+            postings = _EVERY.format(scope="")
             if doc_ids is not None:
                 condition, params["docs"] = self._scope(doc_ids)
-                postings += f" AND c.passage IN (SELECT id FROM rag_passages WHERE {condition})"
-        else:
-            scope = ""
-            if doc_ids is not None:
-                kept = [index.numbers[d] for d in doc_ids if d in index.numbers]
-                if 2 * len(kept) <= len(index.numbers):
-                    scope, params["numbers"] = "AND p.doc = ANY(%(numbers)s)", sorted(kept)
-                else:
-                    scope = "AND p.doc <> ALL(%(numbers)s)"
-                    params["numbers"] = sorted(set(index.numbers.values()) - set(kept))
-            postings = _BEST.format(scope=scope)
-        rows = self._run(_BM25.format(postings=postings) + _TOP, params)
+                postings = _EVERY.format(scope=f"AND c.passage IN (SELECT id FROM rag_passages WHERE {condition})")
+            return np.array([r[0] for r in self._run(_TOP.format(postings=postings), params)], np.int64)
+        condition = ""
+        if doc_ids is not None:
+            kept = [index.numbers[d] for d in doc_ids if d in index.numbers]
+            if 2 * len(kept) <= len(index.numbers):
+                condition, params["numbers"] = "WHERE c.doc = ANY(%(numbers)s::bigint[])", sorted(kept)
+            else:
+                condition = "WHERE c.doc <> ALL(%(numbers)s::bigint[])"
+                params["numbers"] = sorted(set(index.numbers.values()) - set(kept))
+        params["read"] = int(min(depth * max(len(index), 1) / max(scope, 1), READ_MAX * depth))
+        params["limit"] = RESCORED * limit
+        rows = self._run(_TOP.format(postings=_BEST.format(scope=condition)), params)
+        return self._best_of(np.array([r[0] for r in rows], np.int64), limit)
+
+    def _passages_of(self, doc_ids: set[str]) -> np.ndarray:
+        rows = self._run("SELECT id FROM rag_passages WHERE doc_id = ANY(%(docs)s)", {"docs": sorted(doc_ids)})
         return np.array([r[0] for r in rows], np.int64)
+
+    def _best_of(self, ids: np.ndarray, limit: int) -> np.ndarray:
+        """The `limit` passages of `ids` with the highest exact scores (those with none left out), best first."""
+        if not len(ids):
+            return ids
+        scores = self.bm25_of(ids)
+        order = np.lexsort((ids, -scores))
+        order = order[scores[order] > 0][:limit]
+        return ids[order]
 
     def bm25_of(self, ids: np.ndarray) -> np.ndarray:
         if not self.params["terms"] or not len(ids):
             return np.zeros(len(ids))
         # probes the (term, passage) key for the candidates instead of aggregating every posting again
-        rows = dict(self._run(_BM25.format(postings=_EVERY.format(probe="AND c.passage = ANY(%(ids)s)")),
-                              self.params | {"ids": [int(i) for i in ids]}))
+        rows = dict(self._run(_SCORES, self.params | {"ids": [int(i) for i in ids]}))
         return np.array([float(rows.get(int(i), 0.0)) for i in ids])
 
     def dense_top(self, limit: int, doc_ids: set[str] | None = None) -> np.ndarray:
@@ -531,8 +561,9 @@ class PgQuery:
             return np.zeros(0, np.int64)
         ef = max(self.index.backend.ef_search, limit)
         settings: tuple[str, ...] = (f"SET LOCAL hnsw.ef_search = {min(ef, 1000)}",)
-        if self.index.exact:
-            settings += ("SET LOCAL enable_indexscan = off",)
+        # exact: a scan; otherwise the graph, which the planner (not costing the vectors' out-of-line storage) would
+        # pass over for a scan once the table has statistics
+        settings += ("SET LOCAL enable_indexscan = off",) if self.index.exact else ("SET LOCAL enable_seqscan = off",)
         where, docs = "", list[str]()
         if doc_ids is not None:
             condition, docs = self._scope(doc_ids)
@@ -548,7 +579,7 @@ class PgQuery:
         if not missing:
             return
         sql = ("SELECT id, doc_id, " + ("-(embedding <#> %(v)s::vector)" if self.vector is not None else "0.0")
-               + " FROM rag_passages WHERE id = ANY(%(ids)s)")
+               + " FROM rag_passages WHERE id = ANY(%(ids)s::bigint[])")
         for row in self._run(sql, {"ids": missing, "v": self._vector_text}):
             self._rows[int(row[0])] = row[1:]
 
@@ -562,5 +593,5 @@ class PgQuery:
 
     def chunks(self, ids: np.ndarray) -> list[Chunk]:
         wanted = [int(i) for i in ids]
-        records = dict(self._run("SELECT id, record FROM rag_passages WHERE id = ANY(%(ids)s)", {"ids": wanted}))
+        records = dict(self._run("SELECT id, record FROM rag_passages WHERE id = ANY(%(ids)s::bigint[])", {"ids": wanted}))
         return [Chunk.from_record(records[i]) for i in wanted]
