@@ -102,6 +102,7 @@ class Settings(BaseSettings):
     # PostgreSQL store: BM25 candidates read at most this many postings per question term, highest impact first
     # (0: every posting). Measured against every posting in README, Scale.
     pg_bm25_depth: int = Field(500, ge=0)
+    bench_pg_buffers: str = "6GB"  # shared_buffers of the throwaway PostgreSQL `rag bench --scale` starts
     # "" or "embedded" (the index directory), or a PostgreSQL URL (postgresql://user@host:port/db): the shared store
     store: str = "embedded"
 

@@ -27,8 +27,7 @@ from rag.models.embedders import Embedder
 from rag.settings import Settings
 from rag.store.base import Index
 
-BENCH_EMBEDDER = "fake:384"
-SERVER_BUFFERS = "6GB"  # same dimension as multilingual-e5-small; real embedding runs ~15 passages/s here
+BENCH_EMBEDDER = "fake:384"  # same dimension as multilingual-e5-small; real embedding runs ~15 passages/s here
 
 
 def questions_of(path: Path) -> list[str]:
@@ -152,9 +151,10 @@ def serve(settings: Settings, questions: list[str], store: str, graph: bool = Fa
 
 
 def _graph_check(index, retriever, embedder, questions: list[str], settings: Settings) -> list[dict]:
-    """Each HNSW graph searched by itself, as a segment above the exact-scan limit is (`dense.EXACT_MAX` lifted), at
-    several search breadths: dense recall@pool and hybrid top-k kept against an exact scan, and the dense search's
-    p50 / p95 with the graph and with the scan. What `RAG_HNSW_MIN` is decided from (README, Scale)."""
+    """The segments' HNSW graphs used wherever they exist, as a segment above the exact-scan limit uses its graph
+    (`dense.EXACT_MAX` lifted), at several search breadths (the search reads at least twice the pool: the breadth
+    reported is the one used): dense recall@pool and hybrid top-k kept against an exact scan, and the dense search's
+    p50 / p95 with the graphs and with the scan. What `RAG_HNSW_MIN` is decided from (README, Scale)."""
     from rag.store import dense as dense_module
 
     dense = getattr(index, "dense", None)
@@ -176,9 +176,9 @@ def _graph_check(index, retriever, embedder, questions: list[str], settings: Set
     limit, breadth = dense_module.EXACT_MAX, dense.ef_search
     dense_module.EXACT_MAX = 0
     try:
-        for ef in (64, 128, 256, 512):
+        for ef in (128, 800, 1600):
             dense.ef_search = ef
-            rows.append({"ef_search": ef, "recall": _dense_recall(index, embedder, questions, settings.candidate_pool),
+            rows.append({"ef_search": max(ef, 2 * settings.candidate_pool), "recall": _dense_recall(index, embedder, questions, settings.candidate_pool),
                          "agreement": _top_k_agreement(index, retriever, questions, settings.top_k),
                          "graph_ms": timed(False), "scan_ms": timed(True)})
     finally:
@@ -360,7 +360,7 @@ def run_scale_bench(settings: Settings, args) -> int:
 
             # a throwaway local PostgreSQL for the measurements, its buffer cache sized as a server's (a quarter of
             # this machine's memory, a common setting)
-            server = stack.enter_context(running_server(shared_buffers=SERVER_BUFFERS))
+            server = stack.enter_context(running_server(shared_buffers=settings.bench_pg_buffers))
         for store in stores:
             for size in sizes:
                 rows.append(_measure(settings, store, size, questions, server, Path(args.keep) if args.keep else None,

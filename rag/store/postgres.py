@@ -5,7 +5,9 @@ Tables (created on first use):
   rag_documents  doc_id, reading position, metadata (jsonb), full text
   rag_passages   id (global reading order), doc_id, the passage record (jsonb), token count, vector (HNSW index)
   rag_postings   (term, passage, document number, tf, length, impact): the same jieba tokens the embedded store indexes
-  rag_terms      term → document frequency;  rag_stats: passage count and total length
+  rag_terms      term → document frequency
+  rag_stats      passage count and total length; the next passage id and document number (never given twice, so a
+                 process that has not reloaded yet can not mistake a newer document's passages for those it knows)
 
 BM25 is scored in SQL with the embedded store's formula and exact statistics, which every add and remove keeps up to
 date in the same transaction as the passages (an add that fails half-way leaves nothing). Finding the best passages
@@ -76,7 +78,11 @@ CREATE INDEX IF NOT EXISTS rag_passages_hnsw ON rag_passages USING hnsw (embeddi
 BUILD_MEMORY = "2GB"  # maintenance_work_mem of a bulk load's index builds (the graph of 10^6 vectors fits)
 
 # A database written before the impact-ordered postings (no `doc`, no `impact`) is brought up to date in place once.
-_UPGRADE = f"""
+_UPGRADE_STATS = """
+ALTER TABLE rag_stats ADD COLUMN IF NOT EXISTS next_passage bigint NOT NULL DEFAULT 0,
+                      ADD COLUMN IF NOT EXISTS next_doc bigint NOT NULL DEFAULT 0;
+"""
+_UPGRADE_POSTINGS = f"""
 ALTER TABLE rag_postings ADD COLUMN IF NOT EXISTS doc bigint, ADD COLUMN IF NOT EXISTS impact real;
 UPDATE rag_postings p SET doc = d.position,
        impact = p.tf / (p.tf + {K1}::float8 * (1 - {B}::float8 + {B}::float8 * p.length / greatest(st.total_len::float8 / greatest(st.n, 1), 1)))
@@ -106,16 +112,27 @@ CREATE TABLE IF NOT EXISTS rag_postings (term text NOT NULL, passage bigint NOT 
     WITH (fillfactor = 100);
 {_POSTING_INDEXES}
 CREATE TABLE IF NOT EXISTS rag_terms (term text PRIMARY KEY, df int NOT NULL);
-CREATE TABLE IF NOT EXISTS rag_stats (id int PRIMARY KEY CHECK (id = 1), n bigint NOT NULL, total_len bigint NOT NULL);
+CREATE TABLE IF NOT EXISTS rag_stats (id int PRIMARY KEY CHECK (id = 1), n bigint NOT NULL, total_len bigint NOT NULL,
+                                      next_passage bigint NOT NULL DEFAULT 0, next_doc bigint NOT NULL DEFAULT 0);
 INSERT INTO rag_stats VALUES (1, 0, 0) ON CONFLICT DO NOTHING;
 """
 
 
+def _has_column(conn, table: str, column: str) -> bool:
+    return bool(conn.execute("SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = "
+                             "current_schema() AND table_name = %s AND column_name = %s)", (table, column)).fetchone()[0])
+
+
 def _outdated(conn) -> bool:
-    """A database whose postings predate the impact-ordered reads."""
-    return bool(conn.execute("SELECT to_regclass('rag_postings') IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
-                             "information_schema.columns WHERE table_name = 'rag_postings' AND column_name = 'impact')"
-                             ).fetchone()[0])
+    """A database of an earlier layout (postings without impacts, statistics without the id counters)."""
+    return bool(conn.execute("SELECT to_regclass('rag_postings') IS NOT NULL").fetchone()[0]) and not (
+        _has_column(conn, "rag_postings", "impact") and _has_column(conn, "rag_stats", "next_doc"))
+
+
+def _upgrade(conn) -> None:
+    if not _has_column(conn, "rag_postings", "impact"):
+        conn.execute(_UPGRADE_POSTINGS)
+    conn.execute(_UPGRADE_STATS)
 
 
 class PgBackend:
@@ -138,9 +155,12 @@ class PgBackend:
 
             # the pool logs every failed reconnection; our own message (unavailable()) says it once, in Chinese
             logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+            # statements are never prepared: a prepared statement may get a generic plan, in which an array of document
+            # numbers is a parameter searched once per posting rather than a constant hashed once
             self._pool = ConnectionPool(self.url, min_size=1, max_size=8, open=False,
                                         check=ConnectionPool.check_connection,
-                                        kwargs={"connect_timeout": CONNECT_TIMEOUT_S, "autocommit": False})
+                                        kwargs={"connect_timeout": CONNECT_TIMEOUT_S, "autocommit": False,
+                                                "prepare_threshold": None})
             self._pool.open(wait=False)
         return self._pool
 
@@ -217,7 +237,7 @@ class PgBackend:
                 if not conn.execute("SELECT to_regclass('rag_meta') IS NOT NULL").fetchone()[0]:
                     conn.execute(_schema(int(config["dim"])))
                 elif _outdated(conn):
-                    conn.execute(_UPGRADE)
+                    _upgrade(conn)
                 current = conn.execute("SELECT config FROM rag_meta WHERE id = 1").fetchone()
                 if current and (current[0].get("embedder"), current[0].get("dim")) != (config["embedder"], config["dim"]):
                     if not config.get("_replace_all"):
@@ -257,10 +277,12 @@ class PgBackend:
             outdated = _outdated(conn)
             conn.rollback()
         if outdated:  # once, by whichever process loads it first
-            with self.writer_lock(), self.connection() as conn:
-                if _outdated(conn):
-                    conn.execute(_UPGRADE)
-                conn.commit()
+            with self.writer_lock():
+                with self.connection() as conn:
+                    if _outdated(conn):
+                        _upgrade(conn)
+                    conn.commit()
+                self.vacuum()
         with self.connection() as conn:
             rows = conn.execute("SELECT meta, position FROM rag_documents ORDER BY position").fetchall()
             counts = dict(conn.execute("SELECT doc_id, count(*) FROM rag_passages GROUP BY doc_id").fetchall())
@@ -282,7 +304,7 @@ class PgBackend:
             config = self._load_batches(config, documents, settings, embedder, limit, batch)
         finally:
             with self.connection() as conn:
-                conn.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY}'")
+                conn.execute(f"SET LOCAL maintenance_work_mem = '{BUILD_MEMORY}'")
                 conn.execute(_POSTING_INDEXES + _HNSW)
                 conn.commit()
         self.vacuum()
@@ -362,8 +384,13 @@ def _delete_documents(conn, doc_ids: list[str]) -> None:
 
 
 def _insert(conn, segment) -> None:
-    first = int(conn.execute("SELECT coalesce(max(id), -1) + 1 FROM rag_passages").fetchone()[0])
-    position = int(conn.execute("SELECT coalesce(max(position), -1) + 1 FROM rag_documents").fetchone()[0])
+    # ids and numbers past every one given before (the maxima: a database of the layout without the counters)
+    first, position = (int(v) for v in conn.execute("""
+        UPDATE rag_stats SET
+            next_passage = greatest(next_passage, (SELECT coalesce(max(id), -1) + 1 FROM rag_passages)) + %(p)s,
+            next_doc = greatest(next_doc, (SELECT coalesce(max(position), -1) + 1 FROM rag_documents)) + %(d)s
+        WHERE id = 1 RETURNING next_passage - %(p)s, next_doc - %(d)s""",
+        {"p": len(segment.chunks), "d": len(segment.documents)}).fetchone())
     with conn.cursor().copy("COPY rag_documents (doc_id, position, meta, text) FROM STDIN") as copy:
         for i, doc in enumerate(segment.documents):
             copy.write_row((doc["doc_id"], position + i, json.dumps(doc, ensure_ascii=False),
@@ -467,8 +494,8 @@ _SCORES = (_WEIGHTS + f"\nSELECT c.passage, {_SCORE} FROM w " + _PROBE.format(id
            + " GROUP BY c.passage")
 
 # The best %(limit)s passages by the postings `c` that {postings} reads (a partial score when they are each term's
-# best by impact: bm25_top then scores its best few times %(limit)s exactly, with the passages' ids as constants, so
-# that the planner probes the key for them)
+# best by impact: bm25_top then scores its best few times %(limit)s exactly, in a statement of their own, where the
+# key is the one index the planner can probe them with)
 _TOP = _WEIGHTS + f"""
 SELECT c.passage, {_SCORE} AS score FROM {{postings}} GROUP BY c.passage ORDER BY score DESC, c.passage LIMIT %(limit)s"""
 
@@ -490,7 +517,8 @@ class PgQuery:
         self.index, self.vector = index, vector
         counts = Counter(tokens)
         self.params = {"terms": list(counts), "qtf": list(counts.values())}
-        self._rows: dict[int, tuple] = {}
+        self._rows: dict[int, tuple] = {}  # passage → (doc_id, similarity), as read
+        self._bm25: dict[int, float] = {}  # passage → exact BM25, as scored (candidates are scored once a question)
         self._vector_text = vector_text(vector) if vector is not None else ""
 
     def _run(self, sql: str, params: dict, settings: tuple[str, ...] = ()) -> list[tuple]:
@@ -528,10 +556,11 @@ class PgQuery:
             kept = [index.numbers[d] for d in doc_ids if d in index.numbers]
             if 2 * len(kept) <= len(index.numbers):
                 condition, params["numbers"] = "WHERE c.doc = ANY(%(numbers)s::bigint[])", sorted(kept)
-            else:
-                condition = "WHERE c.doc <> ALL(%(numbers)s::bigint[])"
+            else:  # and no document added since this process loaded the list
+                condition = "WHERE c.doc <> ALL(%(numbers)s::bigint[]) AND c.doc <= %(highest)s"
                 params["numbers"] = sorted(set(index.numbers.values()) - set(kept))
-        params["read"] = int(min(depth * max(len(index), 1) / max(scope, 1), READ_MAX * depth))
+                params["highest"] = max(index.numbers.values(), default=-1)
+        params["read"] = max(depth, int(min(depth * len(index) / max(scope, 1), READ_MAX * depth)))
         params["limit"] = RESCORED * limit
         rows = self._run(_TOP.format(postings=_BEST.format(scope=condition)), params)
         return self._best_of(np.array([r[0] for r in rows], np.int64), limit)
@@ -553,8 +582,11 @@ class PgQuery:
         if not self.params["terms"] or not len(ids):
             return np.zeros(len(ids))
         # probes the (term, passage) key for the candidates instead of aggregating every posting again
-        rows = dict(self._run(_SCORES, self.params | {"ids": [int(i) for i in ids]}))
-        return np.array([float(rows.get(int(i), 0.0)) for i in ids])
+        missing = [int(i) for i in ids if int(i) not in self._bm25]
+        if missing:
+            rows = dict(self._run(_SCORES, self.params | {"ids": missing}))
+            self._bm25.update((i, float(rows.get(i, 0.0))) for i in missing)
+        return np.array([self._bm25[int(i)] for i in ids])
 
     def dense_top(self, limit: int, doc_ids: set[str] | None = None) -> np.ndarray:
         if self.vector is None:
@@ -569,8 +601,11 @@ class PgQuery:
             condition, docs = self._scope(doc_ids)
             where = f"WHERE {condition}"
             settings += ("SET LOCAL hnsw.iterative_scan = relaxed_order",)
-        rows = self._run(f"SELECT id FROM rag_passages {where} ORDER BY embedding <#> %(v)s::vector LIMIT %(limit)s",
+        # the document and similarity of each passage found come along (dense_of and doc_of need not read them again)
+        rows = self._run(f"SELECT id, doc_id, -(embedding <#> %(v)s::vector) FROM rag_passages {where} "
+                         "ORDER BY embedding <#> %(v)s::vector LIMIT %(limit)s",
                          {"v": self._vector_text, "limit": limit, "docs": docs}, settings)
+        self._rows.update((int(r[0]), (r[1], float(r[2]))) for r in rows)
         return np.array([r[0] for r in rows], np.int64)
 
     def _fetch(self, ids: np.ndarray) -> None:
