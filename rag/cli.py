@@ -444,7 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "and a manifest to this folder (a library to index and evaluate)")
     p.add_argument("--keep", help="with --scale: keep the embedded indexes in DIR/SIZE and reuse them on the next run")
     p.add_argument("--graph", action="store_true",
-                   help="with --scale: also search each HNSW graph by itself against an exact scan (recall, top-5, times)")
+                   help="with --scale: also use every HNSW graph, whatever a segment's size, against an exact scan "
+                        "(recall, top-5, times)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("loadcheck", help="N concurrent API questions on loopback; prints p50/p95 and errors")

@@ -178,7 +178,8 @@ def _graph_check(index, retriever, embedder, questions: list[str], settings: Set
     try:
         for ef in (128, 800, 1600):
             dense.ef_search = ef
-            rows.append({"ef_search": max(ef, 2 * settings.candidate_pool), "recall": _dense_recall(index, embedder, questions, settings.candidate_pool),
+            rows.append({"ef_search": max(ef, 2 * settings.candidate_pool),
+                         "recall": _dense_recall(index, embedder, questions, settings.candidate_pool),
                          "agreement": _top_k_agreement(index, retriever, questions, settings.top_k),
                          "graph_ms": timed(False), "scan_ms": timed(True)})
     finally:

@@ -18,8 +18,12 @@ times as many candidates as wanted by that partial score are then scored exactly
 passage) key). A filter is pushed into that read: the document number is in every posting's index entry, so a wide
 filter (documents in force) is applied to the entries read, reading as many more as the filter leaves out (up to
 `READ_MAX` times `bm25_depth`); a narrow one (a region, a few documents: at most `SCOPE_SCAN` passages) has every
-passage of its documents scored exactly instead. Writers serialise on an advisory lock; readers see a generation number that every change bumps, so every `rag serve` sharing the database
-reloads the document list when another one changed it.
+passage of its documents scored exactly instead. Arrays of numbers are cast to the columns' type (`bigint[]`): a
+comparison of bigint with the smallint[] or int[] that a list of small numbers is sent as is not hashed, and searches
+the array once per row.
+
+Writers serialise on an advisory lock; readers see a generation number that every change bumps, so every `rag serve`
+sharing the database reloads the document list when another one changed it.
 """
 
 from __future__ import annotations
@@ -368,7 +372,7 @@ def _json(value):
 
 def _delete_documents(conn, doc_ids: list[str]) -> None:
     numbers = [r[0] for r in conn.execute("SELECT position FROM rag_documents WHERE doc_id = ANY(%(d)s)", {"d": doc_ids})]
-    if not numbers:  # new documents only (a bulk load holds no (document, term) index to find "none" by)
+    if not numbers:  # new documents only (during a bulk load there is no document index to find "none" by)
         return
     conn.execute("""
         UPDATE rag_terms t SET df = t.df - c.n
@@ -499,8 +503,6 @@ _SCORES = (_WEIGHTS + f"\nSELECT c.passage, {_SCORE} FROM w " + _PROBE.format(id
 _TOP = _WEIGHTS + f"""
 SELECT c.passage, {_SCORE} AS score FROM {{postings}} GROUP BY c.passage ORDER BY score DESC, c.passage LIMIT %(limit)s"""
 
-# (arrays of numbers are cast to the columns' type: a comparison of bigint with the smallint[] or int[] a list of
-# small numbers is sent as is not hashed, and searches the array once per row)
 # every posting of the terms (reading every posting: the exact ranking)
 _EVERY = "w JOIN rag_postings c ON c.term = w.term {scope}"
 # each term's best %(read)s postings by impact; a filter on their document numbers applied to the entries read
@@ -546,10 +548,11 @@ class PgQuery:
             return self._best_of(self._passages_of(doc_ids), limit)
         params = self.params | {"limit": limit}
         if index.exact or depth <= 0:
-            postings = _EVERY.format(scope="")
+            within = ""
             if doc_ids is not None:
                 condition, params["docs"] = self._scope(doc_ids)
-                postings = _EVERY.format(scope=f"AND c.passage IN (SELECT id FROM rag_passages WHERE {condition})")
+                within = f"AND c.passage IN (SELECT id FROM rag_passages WHERE {condition})"
+            postings = _EVERY.format(scope=within)
             return np.array([r[0] for r in self._run(_TOP.format(postings=postings), params)], np.int64)
         condition = ""
         if doc_ids is not None:
