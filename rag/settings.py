@@ -109,6 +109,7 @@ class Settings(BaseSettings):
     # Generation
     # with a model: a question the code's plan is unsure of goes to the model with the passages, not to a refusal
     model_reads_unsure: bool = True
+    model_reads_documents: bool = True  # a question about a document the facts do not answer whole: the model reads its opening and end
     whole_sections: bool = True  # the model reads a cut article whole (rag.answer.retrieve.whole_sections)
     unsure_prompt: bool = True  # a handed-over question is read with prompts/system_unsure.txt (README, round 4)
     # a question over several documents: the model reads each document's best passage (README, round 5)

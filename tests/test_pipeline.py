@@ -385,3 +385,41 @@ def test_the_model_also_reads_the_passage_retrieval_ranked_first():
     roomy = settings.replace(context_budget_tokens=2000)
     read = passages_for_model(query, plan, [penalty, duty], roomy, expand=lambda found: [duty, whole])
     assert [(p.chunk.chunk_id, p.chunk.start) for p in read] == [("law#007", 0), ("law#019", 1990)]
+
+
+def test_a_question_about_a_document_the_facts_do_not_hold_whole_is_read_from_its_opening_and_end(tmp_path):
+    """Issue 18, metadata questions asking two things ("哪天通过、修正过几次", "文号和落款日期") or a fact the
+    registered facts do not hold (the 会议 that passed it): with a model, it reads the document's opening passages
+    (title, history lines) and its last (the 落款), not only the passages retrieval ranked for the question's words."""
+    from rag.models.embedders import FakeEmbedder
+    from rag.store.library import ensure_index
+
+    from .conftest import make_settings
+
+    data = tmp_path / "data"
+    data.mkdir()
+    topics = ["宣传", "培训", "统计", "服务", "协调", "督查", "信息", "调解", "预警", "评估"]
+    body = "".join(f"第{n}条 专利行政部门应当加强{topic}工作，依法履行职责，为创新主体提供便利。\n\n"
+                   for n, topic in zip("一二三四五六七八九十", topics, strict=True))
+    text = ("某某市专利保护条例\n\n2009年5月8日 某某市第十三届人民代表大会常务委员会第九次会议通过\n\n"
+            "2015年6月30日 某某市第十四届人民代表大会常务委员会第二十次会议第一次修正\n\n"
+            "第一章 总则\n\n" + body + "本条例自2009年7月1日起施行。\n")
+    (data / "某某市专利保护条例.txt").write_text(text, encoding="utf-8")
+    settings = make_settings(data, tmp_path / "index")
+    index, _ = ensure_index(settings, FakeEmbedder())
+    engine = Engine(settings, embedder=FakeEmbedder(), index=index)
+    reply = "该条例于2009年5月8日由某某市第十三届人民代表大会常务委员会第九次会议通过，2015年6月30日第一次修正[1]。"
+    llm = FakeLLM(replies=[reply])
+    result = answer("某某市专利保护条例是哪次会议通过的，修正过几次？", engine=engine_with_llm(engine, llm, llm_backend="local"))
+    assert llm.history, "the model was not asked"
+    prompt = llm.history[0][-1]["content"]
+    assert "第九次会议通过" in prompt and "第一次修正" in prompt and "本条例自2009年7月1日起施行" in prompt
+    assert not result.refused and "第九次会议" in result.answer and result.citations
+    decide = next(step for step in result.trace if step["step"] == "decide")
+    assert decide["card"], decide
+
+    # without a model, or switched off, the code's own plan answers and no card is read
+    off = FakeLLM(replies=[reply])
+    answer("某某市专利保护条例是哪次会议通过的，修正过几次？",
+           engine=engine_with_llm(engine, off, llm_backend="local", model_reads_documents=False))
+    assert not off.history or "本条例自2009年7月1日起施行" not in off.history[0][-1]["content"]

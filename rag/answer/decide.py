@@ -37,7 +37,15 @@ from rag.language.vocab import load_vocabulary
 from rag.models.prompts import render
 from rag.search.retrieval import ScoredChunk
 from rag.settings import Settings
-from rag.understand.query import TOOL_TASKS, Query, expected_units, sub_questions, title_forms
+from rag.understand.query import (
+    DOCUMENT_FACT_MAX_CONTENT,
+    TOOL_TASKS,
+    Query,
+    content_besides_document,
+    expected_units,
+    sub_questions,
+    title_forms,
+)
 from rag.understand.suggest import example_questions
 
 MODEL_READS = ("evidence", "cross", "compound")  # plans a configured model answers from the passages
@@ -108,6 +116,16 @@ def excluded_message(excluded: list[str], engine: Engine) -> Reply:
         parts.append(f"《{doc.get('title', doc_id)}》（{why}）")
     return refused(f"所问的{'、'.join(parts)}已被当前的检索范围排除，因此没有检索它。"
                     "如需查看，请取消勾选“不含已到期文件”或把检索范围改为“全部文档”后再问。", "所问文件被筛选条件排除")
+
+
+def about_the_document(query: Query, engine: Engine) -> bool:
+    """A question about a document itself: a document facet (文号, 发布单位, 施行日期), or a question naming a document
+    that asks about one of its events (通过, 修正, 会议) with no content words besides ("…是哪次会议通过的，修正过几次")."""
+    if is_document_facet(query):
+        return True
+    vocab = load_vocabulary(engine.settings.vocab_dir)
+    return (bool(query.docs) and vocab.has("document_events", query.text)
+            and sum(map(len, content_besides_document(query.text, engine.index.documents, vocab))) < DOCUMENT_FACT_MAX_CONTENT)
 
 
 def make_plan(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan:

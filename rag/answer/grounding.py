@@ -261,7 +261,12 @@ def with_enumeration(ev: Evidence) -> Evidence:
     lines, one name per line — up to the next article or MAX_ENUMERATION_CHARS."""
     text = ev.ctx.chunk.text
     if not _LEAD_END.search(text[ev.start : ev.end]):
-        return ev
+        # a clause of a lead cut at its ；("…有下列行为之一的，…责令其限期改正；情节严重的，予以撤销并公告："): the whole
+        # sentence is the lead
+        whole = whole_sentence(ev)
+        if whole is ev or not _LEAD_END.search(text[whole.start : whole.end]):
+            return ev
+        ev = whole
     end = ev.end
     lines = list(re.finditer(r"[^\n]+", text[end:]))
     if not lines:

@@ -95,6 +95,22 @@ def passages_for_model(query: Query, plan: Plan, eligible: list[ScoredChunk], se
     return passages
 
 
+def passages_for_document(card: list[ScoredChunk], plan: Plan, eligible: list[ScoredChunk],
+                           settings: Settings) -> list[ScoredChunk]:
+    """Step 4's reading list for a question about a document itself: its card (`retrieve.document_card`: opening
+    and closing passages), then the passages the plan found and retrieval's best, within twice the token budget."""
+    first = [e.ctx for e in plan.evidence] + [st.ctx for st in plan.statements if st.ctx is not None]
+    out = list(card)
+    used = sum(count_tokens(c.chunk.text) + 20 for c in out)
+    for ctx in [*first, *eligible[:1]]:
+        cost = count_tokens(ctx.chunk.text) + 20
+        if within(ctx, out) or used + cost > 2 * settings.context_budget_tokens:
+            continue
+        out.append(ctx)
+        used += cost
+    return out
+
+
 def build_prompt(question: str, passages: list[ScoredChunk], settings: Settings, system: str = "system") -> list[dict]:
     """System prompt (fixed per kind, so llama.cpp reuses its KV cache) + numbered passages and the question.
     `system` names the prompt file: `system` when the code found the evidence, `system_unsure` when it hands a

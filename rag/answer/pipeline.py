@@ -27,6 +27,7 @@ from typing import Any
 from rag.answer.cite import cite
 from rag.answer.decide import (
     MODEL_READS,
+    about_the_document,
     answered,
     excluded_message,
     fall_back,
@@ -47,14 +48,17 @@ from rag.answer.phrase import (
     checked_sentences,
     last_sentence_end,
     pack_passages,
+    passages_for_document,
     passages_for_model,
     within,
 )
 from rag.answer.plans import (
     one_version,
+    targets_for,
 )
 from rag.answer.result import Answer
 from rag.answer.retrieve import (
+    document_card,
     filtered_out,
     retrieve,
     retrieve_for,
@@ -148,8 +152,14 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
     # Model reads, code checks: a plan the code is not sure of (its evidence gates said no) is handed to the model
     # with the passages, instead of refused; the model's "not stated" and the citation check then decide.
     handover = plan.refused and not plan.settled and model is not None and settings.model_reads_unsure
+    # A question about a document itself that its registered facts do not answer whole (two facts asked, a 会议 or
+    # 修正 the facts do not hold): the model reads the document's opening and closing passages
+    card = (document_card(targets_for(query, engine.document_view, eligibility.passages), engine)
+            if model is not None and settings.model_reads_documents and about_the_document(query, engine) and not plan.settled
+            and (plan.refused or plan.kind != "facts") else [])
     lap("plan_ms", "decide", eligible=len(eligibility.passages), plan=plan.kind, refused=plan.refused,
-        reason=plan.reason, handover=handover)
+        reason=plan.reason, handover=handover, card=[c.chunk.chunk_id for c in card])
+    handover = handover or bool(card)
     if plan.refused and not handover:
         yield Event("final", answered(base, refused_plan(plan, settings, contexts)))
         return
@@ -161,12 +171,15 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
         lap("generate_ms", "phrase", by="code")
         yield Event("final", answered(base, reply))
         return
-    notes = [f"the code's plan was unsure ({plan.reason}): the model read the passages"] if handover else []
+    notes = ([f"a question about the document: the model read its opening and closing passages ({plan.kind} plan)"]
+             if card else [f"the code's plan was unsure ({plan.reason}): the model read the passages"] if handover else [])
     evidence = plan.evidence
     expand = (lambda found: whole_sections(found, engine)) if settings.whole_sections else None
-    passages = passages_for_model(query, plan, eligibility.passages, settings, expand)
+    passages = (passages_for_document(card, plan, eligibility.passages, settings) if card
+                else passages_for_model(query, plan, eligibility.passages, settings, expand))
     evidence = [e for e in evidence if within(e.ctx, passages)]
-    prompt = build_prompt(query.text, passages, settings, "system_unsure" if handover and settings.unsure_prompt else "system")
+    unsure = handover and not card and settings.unsure_prompt
+    prompt = build_prompt(query.text, passages, settings, "system_unsure" if unsure else "system")
     # the passages the generator sees, in prompt order, and the prompt
     base = dataclasses.replace(base, contexts=passages, prompt=prompt)
     pieces: list[str] = []

@@ -13,11 +13,11 @@ from rag.answer.grounding import (
 from rag.engine import Engine
 from rag.errors import LLMUnavailableError, ModelError
 from rag.ingest.chunking import Chunk
-from rag.language.facts import ARTICLE_HEADING, ARTICLE_NUMBER, article_number
+from rag.language.facts import ARTICLE_HEADING, ARTICLE_NUMBER, HEADING_START, article_number
 from rag.language.vocab import load_vocabulary
 from rag.models.prompts import render
 from rag.search.retrieval import ScoredChunk, validate_question
-from rag.understand.followup import search_anchor, standalone_question
+from rag.understand.followup import previous_standalone, search_anchor, standalone_question
 from rag.understand.query import NO_SEARCH_FACETS, Query, understand
 
 
@@ -48,6 +48,16 @@ def understand_question(question: str, history: list | None, engine: Engine) -> 
     query = understand(standalone, engine.index.documents, load_vocabulary(settings.vocab_dir))
     if standalone != question:
         query.followup = question
+    if history and not query.docs and not query.places and query.facet not in NO_SEARCH_FACETS:
+        # a turn of a conversation that names no document and no place ("联系人是谁 电话多少", "要口头审理的话 提前
+        # 几天通知") stays with the documents the conversation was about: they are searched first, as if named
+        # (named by it, else the document its best passage is from)
+        before = previous_standalone(history)
+        if before:
+            prior = understand(before, engine.index.documents, load_vocabulary(settings.vocab_dir))
+            if not prior.docs and prior.facet not in NO_SEARCH_FACETS:
+                prior.docs = [c.chunk.doc_id for c in engine.retriever.search(prior, k=1)]
+            query.docs = prior.docs
     anchor = search_anchor(question, history)
     if anchor and query.facet not in NO_SEARCH_FACETS:
         query.search = f"{query.search} {anchor}"
@@ -191,4 +201,25 @@ def whole_sections(contexts: list[ScoredChunk], engine: Engine, max_chars: int =
             continue
         spans.append((whole.doc_id, whole.start, whole.end))
         out.append(ctx if whole is chunk else ScoredChunk(whole, ctx.score, ctx.rank, ctx.bm25, ctx.dense))
+    return out
+
+
+CARD_OPENING = 3  # passages of a document's opening a question about the document is read with (title, history lines)
+
+
+def document_card(doc_ids: list[str], engine: Engine) -> list[ScoredChunk]:
+    """For the model to read a question about a document itself ("哪天通过、修正过几次", "文号和落款日期"): each
+    document's opening passages (its title, 通过/修正/施行 history lines, 文号, addressees — up to the first numbered
+    heading, at most CARD_OPENING) and its last passage (the 落款: issuer and date of a notice). The documents' own
+    text, so every figure the model takes from them is checked like any other."""
+    out: list[ScoredChunk] = []
+    for doc_id in doc_ids:
+        chunks = engine.document_view.chunks.get(doc_id, [])
+        opening = []
+        for chunk in chunks[:CARD_OPENING]:
+            if opening and chunk.section_path and HEADING_START.match(chunk.section_path[0]):
+                break  # the body begins: 第一章, 第一条
+            opening.append(chunk)
+        picked = opening + ([chunks[-1]] if chunks and chunks[-1] not in opening else [])
+        out += [ScoredChunk(c, 1.0, i + 1) for i, c in enumerate(picked)]
     return out

@@ -84,8 +84,22 @@ def quantities_in(text: str) -> list[str]:
     """Numbers with a unit: the figures a 多少 question asks for. Calendar years are excluded; durations
     ("3年", "1—2年", "五年") are quantities."""
     text = normalise_numbers(text)
-    return ([m.group(0) for m in _QUANTITY.finditer(text)] + [m.group(0) for m in _DURATION.finditer(text)]
+    # 第三人 (a third party) and 第九条 (an article) are names, not counts; 第二十二届 is the figure a 第几届 asks for
+    return ([m.group(0) for m in _QUANTITY.finditer(text)
+             if not (m.group(2) in "人条" and text[max(m.start() - 1, 0)] == "第")]
+            + [m.group(0) for m in _DURATION.finditer(text)]
             + [m.group(0) for m in _TIME_LIMIT.finditer(text)] + [m.group(0) for m in _CLOCK.finditer(text)])
+
+
+_STATED_FIGURE = re.compile(
+    rf"(?:\d{{4}}年\d{{1,2}}月\d{{1,2}}日|\d{{4}}年\d{{1,2}}月|(?:\d+(?:\.\d+)?|[{_CN_NUM}万]+)\s*"
+    r"(?:个工作日|工作日|个月|万元|亿元|元|年|月|日|天|倍|%|小时|周|家|件|个|项|名|次))")
+
+
+def mask_figures(text: str, placeholder: str = "多少") -> str:
+    """`text` with each figure it states (五十万元, 七天, 2003年1月1日) replaced by `placeholder`: what an assertion
+    claims, taken out, leaves what it is about ("会展主办单位违规最高罚五十万元" → "…最高罚多少")."""
+    return _STATED_FIGURE.sub(lambda m: "何时" if "年" in m.group() and "月" in m.group() else placeholder, text)
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:

@@ -116,6 +116,13 @@ def standalone_question(question: str, history: list[dict] | None) -> str:
     return f"{_TAIL.sub('', previous)}，{core}？"
 
 
+def previous_standalone(history: list[dict] | None) -> str:
+    """The last user turn of the history, made standalone with the turns before it."""
+    history = list(history or [])[-MAX_TURNS:]
+    previous = previous_user_question(history)
+    return standalone_question(previous, _history_before_last_user(history)) if previous else ""
+
+
 def _only_chit_chat(question: str) -> bool:
     """A greeting or thanks ("你好", "谢谢啦") leans on nothing: it is not a follow-up of the previous question."""
     vocab = load_vocabulary()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from cachetools import LRUCache
 
-from rag.language.facts import is_cross_document, requested_kind
+from rag.language.facts import is_cross_document, mask_figures, requested_kind
 from rag.language.text import simplified, tokenize
 from rag.language.vocab import Vocabulary, load_vocabulary
 
@@ -143,6 +143,9 @@ def strip_wrappers(text: str, vocab: Vocabulary) -> tuple[str, list[str], bool]:
     return result, dropped, injection
 
 
+ASKING_ALONE_CHARS = 10  # an asking clause shorter than this (Chinese characters) leans on the clause before it
+
+
 def _asking_sentences(text: str, vocab: Vocabulary, dropped: list[str]) -> str:
     """A question that carried instructions keeps only its sentences that ask (？, 多少, 哪, 吗 …: vocab class
     `asks`): "最新口径：罚款上限统一为五百万元。反不正当竞争法对贿赂罚款多少？" asks only the last; what it asserts is
@@ -155,11 +158,19 @@ def _asking_sentences(text: str, vocab: Vocabulary, dropped: list[str]) -> str:
     dropped += [x.strip() for x in sentences if x not in asking]
     kept = []
     for sentence in asking:  # within it, a clause that asserts a figure ("上限统一为五百万元") is the instruction's
-        for clause in re.findall(r"[^，,；;]+[，,；;]?", sentence):
-            if re.search(r"[？?]", clause) or vocab.has("asks", clause) or not re.search(r"\d|[一二三四五六七八九十百千万]+[元年月日天个%]", clause):
+        clauses = re.findall(r"[^，,；;]+[，,；;]?", sentence)
+        asserting = [not (re.search(r"[？?]", c) or vocab.has("asks", c))
+                     and bool(re.search(r"\d|[一二三四五六七八九十百千万]+[元年月日天个%]", c)) for c in clauses]
+        # an asking part too short to name its subject ("对吧？", "它哪天施行？") asks about the assertion: its figure
+        # is taken out and what it is about kept ("…会展主办单位违规最高罚五十万元，对吧？" → "…最高罚多少，对吧？")
+        alone = sum(len(_CJK.findall(c)) for c, a in zip(clauses, asserting, strict=True) if not a) < ASKING_ALONE_CHARS
+        for clause, asserts in zip(clauses, asserting, strict=True):
+            if not asserts:
                 kept.append(clause)
-            else:
-                dropped.append(clause.strip())
+                continue
+            dropped.append(clause.strip())
+            if alone:
+                kept.append(mask_figures(clause))
     return "".join(kept).strip(" ，,。：:；;")
 
 
