@@ -248,3 +248,28 @@ def test_an_enumerated_item_is_read_with_the_lead_of_its_list():
     # end to end: the best evidence for the consequence question carries the consequence
     found = best_evidence("侵犯版权严重失信行为的 会有啥后果", [ctx])
     assert "三年内不得申请政府财政性资金项目" in found[0].sentence
+
+
+def test_a_sentence_joining_two_passages_facts_is_kept_with_both_citations():
+    """Issue 18: "最初2000年11月25日通过，2005年12月2日修订，2006年3月1日起施行" takes its dates from a law's history
+    lines and its last article; neither passage holds the whole sentence, each clause is held by one."""
+    head = passage("某省专利保护条例\n\n2000年11月25日 某省人民代表大会常务委员会第十九次会议通过\n\n"
+                   "2005年12月2日 某省人民代表大会常务委员会第二十次会议修订", doc_id="reg", rank=1, region="")
+    last = passage("第三十四条 本条例自2006年3月1日起施行。", doc_id="reg", rank=2, region="")
+    question = "某省专利保护条例最初何时通过、何时修订、何时起施行？"
+    checked = check_answer("该条例最初在2000年11月25日通过，2005年12月2日修订，2006年3月1日起施行。", [head, last], question)
+    assert checked[0].status == "recited" and checked[0].markers == [1, 2], checked
+    # a clause no passage holds still drops the sentence
+    wrong = check_answer("该条例最初在2000年11月25日通过，2007年5月1日修订，2006年3月1日起施行。", [head, last], question)
+    assert wrong[0].status == "dropped", wrong
+
+
+def test_a_year_that_names_one_of_two_documents_does_not_exclude_the_other():
+    national = passage("第九十三条 一项发明专利的奖金最低不少于4000元。", doc_id="rules-2023", rank=1, region="")
+    henan = passage("第二十条 一项发明专利的奖金最低不少于三千元。", doc_id="henan-reg", rank=2, region="河南省")
+    docs = {"rules-2023": {"title": "专利法实施细则", "date": "2023-12-11", "region": ""},
+            "henan-reg": {"title": "河南省专利保护条例", "date": "2005-12-02", "region": "河南省"}}
+    question = "职务发明奖金最低标准，《河南省专利保护条例》和2023年《专利法实施细则》分别怎么规定的？"
+    assert eligible_passages(question, [national, henan], docs).passages == [national]  # the year alone: as before
+    named = eligible_passages(question, [national, henan], docs, named=["henan-reg", "rules-2023"])
+    assert named.passages == [national, henan]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 from rag.language.facts import (
@@ -96,12 +96,25 @@ def is_nationwide(doc: dict) -> bool:
     return region == "" or region in load_vocabulary().of("nationwide")
 
 
-def eligible_passages(question: str, contexts: list[ScoredChunk], documents: Mapping[str, dict]) -> Eligibility:
-    """Keep passages whose document (or own text) covers every place and year the question names."""
+def _about_places(ctx: ScoredChunk, documents: Mapping[str, dict], places: list[str]) -> bool:
+    doc = documents.get(ctx.chunk.doc_id, {})
+    about = " ".join([doc.get("region", ""), doc.get("title", ""), " ".join(doc.get("aliases", [])), ctx.chunk.text])
+    return any(place in about for place in places) or is_nationwide(doc)
+
+
+def eligible_passages(question: str, contexts: list[ScoredChunk], documents: Mapping[str, dict],
+                      named: Collection[str] = ()) -> Eligibility:
+    """Keep passages whose document (or own text) covers every place and year the question names. When the question
+    names several documents (`named`: "《河南省专利保护条例》和2023年《专利法实施细则》分别…"), a year is how it names
+    one of them: their passages are kept whatever year they hold."""
     places = places_in(question)
     years = years_in(question)
+    by_name = set(named) if len(named) >= 2 else set()
     kept = []
     for ctx in contexts:
+        if ctx.chunk.doc_id in by_name and not (places and not _about_places(ctx, documents, places)):
+            kept.append(ctx)
+            continue
         doc = documents.get(ctx.chunk.doc_id, {})
         about = " ".join([doc.get("region", ""), doc.get("title", ""), " ".join(doc.get("aliases", [])), ctx.chunk.text])
         if places and not any(place in about for place in places):
@@ -440,10 +453,30 @@ def check_answer(answer: str, passages: list[ScoredChunk], question: str, min_ov
                        (numbers_in(probe) and overlap(probe, passages[ranked[0] - 1].chunk.text) >= min_overlap / 2)):
             out.append(CheckedSentence(bare, [ranked[0]], claimed, "recited",
                                        "re-cited to the passage that holds it" if claimed else "citation added"))
+        elif (joined := clause_support(probe, passages, question, min_overlap)):
+            out.append(CheckedSentence(bare, joined, claimed, "recited", "its clauses cited to the passages holding them"))
         else:
             why = "figures not in any passage" if numbers_in(bare) else "not supported by any passage"
             out.append(CheckedSentence(bare, [], claimed, "dropped", why))
     return out
+
+
+def clause_support(sentence: str, passages: list[ScoredChunk], question: str, min_overlap: float) -> list[int]:
+    """A sentence that joins facts of two passages ("…2000年11月25日通过，2005年12月2日修订，2006年3月1日起施行"
+    from a law's history lines and its last article): the passages holding its clauses, when every clause with a
+    figure is held by one and every other clause overlaps one; [] when any clause is not."""
+    clauses = [c for c in re.split(r"[，,；;]", sentence) if len(compact(c)) >= 2]
+    if len(clauses) < 2:
+        return []
+    cited: list[int] = []
+    for clause in clauses:
+        fits = [i + 1 for i, p in enumerate(passages) if supports(clause, p, question)
+                and (numbers_in(clause) or overlap(clause, p.chunk.text) >= min_overlap)]
+        if not fits:
+            return []
+        best = max(fits, key=lambda n: overlap(clause, passages[n - 1].chunk.text))
+        cited += [best] if best not in cited else []
+    return sorted(cited)
 
 
 def quote_for(sentence: str, ctx: ScoredChunk) -> str:

@@ -137,7 +137,8 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
         yield Event("final", answered(base, excluded_message(excluded, engine)))
         return
 
-    eligibility: Eligibility = eligible_passages(query.text, contexts, engine.documents_by_id)
+    eligibility: Eligibility = eligible_passages(query.text, contexts, engine.documents_by_id,
+                                                     query.docs if query.cross else ())
     if not eligibility.passages:
         yield Event("final", answered(base, refusal(eligibility.reason, settings, contexts)))
         return
