@@ -273,3 +273,15 @@ def test_a_year_that_names_one_of_two_documents_does_not_exclude_the_other():
     assert eligible_passages(question, [national, henan], docs).passages == [national]  # the year alone: as before
     named = eligible_passages(question, [national, henan], docs, named=["henan-reg", "rules-2023"])
     assert named.passages == [national, henan]
+
+
+def test_a_sentence_that_only_restates_the_question_is_dropped():
+    """Issue 18, unanswerable questions: "…推荐的具体项目名单有[1]。" to "…推荐的具体项目名单有哪些？" matches the passage
+    that names the list (so it passed the overlap check) and answers nothing."""
+    notice = passage("自然资源部推荐参评第二十三届中国专利奖的项目名单公示如下。公示期为5个工作日。", doc_id="mnr", region="")
+    question = "自然资源部推荐参评第二十三届中国专利奖的具体项目名单有哪些？"
+    assert check_answer("自然资源部推荐参评第二十三届中国专利奖的具体项目名单有[1]。", [notice], question)[0].status == "dropped"
+    assert check_answer("公示期为5个工作日[1]。", [notice], "名单公示几天？")[0].status == "kept"
+    # a yes/no question is answered by restating it
+    yes = check_answer("自然资源部推荐参评第二十三届中国专利奖的项目名单公示[1]。", [notice], "自然资源部推荐参评第二十三届中国专利奖的项目名单公示了吗？")
+    assert yes[0].status != "dropped"

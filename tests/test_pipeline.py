@@ -423,3 +423,30 @@ def test_a_question_about_a_document_the_facts_do_not_hold_whole_is_read_from_it
     answer("某某市专利保护条例是哪次会议通过的，修正过几次？",
            engine=engine_with_llm(engine, off, llm_backend="local", model_reads_documents=False))
     assert not off.history or "本条例自2009年7月1日起施行" not in off.history[0][-1]["content"]
+
+
+def test_a_sum_asked_that_is_no_penalty_is_not_answered_by_a_fine(tmp_path):
+    """Issue 18, near misses: "每份合同收费多少钱" over a regulation that sets no fee but fines 擅自提高收费标准 was
+    answered with the fine. A sum asked without a penalty word (罚, 违反, 后果 …: `penalty_asks`) is not a fine; where
+    the fines are the only sums, the refusal is settled (not handed to a model, which read the fine as the fee)."""
+    from rag.models.embedders import FakeEmbedder
+    from rag.store.library import ensure_index
+
+    from .conftest import make_settings
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "某省技术市场条例.txt").write_text(
+        "某省技术市场条例\n\n第十六条 技术合同认定登记机构应当按照规定收费，收费标准向社会公开。\n\n"
+        "第二十六条 技术合同认定登记机构擅自提高收费标准的，由科技主管部门责令改正，并可处以五千元以上二万元以下的罚款。\n",
+        encoding="utf-8")
+    settings = make_settings(data, tmp_path / "index")
+    index, _ = ensure_index(settings, FakeEmbedder())
+    engine = Engine(settings, embedder=FakeEmbedder(), index=index)
+    fee = answer("某省技术合同认定登记每份合同收费多少钱？", engine=engine)
+    assert fee.refused and fee.answer.startswith("文件没有给出所问的金额"), fee.answer  # what is stated, as a near miss
+    llm = FakeLLM(replies=["每份合同收费五千元以上二万元以下[1]。"])
+    assert answer("某省技术合同认定登记每份合同收费多少钱？", engine=engine_with_llm(engine, llm, llm_backend="local")).refused
+    assert not llm.history  # settled: the model was not asked
+    fine = answer("某省技术合同认定登记机构擅自提高收费标准的，罚多少钱？", engine=engine)
+    assert not fine.refused and "五千元以上二万元以下" in fine.answer

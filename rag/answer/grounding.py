@@ -442,6 +442,9 @@ def check_answer(answer: str, passages: list[ScoredChunk], question: str, min_ov
             continue
         valid = [n for n in claimed if 1 <= n <= len(passages)]
         probe = ITEM.sub("", bare).lstrip()  # checked without the model's own list numbering (1. 2、 （一）)
+        if restates(probe, question):
+            out.append(CheckedSentence(bare, [], claimed, "dropped", "says only what the question says"))
+            continue
         holding = [n for n in valid if supports(probe, passages[n - 1], question) and
                    (numbers_in(probe) or overlap(probe, passages[n - 1].chunk.text) >= min_overlap)]
         if holding:
@@ -459,6 +462,20 @@ def check_answer(answer: str, passages: list[ScoredChunk], question: str, min_ov
             why = "figures not in any passage" if numbers_in(bare) else "not supported by any passage"
             out.append(CheckedSentence(bare, [], claimed, "dropped", why))
     return out
+
+
+_YES_NO = re.compile(r"吗|是否|能否|可否|能不能|可不可以|是不是|对吧|算不算|有没有|会不会|要不要")
+
+
+def restates(sentence: str, question: str) -> bool:
+    """A sentence made of the question's own words and figures ("…的具体项目名单有[1]。" to "…的具体项目名单有哪些？")
+    answers nothing, however well its words match a passage. Not for a yes/no question, where restating affirms."""
+    if _YES_NO.search(question) or len(compact(sentence)) < 6:
+        return False
+    return overlap(sentence, question) >= RESTATED_OVERLAP and numbers_in(sentence) <= numbers_in(question)
+
+
+RESTATED_OVERLAP = 0.9  # share of a sentence's character pairs found in the question that makes it a restatement
 
 
 def clause_support(sentence: str, passages: list[ScoredChunk], question: str, min_overlap: float) -> list[int]:

@@ -404,6 +404,15 @@ def plan_evidence(query: Query, evidence: list[Evidence], min_cover: float, figu
         evidence = [_with_its_figure(e, units) for e in evidence]
     # (Tried: a question naming its kind of figure answered at the plain evidence bar. Dev +1 question; on the
     # held-out documents it answered a near miss — a fine for another violation — so the figure bar stays.)
+    vocab = load_vocabulary()
+    stating = [e for e in evidence if states_units(e.sentence, units)]
+    if (query.facet == "figure" and "元" in units and not vocab.has("penalty_asks", query.text) and stating
+            and all(vocab.has("fine_words", e.sentence) for e in stating)):
+        # a sum asked that is no penalty (收费多少钱, 补贴多少) where the only sums stated are fines: a near miss the
+        # passages settle — a model would read the fine as the answer
+        best = evidence[0]
+        return Plan("near_miss", [Statement(f"文件没有给出所问的金额，相关表述是：{best.sentence.rstrip('；;，,。')}", best.ctx,
+                                            best.quote)], refused=True, reason="文档没有给出所问的金额", settled=True)
     if query.facet == "figure" and not any(states_units(e.sentence, units) and e.cover >= figure_cover for e in evidence):
         best = evidence[0]
         if best.cover < figure_cover:  # nothing closely related either: a plain refusal
