@@ -215,7 +215,7 @@ def document_card(doc_ids: list[str], engine: Engine) -> list[ScoredChunk]:
     out: list[ScoredChunk] = []
     for doc_id in doc_ids:
         chunks = engine.document_view.chunks.get(doc_id, [])
-        opening = []
+        opening: list[Chunk] = []
         for chunk in chunks[:CARD_OPENING]:
             if opening and chunk.section_path and HEADING_START.match(chunk.section_path[0]):
                 break  # the body begins: 第一章, 第一条
