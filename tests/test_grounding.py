@@ -285,3 +285,9 @@ def test_a_sentence_that_only_restates_the_question_is_dropped():
     # a yes/no question is answered by restating it
     yes = check_answer("自然资源部推荐参评第二十三届中国专利奖的项目名单公示[1]。", [notice], "自然资源部推荐参评第二十三届中国专利奖的项目名单公示了吗？")
     assert yes[0].status != "dropped"
+
+
+def test_a_lead_word_left_without_its_object_by_a_moved_marker_is_dropped():
+    ctx = passage("第二十一条 专利管理部门处理专利侵权纠纷案件，应当在受理之日起四个月内作出处理决定。", doc_id="cq", region="重庆市")
+    checked = check_answer("根据[1]，专利管理部门处理专利侵权纠纷案件，应当在受理之日起四个月内作出处理决定。", [ctx], "多久？")
+    assert checked[0].text.startswith("专利管理部门") and checked[0].status == "kept", checked

@@ -438,6 +438,7 @@ def check_answer(answer: str, passages: list[ScoredChunk], question: str, min_ov
     out = []
     for start, end in split_sentences(answer):
         bare, claimed = parse_markers(answer[start:end])
+        bare = _without_dangling_lead(bare)
         if len(compact(bare)) < 2:
             continue
         valid = [n for n in claimed if 1 <= n <= len(passages)]
@@ -462,6 +463,15 @@ def check_answer(answer: str, passages: list[ScoredChunk], question: str, min_ov
             why = "figures not in any passage" if numbers_in(bare) else "not supported by any passage"
             out.append(CheckedSentence(bare, [], claimed, "dropped", why))
     return out
+
+
+def _without_dangling_lead(sentence: str) -> str:
+    """"根据，专利管理部门…" (the model wrote 根据[1]，… and the marker was moved): the lead word, now without its
+    object, is dropped."""
+    for word in load_vocabulary().of("cited_lead"):
+        if re.match(rf"\s*{word}\s*[，,]", sentence):
+            return re.sub(rf"^\s*{word}\s*[，,]\s*", "", sentence)
+    return sentence
 
 
 _YES_NO = re.compile(r"吗|是否|能否|可否|能不能|可不可以|是不是|对吧|算不算|有没有|会不会|要不要")
