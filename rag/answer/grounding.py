@@ -97,6 +97,8 @@ def is_nationwide(doc: dict) -> bool:
 
 
 def _about_places(ctx: ScoredChunk, documents: Mapping[str, dict], places: list[str]) -> bool:
+    """The passage's document (its region, title, aliases) or its own text names one of `places`, or the document is
+    nationwide."""
     doc = documents.get(ctx.chunk.doc_id, {})
     about = " ".join([doc.get("region", ""), doc.get("title", ""), " ".join(doc.get("aliases", [])), ctx.chunk.text])
     return any(place in about for place in places) or is_nationwide(doc)
@@ -112,17 +114,13 @@ def eligible_passages(question: str, contexts: list[ScoredChunk], documents: Map
     by_name = set(named) if len(named) >= 2 else set()
     kept = []
     for ctx in contexts:
-        if ctx.chunk.doc_id in by_name and not (places and not _about_places(ctx, documents, places)):
-            kept.append(ctx)
-            continue
+        if places and not _about_places(ctx, documents, places):
+            continue  # another place's document: never its figures for the place asked
         doc = documents.get(ctx.chunk.doc_id, {})
-        about = " ".join([doc.get("region", ""), doc.get("title", ""), " ".join(doc.get("aliases", [])), ctx.chunk.text])
-        if places and not any(place in about for place in places):
-            if not is_nationwide(doc):
-                continue  # another place's document: never its figures for the place asked
         doc_text = " ".join([doc.get("title", ""), str(doc.get("date", "")), doc.get("text", "") or ctx.chunk.text])
         # one year must be the document's; of several ("2025年春运…云驰2022年交付…"), each part is about one of them
-        if years and not (all if len(years) == 1 else any)(year in doc_text for year in years):
+        if (years and ctx.chunk.doc_id not in by_name
+                and not (all if len(years) == 1 else any)(year in doc_text for year in years)):
             continue
         kept.append(ctx)
     reason = ""
@@ -474,18 +472,16 @@ def _without_dangling_lead(sentence: str) -> str:
     return sentence
 
 
-_YES_NO = re.compile(r"吗|是否|能否|可否|能不能|可不可以|是不是|对吧|算不算|有没有|会不会|要不要")
+RESTATED_OVERLAP = 0.9  # share of a sentence's character pairs found in the question that makes it a restatement
 
 
 def restates(sentence: str, question: str) -> bool:
     """A sentence made of the question's own words and figures ("…的具体项目名单有[1]。" to "…的具体项目名单有哪些？")
-    answers nothing, however well its words match a passage. Not for a yes/no question, where restating affirms."""
-    if _YES_NO.search(question) or len(compact(sentence)) < 6:
+    answers nothing, however well its words match a passage. Not for a yes/no question (`yes_no` in
+    question_words.tsv), where restating affirms."""
+    if load_vocabulary().has("yes_no", question) or len(compact(sentence)) < 6:
         return False
     return overlap(sentence, question) >= RESTATED_OVERLAP and numbers_in(sentence) <= numbers_in(question)
-
-
-RESTATED_OVERLAP = 0.9  # share of a sentence's character pairs found in the question that makes it a restatement
 
 
 def clause_support(sentence: str, passages: list[ScoredChunk], question: str, min_overlap: float) -> list[int]:
