@@ -18,9 +18,12 @@ from dataclasses import dataclass, field
 from rag.language.facts import (
     ARTICLE_HEADING,
     ITEM,
+    article_of,
     is_cross_document,
     normalise_numbers,
     numbers_in,
+    provision_text,
+    provisions_cited,
     quantities_in,
     requested_kind,
     split_sentences,
@@ -199,6 +202,16 @@ def best_evidence(question: str, passages: list[ScoredChunk], limit: int = 2, ki
     if load_vocabulary().has("list_asked", question):
         limit = max(limit, 4)  # a list may run over several sentences: (一)…(二)…(三)…
     scored: list[Evidence] = []
+    # a sentence punishing an article ("违反本条例第五条规定的，…处…罚款") is about the act that article describes:
+    # for a question asking a consequence it holds the question's words as far as that article does
+    # (as far as the paragraph or item it cites does: 违反本条例第二十条第一款第二项 is about that item alone)
+    acts = ({(c.chunk.doc_id, n): c.chunk for c in passages if (n := article_of(c.chunk.section_path, c.chunk.text))}
+            if load_vocabulary().has("consequence_asks", question) else {})
+
+    def act_cover(doc_id: str, article: int, paragraph: int, item: int) -> float:
+        chunk = acts.get((doc_id, article))
+        return coverage(terms, provision_text(chunk.text, paragraph, item) + " " + chunk.section) if chunk else 0.0
+
     for ctx in passages:
         text = ctx.chunk.text
         context = ctx.chunk.section
@@ -208,6 +221,8 @@ def best_evidence(question: str, passages: list[ScoredChunk], limit: int = 2, ki
             if len(compact(sentence)) < 6 or _BARE_HEADING.match(compact(sentence)) or is_heading(sentence, ctx):
                 continue
             cover = coverage(terms, sentence + " " + context)
+            if acts:
+                cover = max([cover] + [act_cover(ctx.chunk.doc_id, *cited) for cited in provisions_cited(sentence)])
             score = cover + 0.15 / ctx.rank
             if kind and states(kind, sentence):
                 if kind in ("date", "docno", "when") and (not only_bare or stands_alone(sentence)):

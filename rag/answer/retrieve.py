@@ -13,7 +13,8 @@ from rag.answer.grounding import (
 from rag.engine import Engine
 from rag.errors import LLMUnavailableError, ModelError
 from rag.ingest.chunking import Chunk
-from rag.language.facts import ARTICLE_HEADING, ARTICLE_NUMBER, HEADING_START, article_number
+from rag.language.facts import ARTICLE_HEADING, ARTICLE_NUMBER, HEADING_START, article_number, article_of, articles_cited
+from rag.language.text import tokenize
 from rag.language.vocab import load_vocabulary
 from rag.models.prompts import render
 from rag.search.retrieval import ScoredChunk, validate_question
@@ -71,7 +72,8 @@ def retrieve(query: Query, engine: Engine, filters: dict | None = None, k: int |
     --retrieval-only` call this same step."""
     if query.facet in NO_SEARCH_FACETS:
         return []
-    found = with_named_article(query, retrieve_for(query, engine, filters, k), engine)
+    found = with_penalty_articles(query, with_named_article(query, retrieve_for(query, engine, filters, k), engine),
+                                  engine)
     return without_instructions(with_continuations(found, engine),
                                 load_vocabulary(engine.settings.vocab_dir).document_instructions)
 
@@ -149,6 +151,46 @@ def _holds_article(chunk: Chunk, number: int) -> bool:
         return article_number(chunk.section_path[-1]) == number
     return any(article_number(m.group()) == number for m in ARTICLE_NUMBER.finditer(chunk.text)
                if m.start() == 0 or chunk.text[m.start() - 1] in "\n 　\t")
+
+
+PENALTY_FROM = 2  # the first passages whose articles' penalties are looked for
+PENALTY_PASSAGES = 2  # penalty articles put first
+
+
+def with_penalty_articles(query: Query, found: list[ScoredChunk], engine: Engine) -> list[ScoredChunk]:
+    """A question about the consequence of an act ("贿赂交易相对方工作人员的，应当受到什么行政处罚", "提供生产便利，会被
+    怎么罚") matches the article forbidding the act in its words, while the answer is the article that punishes it and
+    names it only by number ("违反本法第七条规定贿赂他人的，…处十万元以上…罚款"). When a question asks for a consequence
+    (`consequence_asks`), the first passages are articles, and the first of them is no penalty itself, the articles of
+    the same document citing them come first, as relevant as the best passage; the forbidding article follows. Any
+    regulation written with 违反本…第X条 cross-references has this structure; nothing is known of its words."""
+    vocab = load_vocabulary(engine.settings.vocab_dir)
+    if query.cross or not found or not vocab.has("consequence_asks", query.text):
+        return found
+    if articles_cited(found[0].chunk.text) or vocab.has("fine_words", found[0].chunk.text):
+        return found  # the best passage already punishes
+    citing: list[Chunk] = []
+    for ctx in found[:PENALTY_FROM]:
+        number = article_of(ctx.chunk.section_path, ctx.chunk.text)
+        if not number or ctx.chunk.doc_id != found[0].chunk.doc_id:  # the best passage's document only
+            continue
+        for chunk in engine.document_view.chunks.get(ctx.chunk.doc_id, []):
+            if number in articles_cited(chunk.text) and chunk.chunk_id not in {c.chunk_id for c in citing}:
+                citing.append(chunk)
+        if citing:
+            break
+    if not citing:
+        return found
+    # several articles may punish acts of one article (假冒 in 第三十条, 提供便利 in 第三十一条): the one sharing most
+    # of the question's words first
+    terms = set(tokenize(query.search))
+    citing.sort(key=lambda c: -len(terms & set(tokenize(c.text))))
+    already = {c.chunk.chunk_id: c for c in found}
+    pinned = [already.get(c.chunk_id) or ScoredChunk(c, found[0].score, 0, found[0].bm25, found[0].dense)
+              for c in citing[:PENALTY_PASSAGES]]
+    ids = {c.chunk.chunk_id for c in pinned}
+    merged = pinned + [c for c in found if c.chunk.chunk_id not in ids]
+    return [ScoredChunk(c.chunk, c.score, i + 1, c.bm25, c.dense) for i, c in enumerate(merged[:len(found)])]
 
 
 MAX_CONTINUATION_CHARS = 900  # the items after "有下列情形之一的：" that a passage may take from the next one

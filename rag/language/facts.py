@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 
 from rag.language.text import compact, normalise
 from rag.language.vocab import load_vocabulary
@@ -123,6 +124,60 @@ ITEM = re.compile(r"^\s*(?:[（(][一二三四五六七八九十\d]{1,3}[）)]|[
 HEADING_START = re.compile(r"^\s*第[一二三四五六七八九十百千零〇\d]+[章节条款]")
 ARTICLE_HEADING = re.compile(r"^\s*第[一二三四五六七八九十百千零〇\d]+条")  # an article of a law: 第二十五条
 ARTICLE_NUMBER = re.compile(r"第([一二三四五六七八九十百千零〇两\d]{1,8})条")  # 第一千五百条, 第44条
+
+
+# a cross-reference to provisions of the same text: 违反本条例第二十条、第二十一条规定 / 违反本法第七条第一款规定 /
+# 违反本条例第二十条第一款第二项的
+_NUM = r"[一二三四五六七八九十百千零〇两\d]"
+PROVISION = re.compile(rf"第({_NUM}{{1,8}})条(?:第({_NUM}{{1,3}})款)?(?:第({_NUM}{{1,3}})项|（({_NUM}{{1,3}})）项?)?")
+CITED_ARTICLES = re.compile(rf"违反本[^，。；\s第]{{0,4}}((?:{PROVISION.pattern}[、，,和及与或者]*)+)")
+
+
+def provisions_cited(text: str) -> list[tuple[int, int, int]]:
+    """The provisions of its own text that `text` says are violated (违反本法第七条、第九条第二款规定…: the provisions
+    it punishes), as (article, paragraph, item) numbers, 0 where the citation names the whole article or paragraph."""
+    out = []
+    for hit in CITED_ARTICLES.finditer(text):
+        for m in PROVISION.finditer(hit.group(1)):
+            article, paragraph, item = (_cn_to_int(g) if g and not g.isdigit() else int(g or 0)
+                                        for g in (m.group(1), m.group(2), m.group(3) or m.group(4)))
+            out.append((article or 0, paragraph or 0, item or 0))
+    return out
+
+
+def articles_cited(text: str) -> set[int]:
+    """The numbers of the articles `text` says are violated (see `provisions_cited`)."""
+    return {article for article, _, _ in provisions_cited(text)}
+
+
+_ITEM_LINE = re.compile(rf"^\s*[（(]{_NUM}{{1,3}}[）)]")
+
+
+def provision_text(article: str, paragraph: int, item: int) -> str:
+    """The part of an article's text a citation names: its `paragraph`-th paragraph (款: a line that is no enumerated
+    item; the items under it belong to it), and of it the `item`-th enumerated item (项); the whole text for 0."""
+    lines = [line for line in article.split("\n") if line.strip()]
+    paragraphs: list[list[str]] = []
+    for line in lines:
+        if _ITEM_LINE.match(line) and paragraphs:
+            paragraphs[-1].append(line)
+        else:
+            paragraphs.append([line])
+    if paragraph:
+        if paragraph > len(paragraphs):
+            return article
+        lines = paragraphs[paragraph - 1]
+    if item:
+        items = [line for line in lines if _ITEM_LINE.match(line)]
+        return items[item - 1] if item <= len(items) else "\n".join(lines)
+    return "\n".join(lines)
+
+
+def article_of(section_path: Sequence[str], text: str) -> int:
+    """The number of the article a passage is (under a 第X条 heading, or opening with one); 0 for none."""
+    if section_path and ARTICLE_HEADING.match(section_path[-1]):
+        return article_number(section_path[-1])
+    return article_number(text[:12]) if ARTICLE_HEADING.match(text) else 0
 
 
 def article_number(marker: str) -> int:
