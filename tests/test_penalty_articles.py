@@ -1,7 +1,6 @@
 """A question about the consequence of an act is answered by the article punishing it, which names the act only by
 the number of the article forbidding it (违反本条例第五条规定…): that article comes first (retrieve.with_penalty_articles)."""
 
-from pathlib import Path
 
 import pytest
 
