@@ -142,6 +142,10 @@ def test_compound_questions_split_into_parts_that_keep_the_document():
     ("湖南的质押融资风险补偿怎么安排", "那沈阳呢", "沈阳的质押融资风险补偿怎么安排"),  # place switch
     ("浙江认定登记机构擅自提高收费怎么处理", "情节严重的呢", "浙江认定登记机构擅自提高收费怎么处理，情节严重的"),  # a condition
     ("浙江高校转让成果奖励最少提多少", "那要是学校自己实施转化的呢", "浙江高校转让成果奖励最少提多少，要是学校自己实施转化的"),
+    # a sibling of the subject: the same question asked of it
+    ("在深圳窗口申请普通商标注册怎么收费？", "那集体商标、证明商标呢？", "在深圳窗口申请集体商标、证明商标注册怎么收费"),
+    ("著作权法里自然人作品的财产权保护期多长", "那单位作品呢", "著作权法里单位作品的财产权保护期多长"),
+    ("发明专利权的期限是多少年？", "那实用新型专利呢", "实用新型专利权的期限是多少年"),
 ])
 def test_follow_up_rewriting_kinds(previous, question, expected):
     rewritten = standalone_question(question, [{"role": "user", "content": previous}, {"role": "assistant", "content": "…"}])

@@ -50,6 +50,11 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+def words(text: str) -> list[str]:
+    """The text cut into jieba words, every character kept (their concatenation is `text`)."""
+    return list(_tokenizer(load_vocabulary().source).cut(text))
+
+
 @functools.lru_cache(maxsize=1)
 def _to_simplified():
     import opencc

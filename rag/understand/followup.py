@@ -6,6 +6,7 @@ import functools
 import re
 
 from rag.language.places import places_in
+from rag.language.text import words
 from rag.language.vocab import load_vocabulary
 from rag.understand.query import detect_facet, item_reference, normalise_text, strip_wrappers
 
@@ -101,6 +102,9 @@ def standalone_question(question: str, history: list[dict] | None) -> str:
         topic = _pronoun().sub("", core).strip()
         vocab = load_vocabulary()
         asks = detect_facet(normalise_text(topic), vocab)[0] != "general"
+        swapped = _swapped(_TAIL.sub("", previous), topic) if re.search(r"呢[？?]?$", question) and not asks else ""
+        if swapped:
+            return f"{swapped}？"
         cue = "" if asks else _facet_cue(previous, vocab)
         return f"{''.join(old_places)}{topic}{cue}？" if old_places else f"{_TAIL.sub('', previous)}，{core}？"
     if new_places and old_places:
@@ -114,6 +118,29 @@ def standalone_question(question: str, history: list[dict] | None) -> str:
     if new_places:
         return f"{new_places[0]}：{_TAIL.sub('', previous)}？"
     return f"{_TAIL.sub('', previous)}，{core}？"
+
+
+MAX_SWAPPED_CHARS = 16  # "那集体商标、证明商标呢": a thing named, not a new question
+
+
+def _swapped(previous: str, topic: str) -> str:
+    """The previous question asked of a sibling of its subject (a "那X呢" turn): "那集体商标、证明商标呢" after "在深圳窗口申请普通商标
+    注册怎么收费" → "在深圳窗口申请集体商标、证明商标注册怎么收费"; "那单位作品呢" after "自然人作品的保护期多长" →
+    "单位作品的保护期多长". The topic's last word (商标, 作品) names the kind of thing; the previous question's word
+    for that kind, with the word before it (普通, 自然人), is replaced. "" when the previous question has no such word."""
+    if len(topic) > MAX_SWAPPED_CHARS:
+        return ""
+    head = words(topic)[-1]
+    if len(head) < 2 or not re.fullmatch(r"[\u4e00-\u9fff]+", head) or head == topic:
+        return ""
+    cut = words(previous)
+    for i, word in enumerate(cut):
+        at = word.find(head)
+        if at > 0:  # the modifier in the same word: 发明专利权 → 实用新型专利权
+            return "".join(cut[:i]) + topic + word[at + len(head):] + "".join(cut[i + 1:])
+        if at == 0 and i > 0 and len(cut[i - 1]) >= 2 and re.fullmatch(r"[\u4e00-\u9fff]+", cut[i - 1]):
+            return "".join(cut[:i - 1]) + topic + word[len(head):] + "".join(cut[i + 1:])  # 普通 商标注册
+    return ""
 
 
 def previous_standalone(history: list[dict] | None) -> str:
