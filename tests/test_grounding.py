@@ -291,3 +291,16 @@ def test_a_lead_word_left_without_its_object_by_a_moved_marker_is_dropped():
     ctx = passage("第二十一条 专利管理部门处理专利侵权纠纷案件，应当在受理之日起四个月内作出处理决定。", doc_id="cq", region="重庆市")
     checked = check_answer("根据[1]，专利管理部门处理专利侵权纠纷案件，应当在受理之日起四个月内作出处理决定。", [ctx], "多久？")
     assert checked[0].text.startswith("专利管理部门") and checked[0].status == "kept", checked
+
+
+def test_a_figure_keeps_the_bound_its_passage_gives_it():
+    """A small model drops 不低于 / 内; the bound is part of what the text says, and comes back from the cited passage.
+    A figure the answer already bounds, or that the passage bounds two ways, is left as written."""
+    reward = passage("卖方应当从技术交易的净收入中提取不低于20％的比例，奖励直接参加技术开发的人员。")
+    kept = check_answer("单位要拿20%的比例奖励开发人员[1]。", [reward], "单位拿多少比例奖励？")
+    assert kept[0].status == "kept" and kept[0].text.rstrip("。") == "单位要拿不低于20%的比例奖励开发人员"
+    period = passage("管理专利工作的部门应当自立案之日起四个月内作出处理决定。")
+    assert check_answer("要在4个月作出处理决定[1]。", [period], "多久？")[0].text.rstrip("。") == "要在4个月内作出处理决定"
+    assert check_answer("最多4个月[1]。", [period], "多久？")[0].text.rstrip("。") == "最多4个月"
+    fine = passage("处五万元以上五十万元以下的罚款；违法经营额不足五万元的，处一万元以下的罚款。")
+    assert check_answer("处5万元的罚款[1]。", [fine], "罚多少？")[0].text.rstrip("。") == "处5万元的罚款"

@@ -101,9 +101,12 @@ def test_extractive_backend_cites_the_evidence(real_engine):
 def test_follow_up_rewriting():
     history = [{"role": "user", "content": "杭州的知识产权质押融资目标是多少？"}, {"role": "assistant", "content": "5亿元"}]
     assert standalone_question("那沈阳呢？", history) == "沈阳的知识产权质押融资目标是多少？"
-    # a topic switch keeps the place and the kind of question, and takes the new topic
+    # a sibling of the subject (发明专利 → 高价值发明专利) is asked the previous question
     assert standalone_question("那高价值发明专利呢？", [{"role": "user", "content": "乌海每万人发明专利拥有量的目标是多少？"}]) \
-        == "乌海高价值发明专利多少？"
+        == "乌海高价值发明专利拥有量的目标是多少？"
+    # a topic switch keeps the place and the kind of question, and takes the new topic
+    assert standalone_question("那专利导航呢？", [{"role": "user", "content": "乌海每万人发明专利拥有量的目标是多少？"}]) \
+        == "乌海专利导航多少？"
     assert standalone_question("湖南省的地理标志品牌有哪些？", history) == "湖南省的地理标志品牌有哪些？"
     assert standalone_question("那沈阳呢？", []) == "那沈阳呢？"
 

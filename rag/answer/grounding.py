@@ -29,6 +29,7 @@ from rag.language.facts import (
     split_sentences,
     stands_alone,
     states,
+    with_passage_bounds,
     wrapped_breaks,
 )
 from rag.language.places import places_in
@@ -462,13 +463,13 @@ def check_answer(answer: str, passages: list[ScoredChunk], question: str, min_ov
         holding = [n for n in valid if supports(probe, passages[n - 1], question) and
                    (numbers_in(probe) or overlap(probe, passages[n - 1].chunk.text) >= min_overlap)]
         if holding:
-            out.append(CheckedSentence(bare, holding, claimed, "kept"))
+            out.append(CheckedSentence(bounded(bare, passages[holding[0] - 1]), holding, claimed, "kept"))
             continue
         candidates = [i + 1 for i, p in enumerate(passages) if supports(probe, p, question)]
         ranked = sorted(candidates, key=lambda n: -overlap(probe, passages[n - 1].chunk.text))
         if ranked and (overlap(probe, passages[ranked[0] - 1].chunk.text) >= min_overlap or
                        (numbers_in(probe) and overlap(probe, passages[ranked[0] - 1].chunk.text) >= min_overlap / 2)):
-            out.append(CheckedSentence(bare, [ranked[0]], claimed, "recited",
+            out.append(CheckedSentence(bounded(bare, passages[ranked[0] - 1]), [ranked[0]], claimed, "recited",
                                        "re-cited to the passage that holds it" if claimed else "citation added"))
         elif (joined := clause_support(probe, passages, question, min_overlap)):
             out.append(CheckedSentence(bare, joined, claimed, "recited", "its clauses cited to the passages holding them"))
@@ -476,6 +477,14 @@ def check_answer(answer: str, passages: list[ScoredChunk], question: str, min_ov
             why = "figures not in any passage" if numbers_in(bare) else "not supported by any passage"
             out.append(CheckedSentence(bare, [], claimed, "dropped", why))
     return out
+
+
+def bounded(sentence: str, ctx: ScoredChunk) -> str:
+    """A checked sentence's figures bounded as its passage bounds them (不低于20%, 四个月内: `with_passage_bounds`):
+    a small model drops the bound, which is part of what the text says."""
+    vocab = load_vocabulary()
+    return with_passage_bounds(sentence, ctx.chunk.text, vocab.of("bound_before"), vocab.of("bound_after"),
+                               vocab.of("bound_written"))
 
 
 def _without_dangling_lead(sentence: str) -> str:

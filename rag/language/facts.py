@@ -103,6 +103,33 @@ def mask_figures(text: str, placeholder: str = "多少") -> str:
     return _STATED_FIGURE.sub(lambda m: "何时" if "年" in m.group() and "月" in m.group() else placeholder, text)
 
 
+def with_passage_bounds(sentence: str, passage: str, before: tuple[str, ...], after: tuple[str, ...],
+                        written: tuple[str, ...]) -> str:
+    """`sentence` with each figure it shares with `passage` bounded as the passage bounds it: "单位得拿20%的比例" from
+    "不低于20％的比例" → "单位得拿不低于20%的比例"; "4个月作出决定" from "四个月内" → "4个月内作出决定". A figure
+    the sentence already bounds (`written` within a few characters: 最多, 至少, 以下…) or that the passage bounds
+    differently in two places is left as written. `before`/`after`: the passage's bound words (不低于, 不超过 / 以内,
+    内)."""
+    text = normalise_numbers(passage)
+    bounds: dict[str, set[tuple[str, str]]] = {}
+    for m in _STATED_FIGURE.finditer(text):
+        ahead = next((w for w in before if text[:m.start()].endswith(w)), "")
+        behind = next((w for w in after if text[m.end():].startswith(w)), "")
+        bounds.setdefault(m.group(), set()).add((ahead, behind))
+    out, at = [], 0
+    for m in _STATED_FIGURE.finditer(sentence):
+        found = bounds.get(normalise_numbers(m.group()), set())
+        if len(found) != 1:
+            continue
+        ahead, behind = next(iter(found))
+        near = sentence[max(0, m.start() - 4):m.start()] + "|" + sentence[m.end():m.end() + 3]
+        if (not ahead and not behind) or any(w in near for w in written):
+            continue
+        out += [sentence[at:m.start()], ahead, m.group(), behind]
+        at = m.end()
+    return "".join(out) + sentence[at:]
+
+
 def split_sentences(text: str) -> list[tuple[int, int]]:
     """(start, end) offsets of sentences (ending at 。！？； or a line end; a line that a page's width wrapped in the
     middle of a sentence runs on over the next line — see `wrapped_breaks`)."""
