@@ -257,3 +257,14 @@ def test_english_words_mixed_into_a_chinese_question_become_the_documents_terms(
         "实用新型的专利权评价报告 国家知识产权局收到请求后多久出具?"
     assert "投诉 电话" in understand("浙江代办处的complaint hotline是多少", DOCS).text
     assert "finefinal" in understand("finefinal 是什么", DOCS).text  # whole words only
+
+
+def test_a_list_question_prefers_passages_holding_an_enumeration():
+    """哪些对象不授予专利权: the article listing （一）（二）… is preferred by retrieval over one saying 不授予专利权 once."""
+    from rag.language.facts import states
+
+    query = understand("专利法规定哪些对象不授予专利权？", DOCS)
+    assert query.facet == "list" and query.asks_kind == "list"
+    assert states("list", "第二十五条 对下列各项，不授予专利权：\n（一）科学发现；\n（二）智力活动的规则和方法；")
+    assert not states("list", "第五条 对违反法律、社会公德或者妨害公共利益的发明创造，不授予专利权。")
+    assert understand("乌海规划哪天印发的？", DOCS).asks_kind == "date"  # another kind asked stays that kind

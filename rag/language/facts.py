@@ -177,16 +177,13 @@ def articles_cited(text: str) -> set[int]:
     return {article for article, _, _ in provisions_cited(text)}
 
 
-_ITEM_LINE = re.compile(rf"^\s*[（(]{_NUM}{{1,3}}[）)]")
-
-
 def provision_text(article: str, paragraph: int, item: int) -> str:
     """The part of an article's text a citation names: its `paragraph`-th paragraph (款: a line that is no enumerated
     item; the items under it belong to it), and of it the `item`-th enumerated item (项); the whole text for 0."""
     lines = [line for line in article.split("\n") if line.strip()]
     paragraphs: list[list[str]] = []
     for line in lines:
-        if _ITEM_LINE.match(line) and paragraphs:
+        if ITEM.match(line) and paragraphs:
             paragraphs[-1].append(line)
         else:
             paragraphs.append([line])
@@ -195,7 +192,7 @@ def provision_text(article: str, paragraph: int, item: int) -> str:
             return article
         lines = paragraphs[paragraph - 1]
     if item:
-        items = [line for line in lines if _ITEM_LINE.match(line)]
+        items = [line for line in lines if ITEM.match(line)]
         return items[item - 1] if item <= len(items) else "\n".join(lines)
     return "\n".join(lines)
 
@@ -266,6 +263,8 @@ def asks_doc_number(question: str) -> bool:
 
 
 def states(kind: str, text: str) -> bool:
+    if kind == "list":
+        return list_in(text)
     text = compact(normalise(text))
     if kind == "date":
         return bool(_FULL_DATE.search(text))
@@ -276,6 +275,11 @@ def states(kind: str, text: str) -> bool:
     if kind == "when":
         return bool(_WHEN.search(text))
     return bool(quantities_in(text))
+
+
+def list_in(text: str) -> bool:
+    """The text holds an enumeration: at least two lines that open with an item marker (（一）, 1., ①)."""
+    return sum(1 for line in text.split("\n") if ITEM.match(line)) >= 2
 
 
 def requested_kind(question: str) -> str:

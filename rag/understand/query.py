@@ -73,9 +73,10 @@ class Query:
 
     @property
     def asks_kind(self) -> str | None:
-        """The kind of fact the search asks for (date, figure, 文号…: vocab/facets.tsv cues), which retrieval prefers
-        passages stating."""
-        return requested_kind(self.search)
+        """The kind of fact the search asks for (date, figure, 文号…: vocab/facets.tsv cues; a list for a list
+        question), which retrieval prefers passages stating."""
+        kind = requested_kind(self.search)
+        return kind or ("list" if self.facet == "list" else None)
 
     @property
     def asks_every_document(self) -> bool:
