@@ -304,3 +304,13 @@ def test_a_figure_keeps_the_bound_its_passage_gives_it():
     assert check_answer("最多4个月[1]。", [period], "多久？")[0].text.rstrip("。") == "最多4个月"
     fine = passage("处五万元以上五十万元以下的罚款；违法经营额不足五万元的，处一万元以下的罚款。")
     assert check_answer("处5万元的罚款[1]。", [fine], "罚多少？")[0].text.rstrip("。") == "处5万元的罚款"
+
+
+def test_a_longer_word_the_text_words_otherwise_counts_in_part():
+    """答辩期 against a text saying 答辩书: half the share of its character pairs; a two-character word all or nothing."""
+    from rag.answer.grounding import coverage
+
+    assert coverage(["答辩期"], "应当在十五日内提交答辩书") == 0.25
+    assert coverage(["答辩书"], "应当在十五日内提交答辩书") == 1.0
+    assert coverage(["费用"], "应当缴纳费") == 0.0
+    assert 0 < coverage(["被请求人", "答辩期"], "被请求人提交答辩书") < 1

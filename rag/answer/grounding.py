@@ -77,7 +77,20 @@ def coverage(terms: list[str], text: str) -> float:
     # quotation marks inside a term ("“蓝天”专项整治") do not stop it from matching 蓝天专项整治
     haystack = _QUOTES.sub("", normalise(text))
     total = sum(len(t) for t in terms)
-    return sum(len(t) for t in terms if t in haystack) / total
+    return sum(len(t) * _share_in(t, haystack) for t in terms) / total
+
+
+def _share_in(term: str, haystack: str) -> float:
+    """1 for a term the text holds; for a longer word it does not (答辩期 in a text saying 答辩书, 登记簿副本 beside
+    副本), half the share of its character pairs the text holds; 0 for a two-character word it does not hold.
+    (Measured, extractive: full credit for the pairs gained dev_h +0.018 but answered two near misses on dev —
+    申请费 credited by 申请, 注册资本 by 注册; half credit keeps every refusal and gains on the held-out read sets.)"""
+    if term in haystack:
+        return 1.0
+    if len(term) < 3:
+        return 0.0
+    pairs = [term[i:i + 2] for i in range(len(term) - 1)]
+    return 0.5 * sum(1 for p in pairs if p in haystack) / len(pairs)
 
 
 # --------------------------------------------------------------------------- eligibility
