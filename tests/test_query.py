@@ -268,3 +268,11 @@ def test_a_list_question_prefers_passages_holding_an_enumeration():
     assert states("list", "第二十五条 对下列各项，不授予专利权：\n（一）科学发现；\n（二）智力活动的规则和方法；")
     assert not states("list", "第五条 对违反法律、社会公德或者妨害公共利益的发明创造，不授予专利权。")
     assert understand("乌海规划哪天印发的？", DOCS).asks_kind == "date"  # another kind asked stays that kind
+
+
+def test_an_opening_clause_naming_the_source_asks_nothing():
+    """根据《X》，… names where to read; the question is what follows (a list here), not which document X is based on."""
+    assert understand("根据《专利法实施细则》，专利申请文件有哪些情形的，不予受理？", DOCS).facet == "list"
+    assert understand("依照2008年修正的《专利法》，侵犯专利权的诉讼时效是多长？", DOCS).facet != "cited"
+    # asking for the basis is still the cited facet
+    assert understand("杭州的实施意见是根据哪个文件制定的？", DOCS).facet == "cited"

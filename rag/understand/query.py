@@ -371,6 +371,16 @@ def content_besides_document(text: str, documents: list[dict], vocab: Vocabulary
     return [t for t in terms if not any(t != other and t in other for other in terms)]
 
 
+def without_source(text: str, vocab: Vocabulary) -> str:
+    """A question without the opening clause that names where its answer is to be read ("根据《专利法实施细则》，…有哪些
+    情形不予受理", "依照2008年修正的《专利法》，…多长"): that clause asks nothing (the 根据 of the `cited` facet asks
+    for a document's basis only when it asks: "根据哪个文件制定的")."""
+    match = re.match(rf"\s*(?:{vocab.alternation('source_lead')})([^，,。？?；;]{{2,60}}?)[，,]", text)
+    if not match or vocab.has("asks", match.group(1)) or not text[match.end():].strip():
+        return text
+    return text[match.end():]
+
+
 def detect_facet(text: str, vocab: Vocabulary) -> tuple[str, bool]:
     """(facet, also_figure): the first facet whose cue the question holds, in the order of vocab/facets.tsv."""
     lowered = text.lower()
@@ -509,7 +519,7 @@ def understand(question: str, documents: list[dict], vocab: Vocabulary | None = 
         query.facet, query.scope_class = "out_of_scope", scope
         return query
     query.scope_class = soft_scope_class(text, vocab)
-    query.facet, query.also_figure = detect_facet(text, vocab)
+    query.facet, query.also_figure = detect_facet(without_source(text, vocab), vocab)
     if query.facet in ASKS_DOCUMENT_FACETS and (
             not refers_to_document(text, vocab, query.names, query.facet)
             or (query.facet in ("date", "period", "issuer")
@@ -517,7 +527,7 @@ def understand(question: str, documents: list[dict], vocab: Vocabulary | None = 
         # "宣誓仪式的时间", "多长时间内登记", "去了哪些城市": the words of a document fact, about the content
         content = dataclasses.replace(vocab, facets=tuple(f for f in vocab.facets if f[0] not in DOCUMENT_FACETS + ("which_docs",)))
         asked = query.facet
-        query.facet, query.also_figure = detect_facet(text, content)
+        query.facet, query.also_figure = detect_facet(without_source(text, vocab), content)
         if query.facet == "general" and asked in ("date", "compare_date"):
             query.facet = "when"  # the time of something the text tells (春运开始, 宣誓仪式), not the document's date
         if query.facet == "general" and vocab.has("list_filler", text):
