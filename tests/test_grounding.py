@@ -314,3 +314,13 @@ def test_a_longer_word_the_text_words_otherwise_counts_in_part():
     assert coverage(["答辩书"], "应当在十五日内提交答辩书") == 1.0
     assert coverage(["费用"], "应当缴纳费") == 0.0
     assert 0 < coverage(["被请求人", "答辩期"], "被请求人提交答辩书") < 1
+
+
+def test_half_width_punctuation_between_chinese_is_given_back_its_full_width():
+    from rag.answer.grounding import chinese_punctuation
+
+    assert chinese_punctuation("根据《上海市专利保护条例》,专利纠纷调解不成的,市知识产权局作出决定") == \
+        "根据《上海市专利保护条例》，专利纠纷调解不成的，市知识产权局作出决定"
+    assert chinese_punctuation("工作时间9:00-11:30,罚款1,000元") == "工作时间9:00-11:30,罚款1,000元"
+    passages = [passage("调解不成的，市知识产权局应当作出处理决定。")]
+    assert check_answer("调解不成的,市知识产权局应当作出处理决定[1]。", passages, "调解不成怎么办？")[0].text.startswith("调解不成的，")

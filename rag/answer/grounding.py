@@ -465,7 +465,7 @@ def check_answer(answer: str, passages: list[ScoredChunk], question: str, min_ov
     out = []
     for start, end in split_sentences(answer):
         bare, claimed = parse_markers(answer[start:end])
-        bare = _without_dangling_lead(bare)
+        bare = _without_dangling_lead(chinese_punctuation(bare))
         if len(compact(bare)) < 2:
             continue
         valid = [n for n in claimed if 1 <= n <= len(passages)]
@@ -498,6 +498,16 @@ def bounded(sentence: str, ctx: ScoredChunk) -> str:
     vocab = load_vocabulary()
     return with_passage_bounds(sentence, ctx.chunk.text, vocab.of("bound_before"), vocab.of("bound_after"),
                                vocab.of("bound_written"))
+
+
+_HALF_WIDTH = {",": "，", ";": "；", ":": "：", "?": "？", "!": "！", "(": "（", ")": "）"}
+_BETWEEN_CHINESE = re.compile(r"(?<=[\u4e00-\u9fff》」”）])\s*([,;:?!])(?=\s*[\u4e00-\u9fff《「“（])")
+
+
+def chinese_punctuation(sentence: str) -> str:
+    """The question reaches the model NFKC-normalised (，→ ,) and the model copies it: "根据《…》,专利纠纷调解不成的,
+    …". Half-width punctuation between Chinese characters is given back its full width (9:00, 1,000 stay)."""
+    return _BETWEEN_CHINESE.sub(lambda m: _HALF_WIDTH[m.group(1)], sentence)
 
 
 def _without_dangling_lead(sentence: str) -> str:
