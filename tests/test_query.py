@@ -142,6 +142,8 @@ def test_compound_questions_split_into_parts_that_keep_the_document():
     ("湖南的质押融资风险补偿怎么安排", "那沈阳呢", "沈阳的质押融资风险补偿怎么安排"),  # place switch
     ("浙江认定登记机构擅自提高收费怎么处理", "情节严重的呢", "浙江认定登记机构擅自提高收费怎么处理，情节严重的"),  # a condition
     ("浙江高校转让成果奖励最少提多少", "那要是学校自己实施转化的呢", "浙江高校转让成果奖励最少提多少，要是学校自己实施转化的"),
+    # a turn that asks itself takes no kind of question from the previous one (nor the 根据 of its source clause)
+    ("根据《上海市专利保护条例》，专利纠纷调解不成的怎么办？", "那假冒专利的呢？会被怎么罚", "上海假冒专利的呢？会被怎么罚"),
     # a sibling of the subject: the same question asked of it
     ("在深圳窗口申请普通商标注册怎么收费？", "那集体商标、证明商标呢？", "在深圳窗口申请集体商标、证明商标注册怎么收费"),
     ("著作权法里自然人作品的财产权保护期多长", "那单位作品呢", "著作权法里单位作品的财产权保护期多长"),

@@ -8,7 +8,7 @@ import re
 from rag.language.places import places_in
 from rag.language.text import words
 from rag.language.vocab import load_vocabulary
-from rag.understand.query import detect_facet, item_reference, normalise_text, strip_wrappers
+from rag.understand.query import detect_facet, item_reference, normalise_text, strip_wrappers, without_source
 
 MAX_TURNS = 20  # earlier turns a follow-up may lean on
 _TAIL = re.compile(r"[呢吗啊？?。！!\s]+$")
@@ -105,7 +105,9 @@ def standalone_question(question: str, history: list[dict] | None) -> str:
         swapped = _swapped(_TAIL.sub("", previous), topic) if re.search(r"呢[？?]?$", question) and not asks else ""
         if swapped:
             return f"{swapped}？"
-        cue = "" if asks else _facet_cue(previous, vocab)
+        # the previous kind of question only when the turn asks nothing itself ("那专利导航呢", not "…会被怎么罚"), and
+        # never the 根据 of a clause that only named where to read
+        cue = "" if asks or vocab.has("asks", topic) else _facet_cue(without_source(normalise_text(previous), vocab), vocab)
         return f"{''.join(old_places)}{topic}{cue}？" if old_places else f"{_TAIL.sub('', previous)}，{core}？"
     if new_places and old_places:
         rewritten = previous
