@@ -107,9 +107,9 @@ def with_passage_bounds(sentence: str, passage: str, before: tuple[str, ...], af
                         written: tuple[str, ...]) -> str:
     """`sentence` with each figure it shares with `passage` bounded as the passage bounds it: "单位得拿20%的比例" from
     "不低于20％的比例" → "单位得拿不低于20%的比例"; "4个月作出决定" from "四个月内" → "4个月内作出决定". A figure
-    the sentence already bounds (`written` within a few characters: 最多, 至少, 以下…) or that the passage bounds
-    differently in two places is left as written. `before`/`after`: the passage's bound words (不低于, 不超过 / 以内,
-    内)."""
+    the sentence already bounds (a bound word, or one of `written`, within a few characters: 最多, 至少, 以下…) or
+    that the passage bounds differently in two places is left as written. `before`/`after`: the passage's bound words
+    (不低于, 不超过 / 以内, 内)."""
     text = normalise_numbers(passage)
     bounds: dict[str, set[tuple[str, str]]] = {}
     for m in _STATED_FIGURE.finditer(text):
@@ -123,7 +123,7 @@ def with_passage_bounds(sentence: str, passage: str, before: tuple[str, ...], af
             continue
         ahead, behind = next(iter(found))
         near = sentence[max(0, m.start() - 4):m.start()] + "|" + sentence[m.end():m.end() + 3]
-        if (not ahead and not behind) or any(w in near for w in written):
+        if (not ahead and not behind) or any(w in near for w in (*before, *after, *written)):
             continue
         out += [sentence[at:m.start()], ahead, m.group(), behind]
         at = m.end()
@@ -163,13 +163,19 @@ CITED_ARTICLES = re.compile(rf"违反本[^，。；\s第]{{0,4}}((?:{PROVISION.p
 def provisions_cited(text: str) -> list[tuple[int, int, int]]:
     """The provisions of its own text that `text` says are violated (违反本法第七条、第九条第二款规定…: the provisions
     it punishes), as (article, paragraph, item) numbers, 0 where the citation names the whole article or paragraph."""
+    return list(_provisions_cited(text))
+
+
+@functools.lru_cache(maxsize=16384)
+def _provisions_cited(text: str) -> tuple[tuple[int, int, int], ...]:
+    """Kept per text: a consequence question reads every passage of its document."""
     out = []
     for hit in CITED_ARTICLES.finditer(text):
         for m in PROVISION.finditer(hit.group(1)):
             article, paragraph, item = (_cn_to_int(g) if g and not g.isdigit() else int(g or 0)
                                         for g in (m.group(1), m.group(2), m.group(3) or m.group(4)))
             out.append((article or 0, paragraph or 0, item or 0))
-    return out
+    return tuple(out)
 
 
 def articles_cited(text: str) -> set[int]:

@@ -12,6 +12,8 @@ from rag.understand.query import detect_facet, item_reference, normalise_text, s
 
 MAX_TURNS = 20  # earlier turns a follow-up may lean on
 _TAIL = re.compile(r"[呢吗啊？?。！!\s]+$")
+_WHAT_ABOUT = re.compile(r"呢[？?]?$")  # "那X呢": what about X
+_CHINESE = re.compile(r"[\u4e00-\u9fff]+")
 
 
 def _lead() -> re.Pattern:
@@ -71,7 +73,7 @@ def search_anchor(question: str, history: list[dict] | None) -> str:
 def is_followup(question: str) -> bool:
     """Elliptical questions that lean on the previous turn: 那…呢, pronouns, very short fragments."""
     q = question.strip()
-    return bool(_lead().match(q) or _pronoun().match(q) or re.search(r"呢[？?]?$", q) or len(_TAIL.sub("", q)) <= 6)
+    return bool(_lead().match(q) or _pronoun().match(q) or _WHAT_ABOUT.search(q) or len(_TAIL.sub("", q)) <= 6)
 
 
 def standalone_question(question: str, history: list[dict] | None) -> str:
@@ -102,7 +104,7 @@ def standalone_question(question: str, history: list[dict] | None) -> str:
         topic = _pronoun().sub("", core).strip()
         vocab = load_vocabulary()
         asks = detect_facet(normalise_text(topic), vocab)[0] != "general"
-        swapped = _swapped(_TAIL.sub("", previous), topic) if re.search(r"呢[？?]?$", question) and not asks else ""
+        swapped = _swapped(_TAIL.sub("", previous), topic) if _WHAT_ABOUT.search(question) and not asks else ""
         if swapped:
             return f"{swapped}？"
         # the previous kind of question only when the turn asks nothing itself ("那专利导航呢", not "…会被怎么罚"), and
@@ -133,14 +135,14 @@ def _swapped(previous: str, topic: str) -> str:
     if len(topic) > MAX_SWAPPED_CHARS:
         return ""
     head = words(topic)[-1]
-    if len(head) < 2 or not re.fullmatch(r"[\u4e00-\u9fff]+", head) or head == topic:
+    if len(head) < 2 or not _CHINESE.fullmatch(head) or head == topic:
         return ""
     cut = words(previous)
     for i, word in enumerate(cut):
         at = word.find(head)
         if at > 0:  # the modifier in the same word: 发明专利权 → 实用新型专利权
             return "".join(cut[:i]) + topic + word[at + len(head):] + "".join(cut[i + 1:])
-        if at == 0 and i > 0 and len(cut[i - 1]) >= 2 and re.fullmatch(r"[\u4e00-\u9fff]+", cut[i - 1]):
+        if at == 0 and i > 0 and len(cut[i - 1]) >= 2 and _CHINESE.fullmatch(cut[i - 1]):
             return "".join(cut[:i - 1]) + topic + word[len(head):] + "".join(cut[i + 1:])  # 普通 商标注册
     return ""
 

@@ -519,7 +519,8 @@ def understand(question: str, documents: list[dict], vocab: Vocabulary | None = 
         query.facet, query.scope_class = "out_of_scope", scope
         return query
     query.scope_class = soft_scope_class(text, vocab)
-    query.facet, query.also_figure = detect_facet(without_source(text, vocab), vocab)
+    asking = without_source(text, vocab)
+    query.facet, query.also_figure = detect_facet(asking, vocab)
     if query.facet in ASKS_DOCUMENT_FACETS and (
             not refers_to_document(text, vocab, query.names, query.facet)
             or (query.facet in ("date", "period", "issuer")
@@ -527,7 +528,7 @@ def understand(question: str, documents: list[dict], vocab: Vocabulary | None = 
         # "宣誓仪式的时间", "多长时间内登记", "去了哪些城市": the words of a document fact, about the content
         content = dataclasses.replace(vocab, facets=tuple(f for f in vocab.facets if f[0] not in DOCUMENT_FACETS + ("which_docs",)))
         asked = query.facet
-        query.facet, query.also_figure = detect_facet(without_source(text, vocab), content)
+        query.facet, query.also_figure = detect_facet(asking, content)
         if query.facet == "general" and asked in ("date", "compare_date"):
             query.facet = "when"  # the time of something the text tells (春运开始, 宣誓仪式), not the document's date
         if query.facet == "general" and vocab.has("list_filler", text):
