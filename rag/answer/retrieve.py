@@ -136,14 +136,18 @@ def with_named_article(query: Query, found: list[ScoredChunk], engine: Engine) -
     for doc_id in candidates:
         passages = [c for c in engine.document_view.chunks.get(doc_id, []) if _holds_article(c, number)]
         if passages:
-            # named by the question: as relevant as the best passage found (its scores, for the gates after)
-            already = {c.chunk.chunk_id: c for c in found}
-            pinned = [already.get(c.chunk_id) or ScoredChunk(c, found[0].score, 0, found[0].bm25, found[0].dense)
-                      for c in passages[:2]]
-            ids = {c.chunk.chunk_id for c in pinned}
-            merged = pinned + [c for c in found if c.chunk.chunk_id not in ids]
-            return [ScoredChunk(c.chunk, c.score, i + 1, c.bm25, c.dense) for i, c in enumerate(merged[:len(found)])]
+            return _first(passages[:2], found)  # named by the question
     return found
+
+
+def _first(chunks: list[Chunk], found: list[ScoredChunk]) -> list[ScoredChunk]:
+    """`chunks` put before the rest of `found` (as many passages as found, ranks renumbered); one not found is as
+    relevant as the best passage found (its scores, for the gates after)."""
+    already = {c.chunk.chunk_id: c for c in found}
+    pinned = [already.get(c.chunk_id) or ScoredChunk(c, found[0].score, 0, found[0].bm25, found[0].dense) for c in chunks]
+    ids = {c.chunk.chunk_id for c in pinned}
+    merged = pinned + [c for c in found if c.chunk.chunk_id not in ids]
+    return [ScoredChunk(c.chunk, c.score, i + 1, c.bm25, c.dense) for i, c in enumerate(merged[:len(found)])]
 
 
 def _holds_article(chunk: Chunk, number: int) -> bool:
@@ -185,12 +189,7 @@ def with_penalty_articles(query: Query, found: list[ScoredChunk], engine: Engine
     # of the question's words first
     terms = set(tokenize(query.search))
     citing.sort(key=lambda c: -len(terms & set(tokenize(c.text))))
-    already = {c.chunk.chunk_id: c for c in found}
-    pinned = [already.get(c.chunk_id) or ScoredChunk(c, found[0].score, 0, found[0].bm25, found[0].dense)
-              for c in citing[:PENALTY_PASSAGES]]
-    ids = {c.chunk.chunk_id for c in pinned}
-    merged = pinned + [c for c in found if c.chunk.chunk_id not in ids]
-    return [ScoredChunk(c.chunk, c.score, i + 1, c.bm25, c.dense) for i, c in enumerate(merged[:len(found)])]
+    return _first(citing[:PENALTY_PASSAGES], found)
 
 
 MAX_CONTINUATION_CHARS = 900  # the items after "有下列情形之一的：" that a passage may take from the next one
