@@ -191,6 +191,25 @@ def test_a_filter_is_applied_inside_the_bounded_read(both, filters, monkeypatch)
         assert not set(top.tolist()) <= _best_by_impact(pg, terms, 2)
 
 
+@pytest.mark.parametrize("scan", [0, 3_000])
+def test_documents_in_force_are_found_by_the_end_year_column(both, scan, monkeypatch):
+    """The in-force filter alone reaches PostgreSQL as a year (each passage keeps its document's end year), not as
+    thousands of names: the graph search (a wide filter) and the narrow filter's scan find the embedded store's
+    filtered neighbours."""
+    import rag.store.postgres as pgstore
+
+    embedder, embedded, pg, settings = both
+    monkeypatch.setattr(pgstore, "SCOPE_SCAN", scan)
+    allowed = Retriever(pg, embedder, settings).allowed_docs({"in_force": True})
+    assert pg.scope(allowed).year is not None and "until_year" in pg.scope(allowed).condition
+    assert 0 < len(allowed) < len(pg.documents)  # something expired today
+    vector = embedder.embed_query("知识产权保护中心建设")
+    top = pg.query([], vector).dense_top(20, allowed)
+    want = embedded.query([], vector).dense_top(20, allowed)
+    assert set(pg.query([], vector).doc_of(top)) <= allowed
+    assert np.allclose(pg.query([], vector).dense_of(top), embedded.query([], vector).dense_of(want), atol=1e-5)
+
+
 def test_a_process_that_has_not_reloaded_never_takes_a_newer_document_for_one_it_knows(pg_settings, monkeypatch):
     """Document numbers and passage ids are never given twice, and a filter leaving documents out keeps out those
     added since the process loaded its list."""
@@ -233,6 +252,7 @@ ALTER TABLE rag_postings ADD PRIMARY KEY (term, passage),
     ADD CONSTRAINT rag_postings_passage_fkey FOREIGN KEY (passage) REFERENCES rag_passages ON DELETE CASCADE;
 CREATE INDEX rag_postings_passage ON rag_postings (passage);
 ALTER TABLE rag_stats DROP COLUMN next_passage, DROP COLUMN next_doc;
+ALTER TABLE rag_passages DROP COLUMN until_year;
 """
 
 
@@ -252,12 +272,20 @@ def test_a_database_of_the_earlier_layout_is_upgraded_in_place(pg_settings, monk
             conn.rollback()
         return {(r[0], r[1]): (r[2], r[3]) for r in rows}
 
-    written = postings()
+    def ends() -> dict:
+        with backend.connection() as conn:
+            rows = conn.execute("SELECT id, until_year FROM rag_passages").fetchall()
+            conn.rollback()
+        return dict(rows)
+
+    written, until = postings(), ends()
+    assert None in until.values() and any(until.values())  # documents with and without a period
     with backend.connection() as conn:
         conn.execute(_EARLIER_LAYOUT)
         conn.commit()
     upgraded = backend.load(embedder)
     after = postings()
+    assert ends() == until  # each passage's end year, as a fresh load writes it
     assert after.keys() == written.keys()
     assert all(after[k][0] == written[k][0] and after[k][1] == pytest.approx(written[k][1], rel=1e-5) for k in written)
     with backend.connection() as conn:

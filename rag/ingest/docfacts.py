@@ -259,13 +259,19 @@ def facts_from_json(data: dict) -> dict:
     return out
 
 
+def period_end(period: str) -> int | None:
+    """The last year of a 'YYYY-YYYY' period (None: no period stated)."""
+    match = re.fullmatch(r"(20\d\d)-(20\d\d)", period or "")
+    return int(match.group(2)) if match else None
+
+
 def validity(period: str, today: dt.date | None = None) -> str:
     """在效 / 已到期 / 期限未说明, from a 'YYYY-YYYY' period and today's date."""
-    match = re.fullmatch(r"(20\d\d)-(20\d\d)", period or "")
-    if not match:
+    end = period_end(period)
+    if end is None:
         return "期限未说明"
     today = today or dt.date.today()
-    return "已到期" if today.year > int(match.group(2)) else "在效"
+    return "已到期" if today.year > end else "在效"
 
 
 def period_text(period: str) -> str:

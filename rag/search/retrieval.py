@@ -20,6 +20,7 @@ from rag.language.places import places_in
 from rag.language.text import tokenize
 from rag.models.embedders import Embedder
 from rag.settings import Settings
+from rag.store.base import InForce
 from rag.understand.query import Query
 
 
@@ -63,6 +64,11 @@ def validate_question(question: str | None, max_chars: int) -> str:
     return question
 
 
+def _within(doc_of: np.ndarray, documents: set[str] | frozenset[str]) -> np.ndarray:
+    """Which candidates belong to `documents` (a set lookup each: the set may hold most of a large library)."""
+    return np.fromiter((d in documents for d in doc_of), bool, len(doc_of))
+
+
 def _minmax(values: np.ndarray) -> np.ndarray:
     if values.size == 0:
         return values
@@ -88,16 +94,25 @@ class Retriever:
         self._places_lock = threading.Lock()
         self._haystacks = [(d["doc_id"], " ".join([d.get("region", ""), d.get("title", ""), *d.get("aliases", [])]))
                            for d in index.documents]
+        self._all_docs = frozenset(d["doc_id"] for d in index.documents)
+        self._filters: LRUCache[tuple, tuple] = LRUCache(maxsize=256)  # filter → (day, the documents it allows)
 
-    def allowed_docs(self, filters: dict | None) -> set[str] | None:
-        """The documents the filters allow (None: no filter); UnknownFilterError for names that match nothing."""
+    def allowed_docs(self, filters: dict | None) -> frozenset[str] | None:
+        """The documents the filters allow (None: no filter); UnknownFilterError for names that match nothing. Each
+        distinct filter is worked out once over the library's documents and then shared (a library has tens of
+        thousands, and the store keeps what it derives from a filter by that same set)."""
         if not filters:
             return None
-        documents = self.index.documents
-        allowed = {d["doc_id"] for d in documents}
         doc_ids = filters.get("doc_id") or filters.get("doc_ids")
-        if doc_ids:
-            wanted = {doc_ids} if isinstance(doc_ids, str) else set(doc_ids)
+        wanted = frozenset({doc_ids} if isinstance(doc_ids, str) else doc_ids or ())
+        region = filters.get("region") or ""
+        key = (wanted, bool(filters.get("in_force")), region)
+        with self._places_lock:
+            found = self._filters.get(key)
+        if found is not None and (not key[1] or found[0] == self._today()):
+            return found[1]
+        allowed = self._all_docs
+        if wanted:
             unknown = wanted - allowed
             if unknown:
                 known = sorted(allowed)
@@ -106,28 +121,34 @@ class Retriever:
                 raise UnknownFilterError(
                     f"unknown documents: {named[:10]}{' …' if more else ''}",
                     f"没有这些文档：{'、'.join(named[:10])}{more}。可选：{'、'.join(known[:50])}{'等' if len(known) > 50 else ''}")
-            allowed &= wanted
-        if filters.get("in_force"):
-            allowed &= self._in_force()
-        region = filters.get("region")
+            allowed = wanted
+        if key[1]:  # alone, the filter as the store may know it (a column); with others, the documents left
+            allowed = self._in_force() if allowed is self._all_docs else allowed & self._in_force()
         if region:
-            matching = {d["doc_id"] for d in documents if region in d.get("region", "") or region in d.get("title", "")}
+            matching = {d["doc_id"] for d in self.index.documents if region in d.get("region", "") or region in d.get("title", "")}
             if not matching:
-                regions = sorted({d.get("region", "") for d in documents if d.get("region")})
+                regions = sorted({d.get("region", "") for d in self.index.documents if d.get("region")})
                 raise UnknownFilterError(f"unknown region {region!r}",
                                          f"没有地区为“{region}”的文档。可选：{'、'.join(regions[:50])}{'等' if len(regions) > 50 else ''}")
-            allowed &= matching
+            allowed = allowed & matching
+        with self._places_lock:
+            self._filters[key] = (self._today(), allowed)
         return allowed
 
-    def _in_force(self) -> set[str]:
-        """Documents not expired today (computed once per day: a library has thousands)."""
-        from rag.ingest.docfacts import validity
+    def _today(self):
         from rag.store.library import today_of
 
-        today = today_of(self.settings)
+        return today_of(self.settings)
+
+    def _in_force(self) -> InForce:
+        """Documents not expired today (computed once per day: a library has thousands)."""
+        from rag.ingest.docfacts import validity
+
+        today = self._today()
         cached = self.__dict__.get("_in_force_cache")
         if cached is None or cached[0] != today:
-            current = {d["doc_id"] for d in self.index.documents if validity(d.get("period", ""), today) != "已到期"}
+            current = InForce((d["doc_id"] for d in self.index.documents
+                               if validity(d.get("period", ""), today) != "已到期"), today.year)
             cached = self.__dict__["_in_force_cache"] = (today, current)
         return cached[1]
 
@@ -161,7 +182,7 @@ class Retriever:
             vector = np.ascontiguousarray(self.embedder.embed_query(query), dtype=np.float32).reshape(-1)
         scored = self.index.query(tokenize(query) if mode != "dense" else [], vector)
         pool = self.settings.candidate_pool
-        scopes: list[set[str] | None] = [None]
+        scopes: list[set[str] | frozenset[str] | None] = [None]
         if allowed is not None:
             scopes.append(allowed)
         if named_docs and mode == "hybrid":
@@ -189,20 +210,21 @@ class Retriever:
         doc_of = np.array(scored.doc_of(ids))
         # The boosts are on the 0–1 scale of the fused score; the single-signal modes stay pure ablations.
         if named_docs and self.settings.region_boost and mode == "hybrid":
-            fused = fused + self.settings.region_boost * np.isin(doc_of, list(named_docs))
+            fused = fused + self.settings.region_boost * _within(doc_of, named_docs)
         boost = self.settings.answer_type_boost
+        inside = _within(doc_of, allowed) if allowed is not None else np.ones(len(ids), bool)
         if kind and boost and mode == "hybrid":
-            # A question asking for a date or a figure prefers passages that state one. Only passages within `boost`
-            # of the k-th best can reach the top k, so only their texts are read (all, when documents are interleaved).
-            reach = np.arange(len(ids))
-            eligible = fused[np.isin(doc_of, list(allowed))] if allowed is not None else fused
-            if len(eligible) > k and not across:
-                reach = np.nonzero(fused >= np.sort(eligible)[-k] - boost)[0]
+            # A question asking for a date or a figure prefers passages that state one. Only passages the filters
+            # allow, within `boost` of the k-th best of them, can reach the top k, so only their texts are read (all
+            # allowed, when documents are interleaved).
+            reach = np.nonzero(inside)[0]
+            if len(reach) > k and not across:
+                reach = np.nonzero(inside & (fused >= np.sort(fused[inside])[-k] - boost))[0]
             stated = np.zeros(len(ids))
             stated[reach] = [states(kind, c.text) for c in scored.chunks(ids[reach])]
             fused = fused + boost * stated
         if allowed is not None:
-            fused = np.where(np.isin(doc_of, list(allowed)), fused, -np.inf)
+            fused = np.where(inside, fused, -np.inf)
         # Ties (e.g. BM25 zero everywhere) fall back on dense similarity, then reading order.
         order = np.lexsort((ids, -dense, -fused))
         order = order[np.isfinite(fused[order])]

@@ -9,6 +9,7 @@ Two implementations: rag/store/embedded.py (segments in the index directory, the
 from __future__ import annotations
 
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import AbstractContextManager
 from typing import Protocol
 
@@ -19,11 +20,23 @@ from rag.models.embedders import Embedder
 from rag.store.segments import Segment
 
 
+class InForce(frozenset):
+    """The documents in force in `year` (a period ending in `year` or later, or none stated), as a filter: a store that
+    keeps each passage's end year (PostgreSQL) filters by that column instead of by thousands of names."""
+
+    year: int
+
+    def __new__(cls, doc_ids, year: int):
+        self = super().__new__(cls, doc_ids)
+        self.year = year
+        return self
+
+
 class Query(Protocol):
     """One question's tokens and vector against a loaded index; ids are the index's global passage ids."""
 
-    def bm25_top(self, limit: int, doc_ids: set[str] | None = None) -> np.ndarray: ...
-    def dense_top(self, limit: int, doc_ids: set[str] | None = None) -> np.ndarray: ...
+    def bm25_top(self, limit: int, doc_ids: AbstractSet[str] | None = None) -> np.ndarray: ...
+    def dense_top(self, limit: int, doc_ids: AbstractSet[str] | None = None) -> np.ndarray: ...
     def bm25_of(self, ids: np.ndarray) -> np.ndarray: ...
     def dense_of(self, ids: np.ndarray) -> np.ndarray: ...
     def doc_of(self, ids: np.ndarray) -> list[str]: ...

@@ -22,6 +22,7 @@ document view and page images never see another base's documents — not by a fi
 from __future__ import annotations
 
 import json
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -178,14 +179,14 @@ class _ScopedQuery:
         self._query = query
         self._allowed = allowed
 
-    def _scope(self, doc_ids: set[str] | None) -> set[str]:
-        return set(self._allowed) if doc_ids is None else set(doc_ids) & self._allowed
+    def _scope(self, doc_ids: AbstractSet[str] | None) -> frozenset[str]:
+        return self._allowed if doc_ids is None else frozenset(doc_ids) & self._allowed
 
-    def bm25_top(self, limit: int, doc_ids: set[str] | None = None) -> np.ndarray:
+    def bm25_top(self, limit: int, doc_ids: AbstractSet[str] | None = None) -> np.ndarray:
         scope = self._scope(doc_ids)
         return self._query.bm25_top(limit, scope) if scope else np.zeros(0, np.int64)
 
-    def dense_top(self, limit: int, doc_ids: set[str] | None = None) -> np.ndarray:
+    def dense_top(self, limit: int, doc_ids: AbstractSet[str] | None = None) -> np.ndarray:
         scope = self._scope(doc_ids)
         return self._query.dense_top(limit, scope) if scope else np.zeros(0, np.int64)
 

@@ -28,6 +28,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import numpy as np
@@ -357,7 +358,7 @@ class Index:
     def allowed(self, doc_ids) -> np.ndarray:
         """Boolean mask of the visible passages of `doc_ids` (the last few masks are kept: one question asks for the
         same filter several times)."""
-        key = frozenset(doc_ids)
+        key = doc_ids if isinstance(doc_ids, frozenset) else frozenset(doc_ids)
         with self._allowed_lock:
             mask = self._allowed.get(key)
         if mask is None:
@@ -400,14 +401,14 @@ class EmbeddedQuery:
             self._bm25 = self.index.bm25.scores(self.tokens)
         return self._bm25
 
-    def bm25_top(self, limit: int, doc_ids: set[str] | None = None) -> np.ndarray:
+    def bm25_top(self, limit: int, doc_ids: AbstractSet[str] | None = None) -> np.ndarray:
         """Passages holding a query term (BM25 > 0), best first; as the SQL store, which only sees postings."""
         mask = self.index.visible if doc_ids is None else self.index.allowed(doc_ids)
         raw = self._scores()
         mask = mask & (raw > 0)
         return top_ids(np.where(mask, raw, -np.inf), min(limit, int(mask.sum())))
 
-    def dense_top(self, limit: int, doc_ids: set[str] | None = None) -> np.ndarray:
+    def dense_top(self, limit: int, doc_ids: AbstractSet[str] | None = None) -> np.ndarray:
         if self.vector is None:
             return np.zeros(0, np.int64)
         return self.index.dense.top(self.vector, limit, None if doc_ids is None else self.index.allowed(doc_ids))

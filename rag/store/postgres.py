@@ -30,17 +30,23 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import numpy as np
+from cachetools import LRUCache
 
 from rag.errors import IndexMismatchError, IndexMissingError, StoreUnavailableError
 from rag.ingest.chunking import Chunk, chunk_corpus
+from rag.ingest.docfacts import period_end
 from rag.models.embedders import Embedder
 from rag.settings import Settings
+from rag.store.base import InForce
 from rag.store.segments import chunker_config, make_segment
 from rag.store.sparse import K1, B
 
@@ -99,6 +105,14 @@ DROP INDEX IF EXISTS rag_postings_passage;
 """
 
 
+# The end year of each passage's document (the in-force filter as a column; `period_end` of its period)
+_UPGRADE_UNTIL = r"""
+ALTER TABLE rag_passages ADD COLUMN until_year int;
+UPDATE rag_passages p SET until_year = substring(d.meta->>'period' FROM '^20\d\d-(20\d\d)$')::int
+FROM rag_documents d WHERE d.doc_id = p.doc_id AND d.meta->>'period' ~ '^20\d\d-20\d\d$';
+"""
+
+
 def _schema(dim: int) -> str:
     return f"""
 CREATE EXTENSION IF NOT EXISTS vector;
@@ -107,7 +121,8 @@ CREATE TABLE IF NOT EXISTS rag_documents (doc_id text PRIMARY KEY, position bigi
                                           text text NOT NULL);
 CREATE TABLE IF NOT EXISTS rag_passages (id bigint PRIMARY KEY,
                                          doc_id text NOT NULL REFERENCES rag_documents ON DELETE CASCADE,
-                                         record jsonb NOT NULL, length int NOT NULL, embedding vector({dim}) NOT NULL);
+                                         record jsonb NOT NULL, length int NOT NULL, embedding vector({dim}) NOT NULL,
+                                         until_year int);
 CREATE INDEX IF NOT EXISTS rag_passages_doc ON rag_passages (doc_id, id);
 {_HNSW}
 CREATE TABLE IF NOT EXISTS rag_postings (term text NOT NULL, passage bigint NOT NULL, doc bigint NOT NULL,
@@ -128,15 +143,19 @@ def _has_column(conn, table: str, column: str) -> bool:
 
 
 def _outdated(conn) -> bool:
-    """A database of an earlier layout (postings without impacts, statistics without the id counters)."""
+    """A database of an earlier layout (postings without impacts, statistics without the id counters, passages
+    without their document's end year)."""
     return bool(conn.execute("SELECT to_regclass('rag_postings') IS NOT NULL").fetchone()[0]) and not (
-        _has_column(conn, "rag_postings", "impact") and _has_column(conn, "rag_stats", "next_doc"))
+        _has_column(conn, "rag_postings", "impact") and _has_column(conn, "rag_stats", "next_doc")
+        and _has_column(conn, "rag_passages", "until_year"))
 
 
 def _upgrade(conn) -> None:
     if not _has_column(conn, "rag_postings", "impact"):
         conn.execute(_UPGRADE_POSTINGS)
     conn.execute(_UPGRADE_STATS)
+    if not _has_column(conn, "rag_passages", "until_year"):
+        conn.execute(_UPGRADE_UNTIL)
 
 
 class PgBackend:
@@ -401,10 +420,11 @@ def _insert(conn, segment) -> None:
                             segment.texts.get(doc["doc_id"], "")))
     lengths = np.asarray(segment.postings.lengths)
     numbers = {doc["doc_id"]: position + i for i, doc in enumerate(segment.documents)}
-    with conn.cursor().copy("COPY rag_passages (id, doc_id, record, length, embedding) FROM STDIN") as copy:
+    until = {doc["doc_id"]: period_end(doc.get("period", "")) for doc in segment.documents}
+    with conn.cursor().copy("COPY rag_passages (id, doc_id, record, length, embedding, until_year) FROM STDIN") as copy:
         for row, chunk in enumerate(segment.chunks):
             copy.write_row((first + row, chunk.doc_id, json.dumps(chunk.to_record(), ensure_ascii=False),
-                            int(lengths[row]), vector_text(segment.vectors[row])))
+                            int(lengths[row]), vector_text(segment.vectors[row]), until.get(chunk.doc_id)))
     postings = segment.postings
     n, total = conn.execute("SELECT n, total_len FROM rag_stats WHERE id = 1").fetchone()
     # the statistics once this segment is in: a posting's impact orders the term's postings (its exact score is
@@ -428,6 +448,54 @@ def _insert(conn, segment) -> None:
                  (len(segment.chunks), int(lengths.sum())))
 
 
+def array_literal(values: Iterable) -> str:
+    """A PostgreSQL array literal ('{"a","b"}'): a filter's thousands of names or numbers written once, then sent as
+    one string with every statement that uses it (a list is converted element by element each time)."""
+    return "{" + ",".join('"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """A document filter as the statements use it. `passages`: how many passages it keeps. `documents`: the doc_ids
+    kept (narrow) or left out (`outside`: when they are most of the library), for the passages' `doc_id`; `numbers`:
+    the same as document numbers for the postings' `doc` (with `highest`, so that a filter naming the documents it
+    leaves out also leaves out those added since this process loaded its list). Both as array literals."""
+
+    passages: int
+    documents: str
+    numbers: str
+    outside: bool
+    highest: int
+    year: int | None = None  # the documents in force in that year: on the passages, their end-year column
+
+    @classmethod
+    def of(cls, index: "PgIndex", doc_ids: frozenset[str]) -> "Scope":
+        passages = sum(index._counts.get(d, 0) for d in doc_ids)
+        outside = 2 * len(doc_ids) > len(index.documents)
+        named = {d["doc_id"] for d in index.documents} - doc_ids if outside else doc_ids
+        return cls(passages, array_literal(sorted(named)),
+                   array_literal(sorted(index.numbers[d] for d in named if d in index.numbers)), outside,
+                   max(index.numbers.values(), default=-1) if outside else 0,
+                   doc_ids.year if isinstance(doc_ids, InForce) else None)
+
+    @property
+    def condition(self) -> str:
+        """On the passages (parameters `docs`, `year`)."""
+        if self.year is not None:
+            return "(until_year IS NULL OR until_year >= %(year)s)"
+        return "doc_id <> ALL(%(docs)s::text[])" if self.outside else "doc_id = ANY(%(docs)s::text[])"
+
+    def params(self) -> dict:
+        return {"docs": self.documents, "year": self.year}
+
+    @property
+    def posting_condition(self) -> str:
+        """On the postings' document numbers (parameters `numbers`, `highest`)."""
+        if self.outside:
+            return "WHERE c.doc <> ALL(%(numbers)s::bigint[]) AND c.doc <= %(highest)s"
+        return "WHERE c.doc = ANY(%(numbers)s::bigint[])"
+
+
 class PgIndex:
     """One loaded generation of the PostgreSQL store: the document list in memory, everything else queried."""
 
@@ -438,6 +506,8 @@ class PgIndex:
         self.documents = documents
         self._counts = counts
         self.numbers = numbers  # doc_id → the document's number in the postings
+        self._scopes: LRUCache[frozenset[str], Scope] = LRUCache(maxsize=256)
+        self._scopes_lock = threading.Lock()
         self.exact_dense = False
         # True: BM25 candidates from every posting and vectors scanned without the graph (what the benchmark compares
         # the bounded reads against)
@@ -470,6 +540,18 @@ class PgIndex:
 
     def query(self, tokens: list[str], vector: np.ndarray | None) -> "PgQuery":
         return PgQuery(self, tokens, vector)
+
+    def scope(self, doc_ids: AbstractSet[str]) -> "Scope":
+        """What a document filter is in SQL, worked out once per filter (the same set object comes back for each
+        question: a filter such as documents in force holds most of a library of tens of thousands)."""
+        key = doc_ids if isinstance(doc_ids, frozenset) else frozenset(doc_ids)
+        with self._scopes_lock:
+            found = self._scopes.get(key)
+        if found is None:
+            found = Scope.of(self, key)
+            with self._scopes_lock:
+                self._scopes[key] = found
+        return found
 
     def exact_dense_top(self, vector: np.ndarray, limit: int) -> np.ndarray:
         with self.backend.connection() as conn:
@@ -522,6 +604,7 @@ class PgQuery:
         self._rows: dict[int, tuple] = {}  # passage → (doc_id, similarity), as read
         self._bm25: dict[int, float] = {}  # passage → exact BM25, as scored (candidates are scored once a question)
         self._vector_text = vector_text(vector) if vector is not None else ""
+        self._scoped: dict[int, np.ndarray] = {}  # id(scope) → every passage of a narrow filter, as read
 
     def _run(self, sql: str, params: dict, settings: tuple[str, ...] = ()) -> list[tuple]:
         with self.index.backend.connection() as conn:
@@ -531,46 +614,42 @@ class PgQuery:
             conn.rollback()
         return rows
 
-    def _scope(self, doc_ids: set[str]) -> tuple[str, list[str]]:
-        """A document filter as SQL on `doc_id`: the documents kept, or (when they are most of the library, as for
-        documents in force) the ones left out."""
-        if 2 * len(doc_ids) <= len(self.index.documents):
-            return "doc_id = ANY(%(docs)s)", sorted(doc_ids)
-        return "doc_id <> ALL(%(docs)s)", sorted({d["doc_id"] for d in self.index.documents} - set(doc_ids))
-
-    def bm25_top(self, limit: int, doc_ids: set[str] | None = None) -> np.ndarray:
+    def bm25_top(self, limit: int, doc_ids: AbstractSet[str] | None = None) -> np.ndarray:
         if not self.params["terms"]:
             return np.zeros(0, np.int64)
         index = self.index
         depth = index.backend.bm25_depth
-        scope = sum(index._counts.get(d, 0) for d in doc_ids) if doc_ids is not None else len(index)
-        if doc_ids is not None and scope <= SCOPE_SCAN:  # every passage of a narrow filter, scored exactly
-            return self._best_of(self._passages_of(doc_ids), limit)
+        scope = index.scope(doc_ids) if doc_ids is not None else None
+        if scope is not None and scope.passages <= SCOPE_SCAN:  # every passage of a narrow filter, scored exactly
+            return self._best_of(self._passages_of(scope), limit)
         params = self.params | {"limit": limit}
         if index.exact or depth <= 0:
             within = ""
-            if doc_ids is not None:
-                condition, params["docs"] = self._scope(doc_ids)
-                within = f"AND c.passage IN (SELECT id FROM rag_passages WHERE {condition})"
+            if scope is not None:
+                params |= scope.params()
+                within = f"AND c.passage IN (SELECT id FROM rag_passages WHERE {scope.condition})"
             postings = _EVERY.format(scope=within)
             return np.array([r[0] for r in self._run(_TOP.format(postings=postings), params)], np.int64)
         condition = ""
-        if doc_ids is not None:
-            kept = [index.numbers[d] for d in doc_ids if d in index.numbers]
-            if 2 * len(kept) <= len(index.numbers):
-                condition, params["numbers"] = "WHERE c.doc = ANY(%(numbers)s::bigint[])", sorted(kept)
-            else:  # and no document added since this process loaded the list
-                condition = "WHERE c.doc <> ALL(%(numbers)s::bigint[]) AND c.doc <= %(highest)s"
-                params["numbers"] = sorted(set(index.numbers.values()) - set(kept))
-                params["highest"] = max(index.numbers.values(), default=-1)
-        params["read"] = max(depth, int(min(depth * len(index) / max(scope, 1), READ_MAX * depth)))
+        if scope is not None:
+            condition, params["numbers"], params["highest"] = scope.posting_condition, scope.numbers, scope.highest
+        kept = scope.passages if scope is not None else len(index)
+        params["read"] = max(depth, int(min(depth * len(index) / max(kept, 1), READ_MAX * depth)))
         params["limit"] = RESCORED * limit
         rows = self._run(_TOP.format(postings=_BEST.format(scope=condition)), params)
         return self._best_of(np.array([r[0] for r in rows], np.int64), limit)
 
-    def _passages_of(self, doc_ids: set[str]) -> np.ndarray:
-        rows = self._run("SELECT id FROM rag_passages WHERE doc_id = ANY(%(docs)s)", {"docs": sorted(doc_ids)})
-        return np.array([r[0] for r in rows], np.int64)
+    def _passages_of(self, scope: Scope) -> np.ndarray:
+        """Every passage of a narrow filter, with its document and similarity (read once a question: its BM25 and
+        its vector search both take them)."""
+        key = id(scope)
+        if key not in self._scoped:
+            sql = ("SELECT id, doc_id, " + ("-(embedding <#> %(v)s::vector)" if self.vector is not None else "0.0")
+                   + f" FROM rag_passages WHERE {scope.condition}")
+            rows = self._run(sql, scope.params() | {"v": self._vector_text})
+            self._rows.update((int(r[0]), (r[1], float(r[2]))) for r in rows)
+            self._scoped[key] = np.array([r[0] for r in rows], np.int64)
+        return self._scoped[key]
 
     def _best_of(self, ids: np.ndarray, limit: int) -> np.ndarray:
         """The `limit` passages of `ids` with the highest exact scores (those with none left out), best first."""
@@ -591,23 +670,28 @@ class PgQuery:
             self._bm25.update((i, float(rows.get(i, 0.0))) for i in missing)
         return np.array([self._bm25[int(i)] for i in ids])
 
-    def dense_top(self, limit: int, doc_ids: set[str] | None = None) -> np.ndarray:
+    def dense_top(self, limit: int, doc_ids: AbstractSet[str] | None = None) -> np.ndarray:
         if self.vector is None:
             return np.zeros(0, np.int64)
+        scope = self.index.scope(doc_ids) if doc_ids is not None else None
+        if scope is not None and scope.passages <= SCOPE_SCAN:
+            # a narrow filter: its passages compared exactly (a graph search for the few passages of one document
+            # walks the graph until it gives up)
+            ids = self._passages_of(scope)
+            similarity = np.array([self._rows[int(i)][1] for i in ids])
+            return ids[np.lexsort((ids, -similarity))][:limit]
         ef = max(self.index.backend.ef_search, limit)
         settings: tuple[str, ...] = (f"SET LOCAL hnsw.ef_search = {min(ef, 1000)}",)
         # exact: a scan; otherwise the graph, which the planner (not costing the vectors' out-of-line storage) would
         # pass over for a scan once the table has statistics
         settings += ("SET LOCAL enable_indexscan = off",) if self.index.exact else ("SET LOCAL enable_seqscan = off",)
-        where, docs = "", list[str]()
-        if doc_ids is not None:
-            condition, docs = self._scope(doc_ids)
-            where = f"WHERE {condition}"
+        where, params = "", {"v": self._vector_text, "limit": limit}
+        if scope is not None:
+            where, params = f"WHERE {scope.condition}", params | scope.params()
             settings += ("SET LOCAL hnsw.iterative_scan = relaxed_order",)
         # the document and similarity of each passage found come along (dense_of and doc_of need not read them again)
         rows = self._run(f"SELECT id, doc_id, -(embedding <#> %(v)s::vector) FROM rag_passages {where} "
-                         "ORDER BY embedding <#> %(v)s::vector LIMIT %(limit)s",
-                         {"v": self._vector_text, "limit": limit, "docs": docs}, settings)
+                         "ORDER BY embedding <#> %(v)s::vector LIMIT %(limit)s", params, settings)
         self._rows.update((int(r[0]), (r[1], float(r[2]))) for r in rows)
         return np.array([r[0] for r in rows], np.int64)
 
