@@ -193,9 +193,9 @@ def test_a_filter_is_applied_inside_the_bounded_read(both, filters, monkeypatch)
 
 @pytest.mark.parametrize("scan", [0, 3_000])
 def test_documents_in_force_are_found_by_the_end_year_column(both, scan, monkeypatch):
-    """The in-force filter alone reaches PostgreSQL as a year (each passage keeps its document's end year), not as
-    thousands of names: the graph search (a wide filter) and the narrow filter's scan find the embedded store's
-    filtered neighbours."""
+    """The in-force filter alone reaches PostgreSQL as a year (each document keeps its end year, indexed), not as
+    thousands of names: the graph search (a wide filter), the narrow filter's scan and the postings' read find the
+    embedded store's filtered neighbours and BM25 ranking."""
     import rag.store.postgres as pgstore
 
     embedder, embedded, pg, settings = both
@@ -208,6 +208,11 @@ def test_documents_in_force_are_found_by_the_end_year_column(both, scan, monkeyp
     want = embedded.query([], vector).dense_top(20, allowed)
     assert set(pg.query([], vector).doc_of(top)) <= allowed
     assert np.allclose(pg.query([], vector).dense_of(top), embedded.query([], vector).dense_of(want), atol=1e-5)
+    tokens = tokenize("知识产权保护中心建设")
+    exact, query = embedded.query(tokens, None), pg.query(tokens, None)
+    top = query.bm25_top(20, allowed)
+    assert set(query.doc_of(top)) <= allowed
+    assert np.allclose(query.bm25_of(top), exact.bm25_of(exact.bm25_top(20, allowed)), rtol=1e-5)
 
 
 def test_a_process_that_has_not_reloaded_never_takes_a_newer_document_for_one_it_knows(pg_settings, monkeypatch):
@@ -252,7 +257,7 @@ ALTER TABLE rag_postings ADD PRIMARY KEY (term, passage),
     ADD CONSTRAINT rag_postings_passage_fkey FOREIGN KEY (passage) REFERENCES rag_passages ON DELETE CASCADE;
 CREATE INDEX rag_postings_passage ON rag_postings (passage);
 ALTER TABLE rag_stats DROP COLUMN next_passage, DROP COLUMN next_doc;
-ALTER TABLE rag_passages DROP COLUMN until_year;
+DROP INDEX rag_documents_until; ALTER TABLE rag_documents DROP COLUMN until_year;
 """
 
 
@@ -274,7 +279,7 @@ def test_a_database_of_the_earlier_layout_is_upgraded_in_place(pg_settings, monk
 
     def ends() -> dict:
         with backend.connection() as conn:
-            rows = conn.execute("SELECT id, until_year FROM rag_passages").fetchall()
+            rows = conn.execute("SELECT doc_id, until_year FROM rag_documents").fetchall()
             conn.rollback()
         return dict(rows)
 
@@ -285,7 +290,7 @@ def test_a_database_of_the_earlier_layout_is_upgraded_in_place(pg_settings, monk
         conn.commit()
     upgraded = backend.load(embedder)
     after = postings()
-    assert ends() == until  # each passage's end year, as a fresh load writes it
+    assert ends() == until  # each document's end year, as a fresh load writes it
     assert after.keys() == written.keys()
     assert all(after[k][0] == written[k][0] and after[k][1] == pytest.approx(written[k][1], rel=1e-5) for k in written)
     with backend.connection() as conn:

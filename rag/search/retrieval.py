@@ -182,9 +182,9 @@ class Retriever:
             vector = np.ascontiguousarray(self.embedder.embed_query(query), dtype=np.float32).reshape(-1)
         scored = self.index.query(tokenize(query) if mode != "dense" else [], vector)
         pool = self.settings.candidate_pool
-        scopes: list[set[str] | frozenset[str] | None] = [None]
-        if allowed is not None:
-            scopes.append(allowed)
+        # the candidates: the best by each signal over the documents the filters allow (the whole library, or only
+        # those: a filtered search is ranked as the filtered library alone would be), and within the documents named
+        scopes: list[set[str] | frozenset[str] | None] = [allowed]
         if named_docs and mode == "hybrid":
             scopes.append(named_docs & allowed if allowed is not None else named_docs)
         found = []

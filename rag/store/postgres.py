@@ -105,12 +105,17 @@ DROP INDEX IF EXISTS rag_postings_passage;
 """
 
 
-# The end year of each passage's document (the in-force filter as a column; `period_end` of its period)
-_UPGRADE_UNTIL = r"""
-ALTER TABLE rag_passages ADD COLUMN until_year int;
-UPDATE rag_passages p SET until_year = substring(d.meta->>'period' FROM '^20\d\d-(20\d\d)$')::int
-FROM rag_documents d WHERE d.doc_id = p.doc_id AND d.meta->>'period' ~ '^20\d\d-20\d\d$';
+# The documents in force as an indexed column: each document's end year (`period_end` of its period; NULL: none
+# stated, in force). The index gives a year's documents in force without reading the documents' rows.
+NO_END = 32767
+_UNTIL_INDEX = f"""
+CREATE INDEX IF NOT EXISTS rag_documents_until ON rag_documents ((coalesce(until_year, {NO_END}))) INCLUDE (doc_id, position);
 """
+_UPGRADE_UNTIL = r"""
+ALTER TABLE rag_documents ADD COLUMN until_year int;
+UPDATE rag_documents SET until_year = substring(meta->>'period' FROM '^20\d\d-(20\d\d)$')::int
+WHERE meta->>'period' ~ '^20\d\d-20\d\d$';
+""" + _UNTIL_INDEX
 
 
 def _schema(dim: int) -> str:
@@ -118,11 +123,11 @@ def _schema(dim: int) -> str:
 CREATE EXTENSION IF NOT EXISTS vector;
 CREATE TABLE IF NOT EXISTS rag_meta (id int PRIMARY KEY CHECK (id = 1), config jsonb NOT NULL, generation bigint NOT NULL);
 CREATE TABLE IF NOT EXISTS rag_documents (doc_id text PRIMARY KEY, position bigint NOT NULL, meta jsonb NOT NULL,
-                                          text text NOT NULL);
+                                          text text NOT NULL, until_year int);
+{_UNTIL_INDEX}
 CREATE TABLE IF NOT EXISTS rag_passages (id bigint PRIMARY KEY,
                                          doc_id text NOT NULL REFERENCES rag_documents ON DELETE CASCADE,
-                                         record jsonb NOT NULL, length int NOT NULL, embedding vector({dim}) NOT NULL,
-                                         until_year int);
+                                         record jsonb NOT NULL, length int NOT NULL, embedding vector({dim}) NOT NULL);
 CREATE INDEX IF NOT EXISTS rag_passages_doc ON rag_passages (doc_id, id);
 {_HNSW}
 CREATE TABLE IF NOT EXISTS rag_postings (term text NOT NULL, passage bigint NOT NULL, doc bigint NOT NULL,
@@ -147,14 +152,14 @@ def _outdated(conn) -> bool:
     without their document's end year)."""
     return bool(conn.execute("SELECT to_regclass('rag_postings') IS NOT NULL").fetchone()[0]) and not (
         _has_column(conn, "rag_postings", "impact") and _has_column(conn, "rag_stats", "next_doc")
-        and _has_column(conn, "rag_passages", "until_year"))
+        and _has_column(conn, "rag_documents", "until_year"))
 
 
 def _upgrade(conn) -> None:
     if not _has_column(conn, "rag_postings", "impact"):
         conn.execute(_UPGRADE_POSTINGS)
     conn.execute(_UPGRADE_STATS)
-    if not _has_column(conn, "rag_passages", "until_year"):
+    if not _has_column(conn, "rag_documents", "until_year"):
         conn.execute(_UPGRADE_UNTIL)
 
 
@@ -414,17 +419,16 @@ def _insert(conn, segment) -> None:
             next_doc = greatest(next_doc, (SELECT coalesce(max(position), -1) + 1 FROM rag_documents)) + %(d)s
         WHERE id = 1 RETURNING next_passage - %(p)s, next_doc - %(d)s""",
         {"p": len(segment.chunks), "d": len(segment.documents)}).fetchone())
-    with conn.cursor().copy("COPY rag_documents (doc_id, position, meta, text) FROM STDIN") as copy:
+    with conn.cursor().copy("COPY rag_documents (doc_id, position, meta, text, until_year) FROM STDIN") as copy:
         for i, doc in enumerate(segment.documents):
             copy.write_row((doc["doc_id"], position + i, json.dumps(doc, ensure_ascii=False),
-                            segment.texts.get(doc["doc_id"], "")))
+                            segment.texts.get(doc["doc_id"], ""), period_end(doc.get("period", ""))))
     lengths = np.asarray(segment.postings.lengths)
     numbers = {doc["doc_id"]: position + i for i, doc in enumerate(segment.documents)}
-    until = {doc["doc_id"]: period_end(doc.get("period", "")) for doc in segment.documents}
-    with conn.cursor().copy("COPY rag_passages (id, doc_id, record, length, embedding, until_year) FROM STDIN") as copy:
+    with conn.cursor().copy("COPY rag_passages (id, doc_id, record, length, embedding) FROM STDIN") as copy:
         for row, chunk in enumerate(segment.chunks):
             copy.write_row((first + row, chunk.doc_id, json.dumps(chunk.to_record(), ensure_ascii=False),
-                            int(lengths[row]), vector_text(segment.vectors[row]), until.get(chunk.doc_id)))
+                            int(lengths[row]), vector_text(segment.vectors[row])))
     postings = segment.postings
     n, total = conn.execute("SELECT n, total_len FROM rag_stats WHERE id = 1").fetchone()
     # the statistics once this segment is in: a posting's impact orders the term's postings (its exact score is
@@ -448,6 +452,9 @@ def _insert(conn, segment) -> None:
                  (len(segment.chunks), int(lengths.sum())))
 
 
+_IN_FORCE = f"coalesce(until_year, {NO_END}) >= %(year)s"  # rag_documents_until's expression
+
+
 def array_literal(values: Iterable) -> str:
     """A PostgreSQL array literal ('{"a","b"}'): a filter's thousands of names or numbers written once, then sent as
     one string with every statement that uses it (a list is converted element by element each time)."""
@@ -466,7 +473,7 @@ class Scope:
     numbers: str
     outside: bool
     highest: int
-    year: int | None = None  # the documents in force in that year: on the passages, their end-year column
+    year: int | None = None  # the documents in force in that year, by their end-year column
 
     @classmethod
     def of(cls, index: "PgIndex", doc_ids: frozenset[str]) -> "Scope":
@@ -482,15 +489,17 @@ class Scope:
     def condition(self) -> str:
         """On the passages (parameters `docs`, `year`)."""
         if self.year is not None:
-            return "(until_year IS NULL OR until_year >= %(year)s)"
+            return f"doc_id IN (SELECT doc_id FROM rag_documents WHERE {_IN_FORCE})"
         return "doc_id <> ALL(%(docs)s::text[])" if self.outside else "doc_id = ANY(%(docs)s::text[])"
 
     def params(self) -> dict:
-        return {"docs": self.documents, "year": self.year}
+        return {"docs": self.documents, "numbers": self.numbers, "highest": self.highest, "year": self.year}
 
     @property
     def posting_condition(self) -> str:
-        """On the postings' document numbers (parameters `numbers`, `highest`)."""
+        """On the postings' document numbers (parameters `numbers`, `highest`, `year`)."""
+        if self.year is not None:
+            return f"WHERE c.doc IN (SELECT position FROM rag_documents WHERE {_IN_FORCE})"
         if self.outside:
             return "WHERE c.doc <> ALL(%(numbers)s::bigint[]) AND c.doc <= %(highest)s"
         return "WHERE c.doc = ANY(%(numbers)s::bigint[])"
@@ -608,8 +617,8 @@ class PgQuery:
 
     def _run(self, sql: str, params: dict, settings: tuple[str, ...] = ()) -> list[tuple]:
         with self.index.backend.connection() as conn:
-            for statement in settings:
-                conn.execute(statement)
+            if settings:  # one round trip for all of them (no parameters: sent as one simple query)
+                conn.execute("; ".join(settings))
             rows = conn.execute(sql, params).fetchall()
             conn.rollback()
         return rows
@@ -632,7 +641,7 @@ class PgQuery:
             return np.array([r[0] for r in self._run(_TOP.format(postings=postings), params)], np.int64)
         condition = ""
         if scope is not None:
-            condition, params["numbers"], params["highest"] = scope.posting_condition, scope.numbers, scope.highest
+            condition, params = scope.posting_condition, params | scope.params()
         kept = scope.passages if scope is not None else len(index)
         params["read"] = max(depth, int(min(depth * len(index) / max(kept, 1), READ_MAX * depth)))
         params["limit"] = RESCORED * limit
