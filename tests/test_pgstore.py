@@ -257,7 +257,7 @@ ALTER TABLE rag_postings ADD PRIMARY KEY (term, passage),
     ADD CONSTRAINT rag_postings_passage_fkey FOREIGN KEY (passage) REFERENCES rag_passages ON DELETE CASCADE;
 CREATE INDEX rag_postings_passage ON rag_postings (passage);
 ALTER TABLE rag_stats DROP COLUMN next_passage, DROP COLUMN next_doc;
-DROP INDEX rag_documents_until; ALTER TABLE rag_documents DROP COLUMN until_year;
+DROP INDEX rag_documents_until; ALTER TABLE rag_documents DROP COLUMN until_year; DROP TABLE rag_forward;
 """
 
 
@@ -283,7 +283,14 @@ def test_a_database_of_the_earlier_layout_is_upgraded_in_place(pg_settings, monk
             conn.rollback()
         return dict(rows)
 
-    written, until = postings(), ends()
+    def forward() -> dict:
+        with backend.connection() as conn:
+            rows = conn.execute("SELECT passage, length, hashes, tfs FROM rag_forward").fetchall()
+            conn.rollback()
+        return {r[0]: r[1:] for r in rows}
+
+    written, until, rows = postings(), ends(), forward()
+    assert len(rows) == len(index)
     assert None in until.values() and any(until.values())  # documents with and without a period
     with backend.connection() as conn:
         conn.execute(_EARLIER_LAYOUT)
@@ -291,6 +298,7 @@ def test_a_database_of_the_earlier_layout_is_upgraded_in_place(pg_settings, monk
     upgraded = backend.load(embedder)
     after = postings()
     assert ends() == until  # each document's end year, as a fresh load writes it
+    assert forward() == rows  # and each passage's forward row
     assert after.keys() == written.keys()
     assert all(after[k][0] == written[k][0] and after[k][1] == pytest.approx(written[k][1], rel=1e-5) for k in written)
     with backend.connection() as conn:

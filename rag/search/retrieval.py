@@ -8,6 +8,7 @@ dense weight only breaks ties and rescues paraphrases.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,6 +63,18 @@ def validate_question(question: str | None, max_chars: int) -> str:
             f"问题过长（{len(question)} 字），请缩短到 {max_chars} 字以内。",
         )
     return question
+
+
+_SIDE: list[ThreadPoolExecutor] = []
+_SIDE_LOCK = threading.Lock()
+
+
+def _side_pool() -> ThreadPoolExecutor:
+    """Threads for the vector searches that run beside the BM25 ones (created on first use)."""
+    with _SIDE_LOCK:
+        if not _SIDE:
+            _SIDE.append(ThreadPoolExecutor(max_workers=4, thread_name_prefix="rag-dense"))
+        return _SIDE[0]
 
 
 def _within(doc_of: np.ndarray, documents: set[str] | frozenset[str]) -> np.ndarray:
@@ -187,14 +200,13 @@ class Retriever:
         scopes: list[set[str] | frozenset[str] | None] = [allowed]
         if named_docs and mode == "hybrid":
             scopes.append(named_docs & allowed if allowed is not None else named_docs)
-        found = []
-        for scope in scopes:
-            if scope is not None and not scope:
-                continue
-            if mode != "dense":
-                found.append(scored.bm25_top(pool, scope))
-            if vector is not None:
-                found.append(scored.dense_top(pool, scope))
+        scopes = [scope for scope in scopes if scope is None or scope]
+        # A store whose calls may run at once (each on its own connection) has its vector searches run beside the
+        # BM25 ones: the question waits for the slower of the two, not for both.
+        side = _side_pool() if vector is not None and mode != "dense" and getattr(scored, "concurrent", False) else None
+        dense_found = [side.submit(scored.dense_top, pool, scope) if side else None for scope in scopes] if vector is not None else []
+        found = [scored.bm25_top(pool, scope) for scope in scopes] if mode != "dense" else []
+        found += [job.result() if job else scored.dense_top(pool, scope) for job, scope in zip(dense_found, scopes, strict=True)]
         ids = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
         if not len(ids):
             return []
@@ -214,15 +226,7 @@ class Retriever:
         boost = self.settings.answer_type_boost
         inside = _within(doc_of, allowed) if allowed is not None else np.ones(len(ids), bool)
         if kind and boost and mode == "hybrid":
-            # A question asking for a date or a figure prefers passages that state one. Only passages the filters
-            # allow, within `boost` of the k-th best of them, can reach the top k, so only their texts are read (all
-            # allowed, when documents are interleaved).
-            reach = np.nonzero(inside)[0]
-            if len(reach) > k and not across:
-                reach = np.nonzero(inside & (fused >= np.sort(fused[inside])[-k] - boost))[0]
-            stated = np.zeros(len(ids))
-            stated[reach] = [states(kind, c.text) for c in scored.chunks(ids[reach])]
-            fused = fused + boost * stated
+            fused = fused + boost * self._stated(scored, ids, fused, inside, kind, k, across)
         if allowed is not None:
             fused = np.where(inside, fused, -np.inf)
         # Ties (e.g. BM25 zero everywhere) fall back on dense similarity, then reading order.
@@ -234,6 +238,27 @@ class Retriever:
         chunks = scored.chunks(ids[picked])
         return [ScoredChunk(c, float(fused[i]), rank + 1, float(bm25[i]), float(dense[i]))
                 for rank, (i, c) in enumerate(zip(picked, chunks, strict=False))]
+
+    def _stated(self, scored, ids: np.ndarray, fused: np.ndarray, inside: np.ndarray, kind: str, k: int,
+                across: bool) -> np.ndarray:
+        """1 for the candidates whose text states the kind of fact asked (a date, a figure, a list), as far as it can
+        change the top k: texts are read best first, in growing batches, until the next candidate, even stating it,
+        could not pass the k-th best so far (all the allowed ones when documents are interleaved)."""
+        boost = self.settings.answer_type_boost
+        stated = np.zeros(len(ids))
+        reach = np.nonzero(inside)[0]
+        reach = reach[np.lexsort((ids[reach], -fused[reach]))]
+        done, batch = 0, len(reach) if across else 4 * k
+        while done < len(reach):
+            part = reach[done:done + batch]
+            stated[part] = [states(kind, c.text) for c in scored.chunks(ids[part])]
+            done, batch = done + len(part), 2 * batch
+            read = reach[:done]
+            if done < len(reach) and done >= k:
+                kth = np.sort(fused[read] + boost * stated[read])[-k]
+                if fused[reach[done]] + boost < kth:
+                    break
+        return stated
 
     def documents_named_in(self, query: str) -> set[str]:
         """Documents whose region, aliases or title contain a place the question names."""

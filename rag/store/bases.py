@@ -178,6 +178,7 @@ class _ScopedQuery:
     def __init__(self, query, allowed: frozenset[str]):
         self._query = query
         self._allowed = allowed
+        self.concurrent = getattr(query, "concurrent", False)
 
     def _scope(self, doc_ids: AbstractSet[str] | None) -> frozenset[str]:
         return self._allowed if doc_ids is None else frozenset(doc_ids) & self._allowed

@@ -5,6 +5,7 @@ Tables (created on first use):
   rag_documents  doc_id, reading position, metadata (jsonb), full text
   rag_passages   id (global reading order), doc_id, the passage record (jsonb), token count, vector (HNSW index)
   rag_postings   (term, passage, document number, tf, length, impact): the same jieba tokens the embedded store indexes
+  rag_forward    passage → its terms (64-bit hashes, sorted) and tfs: the forward index exact scores are read from
   rag_terms      term → document frequency
   rag_stats      passage count and total length; the next passage id and document number (never given twice, so a
                  process that has not reloaded yet can not mistake a newer document's passages for those it knows)
@@ -14,11 +15,12 @@ date in the same transaction as the passages (an add that fails half-way leaves 
 reads a bounded amount per question term: each term's postings are indexed by impact (the term's BM25 factor of the
 passage, tf and length, at the statistics of the day it was written), and a question reads at most `bm25_depth` of
 them per term, best first (impact-ordered early termination: the passages a term contributes most to); the best few
-times as many candidates as wanted by that partial score are then scored exactly (`bm25_of`, probing the (term,
-passage) key). A filter is pushed into that read: the document number is in every posting's index entry, so a wide
-filter (documents in force) is applied to the entries read, reading as many more as the filter leaves out (up to
-`READ_MAX` times `bm25_depth`); a narrow one (a region, a few documents: at most `SCOPE_SCAN` passages) has every
-passage of its documents scored exactly instead. Arrays of numbers are cast to the columns' type (`bigint[]`): a
+times as many candidates as wanted by that partial score are then scored exactly (`bm25_of`, one row of the forward
+index per candidate). A filter is pushed into that read: the document number is in every posting's index entry, so a
+wide filter is applied to the entries read, reading as many more as the filter leaves out (up to `READ_MAX` times
+`bm25_depth`); a narrow one (a region, a few documents: at most `SCOPE_SCAN` passages) has every passage of its
+documents scored exactly instead, and compared with the question's vector exactly. Documents in force are a column
+(each document's end year, indexed), not a list of names. Arrays of numbers are cast to the columns' type (`bigint[]`): a
 comparison of bigint with the smallint[] or int[] that a list of small numbers is sent as is not hashed, and searches
 the array once per row.
 
@@ -52,11 +54,14 @@ from rag.store.sparse import K1, B
 
 WRITER_LOCK = 7_240_511  # pg_advisory_lock key for writers
 CONNECT_TIMEOUT_S = 5
-# A filter leaving at most this many passages has each of them scored exactly (probing the key costs ~6 ms per 1,000
-# passages of a 15-word question); a wider one takes the impact-ordered read, with the filter applied to the entries
+# A filter leaving at most this many passages has each of them scored exactly (reading their forward rows and vectors);
+# a wider one takes the impact-ordered read, with the filter applied to the entries
 # read, reading 1 / (the share of passages it leaves) times as many, at most READ_MAX times the depth.
 SCOPE_SCAN = 3_000
 READ_MAX = 10
+# A filtered vector search walks the graph through at most this many passages (pgvector's own bound is 20,000:
+# ~130 ms at 10^6 passages here, for a filter whose passages are rare near the question)
+FILTER_SCAN = 4_000
 
 
 def where(url: str) -> str:
@@ -72,9 +77,9 @@ def unavailable(url: str, exc: Exception | None = None) -> StoreUnavailableError
 
 # The impact-ordered reads (index-only; a filter on `doc` is applied to the entries), and the documents' postings for
 # removals. Each is partial on a condition true of every posting (`impact > 0`, `tf > 0`) that only the statements
-# meant for it state: probing given passages' postings must take the (term, passage) key, which the planner, not
-# knowing in a join how many postings a term has, otherwise passes over (for an impact range read and filtered, or a
-# skip scan of the document index).
+# meant for it state: reading a segment's range of passages per term must take the (term, passage) key, which the
+# planner, not knowing in a join how many postings a term has, otherwise passes over (for an impact range read and
+# filtered, or a skip scan of the document index).
 _POSTING_INDEXES = """
 CREATE INDEX IF NOT EXISTS rag_postings_impact ON rag_postings (term, impact DESC) INCLUDE (passage, tf, length, doc)
     WHERE impact > 0;
@@ -118,6 +123,21 @@ WHERE meta->>'period' ~ '^20\d\d-20\d\d$';
 """ + _UNTIL_INDEX
 
 
+# The forward index: each passage's terms (as 64-bit hashes, sorted) and their tfs, so that the exact BM25 of a
+# candidate is one row read, not one probe of the postings' key per question term (at 10^6 passages each probe
+# costs ~10 µs: 20 ms for the ~400 candidates of a question, against ~7 ms read this way).
+_FORWARD = """
+CREATE TABLE IF NOT EXISTS rag_forward (passage bigint PRIMARY KEY, length int NOT NULL, hashes bigint[] NOT NULL,
+                                        tfs int[] NOT NULL);
+"""
+# the forward rows of the postings `where` selects (a segment's: a range of passages of its terms; all of them)
+_FORWARD_OF = """
+INSERT INTO rag_forward SELECT passage, max(length), array_agg(h ORDER BY h), array_agg(tf ORDER BY h)
+FROM (SELECT passage, length, tf, hashtextextended(term, 0) AS h FROM rag_postings {where}) p GROUP BY passage
+"""
+_UPGRADE_FORWARD = _FORWARD + _FORWARD_OF.format(where="")
+
+
 def _schema(dim: int) -> str:
     return f"""
 CREATE EXTENSION IF NOT EXISTS vector;
@@ -135,6 +155,7 @@ CREATE TABLE IF NOT EXISTS rag_postings (term text NOT NULL, passage bigint NOT 
                                          PRIMARY KEY (term, passage) INCLUDE (tf, length))
     WITH (fillfactor = 100);
 {_POSTING_INDEXES}
+{_FORWARD}
 CREATE TABLE IF NOT EXISTS rag_terms (term text PRIMARY KEY, df int NOT NULL);
 CREATE TABLE IF NOT EXISTS rag_stats (id int PRIMARY KEY CHECK (id = 1), n bigint NOT NULL, total_len bigint NOT NULL,
                                       next_passage bigint NOT NULL DEFAULT 0, next_doc bigint NOT NULL DEFAULT 0);
@@ -152,7 +173,8 @@ def _outdated(conn) -> bool:
     without their document's end year)."""
     return bool(conn.execute("SELECT to_regclass('rag_postings') IS NOT NULL").fetchone()[0]) and not (
         _has_column(conn, "rag_postings", "impact") and _has_column(conn, "rag_stats", "next_doc")
-        and _has_column(conn, "rag_documents", "until_year"))
+        and _has_column(conn, "rag_documents", "until_year")
+        and bool(conn.execute("SELECT to_regclass('rag_forward') IS NOT NULL").fetchone()[0]))
 
 
 def _upgrade(conn) -> None:
@@ -161,6 +183,9 @@ def _upgrade(conn) -> None:
     conn.execute(_UPGRADE_STATS)
     if not _has_column(conn, "rag_documents", "until_year"):
         conn.execute(_UPGRADE_UNTIL)
+    if not conn.execute("SELECT to_regclass('rag_forward') IS NOT NULL").fetchone()[0]:
+        conn.execute(f"SET LOCAL work_mem = '{BUILD_MEMORY}'")
+        conn.execute(_UPGRADE_FORWARD)
 
 
 class PgBackend:
@@ -365,7 +390,7 @@ class PgBackend:
         with self.connection() as conn:
             conn.autocommit = True
             try:
-                conn.execute("VACUUM (ANALYZE) rag_postings, rag_passages, rag_documents")
+                conn.execute("VACUUM (ANALYZE) rag_postings, rag_passages, rag_documents, rag_forward")
             finally:
                 conn.autocommit = False
 
@@ -407,6 +432,8 @@ def _delete_documents(conn, doc_ids: list[str]) -> None:
         FROM (SELECT count(*) AS cnt, coalesce(sum(length), 0) AS len FROM rag_passages WHERE doc_id = ANY(%(d)s)) c
         WHERE s.id = 1""", {"d": doc_ids})
     conn.execute("DELETE FROM rag_postings WHERE doc = ANY(%(n)s::bigint[]) AND tf > 0", {"n": numbers})
+    conn.execute("DELETE FROM rag_forward WHERE passage IN (SELECT id FROM rag_passages WHERE doc_id = ANY(%(d)s))",
+                 {"d": doc_ids})
     conn.execute("DELETE FROM rag_documents WHERE doc_id = ANY(%(d)s)", {"d": doc_ids})
     conn.execute("DELETE FROM rag_terms WHERE df <= 0")
 
@@ -444,6 +471,9 @@ def _insert(conn, segment) -> None:
             for passage, doc, f, length, value in zip(rows.tolist(), doc_of[rows].tolist(), tf.astype(int).tolist(),
                                                       lengths[rows].tolist(), impact.tolist(), strict=True):
                 copy.write_row((term, first + passage, doc, f, int(length), value))
+    # the segment's forward rows, from its postings just written (each term's range of the segment's passages)
+    conn.execute(_FORWARD_OF.format(where="WHERE term = ANY(%(terms)s) AND passage BETWEEN %(first)s AND %(last)s"),
+                 {"terms": list(postings.terms), "first": first, "last": first + len(segment.chunks) - 1})
     df = np.diff(np.asarray(postings.indptr))
     with conn.cursor() as cur:
         cur.executemany("INSERT INTO rag_terms VALUES (%s, %s) ON CONFLICT (term) DO UPDATE SET df = rag_terms.df + EXCLUDED.df",
@@ -497,9 +527,8 @@ class Scope:
 
     @property
     def posting_condition(self) -> str:
-        """On the postings' document numbers (parameters `numbers`, `highest`, `year`)."""
-        if self.year is not None:
-            return f"WHERE c.doc IN (SELECT position FROM rag_documents WHERE {_IN_FORCE})"
+        """On the postings' document numbers (parameters `numbers`, `highest`): a constant array, hashed once (a
+        subquery on the documents, even the in-force column's, is joined again for each question term)."""
         if self.outside:
             return "WHERE c.doc <> ALL(%(numbers)s::bigint[]) AND c.doc <= %(highest)s"
         return "WHERE c.doc = ANY(%(numbers)s::bigint[])"
@@ -576,21 +605,19 @@ class PgIndex:
 _WEIGHTS = f"""
 WITH q AS (SELECT * FROM unnest(%(terms)s::text[], %(qtf)s::int[]) AS q(term, qtf)),
      s AS (SELECT n::float8 AS n, total_len::float8 / greatest(n, 1) AS avg FROM rag_stats WHERE id = 1),
-     w AS (SELECT q.term, q.qtf * ln(1.0::float8 + (s.n - t.df + 0.5::float8) / (t.df + 0.5::float8)) * {K1 + 1}::float8
+     w AS (SELECT q.term, hashtextextended(q.term, 0) AS hash, q.qtf * ln(1.0::float8 + (s.n - t.df + 0.5::float8) / (t.df + 0.5::float8)) * {K1 + 1}::float8
                   AS weight, {K1}::float8 * (1.0::float8 - {B}::float8) AS base, {K1 * B}::float8 / s.avg AS slope
            FROM q JOIN rag_terms t USING (term), s WHERE t.term = ANY(%(terms)s))"""
 _SCORE = "sum(w.weight * c.tf / (c.tf + w.base + w.slope * c.length))"
-# the postings of the passages `ids`: per term, the covering (term, passage) key probed for them
-_PROBE = ("CROSS JOIN LATERAL (SELECT p.passage, p.tf, p.length FROM rag_postings p "
-          "WHERE p.term = w.term AND p.passage = ANY({ids})) c")
 
-# exact scores of the passages %(ids)s
-_SCORES = (_WEIGHTS + f"\nSELECT c.passage, {_SCORE} FROM w " + _PROBE.format(ids="%(ids)s::bigint[]")
-           + " GROUP BY c.passage")
+# exact scores of the passages %(ids)s, from their forward rows: each question term's tf found by its hash
+_SCORES = _WEIGHTS + """
+SELECT f.passage, sum(w.weight * c.tf / (c.tf + w.base + w.slope * f.length))
+FROM rag_forward f CROSS JOIN w CROSS JOIN LATERAL (SELECT f.tfs[array_position(f.hashes, w.hash)] AS tf) c
+WHERE f.passage = ANY(%(ids)s::bigint[]) AND c.tf IS NOT NULL GROUP BY f.passage"""
 
 # The best %(limit)s passages by the postings `c` that {postings} reads (a partial score when they are each term's
-# best by impact: bm25_top then scores its best few times %(limit)s exactly, in a statement of their own, where the
-# key is the one index the planner can probe them with)
+# best by impact: bm25_top then scores its best few times %(limit)s exactly, from their forward rows)
 _TOP = _WEIGHTS + f"""
 SELECT c.passage, {_SCORE} AS score FROM {{postings}} GROUP BY c.passage ORDER BY score DESC, c.passage LIMIT %(limit)s"""
 
@@ -604,7 +631,10 @@ RESCORED = 3
 
 
 class PgQuery:
-    """One question against PostgreSQL: the same five calls as the embedded store's query."""
+    """One question against PostgreSQL: the same five calls as the embedded store's query. Its calls may run at once
+    on several threads (each statement takes its own connection)."""
+
+    concurrent = True
 
     def __init__(self, index: PgIndex, tokens: list[str], vector: np.ndarray | None):
         self.index, self.vector = index, vector
@@ -613,7 +643,8 @@ class PgQuery:
         self._rows: dict[int, tuple] = {}  # passage → (doc_id, similarity), as read
         self._bm25: dict[int, float] = {}  # passage → exact BM25, as scored (candidates are scored once a question)
         self._vector_text = vector_text(vector) if vector is not None else ""
-        self._scoped: dict[int, np.ndarray] = {}  # id(scope) → every passage of a narrow filter, as read
+        self._scoped: dict[Scope, np.ndarray] = {}  # every passage of a narrow filter, as read
+        self._scoped_lock = threading.Lock()
 
     def _run(self, sql: str, params: dict, settings: tuple[str, ...] = ()) -> list[tuple]:
         with self.index.backend.connection() as conn:
@@ -650,15 +681,15 @@ class PgQuery:
 
     def _passages_of(self, scope: Scope) -> np.ndarray:
         """Every passage of a narrow filter, with its document and similarity (read once a question: its BM25 and
-        its vector search both take them)."""
-        key = id(scope)
-        if key not in self._scoped:
-            sql = ("SELECT id, doc_id, " + ("-(embedding <#> %(v)s::vector)" if self.vector is not None else "0.0")
-                   + f" FROM rag_passages WHERE {scope.condition}")
-            rows = self._run(sql, scope.params() | {"v": self._vector_text})
-            self._rows.update((int(r[0]), (r[1], float(r[2]))) for r in rows)
-            self._scoped[key] = np.array([r[0] for r in rows], np.int64)
-        return self._scoped[key]
+        its vector search both take them, perhaps at once)."""
+        with self._scoped_lock:
+            if scope not in self._scoped:
+                sql = ("SELECT id, doc_id, " + ("-(embedding <#> %(v)s::vector)" if self.vector is not None else "0.0")
+                       + f" FROM rag_passages WHERE {scope.condition}")
+                rows = self._run(sql, scope.params() | {"v": self._vector_text})
+                self._rows.update((int(r[0]), (r[1], float(r[2]))) for r in rows)
+                self._scoped[scope] = np.array([r[0] for r in rows], np.int64)
+            return self._scoped[scope]
 
     def _best_of(self, ids: np.ndarray, limit: int) -> np.ndarray:
         """The `limit` passages of `ids` with the highest exact scores (those with none left out), best first."""
@@ -672,7 +703,7 @@ class PgQuery:
     def bm25_of(self, ids: np.ndarray) -> np.ndarray:
         if not self.params["terms"] or not len(ids):
             return np.zeros(len(ids))
-        # probes the (term, passage) key for the candidates instead of aggregating every posting again
+        # one forward row per candidate, instead of aggregating every posting again
         missing = [int(i) for i in ids if int(i) not in self._bm25]
         if missing:
             rows = dict(self._run(_SCORES, self.params | {"ids": missing}))
@@ -696,8 +727,11 @@ class PgQuery:
         settings += ("SET LOCAL enable_indexscan = off",) if self.index.exact else ("SET LOCAL enable_seqscan = off",)
         where, params = "", {"v": self._vector_text, "limit": limit}
         if scope is not None:
+            # the graph walked on past the passages the filter leaves out, as far as FILTER_SCAN passages: where
+            # the filter's passages are rare among the question's neighbours, it returns those found that far
             where, params = f"WHERE {scope.condition}", params | scope.params()
-            settings += ("SET LOCAL hnsw.iterative_scan = relaxed_order",)
+            settings += ("SET LOCAL hnsw.iterative_scan = relaxed_order",
+                         f"SET LOCAL hnsw.max_scan_tuples = {FILTER_SCAN}")
         # the document and similarity of each passage found come along (dense_of and doc_of need not read them again)
         rows = self._run(f"SELECT id, doc_id, -(embedding <#> %(v)s::vector) FROM rag_passages {where} "
                          "ORDER BY embedding <#> %(v)s::vector LIMIT %(limit)s", params, settings)
