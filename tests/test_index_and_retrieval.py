@@ -120,6 +120,24 @@ def test_filters(real_engine):
     assert "等共 2000 个" in message and message.count("guess-") == 10 and len(message) < 2000
 
 
+def test_a_filter_ranks_its_part_alone_and_within_scores_on_the_librarys_scale(real_engine):
+    """`filters` search a part of the library as if it were the library (its scores normalised among its passages);
+    `within` returns one document's passages scored as in the search of the whole library (the seed library is
+    smaller than the candidate pool, so there the pool is every passage), so searches for one question merge by
+    score. Each distinct filter is worked out once and shared."""
+    r = real_engine.retriever
+    question = "知识产权质押融资"
+    whole = {x.chunk.chunk_id: x.score for x in r.search(question, k=500)}
+    inside = r.search(question, k=5, within=["hunan-2022"])
+    assert inside and {x.chunk.doc_id for x in inside} == {"hunan-2022"}
+    assert all(x.score == pytest.approx(whole[x.chunk.chunk_id]) for x in inside)
+    alone = r.search(question, k=5, filters={"doc_id": ["hunan-2022"]})
+    assert {x.chunk.doc_id for x in alone} == {"hunan-2022"}
+    assert alone[0].score > inside[0].score  # the best of the part is the best of the pool it is ranked in
+    assert r.allowed_docs({"in_force": True}) is r.allowed_docs({"in_force": True})
+    assert r.allowed_docs({"region": "湖南"}) is r.allowed_docs({"region": "湖南"})
+
+
 def test_bad_queries(real_engine):
     r = real_engine.retriever
     with pytest.raises(QueryError) as info:

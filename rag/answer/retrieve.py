@@ -108,8 +108,7 @@ def retrieve_for(query: Query, engine: Engine, filters: dict | None = None, k: i
     allowed = engine.retriever.allowed_docs(filters)
     for doc_id in named:
         if allowed is None or doc_id in allowed:
-            extra += engine.retriever.search(query, k=PER_DOC, filters=(filters or {}) | {"doc_id": [doc_id]},
-                                             docs=query.docs)
+            extra += engine.retriever.search(query, k=PER_DOC, filters=filters, docs=query.docs, within=[doc_id])
     unique = list({c.chunk.chunk_id: c for c in sorted(ranked + extra, key=lambda c: -c.score)}.values())
     per_doc: dict[str, list[ScoredChunk]] = {}
     for c in unique:

@@ -166,11 +166,13 @@ class Retriever:
         return cached[1]
 
     def search(self, query: Query | str, k: int | None = None, filters: dict | None = None, mode: str | None = None,
-               docs: list[str] | None = None) -> list[ScoredChunk]:
+               docs: list[str] | None = None, within: list[str] | None = None) -> list[ScoredChunk]:
         """Top-k passages, best first, for an understood question (its search words, the kind of fact it asks, whether
         it asks across documents — decided once, by rag/understand/query.py) or for raw text (classified here, for
         callers without an understanding step: the LangChain retriever, the scale benchmark). `docs`: the documents
-        the question targets (boosted); by default those whose region the text names."""
+        the question targets (boosted); by default those whose region the text names. `filters` search a part of the
+        library, ranked as that part alone would be; `within`: only these documents' passages returned, scored as in a
+        search of the whole (filtered) library, so that several searches for one question can be merged by score."""
         if isinstance(query, Query):  # validated when it was understood: only bounded here
             text = query.search[: self.settings.max_question_chars].strip()
             if not text:
@@ -179,13 +181,14 @@ class Retriever:
         else:
             text = validate_question(query, self.settings.max_question_chars)
             kind, across = requested_kind(text), is_cross_document(text)
-        return self._search(text, kind, across, k, filters, mode, docs)
+        return self._search(text, kind, across, k, filters, mode, docs, within)
 
     def _search(self, query: str, kind: str | None, across: bool, k: int | None, filters: dict | None,
-                mode: str | None, docs: list[str] | None) -> list[ScoredChunk]:
+                mode: str | None, docs: list[str] | None, within: list[str] | None = None) -> list[ScoredChunk]:
         k = k or self.settings.top_k
         mode = mode or self.settings.retrieval_mode
-        allowed = self.allowed_docs(filters)
+        searched = self.allowed_docs(filters)
+        allowed = searched if within is None else frozenset(within) & (searched if searched is not None else self._all_docs)
         if allowed is not None and not allowed:
             return []
         named_docs = set(docs) if docs is not None else self.documents_named_in(query)
@@ -196,8 +199,11 @@ class Retriever:
         scored = self.index.query(tokenize(query) if mode != "dense" else [], vector)
         pool = self.settings.candidate_pool
         # the candidates: the best by each signal over the documents the filters allow (the whole library, or only
-        # those: a filtered search is ranked as the filtered library alone would be), and within the documents named
-        scopes: list[set[str] | frozenset[str] | None] = [allowed]
+        # those: a filtered search is ranked as the filtered library alone would be), within the documents `within`
+        # names, and within the documents the question names
+        scopes: list[set[str] | frozenset[str] | None] = [searched]
+        if within is not None:
+            scopes.append(allowed)
         if named_docs and mode == "hybrid":
             scopes.append(named_docs & allowed if allowed is not None else named_docs)
         scopes = [scope for scope in scopes if scope is None or scope]
