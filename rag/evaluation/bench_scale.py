@@ -143,6 +143,10 @@ def serve(settings: Settings, questions: list[str], store: str, graph: bool = Fa
     out["rss_mb"], out["peak_mb"], out["anon_mb"], out["file_mb"] = _rss_mb()
     out["recall"] = _dense_recall(index, cached, questions[:30], settings.candidate_pool)
     out["agreement"] = _top_k_agreement(index, retriever, questions[:30], settings.top_k)
+    # what a filter's bounded reads lose: its top 5 against the same filtered search done exactly
+    for name in ("filtered_region", "filtered_in_force"):
+        out[f"agreement_{name}"] = _top_k_agreement(index, retriever, questions[:30], settings.top_k,
+                                                    filters=runs[name]["filters"])
     if store != "embedded":  # BM25 alone: the impact-ordered reads against every posting
         out["bm25_agreement"] = _bm25_kept(index, questions, settings.top_k, settings.candidate_pool)
     if graph and store == "embedded":
@@ -247,14 +251,16 @@ def _exact(index, on: bool) -> bool:
     return False
 
 
-def _top_k_agreement(index, retriever, questions: list[str], k: int, mode: str | None = None) -> float | None:
-    """Share of top-k passages (hybrid, or `mode`) that stay the same when the store searches exactly."""
+def _top_k_agreement(index, retriever, questions: list[str], k: int, mode: str | None = None,
+                     filters: dict | None = None) -> float | None:
+    """Share of top-k passages (hybrid, or `mode`; with `filters`) that stay the same when the store searches
+    exactly."""
     if not _exact(index, False):
         return None
-    approx = [[c.chunk.chunk_id for c in retriever.search(q, k=k, mode=mode)] for q in questions]
+    approx = [[c.chunk.chunk_id for c in retriever.search(q, k=k, mode=mode, filters=filters)] for q in questions]
     _exact(index, True)
     try:
-        exact = [[c.chunk.chunk_id for c in retriever.search(q, k=k, mode=mode)] for q in questions]
+        exact = [[c.chunk.chunk_id for c in retriever.search(q, k=k, mode=mode, filters=filters)] for q in questions]
     finally:
         _exact(index, False)
     return sum(len(set(a) & set(b)) for a, b in zip(approx, exact, strict=True)) / (k * len(questions))
@@ -327,6 +333,9 @@ def _print_row(row: dict) -> None:
         recall += f" (top-5 {row['agreement']:.2f})"
     if row.get("bm25_agreement") is not None:
         recall += f" (BM25 top-5 {row['bm25_agreement']:.2f})"
+    if row.get("agreement_filtered_region") is not None:
+        recall += (f" (filtered top-5: region {row['agreement_filtered_region']:.2f}, "
+                   f"in force {row['agreement_filtered_in_force']:.2f})")
     memory = f"{row['rss_mb'] / 1024:.2f}GB ({row['anon_mb'] / 1024:.2f}+{row['file_mb'] / 1024:.2f})"
     print(f"{row['store']:<10} {row['passages']:>9,} {row['documents']:>6,} {row['build_s']:>7.1f}s "
           f"{row['build_peak_mb'] / 1024:>8.2f}GB {row['disk_mb'] / 1024:>6.2f}GB {row['load_s']:>5.2f}s "
