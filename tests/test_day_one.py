@@ -46,6 +46,19 @@ def test_a_document_left_out_by_the_in_force_filter_is_named_not_called_silent(r
     assert "没有给出相关内容" not in result.answer
 
 
+def test_a_question_of_every_place_after_an_excluded_document_is_not_held_to_that_document(real_engine):
+    """Seen in the browser: after a question about 河南's expired plan (left out by 不含已到期文件), "各地…" was
+    answered with the notice that 河南's plan was left out — the turn named no document, so it stayed with the
+    conversation's. A turn that asks of every place does not."""
+    engine = engine_with_llm(real_engine, FakeLLM(), llm_backend="extractive", today="2026-12-01")
+    first = "河南省2020年知识产权质押融资额的目标是多少？"
+    history = [{"role": "user", "content": first},
+               {"role": "assistant", "content": answer(first, engine=engine, filters={"in_force": True}).answer}]
+    result = answer("各地对知识产权保护中心建设有什么要求？", history=history, engine=engine, filters={"in_force": True})
+    assert not result.refused and "已被当前的检索范围排除" not in result.answer
+    assert len({c.doc_id for c in result.citations}) >= 2 and "henan-2020" not in {c.doc_id for c in result.citations}
+
+
 def test_the_default_backend_streams_tokens_then_checked_sentences_then_the_answer(real_engine):
     assert Settings.load(env={}).llm_backend == "local"
     engine = engine_with_llm(real_engine, FakeLLM(), llm_backend="local")

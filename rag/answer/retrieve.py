@@ -49,10 +49,10 @@ def understand_question(question: str, history: list | None, engine: Engine) -> 
     query = understand(standalone, engine.index.documents, load_vocabulary(settings.vocab_dir))
     if standalone != question:
         query.followup = question
-    if history and not query.docs and not query.places and query.facet not in NO_SEARCH_FACETS:
+    if history and not query.docs and not query.places and not query.all_docs and query.facet not in NO_SEARCH_FACETS:
         # a turn of a conversation that names no document and no place ("联系人是谁 电话多少", "要口头审理的话 提前
         # 几天通知") stays with the documents the conversation was about: they are searched first, as if named
-        # (named by it, else the document its best passage is from)
+        # (named by it, else the document its best passage is from) — unless it asks of every document (各地…)
         before = previous_standalone(history)
         if before:
             prior = understand(before, engine.index.documents, load_vocabulary(settings.vocab_dir))
