@@ -7,6 +7,7 @@ dense weight only breaks ties and rescues paraphrases.
 
 from __future__ import annotations
 
+import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -65,16 +66,10 @@ def validate_question(question: str | None, max_chars: int) -> str:
     return question
 
 
-_SIDE: list[ThreadPoolExecutor] = []
-_SIDE_LOCK = threading.Lock()
-
-
+@functools.cache
 def _side_pool() -> ThreadPoolExecutor:
     """Threads for the vector searches that run beside the BM25 ones (created on first use)."""
-    with _SIDE_LOCK:
-        if not _SIDE:
-            _SIDE.append(ThreadPoolExecutor(max_workers=4, thread_name_prefix="rag-dense"))
-        return _SIDE[0]
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="rag-dense")
 
 
 def _within(doc_of: np.ndarray, documents: set[str] | frozenset[str]) -> np.ndarray:
@@ -104,7 +99,7 @@ class Retriever:
         self.embedder = embedder
         self.settings = settings
         self._places: LRUCache[str, set[str]] = LRUCache(maxsize=4096)
-        self._places_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._haystacks = [(d["doc_id"], " ".join([d.get("region", ""), d.get("title", ""), *d.get("aliases", [])]))
                            for d in index.documents]
         self._all_docs = frozenset(d["doc_id"] for d in index.documents)
@@ -120,7 +115,7 @@ class Retriever:
         wanted = frozenset({doc_ids} if isinstance(doc_ids, str) else doc_ids or ())
         region = filters.get("region") or ""
         key = (wanted, bool(filters.get("in_force")), region)
-        with self._places_lock:
+        with self._lock:
             found = self._filters.get(key)
         if found is not None and (not key[1] or found[0] == self._today()):
             return found[1]
@@ -144,7 +139,7 @@ class Retriever:
                 raise UnknownFilterError(f"unknown region {region!r}",
                                          f"没有地区为“{region}”的文档。可选：{'、'.join(regions[:50])}{'等' if len(regions) > 50 else ''}")
             allowed = allowed & matching
-        with self._places_lock:
+        with self._lock:
             self._filters[key] = (self._today(), allowed)
         return allowed
 
@@ -276,11 +271,11 @@ class Retriever:
     def _documents_of_place(self, place: str) -> set[str]:
         """Documents whose names contain `place`: a scan of every document the first time a place is asked about,
         then kept (a library of thousands of documents is asked about the same few hundred places)."""
-        with self._places_lock:
+        with self._lock:
             found = self._places.get(place)
         if found is None:
             found = {doc_id for doc_id, haystack in self._haystacks if place in haystack}
-            with self._places_lock:
+            with self._lock:
                 self._places[place] = found
         return found
 

@@ -22,7 +22,7 @@ from rag.store.segments import Segment
 
 class InForce(frozenset):
     """The documents in force in `year` (a period ending in `year` or later, or none stated), as a filter: a store that
-    keeps each passage's end year (PostgreSQL) filters by that column instead of by thousands of names."""
+    keeps each document's end year (PostgreSQL) filters by that column instead of by thousands of names."""
 
     year: int
 
