@@ -343,3 +343,80 @@ def test_a_number_of_days_asked_with_a_time_word_is_still_read_by_the_model(tmp_
     result = answer("青川市促进科技成果转化条例规定，通过协议方式确定价格并进行公示的，公示时间不得少于多少日？",
                     engine=engine)
     assert "十五日" in result.answer and not result.refused, result.answer
+
+
+PUBLICITY = """关于青川市第二批知识产权示范企业名单的公示
+
+  根据《青川市知识产权示范企业认定办法》的规定，经企业申报、专家评审，初步确定青川一号机械厂等12家企业为第二批知识产权示范企业(见附件)，现将名单予以公示。
+
+  公示期间如有异议，请将书面意见以传真或电子邮件的方式送至青川市知识产权局。
+
+  公示时间：2023年5月8日-2023年5月15日
+
+  附件：第二批知识产权示范企业公示名单
+
+  青川市知识产权局
+  2023年5月6日
+"""
+
+LISTED = """关于青川市第一批知识产权示范企业名单的公示
+
+  经企业申报、专家评审，现将第一批知识产权示范企业名单公示如下：
+
+  青川二号纺织厂
+
+  青川三号食品公司
+
+  青川四号电子公司
+
+  青川市知识产权局
+  2022年5月6日
+"""
+
+
+def test_a_list_held_in_an_attachment_is_not_answered_with_the_sentence_pointing_to_it(tmp_path):
+    """Issue 18 (unanswerable near misses): a 公示 whose list is in an attachment the text does not hold — "名单里还有
+    哪些企业" gets an honest refusal that cites the pointer; what the text does say (异议 by fax or e-mail) is still
+    answered, and a list written out in the text is still listed."""
+    engine = _law_library(tmp_path, {"qingchuan-publicity-2023.txt": PUBLICITY, "qingchuan-publicity-2022.txt": LISTED})
+    pointer = answer("青川第二批知识产权示范企业12家里，除了青川一号机械厂还有哪些企业？", engine=engine)
+    assert pointer.refused and "没有列出" in pointer.answer and pointer.citations, pointer.answer
+    asked = answer("对青川第二批示范企业名单有异议，可以通过哪些方式反映？", engine=engine)
+    assert not asked.refused, asked.answer
+    listed = answer("青川第一批知识产权示范企业有哪些？", engine=engine)
+    assert not listed.refused and "青川三号食品公司" in listed.answer, listed.answer
+    days = answer("青川第二批示范企业名单的公示期是哪几天？", engine=engine)
+    assert not days.refused, days.answer  # 哪几天 asks a time, not a list's items
+
+
+def test_the_latest_time_of_a_task_is_not_which_document_came_first():
+    """dev_h h041: "…那个通知，2019年工作要点表最晚啥时候报" names no two documents and asks no "which": the deadline the
+    text sets (facet when), not the earliest of every document's dates."""
+    from rag.language.vocab import load_vocabulary
+    from rag.understand.query import understand
+
+    documents = [{"doc_id": "zj", "title": "浙江省技术市场条例", "region": "浙江省", "province": "浙江省"},
+                 {"doc_id": "bj", "title": "北京市技术市场条例", "region": "北京市", "province": "北京市"}]
+    vocab = load_vocabulary()
+    assert understand("联席会议办公室那个通知，工作要点表最晚啥时候报？", documents, vocab).facet == "when"
+    which = understand("浙江省技术市场条例和北京市技术市场条例哪个最早通过", documents, vocab)
+    assert which.facet == "compare_date"
+    assert understand("这几份文件里最早的是哪份", documents, vocab).facet == "compare_date"
+
+
+CROSS_LAWS = {
+    "qingchuan-law.txt": "青川市专利条例\n\n第三十条 假冒专利的，由专利行政部门责令改正并予公告，没收违法所得，可以处违法所得四倍以下的罚款。\n\n"
+                         "第三十一条 本条例自2020年1月1日起施行。\n",
+    "baihe-competition.txt": "白河市反不正当竞争条例\n\n第二十条 经营者实施混淆行为的，由监督检查部门责令停止违法行为，处五万元以上二十五万元以下的罚款。\n\n"
+                             "第二十一条 侵犯商业秘密的，处十万元以上五十万元以下的罚款。\n\n第二十二条 本条例自2021年1月1日起施行。\n",
+}
+
+
+def test_each_side_of_a_comparison_is_read_on_the_words_asked_of_it(tmp_path):
+    """dev_h h070/h074: the titles, the comparison words (有何差异) and the other side's words (混淆, 商业秘密 are asked
+    of the other law) do not count against a side's sentence — each document answers for itself."""
+    engine = _law_library(tmp_path, CROSS_LAWS)
+    result = answer("罚款上限：《白河市反不正当竞争条例》对混淆和侵犯商业秘密、《青川市专利条例》对假冒专利分别是多少？有何差异？",
+                    engine=engine)
+    assert "四倍以下" in result.answer and "五十万元以下" in result.answer, result.answer
+    assert "没有给出" not in result.answer and "青川：青川市专利条例" not in result.answer

@@ -11,6 +11,7 @@ from typing import Any
 
 from rag.answer.grounding import (
     best_evidence,
+    coverage,
     question_terms,
     whole_sentence,
 )
@@ -164,6 +165,10 @@ def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
         listed = plan_list(query, passages, view, query.docs)
         if listed is not None:
             return listed
+    if query.facet in ("list", "general") and not query.cross and vocab.has("list_asked", _without(query.text, "list_not_asked")):
+        pointer = _list_held_elsewhere(query, passages, settings.evidence_min_cover, vocab)
+        if pointer is not None:
+            return pointer
     if query.facet == "which_docs" and query.years and load_vocabulary(settings.vocab_dir).has("about_documents", query.text):
         return plan_documents_of_year(query, view, passages)
     if query.cross or query.facet == "which_docs":
@@ -195,6 +200,44 @@ def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
                 return plan_evidence(query, holding[:2], settings.evidence_min_cover, settings.figure_min_cover)
     evidence = best_evidence(query.evidence_text, passages)
     return plan_evidence(query, evidence, settings.evidence_min_cover, settings.figure_min_cover)
+
+
+# the best sentences of a list question looked at for a pointer as close to the question as any (the title line and
+# the opening sentence often tie with it)
+POINTER_AMONG = 5
+
+
+def _without(text: str, word_class: str) -> str:
+    """`text` without the words of a vocabulary class."""
+    for word in sorted(load_vocabulary().of(word_class), key=len, reverse=True):
+        text = text.replace(word, " ")
+    return text
+
+
+def _list_held_elsewhere(query: Query, passages: list[ScoredChunk], min_cover: float, vocab) -> Plan | None:
+    """A question asking for the items of a list ("名单里有哪些", "具体项目有哪些") whose best sentence (or one as close
+    to the question) only points to
+    where the list is published ("…为第三批…规范化市场(见附件)", "现将拟推荐结果予以公示": vocab class
+    `list_elsewhere`) — the items are not in the text: a near miss the passages settle (a model reads the sentences
+    around the pointer as the list). A pointer that introduces its items ("名单如下：") is not one."""
+    evidence = best_evidence(query.evidence_text, passages, limit=POINTER_AMONG)
+    best_cover = max((e.cover for e in evidence), default=0.0)
+    pointers = [whole for e in evidence if e.cover >= max(min_cover, best_cover)
+                and vocab.has("list_elsewhere", (whole := whole_sentence(e)).sentence)
+                and not whole.sentence.strip().endswith(("：", ":"))]
+    if not pointers:
+        return None
+    best = pointers[0]
+    sentence = best.sentence.strip()
+    # the words the pointer lacks ("…名单有异议，可以通过哪些方式反映": 异议, 方式) said elsewhere in its document's
+    # passages: the question asks about that, not for the list
+    lacking = [t for t in question_terms(query.evidence_text) if t not in normalise(sentence)]
+    elsewhere = " ".join(c.chunk.text.replace(sentence, " ") for c in passages if c.chunk.doc_id == best.ctx.chunk.doc_id)
+    if lacking and coverage(lacking, elsewhere) >= 0.5:
+        return None
+    return Plan("near_miss", [Statement(f"文件正文没有列出所问的名单或明细，相关表述是：{sentence.rstrip('；;，,。')}",
+                                        best.ctx, best.quote)],
+                refused=True, reason="文件正文没有列出所问的名单（见附件或另行公布）", settled=True)
 
 
 def _plan_from_dated_lines(query: Query, targets: list[str], passages: list[ScoredChunk], facts: Plan,

@@ -51,11 +51,14 @@ _SOURCE_NOTE = re.compile(r"[\[【(（][^\[\]【】()（）]{0,12}(?:资料|文�
 
 def question_terms(question: str) -> list[str]:
     """Content words of the question, without places (checked separately), years, and the words that only say
-    what kind of answer is wanted (多少, 目标, 分别, 吗: vocab/facets.tsv figure and yes/no cues)."""
+    what kind of answer is wanted (多少, 目标, 分别, 吗: vocab/facets.tsv figure and yes/no cues; 有何差异, 对比一下:
+    vocab class `comparison`)."""
     places = set(places_in(question))
     question = re.sub(r"20\d\d\s*年?", " ", question)
     for cue in load_vocabulary().answer_kind_cues:
         question = question.replace(cue, " ")
+    for word in sorted(load_vocabulary().of("comparison"), key=len, reverse=True):  # 有何差异, 对比一下: no content
+        question = question.replace(word, " ")
     terms = []
     not_content = load_vocabulary().of("not_content")
     for token in tokenize(question):

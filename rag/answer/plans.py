@@ -21,11 +21,11 @@ from rag.answer.grounding import Evidence, best_evidence, coverage, question_ter
 from rag.ingest.chunking import Chunk
 from rag.ingest.docfacts import Fact, iso_date, period_text, validity
 from rag.language.facts import quantities_in, split_sentences
-from rag.language.text import compact
+from rag.language.text import compact, normalise
 from rag.language.vocab import load_vocabulary
 from rag.search.retrieval import ScoredChunk
 from rag.store.view import DocumentView
-from rag.understand.query import DOCUMENT_FACETS, Query, expected_units
+from rag.understand.query import DOCUMENT_FACETS, Query, expected_units, title_forms
 
 _ITEM_LINE = re.compile(r"(?:^|(?<=[\s。；;]))(——|[一二三四五六七八九十]+、|\d{1,2}[.．、]|[（(][一二三四五六七八九十\d]{1,3}[）)])\s*([^。；;\n]{2,60})")
 
@@ -184,7 +184,8 @@ def _plan_compare_dates(targets: list[str], view: DocumentView, contexts: list[S
         return Plan("refusal", refused=True, reason="文档没有给出足以比较先后的日期")
     dated.sort()
     first = dated[0]
-    statements = [Statement(f"最早的是{view.label(first[1])}的《{view.title(first[1])}》")]
+    label = view.label(first[1])  # a place's label, else the title itself (a national law: not 《X》的《X》)
+    statements = [Statement(f"最早的是{label}" if label.startswith("《") else f"最早的是{label}的《{view.title(first[1])}》")]
     for _, doc_id, label, fact in dated:
         statements.append(_fact_statement(f"{view.label(doc_id)}：{fact.value}{label}", fact, doc_id, view, contexts))
     return Plan("facts", statements)
@@ -370,10 +371,19 @@ def plan_per_document(query: Query, contexts: list[ScoredChunk], view: DocumentV
     places = [view.label(d) for d in targets]
     # a place with several documents (河南's plan and its patent regulation) names each by title instead
     label = {d: (f"《{view.title(d)}》" if places.count(view.label(d)) > 1 else view.label(d)) for d in targets}
+    # each side's sentence is chosen on the words asked of it: without the titles and the comparison, else (a title
+    # word its sentences hold, "本条例", counted as before) with them — without the other side's words either way
+    readings = [_without_documents(query, view, targets), query.evidence_text]
+    readings = [r for r in readings if question_terms(r)] or readings[1:]  # "有何差异？" alone asks nothing of a side
+    bodies = {d: normalise("".join(c.text + c.section for c in view.chunks.get(d, []))) for d in targets}
     for doc_id in targets:
         own = [c for c in contexts if c.chunk.doc_id == doc_id]
-        evidence = [e for e in best_evidence(query.evidence_text, own, limit=3)
-                    if e.cover >= min_cover and (not wants_figure or quantities_in(e.sentence))]
+        evidence = []
+        for asked in readings:
+            evidence = [e for e in best_evidence(_own_side(asked, doc_id, bodies), own, limit=3)
+                        if e.cover >= min_cover and (not wants_figure or quantities_in(e.sentence))]
+            if evidence:
+                break
         if not evidence:
             silent.append(label[doc_id])
             continue
@@ -389,6 +399,27 @@ def plan_per_document(query: Query, contexts: list[ScoredChunk], view: DocumentV
         names = "、".join(s.text.split("：", 1)[0] for s in statements)
         statements.insert(0, Statement(f"提到的文件有{len(statements)}份：{names}"))
     return Plan(kind, statements)
+
+
+def _without_documents(query: Query, view: DocumentView, targets: list[str]) -> str:
+    """A comparison's question without the titles that only name its sides ("2020年《专利法》和《山东省专利条例》的规定
+    有何差异"; the comparison words never count: `question_terms`): what each side's sentence must say."""
+    vocab = load_vocabulary()
+    text = query.evidence_text
+    forms = {f for d in targets for f in title_forms(view.title(d), vocab)}
+    for word in sorted(forms, key=len, reverse=True):
+        text = text.replace(word, " ")
+    return text
+
+
+def _own_side(asked: str, doc_id: str, bodies: dict[str, str]) -> str:
+    """The words of a comparison's question that ask of this document: a word another document in play holds and this
+    one does not is the other side's ("《反不正当竞争法》对混淆和侵犯商业秘密、《专利法》对专利侵权": 混淆 and 商业秘密 are
+    not asked of the 专利法); a word no document holds still counts against every side."""
+    for term in question_terms(asked):
+        if term not in bodies[doc_id] and any(term in body for d, body in bodies.items() if d != doc_id):
+            asked = asked.replace(term, " ")
+    return asked
 
 
 # --------------------------------------------------------------------------- single-document evidence

@@ -452,9 +452,10 @@ def item_reference(text: str) -> int:
 def sub_questions(query: Query, documents: list[dict], vocab: Vocabulary | None = None) -> list[Query]:
     """A compound question ("从哪天起施行？由哪个部门牵头？") as its parts, each understood on its own and keeping the
     documents the whole names; [query] when it asks one thing."""
-    parts = [p.strip() for p in re.split(r"[?？]", query.text) if len(p.strip()) >= 4]
+    vocab = vocab or load_vocabulary()
+    parts = [p.strip() for p in re.split(r"[?？]", query.text) if len(p.strip()) >= 4 and not _only_compares(p, vocab)]
     if len(parts) < 2:
-        parts = _spaced_parts(query.text, vocab or load_vocabulary())
+        parts = _spaced_parts(query.text, vocab)
     if len(parts) < 2:
         return [query]
     out = []
@@ -475,6 +476,15 @@ def sub_questions(query: Query, documents: list[dict], vocab: Vocabulary | None 
             any(q.facet == "figure" for q in out) and any(q.facet in ("list", "which_docs") for q in out)):
         return [query]
     return out
+
+
+def _only_compares(part: str, vocab: Vocabulary) -> bool:
+    """A sentence that only asks to compare what the others ask ("有何差异？", "哪个更高？"): not a question of its own."""
+    rest = part
+    for word in sorted([*vocab.of("comparison"), *vocab.of("asks")], key=len, reverse=True):
+        rest = rest.replace(word, " ")
+    not_content = set(vocab.of("not_content"))
+    return vocab.has("comparison", part) and not any(_CJK.search(t) and t not in not_content for t in tokenize(rest))
 
 
 def _spaced_parts(text: str, vocab: Vocabulary) -> list[str]:
@@ -533,6 +543,9 @@ def understand(question: str, documents: list[dict], vocab: Vocabulary | None = 
             query.facet = "when"  # the time of something the text tells (春运开始, 宣誓仪式), not the document's date
         if query.facet == "general" and vocab.has("list_filler", text):
             query.facet = "list"
+    if query.facet == "compare_date" and not query.docs and not query.all_docs and not vocab.has("which_asked", asking):
+        # "那个通知…工作要点表最晚啥时候报": no documents to compare and no "which" asked — the deadline the text sets
+        query.facet = "when"
     if query.facet == "compare_date" and query.docs and query.namings == 1 and not query.all_docs:
         query.facet = "date"  # "浙江省技术市场条例最早是哪天通过的": one document's own history, not which came first
     if query.facet in ("which_docs", "compare_date"):
