@@ -324,3 +324,17 @@ def test_half_width_punctuation_between_chinese_is_given_back_its_full_width():
     assert chinese_punctuation("工作时间9:00-11:30,罚款1,000元") == "工作时间9:00-11:30,罚款1,000元"
     passages = [passage("调解不成的，市知识产权局应当作出处理决定。")]
     assert check_answer("调解不成的,市知识产权局应当作出处理决定[1]。", passages, "调解不成怎么办？")[0].text.startswith("调解不成的，")
+
+
+def test_english_words_the_glossary_does_not_know_are_no_content_but_codes_are():
+    """Variants (dev d116, d115): "马德里international registration有效期多久 from which date起算" — an English word left
+    untranslated can match no Chinese passage, so it does not count against the passage that answers; an upper-case
+    code (ZC 0006-2003, CNIPA) does count. The glossary turns the English names of laws into the documents' names."""
+    from rag.answer.grounding import question_terms
+    from rag.language.vocab import load_vocabulary
+    from rag.understand.query import expand_terms
+
+    assert question_terms("马德里国际注册有效期多久 from which date起算") == ["马德里", "国际", "注册", "有效期", "起算"]
+    assert "zc" in question_terms("编号为ZC 0006-2003的那个标准是哪天开始实施的")
+    text, _ = expand_terms("copyright law 里 computer software 的 rental right 是怎么 define 的", load_vocabulary())
+    assert "著作权法" in text and "计算机软件" in text and "出租权" in text

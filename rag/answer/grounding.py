@@ -61,10 +61,13 @@ def question_terms(question: str) -> list[str]:
         question = question.replace(word, " ")
     terms = []
     not_content = load_vocabulary().of("not_content")
+    codes = {word.lower() for word in re.findall(r"[A-Za-z]+", question) if not word.islower()}  # ZC, CNIPA
     for token in tokenize(question):
         if token in places or any(p in token for p in places) or re.fullmatch(r"\d+|20\d\d年?", token):
             continue
-        if token in not_content:
+        if token in not_content or (re.fullmatch(r"[a-z]+", token) and token not in codes):
+            # an English word the glossary (vocab/synonyms.tsv) did not turn into the documents' term ("怎么define的",
+            # "from which date起算") can match no Chinese passage; acronyms and codes (ZC, CNIPA) are upper case
             continue
         if token not in terms:
             terms.append(token)
