@@ -420,3 +420,36 @@ def test_each_side_of_a_comparison_is_read_on_the_words_asked_of_it(tmp_path):
                     engine=engine)
     assert "四倍以下" in result.answer and "五十万元以下" in result.answer, result.answer
     assert "没有给出" not in result.answer and "青川：青川市专利条例" not in result.answer
+
+
+OTHER_PUBLICITY = """白河市自然资源局关于第五届白河专利奖拟推荐结果的公示
+
+  经各单位推荐、专家评审，现将拟推荐结果予以公示。公示时间为：2023年6月1日-7日。
+  在公示期内，如对公示信息有异议，可以书面形式向白河市自然资源局科技处提出。
+"""
+
+
+def test_a_turn_that_names_nothing_reads_the_conversations_document_first(tmp_path):
+    """dev_h h086: "有异议交给谁？" after a question about one 公示 is about that 公示 — another 公示's 异议 line, ranked
+    higher by its words, must not answer for it."""
+    engine = _law_library(tmp_path, {"qingchuan-publicity-2023.txt": PUBLICITY, "baihe-award-2023.txt": OTHER_PUBLICITY})
+    history = [{"role": "user", "content": "青川第二批知识产权示范企业初步确定了多少家？"},
+               {"role": "assistant", "content": "初步确定青川一号机械厂等12家企业[1]。"}]
+    result = answer("对公示信息有异议，可以书面形式向谁提出？", history=history, engine=engine)
+    assert result.contexts[0].chunk.doc_id == "qingchuan-publicity-2023", [c.chunk.doc_id for c in result.contexts]
+    assert "青川市知识产权局" in result.answer, result.answer
+
+
+def test_a_follow_up_answered_by_the_second_clause_of_a_sentence(tmp_path):
+    """Dev d102: "实用新型和外观的呢" after "发明专利奖金最低给多少" — the whole sentence holding the follow-up's words is
+    reached from both its clauses; the better-covered reading is kept (the worse one, kept last, failed the figure
+    bar and the answer was a refusal)."""
+    law = ("青川市专利条例\n\n第三章 单位发明专利的奖励和报酬\n\n第九条 被授予专利权的单位未与发明人、设计人约定也未在其规章制度中规定奖励的方式和数额的，"
+           "应当自公告授予专利权之日起3个月内发给发明人或者设计人奖金。"
+           "一项发明专利的奖金最低不少于4000元；一项实用新型专利或者外观设计专利的奖金最低不少于1500元。\n\n"
+           "第十条 本条例自2020年1月1日起施行。\n")
+    engine = _law_library(tmp_path, {"qingchuan-award.txt": law})
+    history = [{"role": "user", "content": "单位没约定的话 发明专利奖金最低给多少"},
+               {"role": "assistant", "content": "一项发明专利的奖金最低不少于4000元[1]。"}]
+    result = answer("实用新型和外观的呢", history=history, engine=engine)
+    assert not result.refused and "1500元" in result.answer, result.answer

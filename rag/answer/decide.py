@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rag.answer.grounding import (
+    Evidence,
     best_evidence,
     coverage,
     question_terms,
@@ -161,14 +162,14 @@ def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
         outline = plan_outline(targets[0], view, passages)  # versions of one title are one target (targets_for)
         if outline is not None:
             return outline
-    if query.facet in ("list", "outline") or query.item:
-        listed = plan_list(query, passages, view, query.docs)
-        if listed is not None:
-            return listed
     if query.facet in ("list", "general") and not query.cross and vocab.has("list_asked", _without(query.text, "list_not_asked")):
         pointer = _list_held_elsewhere(query, passages, settings.evidence_min_cover, vocab)
         if pointer is not None:
             return pointer
+    if query.facet in ("list", "outline") or query.item:
+        listed = plan_list(query, passages, view, query.docs)
+        if listed is not None:
+            return listed
     if query.facet == "which_docs" and query.years and load_vocabulary(settings.vocab_dir).has("about_documents", query.text):
         return plan_documents_of_year(query, view, passages)
     if query.cross or query.facet == "which_docs":
@@ -194,10 +195,13 @@ def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
         added = [t for t in question_terms(query.followup) if len(t) >= 2]
         if added:
             candidates = [whole_sentence(e) for e in best_evidence(query.evidence_text, passages, limit=4)]
-            holding = list({(e.ctx.chunk.chunk_id, e.start, e.end): e for e in candidates
-                            if all(t in normalise(e.sentence) for t in added)}.values())
+            holding: dict[tuple, Evidence] = {}  # one whole sentence reached from two clauses: the better one kept
+            for e in candidates:
+                if all(t in normalise(e.sentence) for t in added):
+                    holding.setdefault((e.ctx.chunk.chunk_id, e.start, e.end), e)
             if holding:
-                return plan_evidence(query, holding[:2], settings.evidence_min_cover, settings.figure_min_cover)
+                return plan_evidence(query, list(holding.values())[:2], settings.evidence_min_cover,
+                                     settings.figure_min_cover)
     evidence = best_evidence(query.evidence_text, passages)
     return plan_evidence(query, evidence, settings.evidence_min_cover, settings.figure_min_cover)
 
@@ -220,7 +224,10 @@ def _list_held_elsewhere(query: Query, passages: list[ScoredChunk], min_cover: f
     where the list is published ("…为第三批…规范化市场(见附件)", "现将拟推荐结果予以公示": vocab class
     `list_elsewhere`) — the items are not in the text: a near miss the passages settle (a model reads the sentences
     around the pointer as the list). A pointer that introduces its items ("名单如下：") is not one."""
-    evidence = best_evidence(query.evidence_text, passages, limit=POINTER_AMONG)
+    # one document's list asked ("…名单都有哪些地方入选" is not "which places' documents"): its best sentences, not
+    # each document's best one
+    asked = _without(query.evidence_text, "cross_document")
+    evidence = best_evidence(asked, passages, limit=POINTER_AMONG)
     best_cover = max((e.cover for e in evidence), default=0.0)
     pointers = [whole for e in evidence if e.cover >= max(min_cover, best_cover)
                 and vocab.has("list_elsewhere", (whole := whole_sentence(e)).sentence)
@@ -231,7 +238,7 @@ def _list_held_elsewhere(query: Query, passages: list[ScoredChunk], min_cover: f
     sentence = best.sentence.strip()
     # the words the pointer lacks ("…名单有异议，可以通过哪些方式反映": 异议, 方式) said elsewhere in its document's
     # passages: the question asks about that, not for the list
-    lacking = [t for t in question_terms(query.evidence_text) if t not in normalise(sentence)]
+    lacking = [t for t in question_terms(asked) if t not in normalise(sentence)]
     elsewhere = " ".join(c.chunk.text.replace(sentence, " ") for c in passages if c.chunk.doc_id == best.ctx.chunk.doc_id)
     if lacking and coverage(lacking, elsewhere) >= 0.5:
         return None

@@ -14,6 +14,7 @@ import dataclasses
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from rag.language.facts import (
     ARTICLE_HEADING,
@@ -36,6 +37,9 @@ from rag.language.places import places_in
 from rag.language.text import compact, normalise, tokenize, years_in
 from rag.language.vocab import load_vocabulary
 from rag.search.retrieval import ScoredChunk
+
+if TYPE_CHECKING:
+    from rag.understand.query import Query
 
 _BARE_HEADING = re.compile(r"^[一二三四五六七八九十]{1,3}、[^。；;]{0,16}$")
 _QUOTES = re.compile(r"[“”\"'‘’《》「」『』]")
@@ -111,6 +115,18 @@ class Eligibility:
     places: list[str] = field(default_factory=list)
     years: list[str] = field(default_factory=list)
     uncovered: list[str] = field(default_factory=list)  # places named that only nationwide documents speak for
+
+
+def held_passages(query: Query, passages: list[ScoredChunk], min_cover: float) -> list[ScoredChunk]:
+    """A turn that names nothing is about the documents the conversation was about (`query.held`): when their passages
+    hold a sentence that answers it (at the bar the plan will use: `min_cover`), only theirs are read — another 公示's 异议 line, worded
+    like the question, must not answer for the 公示 being discussed; else every eligible passage, as before."""
+    own = [p for p in passages if p.chunk.doc_id in query.docs]
+    figure = query.facet == "figure"  # a figure question's evidence states a figure (the plan's figure gate)
+    if own and len(own) < len(passages) and any(e.cover >= min_cover and (not figure or quantities_in(e.sentence))
+                                                for e in best_evidence(query.evidence_text, own)):
+        return own
+    return passages
 
 
 def is_nationwide(doc: dict) -> bool:

@@ -58,7 +58,7 @@ def understand_question(question: str, history: list | None, engine: Engine) -> 
             prior = understand(before, engine.index.documents, load_vocabulary(settings.vocab_dir))
             if not prior.docs and prior.facet not in NO_SEARCH_FACETS:
                 prior.docs = [c.chunk.doc_id for c in engine.retriever.search(prior, k=1)]
-            query.docs = prior.docs
+            query.docs, query.held = prior.docs, bool(prior.docs)
     anchor = search_anchor(question, history)
     if anchor and query.facet not in NO_SEARCH_FACETS:
         query.search = f"{query.search} {anchor}"
@@ -74,6 +74,8 @@ def retrieve(query: Query, engine: Engine, filters: dict | None = None, k: int |
         return []
     found = with_penalty_articles(query, with_named_article(query, retrieve_for(query, engine, filters, k), engine),
                                   engine)
+    if query.held:
+        found = held_first(query.docs, found)
     return without_instructions(with_continuations(found, engine),
                                 load_vocabulary(engine.settings.vocab_dir).document_instructions)
 
@@ -84,6 +86,14 @@ def filtered_out(query: Query, engine: Engine, filters: dict | None) -> list[str
         return []
     allowed = engine.retriever.allowed_docs(filters)
     return [d for d in query.docs if allowed is not None and d not in allowed]
+
+
+def held_first(docs: list[str], found: list[ScoredChunk]) -> list[ScoredChunk]:
+    """A turn that names nothing ("公示到哪天截止？有异议交给谁？") is about the document the conversation was about: its
+    passages come first, the others after (another 公示's 异议 line must not answer for it)."""
+    held = [c for c in found if c.chunk.doc_id in docs]
+    ordered = held + [c for c in found if c.chunk.doc_id not in docs]
+    return [ScoredChunk(c.chunk, c.score, i + 1, c.bm25, c.dense) for i, c in enumerate(ordered)]
 
 
 MAX_NAMED_DOCS = 8  # documents a question names that get a search of their own (a person names few)

@@ -55,6 +55,7 @@ class Query:
     names: list[str] = field(default_factory=list)  # words that named the targeted documents (三高四新, 十四五)
     namings: int = 0  # distinct names (places, titles) by which the question named its documents; 0: not counted
     followup: str = ""  # the follow-up as typed ("那情节严重的呢") when `text` is its rewriting with the history
+    held: bool = False  # `docs` are the documents the conversation was about, not named by this turn
 
     @property
     def evidence_text(self) -> str:
@@ -277,6 +278,12 @@ def document_targets(text: str, documents: list[dict], vocab: Vocabulary,
         named_places = {n for d in titled for n in place_names[d]}
         hits = [(at, d) for at, d in hits if d in titled or
                 (d not in inside and d not in by_title and not (place_names[d] & named_places & set(places)))]
+        if not (vocab.has("comparison", text) or vocab.has("cross_document", text) or vocab.has("all_docs", text)):
+            # a place inside a question about a titled document asks what the document says of it ("…筹建名单里，浙江省
+            # 有哪几个地方入选"): it does not bring the place's own documents in — unless it is joined to the title as
+            # a second document ("专利法和河南条例", vocab class `conjunction`) or documents are compared
+            hits = [(at, d) for at, d in hits if d in by_title or any(
+                vocab.has("conjunction", text[min(b, at):max(a, at)]) for a, b in (by_title[t] for t in titled))]
     if namings is not None:
         # one title shared by documents of two places named ("北京和浙江的技术市场条例") is two namings
         labels = {(by_title.get(d) or named_by[d], frozenset(place_names[d] & set(places))) for _, d in hits}
@@ -312,7 +319,21 @@ def _title_forms(title: str, vocab: Vocabulary) -> list[str]:
     place = vocab.place_re.match(forms[-1])
     if place:
         forms.append(re.sub(r"^(省|市|自治区|特别行政区)", "", forms[-1][place.end():]))
+    # a notice's subject without its wrapper ("关于2021年…筹建名单的公示" → "2021年…筹建名单"): staff name a 公示 or
+    # 通知 by what it is about; long enough to name one document only (MIN_SUBJECT_CHARS)
+    subject = forms[0]
+    for lead in vocab.of("title_lead"):
+        subject = subject.removeprefix(lead)
+    for tail in sorted(vocab.of("title_wrapper_end"), key=len, reverse=True):
+        if subject.endswith(tail):
+            subject = subject[: -len(tail)]
+            break
+    if subject != forms[0] and len(subject) >= MIN_SUBJECT_CHARS:
+        forms.append(subject)
     return [f for f in dict.fromkeys(forms) if len(f) >= 3 and not f.endswith("…")]
+
+
+MIN_SUBJECT_CHARS = 8  # a notice's subject that names it (shorter ones, "开展专利导航", are topics many texts share)
 
 
 def _inside_longer_place(text: str, position: int, places: list[str], doc: dict) -> bool:
@@ -548,6 +569,9 @@ def understand(question: str, documents: list[dict], vocab: Vocabulary | None = 
         query.facet = "when"
     if query.facet == "compare_date" and query.docs and query.namings == 1 and not query.all_docs:
         query.facet = "date"  # "浙江省技术市场条例最早是哪天通过的": one document's own history, not which came first
+    if query.facet == "which_docs" and len(query.docs) == 1 and not query.all_docs:
+        # "2021年…筹建名单都有哪些地方入选": one document named, its list asked — not which documents say it
+        query.facet = "list"
     if query.facet in ("which_docs", "compare_date"):
         query.all_docs = query.all_docs or len(query.docs) < 2
     return query
