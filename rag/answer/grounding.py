@@ -95,12 +95,27 @@ def _share_in(term: str, haystack: str) -> float:
     副本), half the share of its character pairs the text holds; 0 for a two-character word it does not hold.
     (Measured, extractive: full credit for the pairs gained dev_h +0.018 but answered two near misses on dev —
     申请费 credited by 申请, 注册资本 by 注册; half credit keeps every refusal and gains on the held-out read sets.)"""
-    if term in haystack:
+    if term in haystack or any(same in haystack for same in _equivalents().get(term, ())):
         return 1.0
     if len(term) < 3:
         return 0.0
     pairs = [term[i:i + 2] for i in range(len(term) - 1)]
     return 0.5 * sum(1 for p in pairs if p in haystack) / len(pairs)
+
+
+def _equivalents() -> dict[str, tuple[str, ...]]:
+    """Terms the texts use for one thing (vocab class `equivalent`, "国家知识产权局|国务院专利行政部门"): each counts as
+    held where the text holds another. Kept beside the (frozen) vocabulary."""
+    vocab = load_vocabulary()
+    found = vocab.__dict__.get("_equivalents")
+    if found is None:
+        found = {}
+        for group in vocab.of("equivalent"):
+            names = [normalise(n) for n in group.split("|") if n]
+            for name in names:
+                found[name] = tuple(n for n in names if n != name)
+        found = vocab.__dict__.setdefault("_equivalents", found)
+    return found
 
 
 # --------------------------------------------------------------------------- eligibility
