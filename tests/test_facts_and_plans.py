@@ -453,3 +453,11 @@ def test_a_follow_up_answered_by_the_second_clause_of_a_sentence(tmp_path):
                {"role": "assistant", "content": "一项发明专利的奖金最低不少于4000元[1]。"}]
     result = answer("实用新型和外观的呢", history=history, engine=engine)
     assert not result.refused and "1500元" in result.answer, result.answer
+
+
+def test_a_time_the_notice_sets_is_not_when_it_was_issued(tmp_path):
+    """Seen in the browser (round 8): "公示到哪天截止" of a 公示 was answered with the notice's issue date; the 公示时间
+    line it states is the answer (vocab date_event: 截止, 公示时间, 公示期)."""
+    engine = _law_library(tmp_path, {"qingchuan-publicity-2023.txt": PUBLICITY})
+    result = answer("青川第二批知识产权示范企业名单的公示到哪天截止？", engine=engine)
+    assert "2023年5月15日" in result.answer, result.answer
