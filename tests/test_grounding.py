@@ -347,3 +347,15 @@ def test_a_body_named_as_staff_name_it_is_held_where_the_text_names_it_as_the_la
     terms = question_terms("专利权评价报告 国家知识产权局收到请求后多久出具")
     text = "国务院专利行政部门应当自收到专利权评价报告请求书后2个月内作出专利权评价报告"
     assert coverage(terms, text) > coverage(terms, text.replace("国务院专利行政部门", "有关部门")) + 0.3
+
+
+def test_days_written_as_tian_are_the_texts_ri():
+    """Seen in the browser (round 8): the model wrote "北京为30天，浙江为10天" for "30日内" and "十日内" — the sentence
+    was dropped as "figures not in any passage" (and its opening clause, the question's own words, held by no passage)
+    and the comparison lost its second side."""
+    beijing = passage("技术合同登记机构应当在受理认定登记申请之日起30日内予以认定登记。", doc_id="bj", region="北京市")
+    zhejiang = passage("认定登记机构应当在受理认定登记申请之日起十日内作出认定登记决定。", doc_id="zj", rank=2, region="浙江省")
+    checked = check_answer("北京和浙江认定登记的时限不同，北京为30天，浙江为10天。", [beijing, zhejiang],
+                           "北京和浙江认定登记的时限有什么不同")
+    assert [c.status for c in checked] != ["dropped"], checked
+    assert check_answer("北京为45天[1]。", [beijing], "北京认定登记多久")[0].status == "dropped"

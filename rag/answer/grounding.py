@@ -435,7 +435,7 @@ def supports(sentence: str, ctx: ScoredChunk, question: str) -> bool:
     allowed = numbers_in(chunk.text) | numbers_in(chunk.header or chunk.title) | referenced_numbers(question)
     if not numbers_in(sentence) <= allowed:
         return False
-    if not set(quantities_in(sentence)) <= set(quantities_in(chunk.text)):
+    if not _durations_as_days(quantities_in(sentence)) <= _durations_as_days(quantities_in(chunk.text)):
         return False
     # a document number (法释〔2021〕7号, 国知发保字〔2018〕39号) is one name: its numbers found apart are not support
     passage_numbers = {_doc_number_key(m) for m in _ANY_DOC_NUMBER.findall(chunk.text + " " + chunk.title)}
@@ -449,6 +449,11 @@ def supports(sentence: str, ctx: ScoredChunk, question: str) -> bool:
     # "浏阳花炮、酒鬼酒、茅台酒等" through on the strength of the first two.
     haystack = _QUOTES.sub("", compact(normalise(chunk.text + " " + chunk.title)))
     return all(_QUOTES.sub("", compact(normalise(name))) in haystack for name in named_items(sentence))
+
+
+def _durations_as_days(quantities: list[str]) -> set[str]:
+    """Quantities compared with 天 and 日 as one unit: the texts write "十日内", staff and the model "10天"."""
+    return {q[:-1] + "日" if q.endswith("天") else q for q in quantities}
 
 
 # What a question may lend an answer: the years and article numbers it refers to ("2022年", "第十六条"), never a figure
@@ -571,7 +576,8 @@ def restates(sentence: str, question: str) -> bool:
 def clause_support(sentence: str, passages: list[ScoredChunk], question: str, min_overlap: float) -> list[int]:
     """A sentence that joins facts of two passages ("…2000年11月25日通过，2005年12月2日修订，2006年3月1日起施行"
     from a law's history lines and its last article): the passages holding its clauses, when every clause with a
-    figure is held by one and every other clause overlaps one; [] when any clause is not."""
+    figure is held by one and every other clause overlaps one or only restates the question; [] when any clause is
+    not, or none is held."""
     clauses = [c for c in re.split(r"[，,；;]", sentence) if len(compact(c)) >= 2]
     if len(clauses) < 2:
         return []
@@ -579,6 +585,8 @@ def clause_support(sentence: str, passages: list[ScoredChunk], question: str, mi
     for clause in clauses:
         fits = [i + 1 for i, p in enumerate(passages) if supports(clause, p, question)
                 and (numbers_in(clause) or overlap(clause, p.chunk.text) >= min_overlap)]
+        if not fits and not numbers_in(clause) and overlap(clause, question) >= RESTATED_OVERLAP:
+            continue  # "北京和浙江…的办理时限不同": the question's own words frame the clauses that say what differs
         if not fits:
             return []
         best = max(fits, key=lambda n: overlap(clause, passages[n - 1].chunk.text))
