@@ -375,7 +375,9 @@ def plan_per_document(query: Query, contexts: list[ScoredChunk], view: DocumentV
     # word its sentences hold, "本条例", counted as before) with them — without the other side's words either way
     readings = [_without_documents(query, view, targets), query.evidence_text]
     readings = [r for r in readings if question_terms(r)] or readings[1:]  # "有何差异？" alone asks nothing of a side
-    bodies = {d: normalise("".join(c.text + c.section for c in view.chunks.get(d, []))) for d in targets}
+    # the documents a question names (a few); not every document in play of a 各地 question (read from the store)
+    bodies = ({d: normalise("".join(c.text + c.section for c in view.chunks.get(d, []))) for d in targets}
+              if not query.all_docs else {})
     for doc_id in targets:
         own = [c for c in contexts if c.chunk.doc_id == doc_id]
         evidence = []
@@ -416,6 +418,8 @@ def _own_side(asked: str, doc_id: str, bodies: dict[str, str]) -> str:
     """The words of a comparison's question that ask of this document: a word another document in play holds and this
     one does not is the other side's ("《反不正当竞争法》对混淆和侵犯商业秘密、《专利法》对专利侵权": 混淆 and 商业秘密 are
     not asked of the 专利法); a word no document holds still counts against every side."""
+    if doc_id not in bodies:
+        return asked
     for term in question_terms(asked):
         if term not in bodies[doc_id] and any(term in body for d, body in bodies.items() if d != doc_id):
             asked = asked.replace(term, " ")
