@@ -162,7 +162,7 @@ def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
         outline = plan_outline(targets[0], view, passages)  # versions of one title are one target (targets_for)
         if outline is not None:
             return outline
-    if query.facet in ("list", "general") and not query.cross and vocab.has("list_asked", _without(query.text, "list_not_asked")):
+    if query.facet in ("list", "general") and not query.cross and vocab.has("list_asked", vocab.without("list_not_asked", query.text)):
         pointer = _list_held_elsewhere(query, passages, settings.evidence_min_cover, vocab)
         if pointer is not None:
             return pointer
@@ -214,13 +214,6 @@ POINTER_AMONG = 5
 ASKED_ELSEWHERE = 0.5
 
 
-def _without(text: str, word_class: str) -> str:
-    """`text` without the words of a vocabulary class."""
-    for word in sorted(load_vocabulary().of(word_class), key=len, reverse=True):
-        text = text.replace(word, " ")
-    return text
-
-
 def _list_held_elsewhere(query: Query, passages: list[ScoredChunk], min_cover: float, vocab: Vocabulary) -> Plan | None:
     """A question asking for the items of a list ("名单里有哪些", "具体项目有哪些") whose best sentence (or one as close
     to the question) only points to where the list is published ("…为第三批…规范化市场(见附件)", "现将拟推荐结果予以
@@ -228,7 +221,7 @@ def _list_held_elsewhere(query: Query, passages: list[ScoredChunk], min_cover: f
     the sentences around the pointer as the list). A pointer that introduces its items ("名单如下：") is not one."""
     # one document's list asked ("…名单都有哪些地方入选" is not "which places' documents"): its best sentences, not
     # each document's best one
-    asked = _without(query.evidence_text, "cross_document")
+    asked = vocab.without("cross_document", query.evidence_text)
     evidence = best_evidence(asked, passages, limit=POINTER_AMONG)
     best_cover = max((e.cover for e in evidence), default=0.0)
     pointers = [whole for e in evidence if e.cover >= max(min_cover, best_cover)

@@ -61,8 +61,7 @@ def question_terms(question: str) -> list[str]:
     question = re.sub(r"20\d\d\s*年?", " ", question)
     for cue in load_vocabulary().answer_kind_cues:
         question = question.replace(cue, " ")
-    for word in sorted(load_vocabulary().of("comparison"), key=len, reverse=True):  # 有何差异, 对比一下: no content
-        question = question.replace(word, " ")
+    question = load_vocabulary().without("comparison", question)  # 有何差异, 对比一下: no content
     terms = []
     not_content = load_vocabulary().of("not_content")
     codes = {word.lower() for word in re.findall(r"[A-Za-z]+", question) if not word.islower()}  # ZC, CNIPA
@@ -132,13 +131,15 @@ class Eligibility:
     uncovered: list[str] = field(default_factory=list)  # places named that only nationwide documents speak for
 
 
-def held_passages(query: Query, passages: list[ScoredChunk], min_cover: float) -> list[ScoredChunk]:
+def held_passages(query: Query, passages: list[ScoredChunk], min_cover: float, figure_cover: float) -> list[ScoredChunk]:
     """A turn that names nothing is about the documents the conversation was about (`query.held`): when their passages
-    hold a sentence that answers it (at the bar the plan will use: `min_cover`), only theirs are read — another 公示's 异议 line, worded
-    like the question, must not answer for the 公示 being discussed; else every eligible passage, as before."""
+    hold a sentence that answers it at the bar the plan will use (a figure question's: a figure at `figure_cover`),
+    only theirs are read — another 公示's 异议 line, worded like the question, must not answer for the 公示 being
+    discussed; else every eligible passage, as before."""
     own = [p for p in passages if p.chunk.doc_id in query.docs]
-    figure = query.facet == "figure"  # a figure question's evidence states a figure (the plan's figure gate)
-    if own and len(own) < len(passages) and any(e.cover >= min_cover and (not figure or quantities_in(e.sentence))
+    figure = query.facet == "figure"
+    bar = figure_cover if figure else min_cover
+    if own and len(own) < len(passages) and any(e.cover >= bar and (not figure or quantities_in(e.sentence))
                                                 for e in best_evidence(query.evidence_text, own)):
         return own
     return passages

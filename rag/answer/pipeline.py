@@ -150,8 +150,8 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
         eligibility.passages = [p for p in eligibility.passages if p.chunk.doc_id in kept
                                 or p.chunk.doc_id not in query.docs] or eligibility.passages
     if query.held:
-        eligibility.passages = held_passages(query, eligibility.passages, settings.figure_min_cover
-                                             if query.facet == "figure" else settings.evidence_min_cover)
+        eligibility.passages = held_passages(query, eligibility.passages, settings.evidence_min_cover,
+                                             settings.figure_min_cover)
     plan = make_plan(query, eligibility.passages, engine)
     model = engine.llm if settings.llm_backend != "extractive" else None
     # Model reads, code checks: a plan the code is not sure of (its evidence gates said no) is handed to the model

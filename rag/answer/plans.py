@@ -241,8 +241,7 @@ def names_a_section(query: Query, contexts: list[ScoredChunk], view: DocumentVie
 
 
 def _without_list_words(text: str) -> str:
-    for word in load_vocabulary().words.get("list_filler", ()):
-        text = text.replace(word, " ")
+    text = load_vocabulary().without("list_filler", text)
     return re.sub(r"第[一二三四五六七八九十\d]{1,3}(条|项|点|个|部分|块|方面)", " ", text)
 
 

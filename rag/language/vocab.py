@@ -95,6 +95,12 @@ class Vocabulary:
         """The words of one class of question_words.tsv (longest first)."""
         return self.words.get(word_class, ())
 
+    def without(self, word_class: str, text: str) -> str:
+        """`text` with each word of this class (longest first) replaced by a space."""
+        for word in self.of(word_class):
+            text = text.replace(word, " ")
+        return text
+
     def alternation(self, word_class: str) -> str:
         """The words of a class as a regular-expression alternation (longest first), for patterns built on them."""
         return "|".join(re.escape(w) for w in self.of(word_class)) or "(?!)"

@@ -324,7 +324,7 @@ def _title_forms(title: str, vocab: Vocabulary) -> list[str]:
     subject = forms[0]
     for lead in vocab.of("title_lead"):
         subject = subject.removeprefix(lead)
-    for tail in sorted(vocab.of("title_wrapper_end"), key=len, reverse=True):
+    for tail in vocab.of("title_wrapper_end"):  # longest first
         if subject.endswith(tail):
             subject = subject[: -len(tail)]
             break
@@ -501,9 +501,7 @@ def sub_questions(query: Query, documents: list[dict], vocab: Vocabulary | None 
 
 def _only_compares(part: str, vocab: Vocabulary) -> bool:
     """A sentence that only asks to compare what the others ask ("有何差异？", "哪个更高？"): not a question of its own."""
-    rest = part
-    for word in sorted([*vocab.of("comparison"), *vocab.of("asks")], key=len, reverse=True):
-        rest = rest.replace(word, " ")
+    rest = vocab.without("asks", vocab.without("comparison", part))
     not_content = set(vocab.of("not_content"))
     return vocab.has("comparison", part) and not any(_CJK.search(t) and t not in not_content for t in tokenize(rest))
 
