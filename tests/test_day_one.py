@@ -146,6 +146,10 @@ def test_chinese_numerals_through_cn2an():
     assert normalise_numbers("二ΟΟ二年四月一日") == "2002年4月1日"  # Greek Omicron typed for 〇
     assert normalise_numbers("零点六件") == "0.6件"
     assert normalise_numbers("十四五规划") == "十四五规划"
+    # issue 18, round 9: the model's "答辩期是十五天" against the text's "１５日内" — days and hours are quantities, and
+    # a 方 is no 平方米 (a check of "被请求的一方" found the figure 1 in no passage and dropped the answer)
+    assert normalise_numbers("被请求的一方答辩期是十五天") == "被请求的一方答辩期是15天"
+    assert normalise_numbers("二十四小时内 每周一次 五平方米") == "24小时内 每周1次 5平方米"
 
 
 def test_votes_count_once_per_answer_and_export_as_a_dataset(tmp_path):

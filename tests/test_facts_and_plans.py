@@ -182,6 +182,14 @@ def test_a_compound_question_about_two_documents_is_answered_for_each(real_engin
     assert "100家" in result.answer and "93%" in result.answer
 
 
+def test_a_compound_questions_part_the_documents_do_not_answer_is_named(real_engine):
+    """Issue 18, round 9 (dev_h h079): "…能补一点吗？最多补多久？" was answered "…给予专利权期限补偿[1]；没有足够相关的内容。"
+    — a bare reason between cited sentences. The part is named, so the reader knows which half is not answered."""
+    result = answer("河南强企今年要备案几家？沈阳的专利代理机构年营业额是多少？", engine=real_engine)
+    assert "100家" in result.answer
+    assert "关于“沈阳的专利代理机构年营业额是多少”：" in result.answer
+
+
 def test_the_parts_of_a_document(real_engine):
     result = answer("湖南共建方案分几部分", engine=real_engine)
     parts = ["指导思想", "共建目标", "共建任务", "保障措施"]

@@ -137,10 +137,18 @@ def make_plan(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan
         plans = [_plan_one(part, passages, engine) for part in parts]
         if all(p.refused for p in plans):
             return plans[0]
-        statements = [s for p in plans for s in (p.statements if not p.refused else [Statement(p.reason)])]
+        # a part the documents do not answer is said to be that part ("关于“最多补多久”：没有足够相关的内容"), not a
+        # bare reason between two cited sentences
+        statements = [s for part, p in zip(parts, plans, strict=True)
+                      for s in (p.statements if not p.refused else [Statement(f"关于“{_asked(part)}”：{p.reason}")])]
         statements = list({s.text: s for s in reversed(statements)}.values())[::-1]  # two parts, one fact: said once
         return Plan("compound", statements, parts=[p.kind for p in plans])
     return _plan_one(query, passages, engine)
+
+
+def _asked(part: Query) -> str:
+    """A part of a compound question as its reader typed it, without the closing mark."""
+    return part.original.strip().rstrip("?？。!！ ")
 
 
 def _plan_one(query: Query, passages: list[ScoredChunk], engine: Engine) -> Plan:

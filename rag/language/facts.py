@@ -13,8 +13,9 @@ _CN_DIGIT = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 
 _CN_UNIT = {"十": 10, "百": 100, "千": 1000}
 _CN_NUM = "零〇一二两三四五六七八九十百千"
 # Units after which a Chinese numeral is a quantity (not part of a name like 十四五 or 一站式).
-_UNITS = "亿万千家件个项单届年月日倍名人次元%平方米批所处条座类"
-_CN_QUANTITY = re.compile(rf"([{_CN_NUM}]+)(?=[{_UNITS}])")
+# (平方米 and 小时 as words: a character class of 平方米 made 一方 "1方"; 天 and 周 were missing, so 十五天 was unread.)
+_UNITS = "亿万千家件个项单届年月日天周倍名人次元%批所处条座类"
+_CN_QUANTITY = re.compile(rf"([{_CN_NUM}]+)(?=[{_UNITS}]|小时|平方米)")
 _CN_YEAR = re.compile(r"([〇零一二三四五六七八九οΟoO]{4})(?=年)")
 _ZERO_LOOKALIKES = str.maketrans({"ο": "〇", "Ο": "〇", "o": "〇", "O": "〇"})  # a Greek or Latin O typed for 〇
 _CN_DECIMAL = re.compile(rf"[{_CN_NUM}]+点[〇零一二三四五六七八九]+")
