@@ -48,6 +48,22 @@ def test_facts_of_a_one_line_page():
     assert "doc_number" not in facts
 
 
+def test_an_orders_number_in_its_header_is_its_document_number():
+    """Issue 18, round 9 (dev_h h058 "是以国家知识产权局第几号令发布的"): an order has no 〔year〕 文号; the number in its
+    header ("国家知识产权局令\n第三十二号", "…国家知识产权局令第17号公布") is the number it is known by. One cited in a
+    sentence further down ("（局令第76号）第三条") is another order's."""
+    order = "\t国家知识产权局令 \n第三十二号\n《专利申请号标准》经2003年6月13日局务会议审议通过，自2003年10月1日起施行。\n"
+    facts = extract_facts(order)
+    assert facts["doc_number"].value == "国家知识产权局令第三十二号"
+    assert order[facts["doc_number"].start:facts["doc_number"].end] == "国家知识产权局令 \n第三十二号"
+    assert extract_facts("# 集成电路布图设计行政执法办法\n\n2001年11月28日 国家知识产权局令第17号公布\n")[
+        "doc_number"].value == "国家知识产权局令第17号"
+    cited = "某某服务指南\n\n" + "一、受理条件。" * 60 + "符合专利优先审查管理办法（2017）（局令第76号）第三条的要求。"
+    assert "doc_number" not in extract_facts(cited)
+    bracketed = "青市监发〔2023〕12号\n国家知识产权局令第17号\n"
+    assert extract_facts(bracketed)["doc_number"].value == "青市监发〔2023〕12号"  # a 〔year〕 number comes first
+
+
 def test_the_manifest_only_fills_gaps():
     facts = merge_with_manifest(extract_facts(ONE_LINE), {"issuer": "别的单位", "doc_number": "白政发〔2019〕1号"})
     assert facts["issuer"].value == "白河市人民政府" and facts["issuer"].source == "text"

@@ -453,3 +453,41 @@ def test_a_sum_asked_that_is_no_penalty_is_not_answered_by_a_fine(tmp_path):
     assert not llm.history  # settled: the model was not asked
     fine = answer("某省技术合同认定登记机构擅自提高收费标准的，罚多少钱？", engine=engine)
     assert not fine.refused and "五千元以上二万元以下" in fine.answer
+
+
+def test_a_documents_own_fact_the_models_answer_leaves_out_is_added(tmp_path):
+    """Issue 18, round 9 (dev_h h058, h062): "《专利申请号标准》是以第几号令发布的？哪天审议通过、何时起施行？" — the code
+    answers the 令号 and the 施行 date exactly from the document's own facts, the model read the document and gave two of
+    the three. A fact of a compound question's part the checked answer does not hold is added, cited where the text
+    states it; one the model did give is not repeated."""
+    from rag.models.embedders import FakeEmbedder
+    from rag.store.library import ensure_index
+
+    from .conftest import make_settings
+
+    data = tmp_path / "data"
+    data.mkdir()
+    body = "".join(f"第{n}条 申请号由{n}位数字组成，按年编排，依照本标准执行。\n\n" for n in "一二三四五六")
+    text = ("\t某某局令 \n第三十二号\n《某某申请号标准》经2003年6月13日某某局局务会议审议通过，现予发布，"
+            "自2003年10月1日起施行。\n\n局长 某某\n二○○三年七月十四日\n\n某某申请号标准\n\n" + body)
+    (data / "某某申请号标准.txt").write_text(text, encoding="utf-8")
+    settings = make_settings(data, tmp_path / "index")
+    index, _ = ensure_index(settings, FakeEmbedder())
+    engine = Engine(settings, embedder=FakeEmbedder(), index=index)
+    question = "《某某申请号标准》是以第几号令发布的？何时起施行？"
+    reply = "该标准经2003年6月13日某某局局务会议审议通过，自2003年10月1日起施行[1]。"
+    llm = FakeLLM(replies=[reply])
+    result = answer(question, engine=engine_with_llm(engine, llm, llm_backend="local"))
+    assert llm.history, "the model was not asked"
+    assert not result.refused and "2003年10月1日" in result.answer
+    assert "某某局令第三十二号" in result.answer, result.answer
+    assert result.answer.count("2003年10月1日") == 1  # given by the model: not added again
+    added = [c for c in result.citations if "第三十二号" in c.supports]
+    assert added and "第三十二号" in result.contexts[added[0].marker - 1].chunk.text
+    check = next(step for step in result.trace if step["step"] == "check")
+    assert check["added"] == 1
+
+    # the model that gave every fact gets nothing added
+    whole = "该标准以某某局令第三十二号发布，自2003年10月1日起施行[1]。"
+    full = answer(question, engine=engine_with_llm(engine, FakeLLM(replies=[whole]), llm_backend="local"))
+    assert full.answer.count("第三十二号") == 1

@@ -275,8 +275,9 @@ def _plan_from_dated_lines(query: Query, targets: list[str], passages: list[Scor
         dated = sorted(dated, key=lambda e: iso_date(e.sentence) or ("0000" if latest else "9999"),
                        reverse=latest)[:1]
     by_passages = plan_evidence(query, dated, settings.evidence_min_cover, settings.figure_min_cover)
-    if not by_passages.refused:
-        return by_passages
+    if not by_passages.refused:  # a history line read for its date: as exact as the facts (`Statement.exact`)
+        return dataclasses.replace(by_passages, statements=[dataclasses.replace(s, exact=True)
+                                                            for s in by_passages.statements])
     events = [w for w in vocab.words.get("date_event", ()) if w in query.text]
     # (a question asking a number of days, "公示时间不得少于多少日", is not asking for a date: left to the model)
     if events and not expected_units(query.text, vocab) and not any(_dates_an_event(c.chunk.text, events) for c in own):

@@ -36,6 +36,7 @@ class Statement:
     text: str
     ctx: ScoredChunk | None = None
     quote: str = ""  # the passage text that states it (highlighted)
+    exact: bool = False  # a document's own fact, read from where its text states it (`quote` is the value)
 
 
 @dataclass
@@ -164,7 +165,7 @@ def _fact_statement(text: str, fact: Fact, doc_id: str, view: DocumentView, cont
     ctx, quote = _stated(view, doc_id, fact, contexts)
     if ctx is None:
         text += "（正文未写明，据文档登记信息）"
-    return Statement(text, ctx, quote)
+    return Statement(text, ctx, quote, exact=ctx is not None)
 
 
 def _plan_compare_dates(targets: list[str], view: DocumentView, contexts: list[ScoredChunk]) -> Plan:

@@ -27,6 +27,10 @@ _NOTICE_TITLE = re.compile(r"^([\u4e00-\u9fff]{2,30}?)?关于印发[《]?(.{4,80
 _DIGIT = r"[0-9０-９〇○Ο零一二三四五六七八九十]"
 _EFFECTIVE = re.compile(rf"自\s*((?:19|20|１９|２０|一九|二〇|二○|二Ο|二零){_DIGIT}{{2}}\s*年\s*{_DIGIT}{{1,3}}\s*月\s*{_DIGIT}{{1,3}}\s*日)"
                         r"\s*起(?:施行|实施|执行)")
+# an order's number in its header ("国家知识产权局令\n第三十二号", "2001年11月28日 国家知识产权局令第17号公布", "国务院令第306号"):
+# the number an order is known by, its 文号 when it has no 〔year〕 number
+_ORDER = re.compile(r"([\u4e00-\u9fff]{2,16}?令)\s*(第\s*[0-9０-９一二三四五六七八九十百零〇○]+\s*号)")
+ORDER_HEAD_CHARS = 300
 _ATTACHMENT = re.compile(r"^\s*附件\s*\d*\s*[:：]\s*(.{2,60})$", re.MULTILINE)
 _YEAR_RANGE = re.compile(r"(20\d\d)\s*[-—–－~至]{1,2}\s*(20\d\d)\s*年")
 _SINGLE_YEAR = re.compile(r"[（(](20\d\d)[）)]")
@@ -40,7 +44,7 @@ _REGION = re.compile(r"^(?:中共)?((?:[\u4e00-\u9fff]{2,7}?(?:省|自治区))?(
 _NOT_REGION = ("关于", "国家", "中华人民共和国", "国务院", "各")
 HEAD_CHARS = 1500
 # Bump when extraction changes: it is part of each document's fingerprint, so `rag index` reads documents again.
-FACTS_VERSION = 3  # title lines (Markdown marks, 来源/文号 lines passed over), regions from the division table
+FACTS_VERSION = 4  # 4: an order's number (局令第三十二号) as its 文号; 3: title lines, regions from the division table
 
 
 @dataclass
@@ -110,6 +114,10 @@ def extract_facts(text: str, title: str = "") -> dict[str, Any]:
         if match:  # a 文号 standing alone on a line is this document's; cited ones stand in brackets in sentences
             number = Fact(line.strip(), start, end)
             break
+    if number is None:
+        order = _ORDER.search(text[:ORDER_HEAD_CHARS])
+        if order:
+            number = Fact(re.sub(r"\s+", "", order.group(1) + order.group(2)), order.start(1), order.end(2))
     if number:
         facts["doc_number"] = number
 
