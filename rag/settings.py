@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     bench_pg_buffers: str = "6GB"  # shared_buffers of the throwaway PostgreSQL `rag bench --scale` starts
     # "" or "embedded" (the index directory), or a PostgreSQL URL (postgresql://user@host:port/db): the shared store
     store: str = "embedded"
+    # a question naming no document: the documents one of its words is the subject of (a title word the library says
+    # almost only in that document) are boosted like named ones (rag.search.retrieval.subject_documents; README, round 9)
+    subject_documents: bool = True
 
     # Generation
     # with a model: a question the code's plan is unsure of goes to the model with the passages, not to a refusal

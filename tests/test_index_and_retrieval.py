@@ -215,3 +215,35 @@ def test_valid_json_of_the_wrong_shape_is_refused_with_a_message(real_settings, 
     assert "rebuild" in info.value.user_message
     health = TestClient(create_api(real_settings, Engine(real_settings, embedder=embedder))).get("/healthz")
     assert health.status_code == 503 and health.json()["status"] == "error"
+
+
+def test_a_question_naming_no_document_is_searched_with_the_document_its_words_are_the_subject_of(tmp_path):
+    """Issue 18, round 9 (dev_h h094 "布图设计侵权纠纷立案以后，被请求的一方答辩期是几天"): the 集成电路布图设计行政执法办法's
+    第九条 ("１５日内提交答辩书") never says 布图设计 and ranked below another province's 答辩 article. A word one title holds
+    and the library says (almost) only in that document makes it the question's subject, boosted as if named; words
+    no title holds (侵权, 纠纷) are nobody's subject."""
+    from rag.answer.retrieve import retrieve_for, understand_question
+    from rag.engine import Engine
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "某某集成电路布图设计行政执法办法.txt").write_text(
+        "某某集成电路布图设计行政执法办法\n\n第一条 为了保护布图设计专有权，制定本办法。\n\n"
+        "第二条 布图设计专有权侵权纠纷由执法委员会处理。\n\n第三条 请求处理布图设计纠纷的，应当提交请求书。\n\n"
+        "第九条 立案后，执法委员会应当送达被请求人，要求其在收到请求书副本之日起十五日内提交答辩书。\n", encoding="utf-8")
+    (data / "某某省专利保护条例.txt").write_text(
+        "某某省专利保护条例\n\n第一条 为了保护专利权，制定本条例。\n\n"
+        "第二十条 专利部门受理专利侵权纠纷后，应当在立案之日起七日内通知被请求人答辩，被请求人收到答辩通知后，"
+        "应当在十五日内提交答辩书。\n\n第二十一条 专利纠纷调解不成的，当事人可以起诉。\n",
+        encoding="utf-8")
+    settings = make_settings(data, tmp_path / "index")
+    index, _ = ensure_index(settings, FakeEmbedder())
+    engine = Engine(settings, embedder=FakeEmbedder(), index=index)
+    layout = next(d["doc_id"] for d in index.documents if "布图" in d["title"])
+    question = "布图设计侵权纠纷立案以后，被请求的一方答辩期是几天？"
+    assert engine.retriever.subject_documents(question) == [layout]
+    assert engine.retriever.subject_documents("侵权纠纷立案以后答辩期是几天") == []  # no title holds these words
+    query = understand_question(question, [], engine)
+    assert retrieve_for(query, engine)[0].chunk.doc_id == layout
+    off = Engine(settings.replace(subject_documents=False), embedder=FakeEmbedder(), index=index)
+    assert retrieve_for(understand_question(question, [], off), off)[0].chunk.doc_id != layout

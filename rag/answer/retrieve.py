@@ -110,7 +110,10 @@ def retrieve_for(query: Query, engine: Engine, filters: dict | None = None, k: i
     settings = engine.settings
     k = k or settings.top_k
     if not (query.cross or query.facet == "which_docs"):
-        return engine.retriever.search(query, k=k, filters=filters, docs=query.docs)
+        # a question naming no document is searched with the documents its words are the subject of boosted
+        docs = query.docs or ([] if query.all_docs or not settings.subject_documents
+                              else engine.retriever.subject_documents(query.text))
+        return engine.retriever.search(query, k=k, filters=filters, docs=docs)
     named = query.docs[:MAX_NAMED_DOCS] if query.docs and not query.all_docs else []
     wide = k if named else max(k, settings.cross_candidates)
     ranked = engine.retriever.search(query, k=wide, filters=filters, docs=query.docs)

@@ -8,6 +8,7 @@ dense weight only breaks ties and rescues paraphrases.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +25,13 @@ from rag.models.embedders import Embedder
 from rag.settings import Settings
 from rag.store.base import InForce
 from rag.understand.query import Query
+
+# A title word is a question's subject document when that document holds at least this share of the passages that
+# say it (among the first SUBJECT_POOL that say it) and at least SUBJECT_MIN_PASSAGES of them (README, round 9)
+SUBJECT_SHARE = 0.75
+SUBJECT_MIN_PASSAGES = 2
+SUBJECT_POOL = 2000
+_CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
 @dataclass
@@ -103,6 +111,8 @@ class Retriever:
         self._haystacks = [(d["doc_id"], " ".join([d.get("region", ""), d.get("title", ""), *d.get("aliases", [])]))
                            for d in index.documents]
         self._all_docs = frozenset(d["doc_id"] for d in index.documents)
+        self._titles = [(d["doc_id"], d.get("title", "")) for d in index.documents]
+        self._subjects: LRUCache[str, str] = LRUCache(maxsize=8192)  # a word → the one document it is the subject of
         self._filters: LRUCache[tuple, tuple] = LRUCache(maxsize=256)  # filter → (day, the documents it allows)
 
     def allowed_docs(self, filters: dict | None) -> frozenset[str] | None:
@@ -260,6 +270,35 @@ class Retriever:
                 if fused[reach[done]] + boost < kth:
                     break
         return stated
+
+    def subject_documents(self, text: str) -> list[str]:
+        """The documents a question is about without naming them: a word of two or more characters that one
+        document's title holds and that the library's passages hold (almost) only in that document — "布图设计侵权纠纷
+        立案以后…答辩期是几天" is about the 集成电路布图设计行政执法办法, whose 第九条 never says 布图设计 and lost to
+        another province's 答辩 article. Words many documents say (设计, 申请, 商标) are no one document's subject."""
+        found: list[str] = []
+        for term in dict.fromkeys(tokenize(text)):
+            if len(term) < 2 or not _CJK.search(term):
+                continue
+            with self._lock:
+                owner = self._subjects.get(term, "?")
+            if owner == "?":
+                owner = self._subject_of(term)
+                with self._lock:
+                    self._subjects[term] = owner
+            if owner and owner not in found:
+                found.append(owner)
+        return found
+
+    def _subject_of(self, term: str) -> str:
+        """The one document whose title holds `term` when its passages hold most of the library's that do; else ''."""
+        titled = [doc_id for doc_id, title in self._titles if term in title]
+        if len(titled) != 1:
+            return ""
+        scored = self.index.query([term], None)
+        holding = scored.doc_of(scored.bm25_top(SUBJECT_POOL, None))
+        own = sum(1 for d in holding if d == titled[0])
+        return titled[0] if own >= SUBJECT_MIN_PASSAGES and own >= SUBJECT_SHARE * len(holding) else ""
 
     def documents_named_in(self, query: str) -> set[str]:
         """Documents whose region, aliases or title contain a place the question names."""
