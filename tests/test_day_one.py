@@ -144,6 +144,7 @@ def test_chinese_numerals_through_cn2an():
 
     assert normalise_numbers("二〇二二年八月八日") == "2022年8月8日"
     assert normalise_numbers("二ΟΟ二年四月一日") == "2002年4月1日"  # Greek Omicron typed for 〇
+    assert normalise_numbers("二○○三年七月十四日") == "2003年7月14日"  # a white circle (U+25CB) typed for 〇
     assert normalise_numbers("零点六件") == "0.6件"
     assert normalise_numbers("十四五规划") == "十四五规划"
     # issue 18, round 9: the model's "答辩期是十五天" against the text's "１５日内" — days and hours are quantities, and

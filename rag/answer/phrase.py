@@ -26,7 +26,7 @@ from rag.answer.plans import (
     Statement,
 )
 from rag.answer.result import Citation
-from rag.language.facts import normalise_numbers, quantities_in
+from rag.language.facts import days_in, normalise_numbers, quantities_in
 from rag.language.text import compact
 from rag.language.tokens import count_tokens
 from rag.models.prompts import render
@@ -198,12 +198,8 @@ def _exact_facts_left_out(plan: Plan, answer: str, read: list[ScoredChunk], line
 
 def _holds(said: str, statement: Statement) -> bool:
     """The answer (compact, numerals as digits) gives the statement's fact: each date it states, or its quoted value."""
-    stated = compact(normalise_numbers(statement.quote or statement.text))
-    dates = _DATE.findall(stated)
-    return all(d in said for d in dates) if dates else stated in said
-
-
-_DATE = re.compile(r"(?:19|20)\d\d年\d{1,2}月\d{1,2}日")
+    dates = days_in(statement.quote or statement.text)
+    return all(d in said for d in dates) if dates else compact(normalise_numbers(statement.quote)) in said
 
 
 def last_sentence_end(text: str) -> int:

@@ -16,8 +16,9 @@ _CN_NUM = "零〇一二两三四五六七八九十百千"
 # (平方米 and 小时 as words: a character class of 平方米 made 一方 "1方"; 天 and 周 were missing, so 十五天 was unread.)
 _UNITS = "亿万千家件个项单届年月日天周倍名人次元%批所处条座类"
 _CN_QUANTITY = re.compile(rf"([{_CN_NUM}]+)(?=[{_UNITS}]|小时|平方米)")
-_CN_YEAR = re.compile(r"([〇零一二三四五六七八九οΟoO]{4})(?=年)")
-_ZERO_LOOKALIKES = str.maketrans({"ο": "〇", "Ο": "〇", "o": "〇", "O": "〇"})  # a Greek or Latin O typed for 〇
+_CN_YEAR = re.compile(r"([〇○零一二三四五六七八九οΟoO]{4})(?=年)")
+# a white circle, a Greek or a Latin O typed for 〇 ("二○○三年七月十四日" in a 局令's signature)
+_ZERO_LOOKALIKES = str.maketrans({"○": "〇", "ο": "〇", "Ο": "〇", "o": "〇", "O": "〇"})
 _CN_DECIMAL = re.compile(rf"[{_CN_NUM}]+点[〇零一二三四五六七八九]+")
 _PERCENT_CN = re.compile(rf"百分之([{_CN_NUM}]+|\d+(?:\.\d+)?)")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
@@ -80,6 +81,14 @@ def _cn2an(numeral: str) -> str:
 def numbers_in(text: str) -> set[str]:
     """Numeric values stated in `text`, normalised ('15', '0.6', '93')."""
     return {n.rstrip("0").rstrip(".") if "." in n else n for n in _NUMBER.findall(normalise_numbers(text))}
+
+
+_DAY = re.compile(r"(?:19|20)\d\d\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日")
+
+
+def days_in(text: str) -> list[str]:
+    """The calendar days `text` states, numerals as digits and without spaces ("二○○三年七月十四日" → 2003年7月14日)."""
+    return [re.sub(r"\s+", "", d) for d in _DAY.findall(normalise_numbers(text))]
 
 
 def quantities_in(text: str) -> list[str]:
