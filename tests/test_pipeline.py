@@ -491,3 +491,32 @@ def test_a_documents_own_fact_the_models_answer_leaves_out_is_added(tmp_path):
     whole = "该标准以某某局令第三十二号发布，自2003年10月1日起施行[1]。"
     full = answer(question, engine=engine_with_llm(engine, FakeLLM(replies=[whole]), llm_backend="local"))
     assert full.answer.count("第三十二号") == 1
+
+
+def test_a_side_of_a_comparison_the_models_answer_leaves_out_is_added(tmp_path):
+    """Issue 18, round 9 (dev_h h067, h076: "宁波和河南的规定各是多少"): the code found each side's sentence with its
+    figure; the model wrote one side. A side whose figures the checked answer does not hold is added, cited."""
+    from rag.models.embedders import FakeEmbedder
+    from rag.store.library import ensure_index
+
+    from .conftest import make_settings
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for place, share in (("宁波市", "百分之二十"), ("河南省", "百分之三十")):
+        (data / f"{place}专利管理条例.txt").write_text(
+            f"{place}专利管理条例\n\n第一条 为了加强专利管理，制定本条例。\n\n"
+            f"第十条 转让职务发明专利的，单位应当从转让所得中提取不低于{share}的比例作为报酬给予发明人。\n\n"
+            "第十一条 专利纠纷调解不成的，当事人可以起诉。\n", encoding="utf-8")
+    settings = make_settings(data, tmp_path / "index")
+    index, _ = ensure_index(settings, FakeEmbedder())
+    engine = Engine(settings, embedder=FakeEmbedder(), index=index)
+    question = "转让职务发明专利后给发明人的报酬比例，宁波和河南的规定各是多少？"
+    one_side = "宁波：单位应当从转让所得中提取不低于百分之二十的比例作为报酬给予发明人[1]。"
+    result = answer(question, engine=engine_with_llm(engine, FakeLLM(replies=[one_side]), llm_backend="local"))
+    assert "百分之二十" in result.answer and "百分之三十" in result.answer, result.answer
+    added = next(c for c in result.citations if "百分之三十" in c.supports)
+    assert "河南省" in result.contexts[added.marker - 1].chunk.title
+    both = one_side + "河南：单位应当提取不低于百分之三十的比例作为报酬[2]。"
+    full = answer(question, engine=engine_with_llm(engine, FakeLLM(replies=[both]), llm_backend="local"))
+    assert full.answer.count("百分之三十") == 1

@@ -173,10 +173,11 @@ def checked(raw: str, evidence: list[Evidence], passages: list[ScoredChunk], set
 def _exact_facts_left_out(plan: Plan, answer: str, read: list[ScoredChunk], lines: list[str],
                           citations: list[Citation]) -> int:
     """A compound question's parts the code answers exactly — a document's own facts, read from where its text states
-    them ("是以第几号令发布的？哪天通过、何时起施行？") — are not lost to the model's phrasing: a fact whose value the
-    checked answer does not hold is added, cited (dev_h h058, h062: the model gave two of three). `read` gains the
-    fact's passage when the model did not read it. Returns how many were added."""
-    if plan.kind != "compound":
+    them ("是以第几号令发布的？哪天通过、何时起施行？") — and each side of a comparison the code found with its figures
+    are not lost to the model's phrasing: a fact whose value the checked answer does not hold is added, cited (dev_h
+    h058, h062: the model gave two of three facts; h067, h076: one side's figures). `read` gains the fact's passage
+    when the model did not read it. Returns how many were added."""
+    if plan.kind not in ("compound", "cross"):
         return 0
     said = compact(normalise_numbers(answer))
     added = 0
@@ -197,9 +198,15 @@ def _exact_facts_left_out(plan: Plan, answer: str, read: list[ScoredChunk], line
 
 
 def _holds(said: str, statement: Statement) -> bool:
-    """The answer (compact, numerals as digits) gives the statement's fact: each date it states, or its quoted value."""
+    """The answer (compact, numerals as digits) gives the statement's fact: each date it states, else one of its
+    figures (a side of a comparison), else its quoted value."""
     dates = days_in(statement.quote or statement.text)
-    return all(d in said for d in dates) if dates else compact(normalise_numbers(statement.quote)) in said
+    if dates:
+        return all(d in said for d in dates)
+    figures = quantities_in(statement.text)
+    if figures:
+        return any(compact(normalise_numbers(q)) in said for q in figures)
+    return compact(normalise_numbers(statement.quote)) in said
 
 
 def last_sentence_end(text: str) -> int:

@@ -36,7 +36,9 @@ class Statement:
     text: str
     ctx: ScoredChunk | None = None
     quote: str = ""  # the passage text that states it (highlighted)
-    exact: bool = False  # a document's own fact, read from where its text states it (`quote` is the value)
+    # a fact the answer must carry: a document's own fact read where its text states it (`quote` is the value), a
+    # dated history line, one side of a comparison with its figures
+    exact: bool = False
 
 
 @dataclass
@@ -390,7 +392,9 @@ def plan_per_document(query: Query, contexts: list[ScoredChunk], view: DocumentV
             silent.append(label[doc_id])
             continue
         sentence = evidence[0].sentence.rstrip("；;，,。")
-        statements.append(Statement(f"{label[doc_id]}：{sentence}", evidence[0].ctx, evidence[0].quote))
+        # one side of a comparison: its figures must reach the answer (`phrase._exact_facts_left_out`)
+        statements.append(Statement(f"{label[doc_id]}：{sentence}", evidence[0].ctx, evidence[0].quote,
+                                    exact=bool(quantities_in(sentence))))
     if not statements:
         return Plan("refusal", refused=True, reason="各文件都没有给出相关内容")
     if silent and query.facet != "which_docs":
