@@ -109,6 +109,9 @@ def test_follow_up_rewriting():
         == "乌海专利导航多少？"
     assert standalone_question("湖南省的地理标志品牌有哪些？", history) == "湖南省的地理标志品牌有哪些？"
     assert standalone_question("那沈阳呢？", []) == "那沈阳呢？"
+    # after a comparison of two places, the new place is asked alone (was "湖南和湖南的…": seen in the browser)
+    compared = [{"role": "user", "content": "河南和杭州的知识产权质押融资目标分别是多少"}]
+    assert standalone_question("那湖南呢", compared) == "湖南的知识产权质押融资目标分别是多少"
 
 
 def test_follow_up_answer_carries_the_rewritten_question(real_engine):
@@ -517,6 +520,13 @@ def test_a_side_of_a_comparison_the_models_answer_leaves_out_is_added(tmp_path):
     assert "百分之二十" in result.answer and "百分之三十" in result.answer, result.answer
     added = next(c for c in result.citations if "百分之三十" in c.supports)
     assert "河南省" in result.contexts[added.marker - 1].chunk.title
+    # a figure inside a longer one is not said (5亿 is not in 15亿元): seen in the browser
+    from rag.answer.phrase import _holds
+    from rag.answer.plans import Statement
+
+    side = Statement("杭州：知识产权质押融资金额累计达5亿元", exact=True, quote="累计达5亿元")
+    assert not _holds("河南：全年知识产权质押融资额超过15亿元", side)
+    assert _holds("杭州累计达5亿元", side)
     both = one_side + "河南：单位应当提取不低于百分之三十的比例作为报酬[2]。"
     full = answer(question, engine=engine_with_llm(engine, FakeLLM(replies=[both]), llm_backend="local"))
     assert full.answer.count("百分之三十") == 1

@@ -205,7 +205,8 @@ def _holds(said: str, statement: Statement) -> bool:
         return all(d in said for d in dates)
     figures = quantities_in(statement.text)
     if figures:
-        return any(compact(normalise_numbers(q)) in said for q in figures)
+        # whole figures: 5亿 is not said by "15亿元" (seen in the browser: 杭州's side was taken as given)
+        return any(re.search(rf"(?<![\d.]){re.escape(compact(normalise_numbers(q)))}", said) for q in figures)
     return compact(normalise_numbers(statement.quote)) in said
 
 

@@ -112,9 +112,12 @@ def standalone_question(question: str, history: list[dict] | None) -> str:
         cue = "" if asks or vocab.has("asks", topic) else _facet_cue(without_source(normalise_text(previous), vocab), vocab)
         return f"{''.join(old_places)}{topic}{cue}？" if old_places else f"{_TAIL.sub('', previous)}，{core}？"
     if new_places and old_places:
-        rewritten = previous
-        for old in old_places:
-            rewritten = re.sub(old + r"[省市]?", new_places[0], rewritten)
+        # the new place takes the first old one's; the others, with the word joining them, go ("河南和杭州的…分别是多少"
+        # then "那湖南呢" is "湖南的…", not "湖南和湖南的…": seen in the browser)
+        rewritten = re.sub(old_places[0] + r"[省市]?", new_places[0], previous, count=1)
+        joined = load_vocabulary().alternation("conjunction")
+        for old in old_places[1:]:
+            rewritten = re.sub(rf"(?:{joined})?{old}[省市]?", "", rewritten)
         rest = core
         for place in new_places:
             rest = re.sub(place + r"[省市]?(的)?", "", rest)
