@@ -61,6 +61,17 @@ def real_engine(tmp_path_factory) -> Engine:
     return engine
 
 
+def library_of(tmp_path: Path, documents: dict[str, str]) -> Engine:
+    """An engine (fake embedder, extractive) over a library of these documents: file name → text."""
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, text in documents.items():
+        (data / name).write_text(text, encoding="utf-8")
+    settings = make_settings(data, tmp_path / "index")
+    index, _ = ensure_index(settings, FakeEmbedder())
+    return Engine(settings, embedder=FakeEmbedder(), index=index)
+
+
 def engine_with_llm(engine: Engine, llm: FakeLLM, **changes) -> Engine:
     """The same index and embedder, another backend."""
     settings = engine.settings.replace(llm_backend=changes.pop("llm_backend", "fake"), **changes)

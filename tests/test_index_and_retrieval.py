@@ -225,20 +225,16 @@ def test_a_question_naming_no_document_is_searched_with_the_document_its_words_a
     from rag.answer.retrieve import retrieve_for, understand_question
     from rag.engine import Engine
 
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "某某集成电路布图设计行政执法办法.txt").write_text(
-        "某某集成电路布图设计行政执法办法\n\n第一条 为了保护布图设计专有权，制定本办法。\n\n"
+    from .conftest import library_of
+
+    engine = library_of(tmp_path, {
+        "某某集成电路布图设计行政执法办法.txt": "某某集成电路布图设计行政执法办法\n\n第一条 为了保护布图设计专有权，制定本办法。\n\n"
         "第二条 布图设计专有权侵权纠纷由执法委员会处理。\n\n第三条 请求处理布图设计纠纷的，应当提交请求书。\n\n"
-        "第九条 立案后，执法委员会应当送达被请求人，要求其在收到请求书副本之日起十五日内提交答辩书。\n", encoding="utf-8")
-    (data / "某某省专利保护条例.txt").write_text(
-        "某某省专利保护条例\n\n第一条 为了保护专利权，制定本条例。\n\n"
+        "第九条 立案后，执法委员会应当送达被请求人，要求其在收到请求书副本之日起十五日内提交答辩书。\n",
+        "某某省专利保护条例.txt": "某某省专利保护条例\n\n第一条 为了保护专利权，制定本条例。\n\n"
         "第二十条 专利部门受理专利侵权纠纷后，应当在立案之日起七日内通知被请求人答辩，被请求人收到答辩通知后，"
-        "应当在十五日内提交答辩书。\n\n第二十一条 专利纠纷调解不成的，当事人可以起诉。\n",
-        encoding="utf-8")
-    settings = make_settings(data, tmp_path / "index")
-    index, _ = ensure_index(settings, FakeEmbedder())
-    engine = Engine(settings, embedder=FakeEmbedder(), index=index)
+        "应当在十五日内提交答辩书。\n\n第二十一条 专利纠纷调解不成的，当事人可以起诉。\n"})
+    index, settings = engine.index, engine.settings
     layout = next(d["doc_id"] for d in index.documents if "布图" in d["title"])
     question = "布图设计侵权纠纷立案以后，被请求的一方答辩期是几天？"
     assert engine.retriever.subject_documents(question) == [layout]

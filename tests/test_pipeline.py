@@ -463,20 +463,12 @@ def test_a_documents_own_fact_the_models_answer_leaves_out_is_added(tmp_path):
     answers the 令号 and the 施行 date exactly from the document's own facts, the model read the document and gave two of
     the three. A fact of a compound question's part the checked answer does not hold is added, cited where the text
     states it; one the model did give is not repeated."""
-    from rag.models.embedders import FakeEmbedder
-    from rag.store.library import ensure_index
+    from .conftest import library_of
 
-    from .conftest import make_settings
-
-    data = tmp_path / "data"
-    data.mkdir()
     body = "".join(f"第{n}条 申请号由{n}位数字组成，按年编排，依照本标准执行。\n\n" for n in "一二三四五六")
     text = ("\t某某局令 \n第三十二号\n《某某申请号标准》经2003年6月13日某某局局务会议审议通过，现予发布，"
             "自2003年10月1日起施行。\n\n局长 某某\n二○○三年七月十四日\n\n某某申请号标准\n\n" + body)
-    (data / "某某申请号标准.txt").write_text(text, encoding="utf-8")
-    settings = make_settings(data, tmp_path / "index")
-    index, _ = ensure_index(settings, FakeEmbedder())
-    engine = Engine(settings, embedder=FakeEmbedder(), index=index)
+    engine = library_of(tmp_path, {"某某申请号标准.txt": text})
     question = "《某某申请号标准》是以第几号令发布的？何时起施行？"
     reply = "该标准经2003年6月13日某某局局务会议审议通过，自2003年10月1日起施行[1]。"
     llm = FakeLLM(replies=[reply])
@@ -499,21 +491,13 @@ def test_a_documents_own_fact_the_models_answer_leaves_out_is_added(tmp_path):
 def test_a_side_of_a_comparison_the_models_answer_leaves_out_is_added(tmp_path):
     """Issue 18, round 9 (dev_h h067, h076: "宁波和河南的规定各是多少"): the code found each side's sentence with its
     figure; the model wrote one side. A side whose figures the checked answer does not hold is added, cited."""
-    from rag.models.embedders import FakeEmbedder
-    from rag.store.library import ensure_index
+    from .conftest import library_of
 
-    from .conftest import make_settings
-
-    data = tmp_path / "data"
-    data.mkdir()
-    for place, share in (("宁波市", "百分之二十"), ("河南省", "百分之三十")):
-        (data / f"{place}专利管理条例.txt").write_text(
-            f"{place}专利管理条例\n\n第一条 为了加强专利管理，制定本条例。\n\n"
-            f"第十条 转让职务发明专利的，单位应当从转让所得中提取不低于{share}的比例作为报酬给予发明人。\n\n"
-            "第十一条 专利纠纷调解不成的，当事人可以起诉。\n", encoding="utf-8")
-    settings = make_settings(data, tmp_path / "index")
-    index, _ = ensure_index(settings, FakeEmbedder())
-    engine = Engine(settings, embedder=FakeEmbedder(), index=index)
+    engine = library_of(tmp_path, {
+        f"{place}专利管理条例.txt": f"{place}专利管理条例\n\n第一条 为了加强专利管理，制定本条例。\n\n"
+        f"第十条 转让职务发明专利的，单位应当从转让所得中提取不低于{share}的比例作为报酬给予发明人。\n\n"
+        "第十一条 专利纠纷调解不成的，当事人可以起诉。\n"
+        for place, share in (("宁波市", "百分之二十"), ("河南省", "百分之三十"))})
     question = "转让职务发明专利后给发明人的报酬比例，宁波和河南的规定各是多少？"
     one_side = "宁波：单位应当从转让所得中提取不低于百分之二十的比例作为报酬给予发明人[1]。"
     result = answer(question, engine=engine_with_llm(engine, FakeLLM(replies=[one_side]), llm_backend="local"))
