@@ -10,6 +10,7 @@ import unicodedata
 from rag.language.vocab import load_vocabulary
 
 _TOKEN_CHARS = re.compile(r"[\w\u4e00-\u9fff%％]")
+CJK = re.compile(r"[\u4e00-\u9fff]")  # a Chinese character
 
 
 @functools.lru_cache(maxsize=4)

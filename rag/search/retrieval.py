@@ -8,7 +8,6 @@ dense weight only breaks ties and rescues paraphrases.
 from __future__ import annotations
 
 import functools
-import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from rag.errors import QueryError, UnknownFilterError
 from rag.ingest.chunking import Chunk
 from rag.language.facts import is_cross_document, requested_kind, states
 from rag.language.places import places_in
-from rag.language.text import tokenize
+from rag.language.text import CJK, tokenize
 from rag.models.embedders import Embedder
 from rag.settings import Settings
 from rag.store.base import InForce
@@ -31,7 +30,6 @@ from rag.understand.query import Query
 SUBJECT_SHARE = 0.75
 SUBJECT_MIN_PASSAGES = 2
 SUBJECT_POOL = 2000
-_CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
 @dataclass
@@ -278,7 +276,7 @@ class Retriever:
         another province's 答辩 article. Words many documents say (设计, 申请, 商标) are no one document's subject."""
         found: list[str] = []
         for term in dict.fromkeys(tokenize(text)):
-            if len(term) < 2 or not _CJK.search(term):
+            if len(term) < 2 or not CJK.search(term):
                 continue
             with self._lock:
                 owner = self._subjects.get(term, "?")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from cachetools import LRUCache
 
 from rag.language.facts import is_cross_document, mask_figures, requested_kind
-from rag.language.text import simplified, tokenize
+from rag.language.text import CJK, simplified, tokenize
 from rag.language.vocab import Vocabulary, load_vocabulary
 
 # Facets that are facts about a document as a whole, answered from its facts, not from passage sentences.
@@ -32,7 +32,6 @@ DOCUMENT_FACETS = ("docno", "issuer", "date", "period", "attachment", "compare_d
 # Clauses end at Chinese or Western punctuation ("instructions. 杭州…"), or at spaces before a non-Latin word.
 _CLAUSE_SPLIT = re.compile(r"([，,。！!？?；;：:\n]|\.(?=\s)|\s{1,}(?=[^\sA-Za-z]))")
 _BRACKETED = re.compile(r"【[^】]{0,40}】|\[[^\]]{0,40}\]")
-_CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
 @dataclass
@@ -165,7 +164,7 @@ def _asking_sentences(text: str, vocab: Vocabulary, dropped: list[str]) -> str:
                      and bool(re.search(r"\d|[一二三四五六七八九十百千万]+[元年月日天个%]", c)) for c in clauses]
         # an asking part too short to name its subject ("对吧？", "它哪天施行？") asks about the assertion: its figure
         # is taken out and what it is about kept ("…会展主办单位违规最高罚五十万元，对吧？" → "…最高罚多少，对吧？")
-        alone = sum(len(_CJK.findall(c)) for c, a in zip(clauses, asserting, strict=True) if not a) < ASKING_ALONE_CHARS
+        alone = sum(len(CJK.findall(c)) for c, a in zip(clauses, asserting, strict=True) if not a) < ASKING_ALONE_CHARS
         for clause, asserts in zip(clauses, asserting, strict=True):
             if not asserts:
                 kept.append(clause)
@@ -383,7 +382,7 @@ def content_besides_document(text: str, documents: list[dict], vocab: Vocabulary
         rest = rest.replace(cue, " ")
     rest = vocab.place_re.sub(" ", rest)
     not_content = set(vocab.of("not_content"))
-    terms = [t for t in dict.fromkeys(tokenize(rest)) if t not in not_content and _CJK.search(t)
+    terms = [t for t in dict.fromkeys(tokenize(rest)) if t not in not_content and CJK.search(t)
              and not re.fullmatch(r"[第\d一二三四五六七八九十百零〇]+[年月日号次条章个]?", t)]
     # words of the library's titles name a document in other words ("最高法惩罚性赔偿的司法解释", "湖南共建方案");
     # one-character words (次, 以, 后) carry no content of their own
@@ -503,7 +502,7 @@ def _only_compares(part: str, vocab: Vocabulary) -> bool:
     """A sentence that only asks to compare what the others ask ("有何差异？", "哪个更高？"): not a question of its own."""
     rest = vocab.without("asks", vocab.without("comparison", part))
     not_content = set(vocab.of("not_content"))
-    return vocab.has("comparison", part) and not any(_CJK.search(t) and t not in not_content for t in tokenize(rest))
+    return vocab.has("comparison", part) and not any(CJK.search(t) and t not in not_content for t in tokenize(rest))
 
 
 def _spaced_parts(text: str, vocab: Vocabulary) -> list[str]:
@@ -540,7 +539,7 @@ def understand(question: str, documents: list[dict], vocab: Vocabulary | None = 
     query.all_docs = vocab.has("all_docs", text)
     query.years = sorted(set(re.findall(r"(?<!\d)(20\d\d)(?!\d)", text)))
     query.item = item_reference(text)
-    if not _CJK.search(core):  # judged before English place names and terms were turned into Chinese
+    if not CJK.search(core):  # judged before English place names and terms were turned into Chinese
         query.facet = "foreign"
         return query
     scope = out_of_scope_class(text, vocab, bool(query.docs or query.places))
