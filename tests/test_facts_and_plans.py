@@ -485,3 +485,40 @@ def test_a_time_the_notice_sets_is_not_when_it_was_issued(tmp_path):
     engine = _law_library(tmp_path, {"qingchuan-publicity-2023.txt": PUBLICITY})
     result = answer("青川第二批知识产权示范企业名单的公示到哪天截止？", engine=engine)
     assert "2023年5月15日" in result.answer, result.answer
+
+
+def test_a_question_of_every_document_names_the_documents_that_answer_not_the_rest(tmp_path):
+    """Seen on the corpus-dev library (35 documents): "各地对职务发明奖金最低标准的规定一样吗" answered three documents'
+    figures and then named thirty documents that say nothing of it. Of every document in play, the silent ones are
+    "其余文件"; the documents a question names are still each answered for."""
+    laws = dict(CROSS_LAWS)
+    laws["huangshan-award.txt"] = ("黄山市职务发明奖励办法\n\n第八条 被授予专利权的单位应当对发明人给予奖励，一项发明专利的奖金最低"
+                                   "不少于三千元。\n\n第九条 本办法自2019年1月1日起施行。\n")
+    laws["lushan-award.txt"] = ("庐山市专利促进条例\n\n第十条 被授予专利权的单位应当对发明人给予奖励，一项发明专利的奖金最低不少于"
+                                "二千元。\n\n第十一条 本条例自2018年1月1日起施行。\n")
+    engine = _law_library(tmp_path, laws)
+    result = answer("各地对职务发明奖金最低标准的规定一样吗", engine=engine)
+    assert "三千元" in result.answer and "二千元" in result.answer, result.answer
+    assert "其余文件没有给出相关内容" in result.answer and "青川" not in result.answer, result.answer
+    named = answer("黄山和青川对职务发明奖金最低标准分别怎么规定", engine=engine)
+    assert "三千元" in named.answer and "青川" in named.answer and "没有给出相关内容" in named.answer, named.answer
+
+
+VERSIONS = {
+    "qingchuan-2010.txt": "青川市专利条例\n\n（2010年3月1日青川市人民代表大会常务委员会通过）\n\n第三十条 假冒专利的，由专利行政部门责令改正"
+                          "并予公告，可以处违法所得三倍以下的罚款。\n\n第三十一条 本条例自2010年5月1日起施行。\n",
+    "qingchuan-2020.txt": "青川市专利条例\n\n（2010年3月1日通过　2020年6月1日青川市人民代表大会常务委员会修正）\n\n第三十条 假冒专利的，由"
+                          "专利行政部门责令改正并予公告，可以处违法所得五倍以下的罚款。\n\n第三十一条 本条例自2020年9月1日起施行。\n",
+}
+
+
+def test_a_question_comparing_versions_of_one_text_reads_each_version(tmp_path):
+    """A library may hold a text in two versions (专利法 as amended in 2008 and in 2020). Named by its title it means the
+    latest; "修改前后" or two years compare the versions, each a side told apart by its year."""
+    engine = _law_library(tmp_path, VERSIONS)
+    for question in ("青川市专利条例修改前后，假冒专利的罚款有什么变化", "青川市专利条例2010年版和2020年版对假冒专利罚多少"):
+        result = answer(question, engine=engine)
+        assert "三倍以下" in result.answer and "五倍以下" in result.answer, (question, result.answer)
+        assert "（2010年版）" in result.answer and "（2020年版）" in result.answer, result.answer
+    latest = answer("青川市专利条例对假冒专利罚多少", engine=engine)
+    assert "五倍以下" in latest.answer and "三倍以下" not in latest.answer, latest.answer

@@ -145,7 +145,7 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
         return
     if eligibility.uncovered:
         base = dataclasses.replace(base, understood=base.understood | {"uncovered": eligibility.uncovered})
-    kept = one_version(query.docs, query.years, engine.document_view) if query.docs else []
+    kept = one_version(query.docs, query.years, engine.document_view, query.versions) if query.docs else []
     if len(kept) < len(query.docs):  # an older version of the text named is left out, its passages too
         eligibility.passages = [p for p in eligibility.passages if p.chunk.doc_id in kept
                                 or p.chunk.doc_id not in query.docs] or eligibility.passages

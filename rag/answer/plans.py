@@ -373,6 +373,10 @@ def plan_per_document(query: Query, contexts: list[ScoredChunk], view: DocumentV
     places = [view.label(d) for d in targets]
     # a place with several documents (河南's plan and its patent regulation) names each by title instead
     label = {d: (f"《{view.title(d)}》" if places.count(view.label(d)) > 1 else view.label(d)) for d in targets}
+    titles = [view.title(d) for d in targets]
+    for d in targets:  # versions of one text (修改前后) are told apart by their years
+        if titles.count(view.title(d)) > 1 and version_year(view, d):
+            label[d] = f"《{view.title(d)}》（{version_year(view, d)}年版）"
     # each side's sentence is chosen on the words asked of it: without the titles and the comparison, else (a title
     # word its sentences hold, "本条例", counted as before) with them — without the other side's words either way
     readings = [_without_documents(query, view, targets), query.evidence_text]
@@ -398,7 +402,10 @@ def plan_per_document(query: Query, contexts: list[ScoredChunk], view: DocumentV
     if not statements:
         return Plan("refusal", refused=True, reason="各文件都没有给出相关内容")
     if silent and query.facet != "which_docs":
-        named = "、".join(silent) + ("" if all(n.startswith("《") for n in silent) else "的文件")
+        # the documents a question names are each answered for; of every document in play (各地…), the silent ones
+        # are the rest of the library's candidates — a list of thirty titles is no answer to read
+        named = ("其余文件" if query.all_docs else
+                 "、".join(silent) + ("" if all(n.startswith("《") for n in silent) else "的文件"))
         statements.append(Statement(f"{named}没有给出相关内容"))
     kind = "which_docs" if query.facet == "which_docs" else "cross"
     if kind == "which_docs":
@@ -481,29 +488,34 @@ def targets_for(query: Query, view: DocumentView, contexts: list[ScoredChunk]) -
     if query.all_docs:  # every document in play: those the candidates come from (never a scan of the library)
         return list(dict.fromkeys(c.chunk.doc_id for c in contexts))
     if query.docs:
-        return one_version(query.docs, query.years, view)
+        return one_version(query.docs, query.years, view, query.versions)
     return [contexts[0].chunk.doc_id] if contexts else []
 
 
-def one_version(doc_ids: list[str], years: list[str], view: DocumentView) -> list[str]:
+def version_year(view: DocumentView, doc_id: str) -> int:
+    """The year of a version of a text: the latest year its opening lines name (通过, 修正, 施行), 0 if none."""
+    head = " ".join(c.text for c in view.chunks.get(doc_id, [])[:2])[:600]
+    return max((int(y) for y in re.findall(r"(?<!\d)(?:19|20)\d\d(?=\s*年)", head)), default=0)
+
+
+def one_version(doc_ids: list[str], years: list[str], view: DocumentView, versions: bool = False) -> list[str]:
     """Documents of the same title are versions of one text (专利法 as amended in 2008 and in 2020): one of them is
-    meant — the version of the year asked ("2008年修正的那版"), else the latest (its opening lines name the latest year)."""
+    meant — the version of the year asked ("2008年修正的那版"), else the latest. A question comparing versions
+    (`Query.versions`: 修改前后, "2008年版和2020年版") keeps the versions of the years asked, else every version."""
     by_title: dict[str, list[str]] = {}
     for doc_id in doc_ids:
         by_title.setdefault(view.title(doc_id), []).append(doc_id)
     if all(len(group) == 1 for group in by_title.values()):
         return doc_ids
-
-    def latest(doc_id: str) -> int:
-        head = " ".join(c.text for c in view.chunks.get(doc_id, [])[:2])[:600]
-        return max((int(y) for y in re.findall(r"(?<!\d)(?:19|20)\d\d(?=\s*年)", head)), default=0)
-
-    chosen = {}
+    asked = [int(y) for y in years]
+    chosen: dict[str, list[str]] = {}
     for title, group in by_title.items():
-        asked = [int(y) for y in years]
-        fits = [d for d in group if latest(d) in asked]
-        chosen[title] = fits[0] if fits else max(group, key=latest)
-    return [d for d in doc_ids if chosen[view.title(d)] == d]
+        fits = [d for d in group if version_year(view, d) in asked]
+        if versions and len(group) > 1:
+            chosen[title] = fits if len(fits) > 1 else group
+        else:
+            chosen[title] = fits[:1] or [max(group, key=lambda d: version_year(view, d))]
+    return [d for d in doc_ids if d in chosen[view.title(d)]]
 
 
 def is_document_facet(query: Query) -> bool:

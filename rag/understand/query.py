@@ -53,6 +53,7 @@ class Query:
     scope_class: str = ""  # out_of_scope: creative | code | weather | …
     names: list[str] = field(default_factory=list)  # words that named the targeted documents (三高四新, 十四五)
     namings: int = 0  # distinct names (places, titles) by which the question named its documents; 0: not counted
+    versions: bool = False  # the question compares versions of one text it names (修改前后, 2008年版和2020年版)
     followup: str = ""  # the follow-up as typed ("那情节严重的呢") when `text` is its rewriting with the history
     held: bool = False  # `docs` are the documents the conversation was about, not named by this turn
 
@@ -69,7 +70,7 @@ class Query:
     def cross(self) -> bool:
         """More than one document is in play: every document, or documents named by more than one name ("河南和宁波",
         two titles) — one place with two documents ("河南的规定") is one question about that place."""
-        return self.all_docs or (len(self.docs) > 1 and self.namings != 1)
+        return self.all_docs or self.versions or (len(self.docs) > 1 and self.namings != 1)
 
     @property
     def asks_kind(self) -> str | None:
@@ -539,6 +540,10 @@ def understand(question: str, documents: list[dict], vocab: Vocabulary | None = 
     query.all_docs = vocab.has("all_docs", text)
     query.years = sorted(set(re.findall(r"(?<!\d)(20\d\d)(?!\d)", text)))
     query.item = item_reference(text)
+    titles = [d.get("title") for d in documents if d["doc_id"] in query.docs]
+    # a title two documents share is one text in two versions: compared when the question says so (vocab class
+    # `versions_compared`: 修改前后, 新旧) or names two years ("2008年版和2020年版")
+    query.versions = len(titles) > len(set(titles)) and (vocab.has("versions_compared", text) or len(query.years) > 1)
     if not CJK.search(core):  # judged before English place names and terms were turned into Chinese
         query.facet = "foreign"
         return query
