@@ -522,3 +522,35 @@ def test_a_question_comparing_versions_of_one_text_reads_each_version(tmp_path):
         assert "（2010年版）" in result.answer and "（2020年版）" in result.answer, result.answer
     latest = answer("青川市专利条例对假冒专利罚多少", engine=engine)
     assert "五倍以下" in latest.answer and "三倍以下" not in latest.answer, latest.answer
+
+
+def test_an_instance_of_a_series_the_documents_do_not_name_is_not_answered_from_another(tmp_path):
+    """dev_g g063/g064: "第四批…公示时间" was answered with the 第三批's dates, "第二十四届" with the 第二十三届's. An
+    instance of a series (批, 届: vocab class series_counters) must be one the document names, as a year must be;
+    of two asked of two documents, each document is one of them."""
+    engine = _law_library(tmp_path, {"qingchuan-publicity-2023.txt": PUBLICITY, "baihe-award-2023.txt": OTHER_PUBLICITY})
+    fourth = answer("第四批青川知识产权示范企业的公示时间是什么时候？", engine=engine)
+    assert fourth.refused and "第四批" in fourth.answer, fourth.answer
+    sixth = answer("第6届白河专利奖拟推荐结果公示到哪天？", engine=engine)
+    assert sixth.refused and "第6届" in sixth.answer, sixth.answer
+    second = answer("第二批青川知识产权示范企业初步确定了多少家？", engine=engine)
+    assert not second.refused, second.answer
+    both = answer("第二批青川示范企业公示和第五届白河专利奖公示，有异议分别找谁？", engine=engine)
+    assert not both.refused and {c.doc_id for c in both.citations} == {"qingchuan-publicity-2023", "baihe-award-2023"}, both
+
+
+MARKET_LAWS = {
+    "qingchuan-market.txt": "青川市技术市场条例\n\n第二十条 技术合同生效后，卖方可以向技术合同登记机构申请认定登记。技术合同登记机构应当在受理"
+                            "申请之日起三十日内予以认定登记。\n\n第二十一条 本条例自2015年1月1日起施行。\n",
+    "baihe-market.txt": "白河市技术市场条例\n\n第十六条 技术合同生效后，当事人应当持书面合同向技术合同认定登记机构申请认定登记。认定登记"
+                        "机构应当在受理之日起十日内完成认定登记。\n\n第十七条 本条例自2021年1月1日起施行。\n",
+}
+
+
+def test_each_side_of_a_comparison_gives_the_sentence_stating_what_is_asked(tmp_path):
+    """dev_h h068, dev d090, dev_g g001: "…认定登记的办理时限分别是怎么规定的" gave each side's "技术合同生效后…申请认定登记"
+    (more of the question's words) and not the 三十日内 / 十日内 that answers it: a side's sentence stating the kind of
+    figure asked (时限 → a time span, vocab/units.tsv) comes first; "分别" asks of the sides, not of one sentence each."""
+    engine = _law_library(tmp_path, MARKET_LAWS)
+    result = answer("青川和白河的技术市场条例对技术合同认定登记的办理时限分别是怎么规定的？", engine=engine)
+    assert "三十日内" in result.answer and "十日内" in result.answer, result.answer

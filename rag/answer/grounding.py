@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,8 @@ from rag.language.facts import (
     is_cross_document,
     normalise_numbers,
     numbers_in,
+    ordinal_phrases,
+    ordinals,
     provision_text,
     provisions_cited,
     quantities_in,
@@ -160,17 +162,29 @@ def _about_places(ctx: ScoredChunk, documents: Mapping[str, dict], places: list[
 
 
 def eligible_passages(question: str, contexts: list[ScoredChunk], documents: Mapping[str, dict],
-                      named: Collection[str] = ()) -> Eligibility:
+                      named: Collection[str] = (), text_of: Callable[[str], str] | None = None) -> Eligibility:
     """Keep passages whose document (or own text) covers every place and year the question names. When the question
     names several documents (`named`: "《河南省专利保护条例》和2023年《专利法实施细则》分别…"), a year is how it names
-    one of them: their passages are kept whatever year they hold."""
+    one of them: their passages are kept whatever year they hold. An instance of a series the question names (第四批,
+    第二十四届: vocab class `series_counters`) must be one its document names (`text_of`: a document's whole text) —
+    the 第三批's 公示 does not answer for the 第四批."""
     places = places_in(question)
     years = years_in(question)
+    series = ordinals(question, load_vocabulary().of("series_counters"))
     by_name = set(named) if len(named) >= 2 else set()
+    named_series: dict[str, set] = {}
     kept = []
     for ctx in contexts:
         if places and not _about_places(ctx, documents, places):
             continue  # another place's document: never its figures for the place asked
+        if series and text_of is not None:
+            doc_id = ctx.chunk.doc_id
+            if doc_id not in named_series:
+                named_series[doc_id] = ordinals(documents.get(doc_id, {}).get("title", "") + text_of(doc_id),
+                                                [counter for counter, _ in series])
+            # like years: of several (第三批…和…第二十三届), each document is one of them
+            if not (series <= named_series[doc_id] if len(series) == 1 else series & named_series[doc_id]):
+                continue
         doc = documents.get(ctx.chunk.doc_id, {})
         doc_text = " ".join([doc.get("title", ""), str(doc.get("date", "")), doc.get("text", "") or ctx.chunk.text])
         # one year must be the document's; of several ("2025年春运…云驰2022年交付…"), each part is about one of them
@@ -185,6 +199,9 @@ def eligible_passages(question: str, contexts: list[ScoredChunk], documents: Map
             reason = f"文档中没有关于“{'、'.join(places)}”的相关内容"
         elif years:
             reason = f"文档没有给出 {'、'.join(years)} 年的相关内容"
+        elif series and text_of is not None:
+            asked = "、".join(ordinal_phrases(question, [counter for counter, _ in series]))
+            reason = f"文档没有给出{asked}的相关内容"
         else:
             reason = "没有找到相关内容"
     # a place no kept passage is about (义乌 answered from a nationwide law or from 浙江's regulation) is said so

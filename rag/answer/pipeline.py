@@ -139,7 +139,7 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
         return
 
     eligibility: Eligibility = eligible_passages(query.text, contexts, engine.documents_by_id,
-                                                     query.docs if query.cross else ())
+                                                     query.docs if query.cross else (), engine.index.text_of)
     if not eligibility.passages:
         yield Event("final", answered(base, refusal(eligibility.reason, settings, contexts)))
         return

@@ -365,6 +365,9 @@ def plan_documents_of_year(query: Query, view: DocumentView, contexts: list[Scor
     return Plan("which_docs", statements)
 
 
+SIDE_CANDIDATES = 4  # sentences of each side's passages looked at for the one stating what is asked
+
+
 def plan_per_document(query: Query, contexts: list[ScoredChunk], view: DocumentView, targets: list[str],
                       min_cover: float) -> Plan:
     """One line per target document with its best sentence; documents without one are named as silent."""
@@ -384,12 +387,21 @@ def plan_per_document(query: Query, contexts: list[ScoredChunk], view: DocumentV
     # the documents a question names (a few); not every document in play of a 各地 question (read from the store)
     bodies = ({d: normalise("".join(c.text + c.section for c in view.chunks.get(d, []))) for d in targets}
               if not query.all_docs else {})
+    # the kind of figure asked (罚 → 元/倍, 多久 → 日/月/年: vocab/units.tsv): each side's sentence stating it comes
+    # before a sentence of the same article that does not (the 不得出具虚假报告 duty before the fine for it); of
+    # every document in play, a side without one is silent (dev_g g014/g015: duties listed as 各地's fines)
+    units = expected_units(query.text)
+    vocab = load_vocabulary()
     for doc_id in targets:
         own = [c for c in contexts if c.chunk.doc_id == doc_id]
         evidence = []
         for asked in readings:
-            evidence = [e for e in best_evidence(_own_side(asked, doc_id, bodies), own, limit=3)
+            side = vocab.without("cross_document", _own_side(asked, doc_id, bodies))  # one document's sentences
+            evidence = [e for e in best_evidence(side, own, limit=SIDE_CANDIDATES)
                         if e.cover >= min_cover and (not wants_figure or quantities_in(e.sentence))]
+            if units:
+                stating = [e for e in evidence if states_units(e.sentence, units)]
+                evidence = stating if query.all_docs else stating + [e for e in evidence if e not in stating]
             if evidence:
                 break
         if not evidence:

@@ -220,6 +220,27 @@ def article_of(section_path: Sequence[str], text: str) -> int:
     return article_number(text[:12]) if ARTICLE_HEADING.match(text) else 0
 
 
+def ordinals(text: str, counters: Sequence[str]) -> set[tuple[str, int]]:
+    """The instances of a series a text names: '第三批', '第二十三届', '第5届' → {('批', 3), ('届', 23), ('届', 5)}, for
+    the counters given (vocab class `series_counters`)."""
+    found = set()
+    for raw, counter in _ordinal_pattern(tuple(counters)).findall(normalise(text)) if counters else ():
+        number = int(raw) if raw.isdigit() else _cn_to_int(raw)
+        if number:
+            found.add((counter, number))
+    return found
+
+
+def ordinal_phrases(text: str, counters: Sequence[str]) -> list[str]:
+    """The words naming those instances, as written ('第四批')."""
+    return [m.group() for m in _ordinal_pattern(tuple(counters)).finditer(text)] if counters else []
+
+
+@functools.lru_cache(maxsize=16)
+def _ordinal_pattern(counters: tuple[str, ...]) -> re.Pattern:
+    return re.compile(r"第([一二三四五六七八九十百千零〇两\d]{1,6})(" + "|".join(map(re.escape, counters)) + ")")
+
+
 def article_number(marker: str) -> int:
     """'第四十四条' → 44, '第1500条' → 1500; 0 when `marker` holds no article number."""
     match = ARTICLE_NUMBER.search(marker)
