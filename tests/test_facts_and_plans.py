@@ -554,3 +554,21 @@ def test_each_side_of_a_comparison_gives_the_sentence_stating_what_is_asked(tmp_
     engine = _law_library(tmp_path, MARKET_LAWS)
     result = answer("青川和白河的技术市场条例对技术合同认定登记的办理时限分别是怎么规定的？", engine=engine)
     assert "三十日内" in result.answer and "十日内" in result.answer, result.answer
+
+
+LEVEL_LAWS = {
+    "qingchuan-law.txt": CROSS_LAWS["qingchuan-law.txt"],
+    "national-law.txt": "中华人民共和国示范专利法\n\n第六十八条 假冒专利的，由负责专利执法的部门责令改正并予公告，没收违法所得，可以处违法所得五倍"
+                        "以下的罚款。\n\n第六十九条 本法自2021年6月1日起施行。\n",
+    "baihe-competition.txt": CROSS_LAWS["baihe-competition.txt"],
+}
+
+
+def test_a_side_named_by_its_level_is_the_document_of_that_level_that_answers(tmp_path):
+    """dev_g g021/g030: "…跟国家层面的规定比", "国家的规定和它比多了什么" named the other side by its level; it was left
+    out and one side answered. A level (vocab level_national / level_province / level_local) is the document of that
+    level that best answers the question, as if named."""
+    engine = _law_library(tmp_path, LEVEL_LAWS)
+    result = answer("青川市专利条例对假冒专利的罚款，跟国家层面的规定比是重还是轻？", engine=engine)
+    assert "四倍以下" in result.answer and "五倍以下" in result.answer, result.answer
+    assert {c.doc_id for c in result.citations} == {"qingchuan-law", "national-law"}, result.citations

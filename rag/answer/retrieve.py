@@ -10,6 +10,7 @@ import re
 from rag.answer.grounding import (
     without_instructions,
 )
+from rag.answer.plans import one_version
 from rag.engine import Engine
 from rag.errors import LLMUnavailableError, ModelError
 from rag.ingest.chunking import Chunk
@@ -59,10 +60,43 @@ def understand_question(question: str, history: list | None, engine: Engine) -> 
             if not prior.docs and prior.facet not in NO_SEARCH_FACETS:
                 prior.docs = [c.chunk.doc_id for c in engine.retriever.search(prior, k=1)]
             query.docs, query.held = prior.docs, bool(prior.docs)
+    with_level_sides(query, engine)
     anchor = search_anchor(question, history)
     if anchor and query.facet not in NO_SEARCH_FACETS:
         query.search = f"{query.search} {anchor}"
     return query
+
+
+LEVELS = {"national": "level_national", "province": "level_province", "local": "level_local"}  # level → vocab class
+
+
+def level_of(document: dict) -> set[str]:
+    """The levels a document speaks at: national (no region), province (a province's own: region without a city),
+    local (any region)."""
+    if not document.get("region"):
+        return {"national"}
+    return {"local", "province"} if not document.get("city") and document.get("province") else {"local"}
+
+
+def with_level_sides(query: Query, engine: Engine) -> None:
+    """A side of a comparison named by its level ("山东省专利条例对假冒专利的罚款，跟国家层面的规定比", "地方条例和国家
+    法律的表述有什么不同", "淄博…省里的条例有没有类似的规定": vocab classes level_national, level_province,
+    level_local) is the document of that level that best answers the question — found by a search within that level's
+    documents (the latest version of a text), and added to the documents the question names, as if named by title."""
+    if query.facet in NO_SEARCH_FACETS or query.all_docs:
+        return
+    vocab = load_vocabulary(engine.settings.vocab_dir)
+    levels = [level for level, klass in LEVELS.items() if vocab.has(klass, query.text)]
+    if not levels or not (query.docs or len(levels) > 1):
+        return  # "国家层面有什么规定" alone asks no comparison: searched as it is
+    for level in levels:
+        members = [d["doc_id"] for d in engine.index.documents
+                   if level in level_of(d) and d["doc_id"] not in query.docs]
+        members = one_version(members, query.years, engine.document_view)
+        found = engine.retriever.search(query, k=1, within=members) if members else []
+        if found:
+            query.docs.append(found[0].chunk.doc_id)
+            query.namings = max(query.namings, 1) + 1
 
 
 def retrieve(query: Query, engine: Engine, filters: dict | None = None, k: int | None = None) -> list[ScoredChunk]:
