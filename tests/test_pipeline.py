@@ -514,3 +514,24 @@ def test_a_side_of_a_comparison_the_models_answer_leaves_out_is_added(tmp_path):
     both = one_side + "河南：单位应当提取不低于百分之三十的比例作为报酬[2]。"
     full = answer(question, engine=engine_with_llm(engine, FakeLLM(replies=[both]), llm_backend="local"))
     assert full.answer.count("百分之三十") == 1
+
+
+def test_a_side_without_figures_the_models_answer_does_not_cite_is_added(tmp_path):
+    """dev_g g003 ("…擅自提高收费标准，北京…和浙江…的处罚有什么区别"): one side punishes without a figure (予以警告), the
+    model wrote the other side only. A side the checked answer cites nothing of is added, cited; a side it cites is
+    not repeated."""
+    from .conftest import library_of
+
+    engine = library_of(tmp_path, {
+        "青川市技术市场条例.txt": "青川市技术市场条例\n\n第一条 为了规范技术市场，制定本条例。\n\n第三十条 技术合同登记机构擅自提高收费"
+                             "标准的，由市科学技术行政部门予以警告并责令其限期改正。\n",
+        "白河市技术市场条例.txt": "白河市技术市场条例\n\n第一条 为了规范技术市场，制定本条例。\n\n第二十六条 技术合同认定登记机构擅自"
+                             "提高收费标准的，科技主管部门可以处以五千元以上二万元以下的罚款。\n"})
+    question = "技术合同登记机构擅自提高收费标准，青川和白河的技术市场条例的处罚有什么区别？"
+    one_side = "白河：科技主管部门可以处以五千元以上二万元以下的罚款[2]。"
+    result = answer(question, engine=engine_with_llm(engine, FakeLLM(replies=[one_side]), llm_backend="local"))
+    assert "五千元以上二万元以下" in result.answer and "予以警告" in result.answer, result.answer
+    assert {c.doc_id for c in result.citations} == {"青川市技术市场条例", "白河市技术市场条例"}, result.citations
+    both = one_side + "青川：由市科学技术行政部门予以警告并责令其限期改正[1]。"
+    full = answer(question, engine=engine_with_llm(engine, FakeLLM(replies=[both]), llm_backend="local"))
+    assert full.answer.count("予以警告") == 1, full.answer

@@ -173,19 +173,21 @@ def checked(raw: str, evidence: list[Evidence], passages: list[ScoredChunk], set
 def _exact_facts_left_out(plan: Plan, answer: str, read: list[ScoredChunk], lines: list[str],
                           citations: list[Citation]) -> int:
     """A compound question's parts the code answers exactly — a document's own facts, read from where its text states
-    them ("是以第几号令发布的？哪天通过、何时起施行？") — and each side of a comparison the code found with its figures
-    are not lost to the model's phrasing: a fact whose value the checked answer does not hold is added, cited (dev_h
-    h058, h062: the model gave two of three facts; h067, h076: one side's figures). `read` gains the fact's passage
-    when the model did not read it. Returns how many were added."""
+    them ("是以第几号令发布的？哪天通过、何时起施行？") — and each side of a comparison the code found are not lost to
+    the model's phrasing: a fact whose value the checked answer does not hold is added, cited (dev_h h058, h062: the
+    model gave two of three facts; h067, h076: one side's figures); a side without figures is added when the answer
+    cites nothing of its document (dev_g g003). `read` gains the fact's passage when the model did not read it.
+    Returns how many were added."""
     if plan.kind not in ("compound", "cross"):
         return 0
     said = compact(normalise_numbers(answer))
+    cited = {c.doc_id for c in citations}
     added = 0
     for statement in plan.statements:
-        if not (statement.exact and statement.ctx is not None and statement.quote):
+        if not ((statement.exact or statement.side) and statement.ctx is not None and statement.quote):
             continue
-        if _holds(said, statement):
-            continue
+        if _holds(said, statement) if statement.exact else statement.ctx.chunk.doc_id in cited:
+            continue  # a side without figures is given when the answer cites its document (dev_g g003: one side)
         number = next((i + 1 for i, p in enumerate(read) if within(statement.ctx, [p])), 0)
         if not number:
             read.append(statement.ctx)

@@ -15,6 +15,7 @@ from rag.engine import Engine
 from rag.errors import LLMUnavailableError, ModelError
 from rag.ingest.chunking import Chunk
 from rag.language.facts import ARTICLE_HEADING, ARTICLE_NUMBER, HEADING_START, article_number, article_of, articles_cited
+from rag.language.pinyin import hanzi_for_pinyin
 from rag.language.text import tokenize
 from rag.language.vocab import load_vocabulary
 from rag.models.prompts import render
@@ -46,7 +47,8 @@ def understand_question(question: str, history: list | None, engine: Engine) -> 
     (rag/understand/query.py) — once; every later step reads this Query."""
     settings = engine.settings
     question = validate_question(question, settings.max_question_chars)
-    standalone = rewrite_question(question, history, engine)
+    # pinyin an input method left unconverted ("深圳zhuanli优先审查") is read as the words it spells
+    standalone = hanzi_for_pinyin(rewrite_question(question, history, engine), engine.retriever.passages_holding)
     query = understand(standalone, engine.index.documents, load_vocabulary(settings.vocab_dir))
     if standalone != question:
         query.followup = question

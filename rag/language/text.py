@@ -26,6 +26,13 @@ def _tokenizer(folder: str):
     return tokenizer
 
 
+def word_frequencies() -> dict[str, int]:
+    """The tokenizer's dictionary: word → frequency (jieba's, with the segmentation words)."""
+    tokenizer = _tokenizer(load_vocabulary().source)
+    tokenizer.check_initialized()
+    return tokenizer.FREQ
+
+
 def tokenizer_fingerprint() -> str:
     """Changes when the segmentation words or stop words change (vocab/segmentation.txt, stop_words.txt): part of
     the index signature (BM25 tokens)."""

@@ -30,6 +30,7 @@ from rag.understand.query import Query
 SUBJECT_SHARE = 0.75
 SUBJECT_MIN_PASSAGES = 2
 SUBJECT_POOL = 2000
+HELD_CAP = 50  # passages counted holding a word (enough to tell the library's words from the rest)
 
 
 @dataclass
@@ -111,6 +112,7 @@ class Retriever:
         self._all_docs = frozenset(d["doc_id"] for d in index.documents)
         self._titles = [(d["doc_id"], d.get("title", "")) for d in index.documents]
         self._subjects: LRUCache[str, str] = LRUCache(maxsize=8192)  # a word → the one document it is the subject of
+        self._held: LRUCache[str, int] = LRUCache(maxsize=8192)  # a word → how many passages hold it (up to HELD_CAP)
         self._filters: LRUCache[tuple, tuple] = LRUCache(maxsize=256)  # filter → (day, the documents it allows)
 
     def allowed_docs(self, filters: dict | None) -> frozenset[str] | None:
@@ -287,6 +289,16 @@ class Retriever:
             if owner and owner not in found:
                 found.append(owner)
         return found
+
+    def passages_holding(self, word: str) -> int:
+        """How many of the library's passages hold `word` as a search token (counted up to HELD_CAP)."""
+        with self._lock:
+            count = self._held.get(word)
+        if count is None:
+            count = len(self.index.query([word], None).bm25_top(HELD_CAP, None))
+            with self._lock:
+                self._held[word] = count
+        return count
 
     def _subject_of(self, term: str) -> str:
         """The one document whose title holds `term` when its passages hold most of the library's that do; else ''."""
