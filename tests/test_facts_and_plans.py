@@ -572,3 +572,13 @@ def test_a_side_named_by_its_level_is_the_document_of_that_level_that_answers(tm
     result = answer("青川市专利条例对假冒专利的罚款，跟国家层面的规定比是重还是轻？", engine=engine)
     assert "四倍以下" in result.answer and "五倍以下" in result.answer, result.answer
     assert {c.doc_id for c in result.citations} == {"qingchuan-law", "national-law"}, result.citations
+
+
+def test_a_text_not_named_by_year_is_read_in_its_latest_version(tmp_path):
+    """dev_h h087: "三样专利…各自能管几年" was answered from the 2008 专利法 (外观设计…十年) that the 2020 one replaced.
+    A superseded version's passages give way unless the question names it by its year or compares versions."""
+    engine = _law_library(tmp_path, VERSIONS | {"baihe-competition.txt": CROSS_LAWS["baihe-competition.txt"]})
+    latest = answer("假冒专利的，最多罚违法所得的几倍？", engine=engine)
+    assert "五倍以下" in latest.answer and "三倍以下" not in latest.answer, latest.answer
+    older = answer("2010年的青川市专利条例对假冒专利罚多少？", engine=engine)
+    assert "三倍以下" in older.answer and "五倍以下" not in older.answer, older.answer

@@ -149,6 +149,7 @@ def _answer_events(question: str, history: list | None, engine: Engine, filters:
     if len(kept) < len(query.docs):  # an older version of the text named is left out, its passages too
         eligibility.passages = [p for p in eligibility.passages if p.chunk.doc_id in kept
                                 or p.chunk.doc_id not in query.docs] or eligibility.passages
+
     if query.held:
         eligibility.passages = held_passages(query, eligibility.passages, settings.evidence_min_cover,
                                              settings.figure_min_cover)

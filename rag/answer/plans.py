@@ -533,5 +533,25 @@ def one_version(doc_ids: list[str], years: list[str], view: DocumentView, versio
     return [d for d in doc_ids if d in chosen[view.title(d)]]
 
 
+def superseded(doc_ids: list[str], view: DocumentView) -> set[str]:
+    """Of these documents, those a later version of the same text in the library replaces (the 2008 专利法 when the
+    2020 one is held)."""
+    out = set()
+    for doc_id in set(doc_ids):
+        group = view.versions(doc_id)
+        if len(group) > 1 and version_year(view, doc_id) < max(version_year(view, d) for d in group):
+            out.add(doc_id)
+    return out
+
+
+def superseded_in_library(view: DocumentView) -> set[str]:
+    """Every document a later version of the same text in the library replaces (worked out once per index view)."""
+    cached = view.__dict__.get("_superseded")
+    if cached is None:
+        shared = [d for d in view.order if len(view.versions(d)) > 1]
+        cached = view.__dict__["_superseded"] = superseded(shared, view)
+    return cached
+
+
 def is_document_facet(query: Query) -> bool:
     return query.facet in DOCUMENT_FACETS

@@ -10,7 +10,7 @@ import re
 from rag.answer.grounding import (
     without_instructions,
 )
-from rag.answer.plans import one_version
+from rag.answer.plans import one_version, superseded_in_library
 from rag.engine import Engine
 from rag.errors import LLMUnavailableError, ModelError
 from rag.ingest.chunking import Chunk
@@ -149,7 +149,15 @@ def retrieve_for(query: Query, engine: Engine, filters: dict | None = None, k: i
         # a question naming no document is searched with the documents its words are the subject of boosted
         docs = query.docs or ([] if query.all_docs or not settings.subject_documents
                               else engine.retriever.subject_documents(query.text))
-        return engine.retriever.search(query, k=k, filters=filters, docs=docs)
+        # a text is read in its latest version unless the question names an older one by its year (dev_h h087: the
+        # 2008 专利法's 实用新型和外观设计…十年 for "各自能管几年"): a superseded version's passages give way
+        view = engine.document_view
+        old = superseded_in_library(view) - set(one_version(query.docs, query.years, view) if query.docs else ())
+        found = engine.retriever.search(query, k=2 * k if old else k, filters=filters, docs=docs)
+        if old:
+            found = [c for c in found if c.chunk.doc_id not in old][:k] or found[:k]
+            found = [ScoredChunk(c.chunk, c.score, i + 1, c.bm25, c.dense) for i, c in enumerate(found)]
+        return found
     named = query.docs[:MAX_NAMED_DOCS] if query.docs and not query.all_docs else []
     wide = k if named else max(k, settings.cross_candidates)
     ranked = engine.retriever.search(query, k=wide, filters=filters, docs=query.docs)

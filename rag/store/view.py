@@ -32,6 +32,9 @@ class DocumentView:
         self.documents = {d["doc_id"]: d for d in documents}
         self.order = [d["doc_id"] for d in documents]
         self.chunks = _PerDocument(chunks_of)
+        self._by_title: dict[str, list[str]] = {}
+        for d in documents:
+            self._by_title.setdefault(d.get("title", d["doc_id"]), []).append(d["doc_id"])
 
     def facts(self, doc_id: str) -> dict:
         return facts_from_json(self.documents.get(doc_id, {}).get("facts", {}))
@@ -46,6 +49,10 @@ class DocumentView:
 
     def title(self, doc_id: str) -> str:
         return self.documents.get(doc_id, {}).get("title", doc_id)
+
+    def versions(self, doc_id: str) -> list[str]:
+        """The documents of the same title (versions of one text: 专利法 as amended in 2008 and in 2020)."""
+        return self._by_title.get(self.title(doc_id), [doc_id])
 
     def chunk_at(self, doc_id: str, offset: int) -> Chunk | None:
         for chunk in self.chunks.get(doc_id, []):
