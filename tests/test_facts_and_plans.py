@@ -582,3 +582,20 @@ def test_a_text_not_named_by_year_is_read_in_its_latest_version(tmp_path):
     assert "五倍以下" in latest.answer and "三倍以下" not in latest.answer, latest.answer
     older = answer("2010年的青川市专利条例对假冒专利罚多少？", engine=engine)
     assert "三倍以下" in older.answer and "五倍以下" not in older.answer, older.answer
+
+
+def test_a_level_the_named_document_is_of_is_not_another_side(tmp_path):
+    """"河南省里的…" names the province's own document: 省里 is not a second, provincial side; of a city's document
+    (淄博) it is that city's province (山东), not another province's."""
+    def regulation(title: str, article: str, times: str) -> str:
+        return f"{title}\n\n{article} 假冒专利的，由专利行政部门责令改正，可以处违法所得{times}以下的罚款。\n\n第九十条 本条例自2012年1月1日起施行。\n"
+
+    engine = _law_library(tmp_path, {
+        "zibo.txt": regulation("淄博市专利管理若干规定", "第三十条", "四倍"),
+        "shandong.txt": regulation("山东省专利条例", "第五十一条", "二倍"),
+        "henan.txt": regulation("河南省专利保护条例", "第四十条", "六倍"),
+    })
+    own = answer("山东省专利条例，省里的规定对假冒专利罚多少？", engine=engine)
+    assert "二倍以下" in own.answer and "六倍以下" not in own.answer and "四倍以下" not in own.answer, own.answer
+    other = answer("淄博市专利管理若干规定对假冒专利的罚款，和省里的条例有什么不同？", engine=engine)
+    assert "四倍以下" in other.answer and "二倍以下" in other.answer and "六倍以下" not in other.answer, other.answer

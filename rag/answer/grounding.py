@@ -175,8 +175,8 @@ def eligible_passages(question: str, contexts: list[ScoredChunk], documents: Map
     named_series: dict[str, set] = {}
     kept = []
     for ctx in contexts:
-        if places and not _about_places(ctx, documents, places):
-            continue  # another place's document: never its figures for the place asked
+        if places and ctx.chunk.doc_id not in by_name and not _about_places(ctx, documents, places):
+            continue  # another place's document: never its figures for the place asked (one it names is asked)
         if series and text_of is not None:
             doc_id = ctx.chunk.doc_id
             if doc_id not in named_series:

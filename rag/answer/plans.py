@@ -437,6 +437,8 @@ def _without_documents(query: Query, view: DocumentView, targets: list[str]) -> 
     forms = {f for d in targets for f in title_forms(view.title(d), vocab)}
     for word in sorted(forms, key=len, reverse=True):
         text = text.replace(word, " ")
+    for klass in ("level_national", "level_province", "level_local"):  # a side named by its level (国家层面的规定)
+        text = vocab.without(klass, text)
     return text
 
 

@@ -16,6 +16,7 @@ from rag.errors import LLMUnavailableError, ModelError
 from rag.ingest.chunking import Chunk
 from rag.language.facts import ARTICLE_HEADING, ARTICLE_NUMBER, HEADING_START, article_number, article_of, articles_cited
 from rag.language.pinyin import hanzi_for_pinyin
+from rag.language.places import province_of
 from rag.language.text import tokenize
 from rag.language.vocab import load_vocabulary
 from rag.models.prompts import render
@@ -80,6 +81,10 @@ def level_of(document: dict) -> set[str]:
     return {"local", "province"} if not document.get("city") and document.get("province") else {"local"}
 
 
+def _place(document: dict) -> str:
+    return document.get("city") or document.get("province") or document.get("region", "")
+
+
 def with_level_sides(query: Query, engine: Engine) -> None:
     """A side of a comparison named by its level ("山东省专利条例对假冒专利的罚款，跟国家层面的规定比", "地方条例和国家
     法律的表述有什么不同", "淄博…省里的条例有没有类似的规定": vocab classes level_national, level_province,
@@ -91,9 +96,16 @@ def with_level_sides(query: Query, engine: Engine) -> None:
     levels = [level for level, klass in LEVELS.items() if vocab.has(klass, query.text)]
     if not levels or not (query.docs or len(levels) > 1):
         return  # "国家层面有什么规定" alone asks no comparison: searched as it is
+    view = engine.document_view
+    named = {level for d in query.docs for level in level_of(view.documents.get(d, {}))}
+    # 省里 of a city's document is that city's province (淄博 → 山东's), when the city is known
+    provinces = {province_of(_place(view.documents.get(d, {}))) for d in query.docs} - {""}
     for level in levels:
+        if level in named:
+            continue  # "河南省里的…" names the province's own document: the level is not another side
         members = [d["doc_id"] for d in engine.index.documents
-                   if level in level_of(d) and d["doc_id"] not in query.docs]
+                   if level in level_of(d) and d["doc_id"] not in query.docs
+                   and (level != "province" or not provinces or province_of(_place(d)) in provinces)]
         members = one_version(members, query.years, engine.document_view)
         found = engine.retriever.search(query, k=1, within=members) if members else []
         if found:

@@ -61,6 +61,29 @@ def _gazetteer(source: str) -> dict[str, str]:
     return names
 
 
+def province_of(place: str, vocab_dir: str = "") -> str:
+    """The short name of the province a place is in (淄博 → 山东, 山东 → 山东; cpca's division codes), '' if unknown."""
+    return _provinces(load_vocabulary(vocab_dir or None).source).get(place, "")
+
+
+@functools.lru_cache(maxsize=4)
+def _provinces(source: str) -> dict[str, str]:
+    suffixes = load_vocabulary(Path(source)).place_suffixes
+    try:
+        table = Path(str(importlib.metadata.distribution("cpca").locate_file("cpca/resources/adcodes.csv")))
+        rows = list(csv.DictReader(table.open(encoding="utf-8")))
+    except (importlib.metadata.PackageNotFoundError, OSError):
+        return {}
+    heads = {row["adcode"][:2]: _short(row["name"].strip(), suffixes) for row in rows if row["adcode"][2:].strip("0") == ""}
+    out: dict[str, str] = {}
+    for row in rows:
+        province = heads.get(row["adcode"][:2], "")
+        full = row["name"].strip()
+        for name in (full, _short(full, suffixes)):
+            out.setdefault(name, province)
+    return out
+
+
 def _short(full: str, suffixes: tuple[str, ...]) -> str:
     for suffix in suffixes:
         if full.endswith(suffix) and len(full) - len(suffix) >= 2:
