@@ -599,3 +599,11 @@ def test_a_level_the_named_document_is_of_is_not_another_side(tmp_path):
     assert "二倍以下" in own.answer and "六倍以下" not in own.answer and "四倍以下" not in own.answer, own.answer
     other = answer("淄博市专利管理若干规定对假冒专利的罚款，和省里的条例有什么不同？", engine=engine)
     assert "四倍以下" in other.answer and "二倍以下" in other.answer and "六倍以下" not in other.answer, other.answer
+
+
+def test_a_year_in_chinese_numerals_names_a_version(tmp_path):
+    """"二〇一〇年的青川市专利条例" names the 2010 version as "2010年" does (a superseded version is read when named by its
+    year, and a year written in numerals is a year)."""
+    engine = _law_library(tmp_path, VERSIONS)
+    older = answer("二〇一〇年的青川市专利条例对假冒专利罚多少？", engine=engine)
+    assert "三倍以下" in older.answer and "五倍以下" not in older.answer, older.answer

@@ -169,7 +169,7 @@ def eligible_passages(question: str, contexts: list[ScoredChunk], documents: Map
     第二十四届: vocab class `series_counters`) must be one its document names (`text_of`: a document's whole text) —
     the 第三批's 公示 does not answer for the 第四批."""
     places = places_in(question)
-    years = years_in(question)
+    years = years_in(normalise_numbers(question))  # 二〇〇八年 is 2008
     series = ordinals(question, load_vocabulary().of("series_counters"))
     by_name = set(named) if len(named) >= 2 else set()
     named_series: dict[str, set] = {}

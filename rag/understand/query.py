@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 from cachetools import LRUCache
 
-from rag.language.facts import is_cross_document, mask_figures, requested_kind
-from rag.language.text import CJK, simplified, tokenize
+from rag.language.facts import is_cross_document, mask_figures, normalise_numbers, requested_kind
+from rag.language.text import CJK, simplified, tokenize, years_in
 from rag.language.vocab import Vocabulary, load_vocabulary
 
 # Facets that are facts about a document as a whole, answered from its facts, not from passage sentences.
@@ -538,7 +538,7 @@ def understand(question: str, documents: list[dict], vocab: Vocabulary | None = 
     query.docs, query.places = document_targets(text, documents, vocab, query.names, counted)
     query.namings = counted[0] if counted else 0
     query.all_docs = vocab.has("all_docs", text)
-    query.years = sorted(set(re.findall(r"(?<!\d)(20\d\d)(?!\d)", text)))
+    query.years = years_in(normalise_numbers(text))  # 二〇〇八年 is 2008
     query.item = item_reference(text)
     titles = [d.get("title") for d in documents if d["doc_id"] in query.docs]
     # a title two documents share is one text in two versions: compared when the question says so (vocab class
