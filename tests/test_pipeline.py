@@ -535,3 +535,20 @@ def test_a_side_without_figures_the_models_answer_does_not_cite_is_added(tmp_pat
     both = one_side + "青川：由市科学技术行政部门予以警告并责令其限期改正[1]。"
     full = answer(question, engine=engine_with_llm(engine, FakeLLM(replies=[both]), llm_backend="local"))
     assert full.answer.count("予以警告") == 1, full.answer
+
+
+def test_a_side_the_model_gives_in_days_is_not_added_again(tmp_path):
+    """Seen in the browser (round 10): "北京：30天[1]" was followed by 北京's whole sentence again, its 30日内 taken as not
+    given. 天 is the 日 legal text counts days in."""
+    from .conftest import library_of
+
+    engine = library_of(tmp_path, {
+        "青川市技术市场条例.txt": "青川市技术市场条例\n\n第一条 为了规范技术市场，制定本条例。\n\n第二十条 技术合同登记机构应当在受理认定"
+                             "登记申请之日起30日内，依照有关规定予以认定登记。\n",
+        "白河市技术市场条例.txt": "白河市技术市场条例\n\n第一条 为了规范技术市场，制定本条例。\n\n第十六条 技术合同认定登记机构应当在受理"
+                             "认定登记申请之日起十日内作出认定登记决定。\n"})
+    question = "青川和白河的技术市场条例对技术合同认定登记的办理时限分别是怎么规定的？"
+    reply = "青川：30天[1]。白河：十日内[2]。"
+    result = answer(question, engine=engine_with_llm(engine, FakeLLM(replies=[reply]), llm_backend="local"))
+    check = next(step for step in result.trace if step["step"] == "check")
+    assert check["added"] == 0 and result.answer.count("青川") == 1, result.answer
