@@ -516,17 +516,20 @@ def test_a_side_of_a_comparison_the_models_answer_leaves_out_is_added(tmp_path):
     assert full.answer.count("百分之三十") == 1
 
 
+def _two_market_laws(tmp_path, qingchuan: str, baihe: str):
+    """An engine over two cities' 技术市场条例, each with one article besides its first."""
+    from .conftest import library_of
+
+    return library_of(tmp_path, {f"{city}市技术市场条例.txt": f"{city}市技术市场条例\n\n第一条 为了规范技术市场，制定本条例。\n\n{article}\n"
+                                 for city, article in (("青川", qingchuan), ("白河", baihe))})
+
+
 def test_a_side_without_figures_the_models_answer_does_not_cite_is_added(tmp_path):
     """dev_g g003 ("…擅自提高收费标准，北京…和浙江…的处罚有什么区别"): one side punishes without a figure (予以警告), the
     model wrote the other side only. A side the checked answer cites nothing of is added, cited; a side it cites is
     not repeated."""
-    from .conftest import library_of
-
-    engine = library_of(tmp_path, {
-        "青川市技术市场条例.txt": "青川市技术市场条例\n\n第一条 为了规范技术市场，制定本条例。\n\n第三十条 技术合同登记机构擅自提高收费"
-                             "标准的，由市科学技术行政部门予以警告并责令其限期改正。\n",
-        "白河市技术市场条例.txt": "白河市技术市场条例\n\n第一条 为了规范技术市场，制定本条例。\n\n第二十六条 技术合同认定登记机构擅自"
-                             "提高收费标准的，科技主管部门可以处以五千元以上二万元以下的罚款。\n"})
+    engine = _two_market_laws(tmp_path, "第三十条 技术合同登记机构擅自提高收费标准的，由市科学技术行政部门予以警告并责令其限期改正。",
+                              "第二十六条 技术合同认定登记机构擅自提高收费标准的，科技主管部门可以处以五千元以上二万元以下的罚款。")
     question = "技术合同登记机构擅自提高收费标准，青川和白河的技术市场条例的处罚有什么区别？"
     one_side = "白河：科技主管部门可以处以五千元以上二万元以下的罚款[2]。"
     result = answer(question, engine=engine_with_llm(engine, FakeLLM(replies=[one_side]), llm_backend="local"))
@@ -540,13 +543,8 @@ def test_a_side_without_figures_the_models_answer_does_not_cite_is_added(tmp_pat
 def test_a_side_the_model_gives_in_days_is_not_added_again(tmp_path):
     """Seen in the browser (round 10): "北京：30天[1]" was followed by 北京's whole sentence again, its 30日内 taken as not
     given. 天 is the 日 legal text counts days in."""
-    from .conftest import library_of
-
-    engine = library_of(tmp_path, {
-        "青川市技术市场条例.txt": "青川市技术市场条例\n\n第一条 为了规范技术市场，制定本条例。\n\n第二十条 技术合同登记机构应当在受理认定"
-                             "登记申请之日起30日内，依照有关规定予以认定登记。\n",
-        "白河市技术市场条例.txt": "白河市技术市场条例\n\n第一条 为了规范技术市场，制定本条例。\n\n第十六条 技术合同认定登记机构应当在受理"
-                             "认定登记申请之日起十日内作出认定登记决定。\n"})
+    engine = _two_market_laws(tmp_path, "第二十条 技术合同登记机构应当在受理认定登记申请之日起30日内，依照有关规定予以认定登记。",
+                              "第十六条 技术合同认定登记机构应当在受理认定登记申请之日起十日内作出认定登记决定。")
     question = "青川和白河的技术市场条例对技术合同认定登记的办理时限分别是怎么规定的？"
     reply = "青川：30天[1]。白河：十日内[2]。"
     result = answer(question, engine=engine_with_llm(engine, FakeLLM(replies=[reply]), llm_backend="local"))
