@@ -550,3 +550,13 @@ def test_a_side_the_model_gives_in_days_is_not_added_again(tmp_path):
     result = answer(question, engine=engine_with_llm(engine, FakeLLM(replies=[reply]), llm_backend="local"))
     check = next(step for step in result.trace if step["step"] == "check")
     assert check["added"] == 0 and result.answer.count("青川") == 1, result.answer
+
+
+def test_a_silent_side_of_every_document_is_not_added(tmp_path):
+    """Seen in the browser (round 10): "各地对知识产权质押融资有什么目标" had 湖南's 共建目标 paragraph (no figure, not cited
+    by the model) appended. Of every document in play, only sides with figures the answer lacks are added."""
+    engine = _two_market_laws(tmp_path, "第二十条 技术合同登记机构应当在受理认定登记申请之日起30日内，依照有关规定予以认定登记。",
+                              "第十六条 技术合同认定登记机构应当依法开展认定登记工作，提高服务质量。")
+    reply = "青川：登记机构应当在受理认定登记申请之日起30日内予以认定登记[1]。"
+    result = answer("各地对技术合同认定登记有什么要求", engine=engine_with_llm(engine, FakeLLM(replies=[reply]), llm_backend="local"))
+    assert "提高服务质量" not in result.answer, result.answer
