@@ -26,7 +26,7 @@ from rag.answer.plans import (
     Statement,
 )
 from rag.answer.result import Citation
-from rag.language.facts import days_in, normalise_numbers, one_day_unit, quantities_in
+from rag.language.facts import days_in, normalise_numbers, quantities_in
 from rag.language.text import compact
 from rag.language.tokens import count_tokens
 from rag.models.prompts import render
@@ -180,7 +180,7 @@ def _exact_facts_left_out(plan: Plan, answer: str, read: list[ScoredChunk], line
     Returns how many were added."""
     if plan.kind not in ("compound", "cross"):
         return 0
-    said = one_day_unit(compact(normalise_numbers(answer)))  # "北京：30天" gives the side's 30日内 (seen in the browser)
+    said = compact(normalise_numbers(answer))
     cited = {c.doc_id for c in citations}
     added = 0
     for statement in plan.statements:
@@ -194,7 +194,7 @@ def _exact_facts_left_out(plan: Plan, answer: str, read: list[ScoredChunk], line
             number = len(read)
         lines.append(statement.text.rstrip("。；;，, ") + f"[{number}]。")
         citations.append(citation_for(number, read[number - 1], statement.text, statement.quote))
-        said += one_day_unit(compact(normalise_numbers(statement.text)))
+        said += compact(normalise_numbers(statement.text))
         added += 1
     return added
 
@@ -208,8 +208,8 @@ def _holds(said: str, statement: Statement) -> bool:
     figures = quantities_in(statement.text)
     if figures:
         # whole figures: 5亿 is not said by "15亿元" (seen in the browser: 杭州's side was taken as given)
-        return any(re.search(rf"(?<![\d.]){re.escape(one_day_unit(compact(normalise_numbers(q))))}", said) for q in figures)
-    return one_day_unit(compact(normalise_numbers(statement.quote))) in said
+        return any(re.search(rf"(?<![\d.]){re.escape(compact(normalise_numbers(q)))}", said) for q in figures)
+    return compact(normalise_numbers(statement.quote)) in said
 
 
 def last_sentence_end(text: str) -> int:

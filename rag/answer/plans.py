@@ -39,9 +39,8 @@ class Statement:
     # a fact the answer must carry: a document's own fact read where its text states it (`quote` is the value), a
     # dated history line, one side of a comparison with its figures
     exact: bool = False
-    # one side of a comparison the question names: it must reach the answer — with its figures when it states any,
-    # else as a citation of its document (not every document of a 各地 question: seen in the browser, 湖南's 共建目标
-    # paragraph appended to "各地对知识产权质押融资有什么目标")
+    # one side of a comparison: it must reach the answer — with its figures when it states any, else as a citation of
+    # its document
     side: bool = False
 
 
@@ -414,7 +413,7 @@ def plan_per_document(query: Query, contexts: list[ScoredChunk], view: DocumentV
         sentence = evidence[0].sentence.rstrip("；;，,。")
         # one side of a comparison: its figures must reach the answer (`phrase._exact_facts_left_out`)
         statements.append(Statement(f"{label[doc_id]}：{sentence}", evidence[0].ctx, evidence[0].quote,
-                                    exact=bool(quantities_in(sentence)), side=not query.all_docs))
+                                    exact=bool(quantities_in(sentence)), side=True))
     if not statements:
         return Plan("refusal", refused=True, reason="各文件都没有给出相关内容")
     if silent and query.facet != "which_docs":

@@ -220,11 +220,6 @@ def article_of(section_path: Sequence[str], text: str) -> int:
     return article_number(text[:12]) if ARTICLE_HEADING.match(text) else 0
 
 
-def one_day_unit(text: str) -> str:
-    """天 written as 日, the unit legal text counts days in ("30天" says the "30日内" of the text)."""
-    return text.replace("天", "日")
-
-
 def ordinals(text: str, counters: Sequence[str]) -> set[tuple[str, int]]:
     """The instances of a series a text names: '第三批', '第二十三届', '第5届' → {('批', 3), ('届', 23), ('届', 5)}, for
     the counters given (vocab class `series_counters`)."""
